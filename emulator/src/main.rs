@@ -1,0 +1,3 @@
+//! `wemint-dev`: the local suite.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The `createOrder` function: builds its handler from the `wemint` library.

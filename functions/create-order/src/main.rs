@@ -1,0 +1,3 @@
+//! Entry point of the `createOrder` function.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The `gatedContent` function: builds its handler from the `wemint` library.

@@ -1,0 +1,3 @@
+//! Entry point of the `gatedContent` function.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The `login` function: builds its handler from the `wemint` library.

@@ -1,0 +1,3 @@
+//! Entry point of the `login` function.
+
+fn main() {}

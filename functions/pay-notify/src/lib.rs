@@ -1,0 +1,1 @@
+//! The `payNotify` function: builds its handler from the `wemint` library.

@@ -1,0 +1,1 @@
+//! The `ugcUpload` function: builds its handler from the `wemint` library.

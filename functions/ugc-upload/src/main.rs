@@ -1,0 +1,3 @@
+//! Entry point of the `ugcUpload` function.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The `wxPush` function: builds its handler from the `wemint` library.

@@ -1,0 +1,3 @@
+//! Entry point of the `wxPush` function.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Deployment adapters: SCF custom runtime, HTTP function, AWS Lambda (feature `lambda`).

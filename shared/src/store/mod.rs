@@ -1,0 +1,1 @@
+//! The document store: one Mongo-shaped `Store` trait, SQLite (embedded default) and MongoDB backends.

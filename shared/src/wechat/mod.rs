@@ -1,0 +1,1 @@
+//! WeChat platform client: login, access token, content security, message push, deep links, subscribe messages.
