@@ -1,0 +1,603 @@
+//! Subscriptions: plans with a period and a price, renewals that extend from the current
+//! period end, cancellation with access until the end, upgrades now with proration,
+//! downgrades at the period end.
+//!
+//! The stored [`Subscription`] is a list of paid (or trial) segments of time, each with its
+//! plan. Everything else — the state, whether there is access, which plan applies — is derived
+//! from the segments and the current time, so access can never disagree with the state and an
+//! expiry takes effect at exactly the right instant without a job having to run.
+
+use serde::{Deserialize, Serialize};
+
+use super::money::{Fen, MoneyError};
+
+const DAY: i64 = 86_400;
+
+/// A plan that can be subscribed to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Plan id, referenced by products and contents.
+    pub id: String,
+    /// Name shown to users.
+    pub title: String,
+    /// Higher tiers include lower ones; a move to a higher tier is an upgrade.
+    pub tier: u32,
+    /// Length of one paid period in days.
+    pub period_days: u32,
+    /// Price of one period in fen.
+    pub price_fen: Fen,
+    /// Free days given on the first subscription (0 for none).
+    #[serde(default)]
+    pub trial_days: u32,
+    /// Days after the period end during which the renewal is due and access continues.
+    #[serde(default)]
+    pub past_due_days: u32,
+    /// Days after the past-due window during which access continues before expiry.
+    #[serde(default)]
+    pub grace_days: u32,
+    /// Seats for a tenant plan (members allowed); `None` for personal plans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<u32>,
+}
+
+impl Plan {
+    fn period_secs(&self) -> i64 {
+        i64::from(self.period_days) * DAY
+    }
+
+    fn after_end_secs(&self) -> (i64, i64) {
+        (
+            i64::from(self.past_due_days) * DAY,
+            i64::from(self.grace_days) * DAY,
+        )
+    }
+}
+
+/// Where a subscription is, derived from its segments and the time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionState {
+    /// In a free trial.
+    Trial,
+    /// Paid and running.
+    Active,
+    /// The period ended and the renewal is due; access continues.
+    PastDue,
+    /// Renewal overdue, last days of access.
+    Grace,
+    /// No access.
+    Expired,
+    /// Canceled by the user; access until the paid period ends.
+    Canceled,
+}
+
+impl SubscriptionState {
+    /// Whether the state grants access.
+    pub fn has_access(self) -> bool {
+        !matches!(self, SubscriptionState::Expired)
+    }
+}
+
+/// A stretch of time covered by one plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Segment {
+    /// Plan covering the stretch.
+    pub plan: String,
+    /// Start, Unix seconds, inclusive.
+    pub start: i64,
+    /// End, Unix seconds, exclusive.
+    pub end: i64,
+    /// A free trial stretch (nothing paid for it).
+    #[serde(default)]
+    pub trial: bool,
+}
+
+/// One subscriber's subscription, as stored in `subscriptions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    /// Covered time, in order, never overlapping.
+    pub segments: Vec<Segment>,
+    /// When the user canceled; access continues to the end of the paid time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canceled_at: Option<i64>,
+    /// The plan the next renewal buys (a downgrade takes effect at the period end this way).
+    pub renew_plan: String,
+    /// Orders already applied, so a duplicated notification changes nothing.
+    #[serde(default)]
+    pub applied_orders: Vec<String>,
+}
+
+/// Why an operation on a subscription was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscriptionError {
+    /// The referenced plan is not the one expected.
+    #[error("plan {0} is not known")]
+    UnknownPlan(String),
+    /// An upgrade must go to a higher tier.
+    #[error("plan change to {0} is not an upgrade")]
+    NotAnUpgrade(String),
+    /// A downgrade must go to a lower tier.
+    #[error("plan change to {0} is not a downgrade")]
+    NotADowngrade(String),
+    /// Nothing is running to change.
+    #[error("subscription has expired")]
+    Expired,
+    /// Amount arithmetic failed.
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+}
+
+/// What applying a paid order did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The paid time now ends at `until`.
+    Extended {
+        /// Start of the newly paid stretch.
+        from: i64,
+        /// End of the paid time.
+        until: i64,
+    },
+    /// The order was applied before; nothing changed.
+    AlreadyApplied,
+}
+
+impl Subscription {
+    /// A new subscription starting at `now`: a trial when the plan offers one and
+    /// `with_trial`, otherwise nothing is covered until the first paid order is applied.
+    pub fn start(plan: &Plan, now: i64, with_trial: bool) -> Self {
+        let segments = if with_trial && plan.trial_days > 0 {
+            vec![Segment {
+                plan: plan.id.clone(),
+                start: now,
+                end: now + i64::from(plan.trial_days) * DAY,
+                trial: true,
+            }]
+        } else {
+            Vec::new()
+        };
+        Subscription {
+            segments,
+            canceled_at: None,
+            renew_plan: plan.id.clone(),
+            applied_orders: Vec::new(),
+        }
+    }
+
+    /// End of the covered time (the period end), or `None` before anything was covered.
+    pub fn period_end(&self) -> Option<i64> {
+        self.segments.last().map(|s| s.end)
+    }
+
+    /// The segment covering `at`, if any.
+    pub fn segment_at(&self, at: i64) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.start <= at && at < s.end)
+    }
+
+    /// The plan that applies at `at`: the covering segment's, or the last one's while past
+    /// due or in grace.
+    pub fn plan_at(&self, at: i64, plans: &impl Fn(&str) -> Option<Plan>) -> Option<String> {
+        if !self.state(at, plans).has_access() {
+            return None;
+        }
+        self.segment_at(at)
+            .or(self.segments.last())
+            .map(|s| s.plan.clone())
+    }
+
+    /// The state at `now`.
+    pub fn state(&self, now: i64, plans: &impl Fn(&str) -> Option<Plan>) -> SubscriptionState {
+        let Some(last) = self.segments.last() else {
+            return SubscriptionState::Expired;
+        };
+        if let Some(segment) = self.segment_at(now) {
+            return if self.canceled_at.is_some() {
+                SubscriptionState::Canceled
+            } else if segment.trial {
+                SubscriptionState::Trial
+            } else {
+                SubscriptionState::Active
+            };
+        }
+        if now < last.end {
+            // Inside a gap left by an earlier expiry: that time was not paid for.
+            return SubscriptionState::Expired;
+        }
+        if self.canceled_at.is_some() {
+            return SubscriptionState::Expired;
+        }
+        let (past_due, grace) = plans(&last.plan)
+            .map(|p| p.after_end_secs())
+            .unwrap_or((0, 0));
+        if now < last.end + past_due {
+            SubscriptionState::PastDue
+        } else if now < last.end + past_due + grace {
+            SubscriptionState::Grace
+        } else {
+            SubscriptionState::Expired
+        }
+    }
+
+    /// Applies a paid period of `plan` bought by `order_id` and paid at `paid_at`.
+    ///
+    /// While the subscription still has access at `paid_at` (including past due and grace),
+    /// the new period starts at the current period end, so no paid day is lost; after expiry
+    /// it starts at `paid_at`. A renewal also lifts a cancellation.
+    pub fn apply_renewal(
+        &mut self,
+        plan: &Plan,
+        order_id: &str,
+        paid_at: i64,
+        plans: &impl Fn(&str) -> Option<Plan>,
+    ) -> Applied {
+        if self.applied_orders.iter().any(|o| o == order_id) {
+            return Applied::AlreadyApplied;
+        }
+        let state = self.state(paid_at, plans);
+        let from = match self.period_end() {
+            Some(end) if state.has_access() => end,
+            _ => paid_at,
+        };
+        let until = from + plan.period_secs();
+        self.push_segment(Segment {
+            plan: plan.id.clone(),
+            start: from,
+            end: until,
+            trial: false,
+        });
+        self.canceled_at = None;
+        self.applied_orders.push(order_id.to_owned());
+        Applied::Extended { from, until }
+    }
+
+    /// Cancels: no renewal is expected, access continues to the end of the paid time.
+    pub fn cancel(&mut self, now: i64) {
+        self.canceled_at.get_or_insert(now);
+    }
+
+    /// What an upgrade to `to` costs at `now`: the new plan's price for the remaining paid
+    /// time (rounded up) minus the unused value of what was paid (rounded down), never
+    /// negative. Trial time costs and credits nothing.
+    pub fn upgrade_quote(
+        &self,
+        to: &Plan,
+        now: i64,
+        plans: &impl Fn(&str) -> Option<Plan>,
+    ) -> Result<Fen, SubscriptionError> {
+        let current = self.current_plan(now, plans)?;
+        if to.tier <= current.tier {
+            return Err(SubscriptionError::NotAnUpgrade(to.id.clone()));
+        }
+        let mut cost = Fen::ZERO;
+        let mut credit = Fen::ZERO;
+        for segment in self.segments.iter().filter(|s| s.end > now && !s.trial) {
+            let remaining = segment.end - segment.start.max(now);
+            let old = plans(&segment.plan)
+                .ok_or_else(|| SubscriptionError::UnknownPlan(segment.plan.clone()))?;
+            credit =
+                credit.checked_add(old.price_fen.mul_div_floor(remaining, old.period_secs())?)?;
+            cost = cost.checked_add(to.price_fen.mul_div_ceil(remaining, to.period_secs())?)?;
+        }
+        Ok(cost.checked_sub(credit).unwrap_or(Fen::ZERO))
+    }
+
+    /// Applies a paid upgrade: from `paid_at` on, all covered time is on plan `to`; the
+    /// period end does not move. Future renewals buy `to`.
+    pub fn apply_upgrade(
+        &mut self,
+        to: &Plan,
+        order_id: &str,
+        paid_at: i64,
+        plans: &impl Fn(&str) -> Option<Plan>,
+    ) -> Result<Applied, SubscriptionError> {
+        if self.applied_orders.iter().any(|o| o == order_id) {
+            return Ok(Applied::AlreadyApplied);
+        }
+        let current = self.current_plan(paid_at, plans)?;
+        if to.tier <= current.tier {
+            return Err(SubscriptionError::NotAnUpgrade(to.id.clone()));
+        }
+        let mut segments = Vec::with_capacity(self.segments.len() + 1);
+        for segment in self.segments.drain(..) {
+            if segment.end <= paid_at {
+                segments.push(segment);
+            } else if segment.start < paid_at {
+                segments.push(Segment {
+                    end: paid_at,
+                    ..segment.clone()
+                });
+                segments.push(Segment {
+                    plan: to.id.clone(),
+                    start: paid_at,
+                    ..segment
+                });
+            } else {
+                segments.push(Segment {
+                    plan: to.id.clone(),
+                    ..segment
+                });
+            }
+        }
+        for segment in segments {
+            self.push_segment(segment);
+        }
+        self.renew_plan = to.id.clone();
+        self.applied_orders.push(order_id.to_owned());
+        let until = self.period_end().unwrap_or(paid_at);
+        Ok(Applied::Extended {
+            from: paid_at,
+            until,
+        })
+    }
+
+    /// Schedules a downgrade: paid time keeps its plan, the next renewal buys `to`.
+    pub fn schedule_downgrade(
+        &mut self,
+        to: &Plan,
+        now: i64,
+        plans: &impl Fn(&str) -> Option<Plan>,
+    ) -> Result<(), SubscriptionError> {
+        let current = self.current_plan(now, plans)?;
+        if to.tier >= current.tier {
+            return Err(SubscriptionError::NotADowngrade(to.id.clone()));
+        }
+        self.renew_plan = to.id.clone();
+        Ok(())
+    }
+
+    /// Paid (non-trial) seconds covered in all: the sum every applied renewal added.
+    pub fn paid_secs(&self) -> i64 {
+        self.segments
+            .iter()
+            .filter(|s| !s.trial)
+            .map(|s| s.end - s.start)
+            .sum()
+    }
+
+    fn current_plan(
+        &self,
+        now: i64,
+        plans: &impl Fn(&str) -> Option<Plan>,
+    ) -> Result<Plan, SubscriptionError> {
+        let id = self.plan_at(now, plans).ok_or(SubscriptionError::Expired)?;
+        plans(&id).ok_or(SubscriptionError::UnknownPlan(id))
+    }
+
+    /// Appends a segment, merging it with the previous one when they touch and match.
+    fn push_segment(&mut self, segment: Segment) {
+        if segment.end <= segment.start {
+            return;
+        }
+        if let Some(last) = self.segments.last_mut()
+            && last.end == segment.start
+            && last.plan == segment.plan
+            && last.trial == segment.trial
+        {
+            last.end = segment.end;
+            return;
+        }
+        self.segments.push(segment);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn plan(id: &str, tier: u32, price: i64) -> Plan {
+        Plan {
+            id: id.into(),
+            title: id.into(),
+            tier,
+            period_days: 30,
+            price_fen: Fen::new(price).unwrap(),
+            trial_days: 7,
+            past_due_days: 3,
+            grace_days: 2,
+            seats: None,
+        }
+    }
+
+    fn plans(id: &str) -> Option<Plan> {
+        match id {
+            "basic" => Some(plan("basic", 1, 3000)),
+            "pro" => Some(plan("pro", 2, 6000)),
+            _ => None,
+        }
+    }
+
+    const T0: i64 = 1_700_000_000;
+
+    #[test]
+    fn trial_then_renewal_keeps_the_trial_days() {
+        let basic = plans("basic").unwrap();
+        let mut sub = Subscription::start(&basic, T0, true);
+        assert_eq!(sub.state(T0, &plans), SubscriptionState::Trial);
+        let applied = sub.apply_renewal(&basic, "o1", T0 + DAY, &plans);
+        assert_eq!(
+            applied,
+            Applied::Extended {
+                from: T0 + 7 * DAY,
+                until: T0 + 37 * DAY
+            }
+        );
+        assert_eq!(sub.state(T0 + 8 * DAY, &plans), SubscriptionState::Active);
+    }
+
+    #[test]
+    fn duplicate_notification_extends_once() {
+        let basic = plans("basic").unwrap();
+        let mut sub = Subscription::start(&basic, T0, false);
+        sub.apply_renewal(&basic, "o1", T0, &plans);
+        let before = sub.clone();
+        assert_eq!(
+            sub.apply_renewal(&basic, "o1", T0 + 5, &plans),
+            Applied::AlreadyApplied
+        );
+        assert_eq!(sub, before);
+    }
+
+    #[test]
+    fn expiry_walks_past_due_grace_expired_at_exact_instants() {
+        let basic = plans("basic").unwrap();
+        let mut sub = Subscription::start(&basic, T0, false);
+        assert_eq!(sub.state(T0, &plans), SubscriptionState::Expired);
+        sub.apply_renewal(&basic, "o1", T0, &plans);
+        let end = T0 + 30 * DAY;
+        assert_eq!(sub.state(end - 1, &plans), SubscriptionState::Active);
+        assert_eq!(sub.state(end, &plans), SubscriptionState::PastDue);
+        assert_eq!(sub.state(end + 3 * DAY, &plans), SubscriptionState::Grace);
+        assert_eq!(
+            sub.state(end + 5 * DAY - 1, &plans),
+            SubscriptionState::Grace
+        );
+        assert_eq!(sub.state(end + 5 * DAY, &plans), SubscriptionState::Expired);
+        // Renewal during grace extends from the old end: no lost days.
+        let mut in_grace = sub.clone();
+        assert_eq!(
+            in_grace.apply_renewal(&basic, "o2", end + 4 * DAY, &plans),
+            Applied::Extended {
+                from: end,
+                until: end + 30 * DAY
+            }
+        );
+        // Renewal after expiry starts at payment time.
+        assert_eq!(
+            sub.apply_renewal(&basic, "o3", end + 10 * DAY, &plans),
+            Applied::Extended {
+                from: end + 10 * DAY,
+                until: end + 40 * DAY
+            }
+        );
+        assert_eq!(
+            sub.state(end + 6 * DAY, &plans),
+            SubscriptionState::Expired,
+            "gap stays unpaid"
+        );
+    }
+
+    #[test]
+    fn canceled_keeps_access_until_period_end_then_expires_without_grace() {
+        let basic = plans("basic").unwrap();
+        let mut sub = Subscription::start(&basic, T0, false);
+        sub.apply_renewal(&basic, "o1", T0, &plans);
+        sub.cancel(T0 + DAY);
+        assert_eq!(
+            sub.state(T0 + 29 * DAY, &plans),
+            SubscriptionState::Canceled
+        );
+        assert!(sub.state(T0 + 29 * DAY, &plans).has_access());
+        assert_eq!(sub.state(T0 + 30 * DAY, &plans), SubscriptionState::Expired);
+    }
+
+    #[test]
+    fn upgrade_charges_the_prorated_difference() {
+        let basic = plans("basic").unwrap();
+        let pro = plans("pro").unwrap();
+        let mut sub = Subscription::start(&basic, T0, false);
+        sub.apply_renewal(&basic, "o1", T0, &plans);
+        // Half the period left: pro costs 3000 for it, basic credits 1500.
+        let half = T0 + 15 * DAY;
+        assert_eq!(sub.upgrade_quote(&pro, half, &plans).unwrap().get(), 1500);
+        assert!(matches!(
+            sub.upgrade_quote(&basic, half, &plans),
+            Err(SubscriptionError::NotAnUpgrade(_))
+        ));
+        sub.apply_upgrade(&pro, "up1", half, &plans).unwrap();
+        assert_eq!(sub.plan_at(half - 1, &plans).as_deref(), Some("basic"));
+        assert_eq!(sub.plan_at(half, &plans).as_deref(), Some("pro"));
+        assert_eq!(sub.period_end(), Some(T0 + 30 * DAY));
+        assert_eq!(sub.renew_plan, "pro");
+    }
+
+    #[test]
+    fn downgrade_applies_at_period_end() {
+        let basic = plans("basic").unwrap();
+        let pro = plans("pro").unwrap();
+        let mut sub = Subscription::start(&pro, T0, false);
+        sub.apply_renewal(&pro, "o1", T0, &plans);
+        sub.schedule_downgrade(&basic, T0 + DAY, &plans).unwrap();
+        assert_eq!(sub.plan_at(T0 + 29 * DAY, &plans).as_deref(), Some("pro"));
+        let renew = plans(&sub.renew_plan).unwrap();
+        sub.apply_renewal(&renew, "o2", T0 + 29 * DAY, &plans);
+        assert_eq!(sub.plan_at(T0 + 30 * DAY, &plans).as_deref(), Some("basic"));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Event {
+        Advance(i64),
+        Renew { order: u8, pro: bool },
+        Cancel,
+        Upgrade { order: u8 },
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            (1i64..40 * DAY).prop_map(Event::Advance),
+            (0u8..6, any::<bool>()).prop_map(|(order, pro)| Event::Renew { order, pro }),
+            Just(Event::Cancel),
+            (0u8..6).prop_map(|order| Event::Upgrade { order }),
+        ]
+    }
+
+    proptest! {
+        /// Over any sequence of payments (duplicates included), cancellations, upgrades and
+        /// time passing: every distinct paid order adds exactly one period, duplicates add
+        /// nothing, segments never overlap, and access always follows the derived state.
+        #[test]
+        fn no_lost_or_doubled_days(trial in any::<bool>(), events in proptest::collection::vec(event(), 1..40)) {
+            let basic = plans("basic").unwrap();
+            let mut now = T0;
+            let mut sub = Subscription::start(&basic, now, trial);
+            let mut distinct = std::collections::BTreeSet::new();
+            for event in events {
+                match event {
+                    Event::Advance(secs) => now += secs,
+                    Event::Renew { order, pro } => {
+                        let plan = plans(if pro { "pro" } else { "basic" }).unwrap();
+                        let id = format!("r{order}");
+                        let before = sub.paid_secs();
+                        let had_access = sub.state(now, &plans).has_access();
+                        let end_before = sub.period_end();
+                        let applied = sub.apply_renewal(&plan, &id, now, &plans);
+                        if distinct.insert(id) {
+                            prop_assert_eq!(sub.paid_secs() - before, 30 * DAY);
+                            // Paid while covered: starts at the old end (no lost day);
+                            // paid after expiry: starts now (no day paid for in the past).
+                            let expected_from = if had_access { end_before.unwrap() } else { now };
+                            prop_assert_eq!(applied, Applied::Extended { from: expected_from, until: expected_from + 30 * DAY });
+                            prop_assert_eq!(sub.period_end(), Some(expected_from + 30 * DAY));
+                            prop_assert!(sub.state(now, &plans).has_access());
+                        } else {
+                            prop_assert_eq!(applied, Applied::AlreadyApplied);
+                            prop_assert_eq!(sub.paid_secs(), before);
+                        }
+                    }
+                    Event::Cancel => sub.cancel(now),
+                    Event::Upgrade { order } => {
+                        let pro = plans("pro").unwrap();
+                        let id = format!("u{order}");
+                        let before = (sub.paid_secs(), sub.period_end());
+                        if sub.apply_upgrade(&pro, &id, now, &plans).is_ok() {
+                            distinct.insert(id);
+                        }
+                        prop_assert_eq!((sub.paid_secs(), sub.period_end()), before, "upgrades move no days");
+                    }
+                }
+                for pair in sub.segments.windows(2) {
+                    prop_assert!(pair[0].end <= pair[1].start, "segments overlap");
+                }
+                let renewals = distinct.iter().filter(|id| id.starts_with('r')).count() as i64;
+                prop_assert_eq!(sub.paid_secs(), renewals * 30 * DAY);
+                let state = sub.state(now, &plans);
+                prop_assert_eq!(state.has_access(), sub.plan_at(now, &plans).is_some());
+                if sub.segment_at(now).is_some() {
+                    prop_assert!(state.has_access());
+                }
+            }
+        }
+    }
+}
