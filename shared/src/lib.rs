@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod identity;
 pub mod outbound;
 pub mod pay;
 pub mod runtime;
