@@ -1,0 +1,32 @@
+/**
+ * How the Mini Program reaches the wemint functions. Change `mode` when deploying:
+ *
+ * - `event`:     CloudBase event functions through `wx.cloud.callFunction` (token in `data.token`).
+ * - `http`:      CloudBase HTTP functions through `wx.cloud.callHTTPFunction`
+ *                (`Authorization: Bearer <token>`), base library >= 3.15.1.
+ * - `container`: CloudBase Run through `wx.cloud.callContainer` (service name in `X-WX-SERVICE`).
+ * - `dev`:       the local suite `wemint-dev` through `wx.request`
+ *                (`POST {devBaseUrl}/tcb/callFunction` with `{name, data}`).
+ *                In WeChat DevTools tick "do not verify request domains" for this mode.
+ *
+ * Nothing secret belongs here: this file ships inside the Mini Program package.
+ */
+module.exports = {
+  mode: 'dev',
+  /** CloudBase environment id (event, http, container modes). */
+  env: '',
+  /** Base URL of a running `wemint-dev` (dev mode). */
+  devBaseUrl: 'http://127.0.0.1:8787',
+  /** HTTP functions: request path inside each function. */
+  http: { path: '/' },
+  /** CloudBase Run: service name; each function is served under `/<functionName>`. */
+  container: { service: 'wemint' },
+  /** Per-call transport timeout. */
+  timeoutMs: 15000,
+  /** Retries of safe calls (read-only actions, createOrder create with its clientRequestId). */
+  retry: { maxAttempts: 3, baseDelayMs: 300, maxDelayMs: 4000, maxRateLimitWaitMs: 30000 },
+  /** Order status polling after the payment UI returns. */
+  poll: { intervalMs: 1500, timeoutMs: 60000 },
+  /** Log in again this many seconds before the session token expires. */
+  sessionSkewSecs: 60,
+};

@@ -1,0 +1,108 @@
+/**
+ * Checkout: createOrder → the payment UI for the order's channel → poll createOrder `get`
+ * until the server says paid. The payment UI's success callback grants nothing: only the
+ * server's order status (set from a verified notification or query) does.
+ */
+const { ApiError } = require('./api');
+
+const PAID = ['paid', 'fulfilled'];
+const FINAL_NOT_PAID = ['closed', 'refunded', 'partially_refunded', 'refunding'];
+
+/** Runs the payment UI. Resolves 'done' or 'cancelled'; rejects with an ApiError on failure. */
+function runPaymentUi(w, payment) {
+  return new Promise((resolve, reject) => {
+    if (!payment || !payment.params) {
+      reject(new ApiError('BAD_REPLY', 'order has no payment parameters'));
+      return;
+    }
+    const fail = (err) => {
+      const msg = (err && err.errMsg) || '';
+      const code = err && err.errCode;
+      // requestPayment says "requestPayment:fail cancel"; requestVirtualPayment uses errCode -2.
+      if (/cancel/i.test(msg) || code === -2) resolve('cancelled');
+      else reject(new ApiError('PAYMENT_UI_FAILED', msg || 'payment failed', { status: code }));
+    };
+    if (payment.channel === 'wxpay') {
+      const p = payment.params;
+      w.requestPayment({
+        timeStamp: p.timeStamp,
+        nonceStr: p.nonceStr,
+        package: p.package,
+        signType: p.signType,
+        paySign: p.paySign,
+        success: () => resolve('done'),
+        fail,
+      });
+    } else if (payment.channel === 'xpay') {
+      if (typeof w.requestVirtualPayment !== 'function') {
+        reject(new ApiError('VIRTUAL_PAYMENT_UNSUPPORTED', 'this WeChat cannot take virtual payments'));
+        return;
+      }
+      const p = payment.params;
+      // signData goes on as the exact string the server signed.
+      w.requestVirtualPayment({
+        mode: p.mode,
+        signData: p.signData,
+        paySig: p.paySig,
+        signature: p.signature,
+        success: () => resolve('done'),
+        fail,
+      });
+    } else {
+      reject(new ApiError('BAD_REPLY', `unknown payment channel ${payment.channel}`));
+    }
+  });
+}
+
+/**
+ * Polls `get` until the order is paid or final, or `timeoutMs` passes.
+ * Resolves `{order, outcome}` with outcome 'paid', 'closed' (or another final status) or 'pending'.
+ */
+async function pollOrder(api, orderId, opts) {
+  const o = opts || {};
+  const interval = o.intervalMs === undefined ? 1500 : o.intervalMs;
+  const timeout = o.timeoutMs === undefined ? 60000 : o.timeoutMs;
+  const now = o.now || (() => Date.now());
+  const sleep = o.sleep || ((ms) => new Promise((r) => setTimeout(r, ms)));
+  const deadline = now() + timeout;
+  let order = null;
+  for (;;) {
+    const data = await api.call('createOrder', { action: 'get', orderId });
+    order = data.order;
+    if (o.onUpdate) o.onUpdate(order);
+    if (PAID.indexOf(order.status) >= 0) return { order, outcome: 'paid' };
+    if (FINAL_NOT_PAID.indexOf(order.status) >= 0) return { order, outcome: order.status };
+    if (now() + interval > deadline) return { order, outcome: 'pending' };
+    await sleep(interval);
+  }
+}
+
+/**
+ * The whole flow. `items: [{sku, quantity}]`, `clientRequestId` reused when the user retries
+ * the same checkout (the server then returns the same order). Resolves
+ * `{order, outcome}` with outcome 'paid', 'pending' (paid UI done but not confirmed yet),
+ * 'cancelled' (user closed the payment UI) or a final status such as 'closed'.
+ */
+async function checkout(params) {
+  const { api, items, address, clientRequestId, onStage } = params;
+  const w = params.wx || (typeof wx !== 'undefined' ? wx : undefined);
+  const stage = (s, extra) => onStage && onStage(s, extra);
+  const data = { action: 'create', clientRequestId, items: items.map((i) => ({ sku: i.sku, quantity: i.quantity })) };
+  if (address) data.address = address;
+  stage('creating');
+  const created = await api.call('createOrder', data);
+  let order = created.order;
+  if (PAID.indexOf(order.status) >= 0) return { order, outcome: 'paid' };
+  stage('paying', { order });
+  const ui = await runPaymentUi(w, created.payment);
+  stage('confirming', { order });
+  if (ui === 'cancelled') {
+    // One look: the payment may have gone through before the user closed the sheet.
+    const got = await api.call('createOrder', { action: 'get', orderId: order.id });
+    order = got.order;
+    return { order, outcome: PAID.indexOf(order.status) >= 0 ? 'paid' : 'cancelled' };
+  }
+  return pollOrder(api, order.id, Object.assign({}, params.poll, { onUpdate: params.onUpdate }));
+}
+
+module.exports = { checkout, pollOrder, runPaymentUi, PAID };
