@@ -1,0 +1,152 @@
+//! Platform certificates from `GET /v3/certificates`, and when to download them again.
+//!
+//! Only merchants without a WeChat Pay public key need this (new merchants get no platform
+//! certificate at all, reference §2.6). Certificates last 5 years but rotate, so the client
+//! refreshes them on an interval (the official Go SDK: 24 h) and when an unknown serial shows up.
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::aead::{AeadError, ApiV3Key};
+use super::keys::{KeyError, PlatformCertificate};
+use super::notify::EncryptedResource;
+
+/// Default refresh interval (the official Go SDK's).
+pub const DEFAULT_REFRESH_SECS: i64 = 24 * 3600;
+
+/// The certificate list could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    /// The response JSON is malformed.
+    #[error("certificates response is malformed: {0}")]
+    Malformed(String),
+    /// A certificate could not be decrypted.
+    #[error("certificate decryption: {0}")]
+    Decrypt(#[from] AeadError),
+    /// A decrypted certificate is not valid X.509.
+    #[error("certificate: {0}")]
+    Key(#[from] KeyError),
+    /// The decrypted certificate's serial differs from the listed `serial_no`.
+    #[error("listed serial {listed} does not match certificate serial {actual}")]
+    SerialMismatch {
+        /// From the list.
+        listed: String,
+        /// From the certificate.
+        actual: String,
+    },
+}
+
+/// Body of `GET /v3/certificates`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificatesResponse {
+    /// One entry per platform certificate.
+    pub data: Vec<CertificateEntry>,
+}
+
+/// One listed certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateEntry {
+    /// Upper-case hex serial.
+    pub serial_no: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub effective_time: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub expire_time: String,
+    /// The PEM, encrypted with the APIv3 key (AAD `certificate`).
+    pub encrypt_certificate: EncryptedResource,
+}
+
+/// Decrypt one listed certificate to its PEM text.
+pub fn decrypt_certificate_pem(
+    key: &ApiV3Key,
+    entry: &CertificateEntry,
+) -> Result<String, CertificateError> {
+    Ok(super::notify::decrypt_resource(
+        key,
+        &entry.encrypt_certificate,
+    )?)
+}
+
+/// Decrypt and parse every certificate of a `/v3/certificates` body; each must carry the serial
+/// it is listed under.
+pub fn decrypt_certificates(
+    key: &ApiV3Key,
+    body: &[u8],
+) -> Result<Vec<PlatformCertificate>, CertificateError> {
+    let response: CertificatesResponse =
+        serde_json::from_slice(body).map_err(|e| CertificateError::Malformed(e.to_string()))?;
+    response
+        .data
+        .iter()
+        .map(|entry| {
+            let cert = PlatformCertificate::from_pem(&decrypt_certificate_pem(key, entry)?)?;
+            if !cert.serial_no.eq_ignore_ascii_case(&entry.serial_no) {
+                return Err(CertificateError::SerialMismatch {
+                    listed: entry.serial_no.clone(),
+                    actual: cert.serial_no,
+                });
+            }
+            Ok(cert)
+        })
+        .collect()
+}
+
+/// Decides when certificates are due for download; the time comes from the caller's clock.
+#[derive(Debug)]
+pub struct RefreshSchedule {
+    interval_secs: i64,
+    last_success: Mutex<Option<i64>>,
+}
+
+impl RefreshSchedule {
+    /// Refresh every `interval_secs` seconds (at least 60).
+    pub fn new(interval_secs: i64) -> Self {
+        Self {
+            interval_secs: interval_secs.max(60),
+            last_success: Mutex::new(None),
+        }
+    }
+
+    /// True when never refreshed or the interval has passed at `now_unix`.
+    pub fn is_due(&self, now_unix: i64) -> bool {
+        match *self
+            .last_success
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            None => true,
+            Some(last) => now_unix - last >= self.interval_secs,
+        }
+    }
+
+    /// Record a successful refresh at `now_unix`.
+    pub fn mark_refreshed(&self, now_unix: i64) {
+        *self
+            .last_success
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now_unix);
+    }
+}
+
+impl Default for RefreshSchedule {
+    fn default() -> Self {
+        Self::new(DEFAULT_REFRESH_SECS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_is_due_first_then_after_interval() {
+        let s = RefreshSchedule::new(3600);
+        assert!(s.is_due(1000));
+        s.mark_refreshed(1000);
+        assert!(!s.is_due(1000 + 3599));
+        assert!(s.is_due(1000 + 3600));
+    }
+}
