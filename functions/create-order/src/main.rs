@@ -1,3 +1,5 @@
-//! Entry point of the `createOrder` function.
+//! Entry point of the `createOrder` function: scf-event, http or lambda mode, chosen at start.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    wemint::runtime::run(create_order::function())
+}

@@ -1,3 +1,5 @@
-//! Entry point of the `payNotify` function.
+//! Entry point of the `payNotify` function: scf-event, http or lambda mode, chosen at start.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    wemint::runtime::run(pay_notify::function())
+}
