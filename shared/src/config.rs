@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::runtime::PlatformChannel;
+use crate::identity::TrustedGateway;
 
 /// A value that must never be logged: `Debug` prints `[redacted]`, there is no `Display`.
 #[derive(Clone, Default)]
@@ -334,16 +334,10 @@ impl Config {
     ///
     /// # Errors
     /// Set to something other than `cloudbase-event` or `cloudbase-run`.
-    pub fn trust_platform_identity(&self) -> Result<Option<PlatformChannel>> {
+    pub fn trust_platform_identity(&self) -> Result<Option<TrustedGateway>> {
         const VAR: &str = "WEMINT_TRUST_PLATFORM_IDENTITY";
-        match self.get(VAR) {
-            None => Ok(None),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|e: crate::runtime::UnknownChannel| invalid(VAR, e.to_string())),
-        }
+        TrustedGateway::from_setting(self.get(VAR).as_deref())
+            .map_err(|_| invalid(VAR, "expected `cloudbase-event`, `cloudbase-run` or unset"))
     }
 
     /// The Mini Program credentials.
@@ -788,7 +782,7 @@ mod tests {
         assert_eq!(cfg.data_key().unwrap().expose(), &[9u8; 32]);
         assert_eq!(
             cfg.trust_platform_identity().unwrap(),
-            Some(PlatformChannel::CloudbaseRun)
+            Some(TrustedGateway::CloudbaseRun)
         );
         let bad = Config::from_vars([
             ("WEMINT_SESSION_SECRET", "short"),

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::function::{
     CallRequest, Invocation, Service, TimerRequest, WebhookRequest, WebhookResponse,
 };
-use super::identity::{IdentityInputs, PlatformChannel, PlatformClaims, bearer_token};
+use super::identity::{IdentityInputs, PlatformClaims, TrustedGateway, bearer_token, claims};
 use crate::config::Secret;
 
 /// The reply to one event-style invocation (SCF runtime API, Lambda).
@@ -273,13 +273,12 @@ fn take_data_token(
 /// Takes `userInfo` out of a callFunction event as a `cloudbase-event` claim.
 fn take_user_info(data: &mut Map<String, Value>) -> Option<PlatformClaims> {
     let info = data.remove("userInfo")?;
-    let claims = PlatformClaims {
-        channel: PlatformChannel::CloudbaseEvent,
-        openid: non_empty_str(info.get("openId")),
-        appid: non_empty_str(info.get("appId")),
-        unionid: non_empty_str(info.get("unionId")),
-    };
-    (claims.openid.is_some() || claims.appid.is_some()).then_some(claims)
+    claims(
+        TrustedGateway::CloudbaseEvent,
+        non_empty_str(info.get("openId")),
+        non_empty_str(info.get("appId")),
+        non_empty_str(info.get("unionId")),
+    )
 }
 
 /// `X-WX-*` headers as a `cloudbase-run` claim.
@@ -292,13 +291,12 @@ fn header_claims(headers: &HeaderMap) -> Option<PlatformClaims> {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
-    let claims = PlatformClaims {
-        channel: PlatformChannel::CloudbaseRun,
-        openid: get("x-wx-openid"),
-        appid: get("x-wx-appid"),
-        unionid: get("x-wx-unionid"),
-    };
-    (claims.openid.is_some() || claims.appid.is_some()).then_some(claims)
+    claims(
+        TrustedGateway::CloudbaseRun,
+        get("x-wx-openid"),
+        get("x-wx-appid"),
+        get("x-wx-unionid"),
+    )
 }
 
 fn header_token(headers: &HeaderMap) -> Option<Secret<String>> {
@@ -559,8 +557,8 @@ mod tests {
             .unwrap()
             .clone();
         let claims = take_user_info(&mut data).unwrap();
-        assert_eq!(claims.channel, PlatformChannel::CloudbaseEvent);
-        assert_eq!(claims.openid.as_deref(), Some("o1"));
+        assert_eq!(claims.gateway, TrustedGateway::CloudbaseEvent);
+        assert_eq!(claims.openid, "o1");
         let mut ids = IdentityInputs::default();
         take_data_token(&mut data, &mut ids).unwrap();
         assert_eq!(ids.session_token.unwrap().expose(), "t");
@@ -611,7 +609,7 @@ mod service_tests {
         })
         .callable("echo", |state, req| async move {
             let platform = req.identity.platform.as_ref().map(
-                |p| json!({"channel": p.channel.as_str(), "openid": p.openid, "appid": p.appid}),
+                |p| json!({"channel": format!("{:?}", p.gateway), "openid": p.openid, "appid": p.appid}),
             );
             let token = req
                 .identity
@@ -678,7 +676,7 @@ mod service_tests {
             out,
             json!({"ok": true, "data": {
                 "state": 41, "data": {"x": 1}, "token": "tok", "action": "echo",
-                "platform": {"channel": "cloudbase-event", "openid": "o1", "appid": "wxa"},
+                "platform": {"channel": "CloudbaseEvent", "openid": "o1", "appid": "wxa"},
             }})
         );
     }
@@ -792,7 +790,7 @@ mod service_tests {
         };
         let resp = svc.handle_http(req, invocation(None), true).await;
         let body: Value = serde_json::from_slice(&resp.body).unwrap();
-        assert_eq!(body["data"]["platform"]["channel"], "cloudbase-run");
+        assert_eq!(body["data"]["platform"]["channel"], "CloudbaseRun");
         assert_eq!(body["data"]["platform"]["openid"], "o9");
         assert_eq!(body["data"]["token"], "from-data");
         assert_eq!(body["data"]["data"], json!({}));

@@ -26,7 +26,7 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
     /// The request body is larger than the platform limit (6 MB).
     pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
-    /// Too many requests; `retryAfter` says when to try again.
+    /// Too many requests; `retryAfterSecs` says when to try again.
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     /// The request conflicts with the current state (duplicate, already done, version mismatch).
     pub const CONFLICT: &str = "CONFLICT";
@@ -125,7 +125,7 @@ impl ApiError {
         self
     }
 
-    /// Sets the retry hint (sent as `retryAfter` and, over HTTP, as a `Retry-After` header).
+    /// Sets the retry hint (sent as `retryAfterSecs` and, over HTTP, as a `Retry-After` header).
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after_secs = Some(secs);
         self
@@ -155,7 +155,7 @@ impl ApiError {
     pub fn to_envelope(&self) -> Value {
         let mut error = json!({ "code": self.code, "message": self.message });
         if let Some(secs) = self.retry_after_secs {
-            error["retryAfter"] = json!(secs);
+            error["retryAfterSecs"] = json!(secs);
         }
         json!({ "ok": false, "error": error })
     }
@@ -219,7 +219,7 @@ mod tests {
         );
         let e = ApiError::rate_limited("slow down", 30);
         assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(e.to_envelope()["error"]["retryAfter"], json!(30));
+        assert_eq!(e.to_envelope()["error"]["retryAfterSecs"], json!(30));
     }
 
     #[test]

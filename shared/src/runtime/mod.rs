@@ -27,7 +27,7 @@ pub use error::{ApiError, codes, ok_envelope};
 pub use function::{
     BoxError, CallRequest, Function, Invocation, TimerRequest, WebhookRequest, WebhookResponse,
 };
-pub use identity::{IdentityInputs, PlatformChannel, PlatformClaims, UnknownChannel};
+pub use identity::{IdentityInputs, PlatformClaims, TrustedGateway};
 
 /// How the binary is being run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
