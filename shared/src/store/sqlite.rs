@@ -1,0 +1,736 @@
+//! The embedded SQLite backend: one table per collection (`_id TEXT PRIMARY KEY, doc TEXT`),
+//! JSON documents, WAL, and indexes on `json_extract(doc, '$."path"')` expressions so the
+//! database itself enforces uniqueness, across processes too.
+//!
+//! Concurrency: one connection per `SqliteStore`, used from tokio's blocking pool
+//! (`spawn_blocking`), so a long lock wait never stalls the async runtime. Every write runs in
+//! a `BEGIN IMMEDIATE` transaction, which takes SQLite's single write lock before reading:
+//! a conditional update reads, checks and writes with no other writer in between, whether
+//! the other writer is a task, a thread or another process on the same file.
+//!
+//! Values are always bound parameters. Paths are put into SQL text (an expression index is
+//! only used when the query spells the same expression), which is safe because
+//! [`check_path`](super::filter::check_path) admits only letters, digits, `_` and `-`.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, TransactionBehavior, params, params_from_iter,
+};
+use serde_json::Value;
+
+use super::document::{self, to_json};
+use super::filter::Filter;
+use super::{
+    FindOptions, IndexSpec, Order, Store, StoreError, Update, UpdateOptions, check_collection,
+};
+
+/// How long a writer waits for another writer (any process) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A document store in one SQLite file (or in memory).
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Mutex<Conn>>,
+    location: Arc<str>,
+}
+
+struct Conn {
+    db: Connection,
+    /// Collections whose table is known to exist.
+    tables: HashSet<String>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`, in WAL mode.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path: PathBuf = path.as_ref().to_owned();
+        let location: Arc<str> = path.display().to_string().into();
+        let db = blocking(move || {
+            let db = Connection::open(&path).map_err(backend)?;
+            configure(&db, true)?;
+            Ok(db)
+        })
+        .await?;
+        Ok(Self::from_connection(db, location))
+    }
+
+    /// A private in-memory database (gone when the store is dropped).
+    pub async fn open_in_memory() -> Result<Self, StoreError> {
+        let db = Connection::open_in_memory().map_err(backend)?;
+        configure(&db, false)?;
+        Ok(Self::from_connection(db, ":memory:".into()))
+    }
+
+    fn from_connection(db: Connection, location: Arc<str>) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Conn {
+                db,
+                tables: HashSet::new(),
+            })),
+            location,
+        }
+    }
+
+    /// Runs `work` on the connection in the blocking pool.
+    async fn with_conn<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || work(&mut lock(&inner))).await
+    }
+}
+
+fn lock(inner: &Mutex<Conn>) -> MutexGuard<'_, Conn> {
+    // A panic while holding the lock left no transaction open (rusqlite rolls back on drop),
+    // so the connection is still usable.
+    inner
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Backend(format!("sqlite worker failed: {e}")))?
+}
+
+fn configure(db: &Connection, file: bool) -> Result<(), StoreError> {
+    db.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+    if file {
+        let mode: String = db
+            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+            .map_err(backend)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "could not switch SQLite to WAL (journal_mode={mode})"
+            )));
+        }
+    }
+    // Money state changes must survive power loss once acknowledged: fsync every commit.
+    db.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")
+        .map_err(backend)?;
+    Ok(())
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Maps SQLite errors, turning UNIQUE violations into [`StoreError::DuplicateKey`] with the
+/// logical index name.
+fn map_err(collection: &str, e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(failure, Some(message)) = &e
+        && failure.code == ErrorCode::ConstraintViolation
+    {
+        let prefix = format!("{collection}:");
+        let index = if let Some(rest) = message.strip_prefix("UNIQUE constraint failed: index '") {
+            let name = rest.trim_end_matches('\'');
+            Some(name.strip_prefix(&prefix).unwrap_or(name).to_owned())
+        } else if message.starts_with("UNIQUE constraint failed: ") && message.ends_with("._id") {
+            Some("_id_".to_owned())
+        } else {
+            None
+        };
+        if let Some(index) = index {
+            return StoreError::DuplicateKey {
+                collection: collection.to_owned(),
+                index,
+            };
+        }
+    }
+    backend(e)
+}
+
+/// `'$."a"."b"'`: the SQL literal for a checked dotted path.
+fn json_path(path: &str) -> String {
+    debug_assert!(super::filter::check_path(path).is_ok());
+    let mut out = String::with_capacity(path.len() + 8);
+    out.push_str("'$");
+    for segment in path.split('.') {
+        out.push_str(".\"");
+        out.push_str(segment);
+        out.push('"');
+    }
+    out.push('\'');
+    out
+}
+
+fn extract(path: &str) -> String {
+    format!("json_extract(doc, {})", json_path(path))
+}
+
+fn type_of(path: &str) -> String {
+    format!("json_type(doc, {})", json_path(path))
+}
+
+/// A filter compiled to a SQL condition with its bound parameters.
+#[derive(Debug, Default)]
+struct Sql {
+    text: String,
+    params: Vec<SqlValue>,
+}
+
+impl Sql {
+    fn compile(filter: &Filter) -> Result<Self, StoreError> {
+        filter.validate()?;
+        let mut sql = Self::default();
+        sql.filter(filter);
+        Ok(sql)
+    }
+
+    fn bind(&mut self, value: SqlValue) {
+        self.params.push(value);
+    }
+
+    fn filter(&mut self, filter: &Filter) {
+        match filter {
+            Filter::All => self.text.push('1'),
+            Filter::Eq(path, value) => self.eq(path, value),
+            Filter::Ne(path, value) => {
+                // NOT of a NULL is NULL: a missing field must count as "not equal".
+                self.text.push_str("NOT IFNULL(");
+                self.eq(path, value);
+                self.text.push_str(", 0)");
+            }
+            Filter::In(_, values) if values.is_empty() => self.text.push('0'),
+            Filter::In(path, values) => self.join(" OR ", values, |sql, value| sql.eq(path, value)),
+            Filter::Gt(path, value) => self.compare(path, ">", value),
+            Filter::Gte(path, value) => self.compare(path, ">=", value),
+            Filter::Lt(path, value) => self.compare(path, "<", value),
+            Filter::Lte(path, value) => self.compare(path, "<=", value),
+            Filter::Exists(path, exists) => {
+                let op = if *exists { "IS NOT NULL" } else { "IS NULL" };
+                self.text.push_str(&format!("{} {op}", type_of(path)));
+            }
+            Filter::And(list) if list.is_empty() => self.text.push('1'),
+            Filter::And(list) => self.join(" AND ", list, Self::filter),
+            Filter::Or(list) if list.is_empty() => self.text.push('0'),
+            Filter::Or(list) => self.join(" OR ", list, Self::filter),
+        }
+    }
+
+    fn join<T>(&mut self, sep: &str, items: &[T], mut each: impl FnMut(&mut Self, &T)) {
+        self.text.push('(');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(sep);
+            }
+            each(self, item);
+        }
+        self.text.push(')');
+    }
+
+    /// Equality with MongoDB's type rules: numbers compare numerically across integer/float,
+    /// everything else only equals the same kind. The `json_extract(..) = ?` term comes first
+    /// so an expression index on the path serves it.
+    fn eq(&mut self, path: &str, value: &Value) {
+        if path == "_id" {
+            if let Value::String(id) = value {
+                self.text.push_str("_id = ?");
+                self.bind(SqlValue::Text(id.clone()));
+            } else {
+                // Ids are always strings, so a non-string id never matches (but null does not exist either).
+                self.text.push('0');
+            }
+            return;
+        }
+        let (x, t) = (extract(path), type_of(path));
+        match value {
+            Value::Null => self.text.push_str(&format!("IFNULL({t}, 'null') = 'null'")),
+            Value::Bool(true) => self.text.push_str(&format!("{t} = 'true'")),
+            Value::Bool(false) => self.text.push_str(&format!("{t} = 'false'")),
+            Value::Number(n) => {
+                self.text
+                    .push_str(&format!("({x} = ? AND {t} IN ('integer', 'real'))"));
+                self.bind(number(n));
+            }
+            Value::String(s) => {
+                self.text.push_str(&format!("({x} = ? AND {t} = 'text')"));
+                self.bind(SqlValue::Text(s.clone()));
+            }
+            Value::Array(_) | Value::Object(_) => {
+                let kind = if value.is_array() { "array" } else { "object" };
+                // Both sides minified by SQLite's own JSON writer, so equal values compare equal.
+                self.text
+                    .push_str(&format!("({x} = json(?) AND {t} = '{kind}')"));
+                self.bind(SqlValue::Text(value.to_string()));
+            }
+        }
+    }
+
+    /// Range comparison; `Filter::validate` admits only numbers and strings here.
+    fn compare(&mut self, path: &str, op: &str, value: &Value) {
+        if path == "_id" {
+            if let Value::String(id) = value {
+                self.text.push_str(&format!("_id {op} ?"));
+                self.bind(SqlValue::Text(id.clone()));
+            } else {
+                self.text.push('0');
+            }
+            return;
+        }
+        let (x, t) = (extract(path), type_of(path));
+        match value {
+            Value::Number(n) => {
+                self.text
+                    .push_str(&format!("({x} {op} ? AND {t} IN ('integer', 'real'))"));
+                self.bind(number(n));
+            }
+            Value::String(s) => {
+                self.text
+                    .push_str(&format!("({x} {op} ? AND {t} = 'text')"));
+                self.bind(SqlValue::Text(s.clone()));
+            }
+            _ => self.text.push('0'),
+        }
+    }
+}
+
+fn number(n: &serde_json::Number) -> SqlValue {
+    match n.as_i64() {
+        Some(i) => SqlValue::Integer(i),
+        None => SqlValue::Real(n.as_f64().unwrap_or(f64::NAN)),
+    }
+}
+
+fn order_by(options: &FindOptions) -> Result<String, StoreError> {
+    let mut keys = Vec::with_capacity(options.sort.len() + 1);
+    for (path, order) in &options.sort {
+        super::filter::check_path(path)?;
+        let dir = match order {
+            Order::Asc => "ASC",
+            Order::Desc => "DESC",
+        };
+        keys.push(if path == "_id" {
+            format!("_id {dir}")
+        } else {
+            format!("{} {dir}", extract(path))
+        });
+    }
+    if !options.sort.iter().any(|(path, _)| path == "_id") {
+        keys.push("_id ASC".into());
+    }
+    Ok(keys.join(", "))
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Conn {
+    /// Whether the collection's table exists (reads never create tables).
+    fn has_table(&mut self, collection: &str) -> Result<bool, StoreError> {
+        if self.tables.contains(collection) {
+            return Ok(true);
+        }
+        let exists = self
+            .db
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                [collection],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(backend)?
+            .is_some();
+        if exists {
+            self.tables.insert(collection.to_owned());
+        }
+        Ok(exists)
+    }
+
+    fn ensure_table(&mut self, collection: &str) -> Result<(), StoreError> {
+        if self.tables.contains(collection) {
+            return Ok(());
+        }
+        self.db
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS \"{collection}\" (_id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) STRICT"
+            ))
+            .map_err(backend)?;
+        self.tables.insert(collection.to_owned());
+        Ok(())
+    }
+}
+
+fn parse_doc(text: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Backend(format!("stored document is not valid JSON: {e}")))
+}
+
+/// The conditional read-modify-write of `update_one`, inside one IMMEDIATE transaction.
+fn update_in_tx(
+    conn: &mut Conn,
+    collection: &str,
+    condition: &Sql,
+    filter: &Filter,
+    update: &Update,
+    upsert: bool,
+) -> Result<Option<Value>, StoreError> {
+    conn.ensure_table(collection)?;
+    let tx = conn
+        .db
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let found: Option<(String, String)> = tx
+        .query_row(
+            &format!(
+                "SELECT _id, doc FROM \"{collection}\" WHERE {} ORDER BY rowid LIMIT 1",
+                condition.text
+            ),
+            params_from_iter(condition.params.iter()),
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(|e| map_err(collection, e))?;
+    let result = match found {
+        Some((id, text)) => {
+            let before = parse_doc(&text)?;
+            let mut map = match before {
+                Value::Object(map) => map,
+                _ => {
+                    return Err(StoreError::Backend(format!(
+                        "stored document `{id}` is not an object"
+                    )));
+                }
+            };
+            update.apply(&mut map)?;
+            let after = Value::Object(map);
+            document::validate(&after)?;
+            let new_text = to_json(&after)?;
+            if new_text != text {
+                tx.execute(
+                    &format!("UPDATE \"{collection}\" SET doc = ? WHERE _id = ?"),
+                    params![new_text, id],
+                )
+                .map_err(|e| map_err(collection, e))?;
+            }
+            Some(after)
+        }
+        None if upsert => {
+            let doc = Value::Object(update.upsert_document(filter)?);
+            document::validate(&doc)?;
+            let id = doc["_id"].as_str().unwrap_or_default().to_owned();
+            tx.execute(
+                &format!("INSERT INTO \"{collection}\" (_id, doc) VALUES (?, ?)"),
+                params![id, to_json(&doc)?],
+            )
+            .map_err(|e| map_err(collection, e))?;
+            Some(doc)
+        }
+        None => None,
+    };
+    tx.commit().map_err(|e| map_err(collection, e))?;
+    Ok(result)
+}
+
+/// The SQL for one declared index.
+fn index_sql(collection: &str, spec: &IndexSpec) -> String {
+    let unique = if spec.unique { "UNIQUE " } else { "" };
+    let columns: Vec<String> = spec
+        .fields
+        .iter()
+        .map(|f| {
+            if f == "_id" {
+                "_id".to_owned()
+            } else {
+                extract(f)
+            }
+        })
+        .collect();
+    format!(
+        "CREATE {unique}INDEX \"{collection}:{}\" ON \"{collection}\" ({})",
+        spec.name,
+        columns.join(", ")
+    )
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn insert(&self, collection: &str, mut doc: Value) -> Result<String, StoreError> {
+        check_collection(collection)?;
+        let id = document::prepare_insert(&mut doc)?;
+        let text = to_json(&doc)?;
+        let collection = collection.to_owned();
+        self.with_conn(move |conn| {
+            conn.ensure_table(&collection)?;
+            conn.db
+                .execute(
+                    &format!("INSERT INTO \"{collection}\" (_id, doc) VALUES (?, ?)"),
+                    params![id, text],
+                )
+                .map_err(|e| map_err(&collection, e))?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn get(&self, collection: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        check_collection(collection)?;
+        let (collection, id) = (collection.to_owned(), id.to_owned());
+        self.with_conn(move |conn| {
+            if !conn.has_table(&collection)? {
+                return Ok(None);
+            }
+            let text: Option<String> = conn
+                .db
+                .query_row(
+                    &format!("SELECT doc FROM \"{collection}\" WHERE _id = ?"),
+                    [id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            text.as_deref().map(parse_doc).transpose()
+        })
+        .await
+    }
+
+    async fn find(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<Value>, StoreError> {
+        check_collection(collection)?;
+        let mut sql = Sql::compile(filter)?;
+        let order = order_by(options)?;
+        sql.bind(SqlValue::Integer(options.limit.map_or(-1, clamp)));
+        sql.bind(SqlValue::Integer(clamp(options.skip)));
+        let collection = collection.to_owned();
+        self.with_conn(move |conn| {
+            if !conn.has_table(&collection)? {
+                return Ok(Vec::new());
+            }
+            let query = format!(
+                "SELECT doc FROM \"{collection}\" WHERE {} ORDER BY {order} LIMIT ? OFFSET ?",
+                sql.text
+            );
+            let mut stmt = conn.db.prepare_cached(&query).map_err(backend)?;
+            let rows = stmt
+                .query_map(params_from_iter(sql.params.iter()), |row| {
+                    row.get::<_, String>(0)
+                })
+                .map_err(backend)?;
+            rows.map(|text| parse_doc(&text.map_err(backend)?))
+                .collect()
+        })
+        .await
+    }
+
+    async fn update_one(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &Update,
+        options: UpdateOptions,
+    ) -> Result<Option<Value>, StoreError> {
+        check_collection(collection)?;
+        update.validate()?;
+        let condition = Sql::compile(filter)?;
+        let (collection, filter, update) = (collection.to_owned(), filter.clone(), update.clone());
+        self.with_conn(move |conn| {
+            update_in_tx(
+                conn,
+                &collection,
+                &condition,
+                &filter,
+                &update,
+                options.upsert,
+            )
+        })
+        .await
+    }
+
+    async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<bool, StoreError> {
+        check_collection(collection)?;
+        let sql = Sql::compile(filter)?;
+        let collection = collection.to_owned();
+        self.with_conn(move |conn| {
+            if !conn.has_table(&collection)? {
+                return Ok(false);
+            }
+            let query = format!(
+                "DELETE FROM \"{collection}\" WHERE rowid = (SELECT rowid FROM \"{collection}\" WHERE {} ORDER BY rowid LIMIT 1)",
+                sql.text
+            );
+            let n = conn.db.execute(&query, params_from_iter(sql.params.iter())).map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        check_collection(collection)?;
+        let sql = Sql::compile(filter)?;
+        let collection = collection.to_owned();
+        self.with_conn(move |conn| {
+            if !conn.has_table(&collection)? {
+                return Ok(0);
+            }
+            let query = format!("DELETE FROM \"{collection}\" WHERE {}", sql.text);
+            let n = conn
+                .db
+                .execute(&query, params_from_iter(sql.params.iter()))
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        check_collection(collection)?;
+        let sql = Sql::compile(filter)?;
+        let collection = collection.to_owned();
+        self.with_conn(move |conn| {
+            if !conn.has_table(&collection)? {
+                return Ok(0);
+            }
+            let query = format!("SELECT COUNT(*) FROM \"{collection}\" WHERE {}", sql.text);
+            let n: i64 = conn
+                .db
+                .query_row(&query, params_from_iter(sql.params.iter()), |row| {
+                    row.get(0)
+                })
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn ensure_indexes(
+        &self,
+        collection: &str,
+        indexes: &[IndexSpec],
+    ) -> Result<(), StoreError> {
+        check_collection(collection)?;
+        for spec in indexes {
+            spec.validate()?;
+        }
+        let (collection, indexes) = (collection.to_owned(), indexes.to_vec());
+        self.with_conn(move |conn| {
+            conn.ensure_table(&collection)?;
+            let tx = conn.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            for spec in &indexes {
+                let wanted = index_sql(&collection, spec);
+                let name = format!("{collection}:{}", spec.name);
+                let existing: Option<String> = tx
+                    .query_row("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", [&name], |row| row.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                match existing {
+                    Some(sql) if sql == wanted => {}
+                    Some(_) => {
+                        return Err(StoreError::InvalidQuery(format!(
+                            "index `{}` on `{collection}` already exists with a different definition",
+                            spec.name
+                        )));
+                    }
+                    None => {
+                        tx.execute_batch(&wanted).map_err(|e| map_err(&collection, e))?;
+                    }
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn paths_become_quoted_json_paths() {
+        assert_eq!(json_path("a"), "'$.\"a\"'");
+        assert_eq!(json_path("buyer.openid"), "'$.\"buyer\".\"openid\"'");
+    }
+
+    #[test]
+    fn values_are_bound_never_inlined() {
+        let sql = Sql::compile(
+            &Filter::eq("a", "x' OR 1=1 --")
+                .and(Filter::gt("n", 5))
+                .and(Filter::id("i")),
+        )
+        .unwrap();
+        assert!(!sql.text.contains("OR 1=1"));
+        assert_eq!(
+            sql.params,
+            vec![
+                SqlValue::Text("x' OR 1=1 --".into()),
+                SqlValue::Integer(5),
+                SqlValue::Text("i".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn index_sql_uses_the_filter_expression() {
+        let spec = IndexSpec::unique(["owner", "client_request_id"]);
+        assert_eq!(
+            index_sql("orders", &spec),
+            "CREATE UNIQUE INDEX \"orders:owner_1_client_request_id_1\" ON \"orders\" (json_extract(doc, '$.\"owner\"'), json_extract(doc, '$.\"client_request_id\"'))"
+        );
+    }
+
+    #[tokio::test]
+    async fn lookups_by_indexed_path_use_the_index() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        store
+            .ensure_indexes("users", &[IndexSpec::unique(["openid"])])
+            .await
+            .unwrap();
+        let sql = Sql::compile(&Filter::eq("openid", "o")).unwrap();
+        let plan = store
+            .with_conn(move |conn| {
+                let query = format!(
+                    "EXPLAIN QUERY PLAN SELECT doc FROM users WHERE {}",
+                    sql.text
+                );
+                let mut stmt = conn.db.prepare(&query).map_err(backend)?;
+                let rows = stmt
+                    .query_map(params_from_iter(sql.params.iter()), |row| {
+                        row.get::<_, String>(3)
+                    })
+                    .map_err(backend)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+            })
+            .await
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|line| line.contains("USING INDEX users:openid_1")),
+            "{plan:?}"
+        );
+        let _ = json!(null);
+    }
+}
