@@ -2,10 +2,27 @@
  * Loading components and pages (pages are built with Component(), so the same loader works)
  * under miniprogram-simulate, plus helpers to set the client's platform and version.
  */
+const fs = require('fs');
 const path = require('path');
 const simulate = require('miniprogram-simulate');
 
 const ROOT = path.resolve(__dirname, '../..');
+
+// simulate runs each component's JS with `require` and then deletes it from require.cache so a
+// second load re-runs it; jest's module registry ignores that delete, so a component used by two
+// pages in one test file would register only once. Run the file's source afresh instead, while
+// its own requires (utils/*) still come from jest's registry and stay shared with the test.
+const simUtils = require('miniprogram-simulate/src/utils');
+simUtils.runJs = (filePath) => {
+  const file = filePath.endsWith('.js') ? filePath : `${filePath}.js`;
+  const src = fs.readFileSync(file, 'utf8');
+  const dir = path.dirname(file);
+  const localRequire = (rel) => require(rel.startsWith('.') ? path.resolve(dir, rel) : rel); // eslint-disable-line import/no-dynamic-require, global-require
+  const mod = { exports: {} };
+  // eslint-disable-next-line no-new-func
+  new Function('require', 'module', 'exports', '__filename', '__dirname', src)(localRequire, mod, mod.exports, file, dir);
+  return mod.exports;
+};
 
 /** Registers a component or page by its path from the project root, e.g. 'components/paywall/paywall'. */
 function load(rel) {

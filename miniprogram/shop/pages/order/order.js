@@ -41,8 +41,9 @@ Component({
         const data = await getApi().call('createOrder', { action: 'cancel', orderId: this.orderId });
         this.show(data.order);
       } catch (err) {
-        this.setData({ errorText: errorMessage(err) });
+        // The order moved on (paid or closed meanwhile): show its real state, then why.
         if (err && err.code === 'ORDER_NOT_CANCELABLE') await this.load();
+        this.setData({ errorText: errorMessage(err) });
       }
       this.setData({ busy: false });
     },

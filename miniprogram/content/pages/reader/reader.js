@@ -1,0 +1,82 @@
+/**
+ * A piece of content: the full text and media when entitled; otherwise the preview and the
+ * paywall, whose offers check out right here and reload the content once the server says paid.
+ * Media URLs are short-lived: an expired one is fetched again before use.
+ */
+const { getApi } = require('../../../utils/api');
+const { checkout } = require('../../../utils/checkout');
+const { newRequestId } = require('../../../utils/ids');
+const { CONTENT_KIND, errorMessage } = require('../../../utils/labels');
+const config = require('../../../config');
+
+/** Seconds of validity a media URL must still have to be used as is. */
+const MEDIA_MARGIN_SECS = 30;
+
+Component({
+  data: { content: null, access: '', offers: [], kindText: '', loading: true, busy: false, statusText: '', errorText: '' },
+  methods: {
+    onLoad(query) {
+      this.contentId = decodeURIComponent((query && query.id) || '');
+      this.requestIds = {};
+      return this.load();
+    },
+    onShow() {
+      const m = this.data.content && this.data.content.media;
+      if (m && typeof m.expiresAt === 'number' && m.expiresAt - MEDIA_MARGIN_SECS <= Date.now() / 1000) {
+        return this.load();
+      }
+      return undefined;
+    },
+    async load() {
+      try {
+        const data = await getApi().call('gatedContent', { action: 'get', contentId: this.contentId });
+        const content = data.content || null;
+        this.setData({
+          content,
+          access: data.access,
+          offers: data.access === 'locked' && data.paywall ? data.paywall.offers || [] : [],
+          kindText: content ? CONTENT_KIND[content.kind] || content.kind : '',
+          loading: false,
+          errorText: '',
+        });
+      } catch (err) {
+        this.setData({ loading: false, errorText: errorMessage(err) });
+      }
+    },
+    onMediaError() {
+      // Most likely the temp URL expired while the page was open.
+      return this.load();
+    },
+    async onBuy(e) {
+      const offer = e.detail.offer;
+      if (this.data.busy || !offer) return;
+      // One id per offer while this page lives: a retry after a failure returns the same order.
+      if (!this.requestIds[offer.sku]) this.requestIds[offer.sku] = newRequestId('ck');
+      this.setData({ busy: true, statusText: '', errorText: '' });
+      try {
+        const result = await checkout({
+          api: getApi(),
+          wx,
+          items: [{ sku: offer.sku, quantity: 1 }],
+          clientRequestId: this.requestIds[offer.sku],
+          poll: config.poll,
+        });
+        if (result.outcome === 'paid') {
+          delete this.requestIds[offer.sku];
+          this.setData({ statusText: '' });
+          await this.load();
+        } else if (result.outcome === 'pending') {
+          this.setData({ statusText: '支付结果确认中，稍后刷新即可阅读' });
+        } else if (result.outcome === 'cancelled') {
+          this.setData({ statusText: '已取消支付' });
+        } else {
+          delete this.requestIds[offer.sku];
+          this.setData({ statusText: '订单已关闭，请重新购买' });
+        }
+      } catch (err) {
+        this.setData({ errorText: errorMessage(err) });
+      }
+      this.setData({ busy: false });
+    },
+  },
+});

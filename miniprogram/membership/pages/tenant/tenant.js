@@ -1,0 +1,122 @@
+/**
+ * The team (tenant) for the SaaS case: create one (the caller becomes owner and gets a new
+ * token), list members, invite (owners and admins), buy the team's plan.
+ */
+const { getApi } = require('../../../utils/api');
+const { loadCatalog } = require('../../../utils/catalog');
+const { checkout } = require('../../../utils/checkout');
+const { newRequestId } = require('../../../utils/ids');
+const { TENANT_ROLE, errorMessage } = require('../../../utils/labels');
+const { canSell } = require('../../../utils/platform');
+const { canManageTenant } = require('../../../utils/roles');
+const config = require('../../../config');
+
+Component({
+  data: {
+    tenant: null,
+    roleText: '',
+    canManage: false,
+    members: [],
+    plans: [],
+    loading: true,
+    busy: false,
+    newName: '',
+    inviteOpenid: '',
+    inviteRole: 'member',
+    statusText: '',
+    errorText: '',
+  },
+  methods: {
+    onLoad() {
+      this.requestIds = {};
+      return this.load();
+    },
+    async load() {
+      try {
+        const api = getApi();
+        await api.ensureSession();
+        const user = await api.refreshUser();
+        const tenant = (user && user.tenant) || null;
+        if (!tenant) {
+          this.setData({ tenant: null, loading: false });
+          return;
+        }
+        const manage = canManageTenant(user);
+        const [membersData, products] = await Promise.all([
+          api.call('login', { action: 'members' }),
+          manage ? loadCatalog(api) : Promise.resolve([]),
+        ]);
+        const members = (membersData.members || []).map((m) => Object.assign({}, m, { roleText: TENANT_ROLE[m.role] || m.role }));
+        const plans = products
+          .filter((p) => p.kind === 'tenant_plan' && p.active !== false)
+          .map((p) => Object.assign({}, p, { sellable: canSell(p), seatsText: p.plan && p.plan.seats ? `${p.plan.seats} 席` : '' }));
+        this.setData({ tenant, roleText: TENANT_ROLE[tenant.role] || tenant.role, canManage: manage, members, plans, loading: false, errorText: '' });
+      } catch (err) {
+        this.setData({ loading: false, errorText: errorMessage(err) });
+      }
+    },
+    onNameInput(e) {
+      this.setData({ newName: e.detail.value });
+    },
+    onInviteInput(e) {
+      this.setData({ inviteOpenid: e.detail.value });
+    },
+    onRoleChange(e) {
+      this.setData({ inviteRole: e.detail.value });
+    },
+    async onCreate() {
+      const name = this.data.newName.trim();
+      if (!name) {
+        this.setData({ errorText: '请输入团队名称' });
+        return;
+      }
+      this.setData({ busy: true, errorText: '' });
+      try {
+        const api = getApi();
+        const data = await api.call('login', { action: 'createTenant', name });
+        // The new token carries the tenant; adopt it before anything else is called.
+        api.replaceToken(data.token);
+        this.setData({ newName: '' });
+        await this.load();
+      } catch (err) {
+        this.setData({ errorText: errorMessage(err) });
+      }
+      this.setData({ busy: false });
+    },
+    async onInvite() {
+      const openid = this.data.inviteOpenid.trim();
+      if (!openid) {
+        this.setData({ errorText: '请输入成员 openid' });
+        return;
+      }
+      this.setData({ busy: true, errorText: '', statusText: '' });
+      try {
+        await getApi().call('login', { action: 'invite', openid, role: this.data.inviteRole });
+        this.setData({ inviteOpenid: '', statusText: '已邀请' });
+        await this.load();
+      } catch (err) {
+        this.setData({ errorText: errorMessage(err) });
+      }
+      this.setData({ busy: false });
+    },
+    async onBuyPlan(e) {
+      const sku = e.currentTarget.dataset.sku;
+      if (this.data.busy) return;
+      if (!this.requestIds[sku]) this.requestIds[sku] = newRequestId('ck');
+      this.setData({ busy: true, errorText: '', statusText: '' });
+      try {
+        const result = await checkout({ api: getApi(), wx, items: [{ sku, quantity: 1 }], clientRequestId: this.requestIds[sku], poll: config.poll });
+        if (result.outcome === 'paid') {
+          delete this.requestIds[sku];
+          this.setData({ statusText: '团队套餐已生效' });
+          await this.load();
+        } else {
+          this.setData({ statusText: result.outcome === 'pending' ? '支付结果确认中，请稍后刷新' : '未完成支付' });
+        }
+      } catch (err) {
+        this.setData({ errorText: errorMessage(err) });
+      }
+      this.setData({ busy: false });
+    },
+  },
+});

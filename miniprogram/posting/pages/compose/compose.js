@@ -1,0 +1,70 @@
+/**
+ * New post: wx.chooseMedia → wx.cloud.uploadFile (under ugc/<openid>/) → ugcUpload `create`.
+ * The post comes back in moderation (`pending` / `in_review`) and its state is shown; it appears
+ * in the feed for others once approved.
+ */
+const { getApi } = require('../../../utils/api');
+const { errorMessage } = require('../../../utils/labels');
+
+const MAX_IMAGES = 9;
+const MAX_LENGTH = 2000;
+
+/** Where a user's upload goes: the server only accepts files under the caller's own folder. */
+function cloudPathFor(openid, filePath, index, now) {
+  const m = /\.([a-zA-Z0-9]{1,5})$/.exec(filePath || '');
+  const ext = m ? m[1].toLowerCase() : 'jpg';
+  return `ugc/${openid}/${now}-${index}.${ext}`;
+}
+
+Component({
+  data: { text: '', images: [], maxImages: MAX_IMAGES, maxLength: MAX_LENGTH, busy: false, progressText: '', errorText: '', post: null },
+  methods: {
+    onText(e) {
+      this.setData({ text: e.detail.value });
+    },
+    onChoose() {
+      const left = MAX_IMAGES - this.data.images.length;
+      if (left <= 0) return;
+      wx.chooseMedia({
+        count: left,
+        mediaType: ['image'],
+        sizeType: ['compressed'],
+        sourceType: ['album', 'camera'],
+        success: (res) => {
+          const picked = (res.tempFiles || []).map((f) => ({ path: f.tempFilePath, size: f.size }));
+          this.setData({ images: this.data.images.concat(picked).slice(0, MAX_IMAGES) });
+        },
+      });
+    },
+    onRemove(e) {
+      const i = Number(e.currentTarget.dataset.index);
+      this.setData({ images: this.data.images.filter((_, j) => j !== i) });
+    },
+    async onSubmit() {
+      if (this.data.busy) return;
+      const text = this.data.text.trim();
+      if (!text && !this.data.images.length) return;
+      this.setData({ busy: true, errorText: '', post: null });
+      try {
+        const api = getApi();
+        const session = await api.ensureSession();
+        const openid = session.user && session.user.openid;
+        const now = Date.now();
+        const media = [];
+        for (let i = 0; i < this.data.images.length; i += 1) {
+          this.setData({ progressText: `上传图片 ${i + 1}/${this.data.images.length}` });
+          const img = this.data.images[i];
+          const fileId = await api.uploadFile(img.path, cloudPathFor(openid, img.path, i, now));
+          media.push({ fileId, type: 'image' });
+        }
+        this.setData({ progressText: '发布中…' });
+        // Not retried automatically: a resend could post twice.
+        const data = await api.call('ugcUpload', { action: 'create', text, media });
+        this.setData({ post: data.post, text: '', images: [], progressText: '' });
+      } catch (err) {
+        this.setData({ errorText: errorMessage(err), progressText: '' });
+      }
+      this.setData({ busy: false });
+    },
+  },
+});
