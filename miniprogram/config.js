@@ -4,7 +4,7 @@
  * - `event`:     CloudBase event functions through `wx.cloud.callFunction` (token in `data.token`).
  * - `http`:      CloudBase HTTP functions through `wx.cloud.callHTTPFunction`
  *                (`Authorization: Bearer <token>`), base library >= 3.15.1.
- * - `container`: CloudBase Run through `wx.cloud.callContainer` (service name in `X-WX-SERVICE`).
+ * - `container`: CloudBase Run through `wx.cloud.callContainer` (service in `X-WX-SERVICE`).
  * - `dev`:       the local suite `wemint-dev` through `wx.request`
  *                (`POST {devBaseUrl}/tcb/callFunction` with `{name, data}`).
  *                In WeChat DevTools tick "do not verify request domains" for this mode.
@@ -17,10 +17,13 @@ module.exports = {
   env: '',
   /** Base URL of a running `wemint-dev` (dev mode). */
   devBaseUrl: 'http://127.0.0.1:8787',
-  /** HTTP functions: request path inside each function. */
+  /** HTTP functions: path prefix inside each function; the action is appended (`/list`). */
   http: { path: '/' },
-  /** CloudBase Run: service name; each function is served under `/<functionName>`. */
-  container: { service: 'wemint' },
+  /**
+   * CloudBase Run: one service per function, named like its crate (createOrder → create-order)
+   * unless `services` maps it; the action is appended to `path` (`/list`).
+   */
+  container: { path: '/', services: {} },
   /** Per-call transport timeout. */
   timeoutMs: 15000,
   /** Retries of safe calls (read-only actions, createOrder create with its clientRequestId). */

@@ -52,10 +52,25 @@ const READ_ONLY = Object.freeze({
 });
 
 /** Codes worth another attempt of a safe call. */
-const RETRYABLE_CODES = new Set(['NETWORK_ERROR', 'RATE_LIMITED', 'WECHAT_BUSY', 'INTERNAL', 'UNAVAILABLE']);
+const RETRYABLE_CODES = new Set(['NETWORK_ERROR', 'RATE_LIMITED', 'WECHAT_BUSY', 'INTERNAL', 'TIMEOUT']);
 
 function actionOf(name, data) {
   return (data && data.action) || DEFAULT_ACTION[name] || '';
+}
+
+/** createOrder → create-order: the crate / service name of a deployed function. */
+function kebab(name) {
+  return String(name).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/**
+ * HTTP path for a call. The function runtime takes the action from the last path segment
+ * (docs/runtime.md), so the action is always spelled out there: `/login` would otherwise
+ * select login's `login` action whatever `data.action` says.
+ */
+function httpPath(prefix, action) {
+  const p = String(prefix || '/').replace(/\/+$/, '');
+  return action ? `${p}/${action}` : p || '/';
 }
 
 /** Whether sending this call twice can do no harm. */
@@ -166,7 +181,7 @@ function createApi(options) {
         if (!w || !w.cloud || typeof w.cloud.callHTTPFunction !== 'function') break;
         const req = {
           name,
-          path: cfg.http.path || '/',
+          path: httpPath(cfg.http.path, ctx.action),
           method: 'POST',
           header: Object.assign({ 'content-type': 'application/json' }, auth),
           data,
@@ -177,10 +192,11 @@ function createApi(options) {
       }
       case 'container': {
         if (!w || !w.cloud || typeof w.cloud.callContainer !== 'function') break;
+        const service = (cfg.container.services && cfg.container.services[name]) || kebab(name);
         const req = {
-          path: `/${name}`,
+          path: httpPath(cfg.container.path, ctx.action),
           method: 'POST',
-          header: Object.assign({ 'content-type': 'application/json', 'X-WX-SERVICE': cfg.container.service }, auth),
+          header: Object.assign({ 'content-type': 'application/json', 'X-WX-SERVICE': service }, auth),
           data,
           timeout: cfg.timeoutMs,
         };
@@ -397,6 +413,7 @@ module.exports = {
   DEFAULT_ACTION,
   READ_ONLY,
   actionOf,
+  httpPath,
   isRetrySafe,
   isRetryable,
   unwrapEnvelope,

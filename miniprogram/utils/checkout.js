@@ -90,7 +90,17 @@ async function checkout(params) {
   const data = { action: 'create', clientRequestId, items: items.map((i) => ({ sku: i.sku, quantity: i.quantity })) };
   if (address) data.address = address;
   stage('creating');
-  const created = await api.call('createOrder', data);
+  let created;
+  try {
+    created = await api.call('createOrder', data);
+  } catch (err) {
+    if (!err || err.code !== 'SESSION_KEY_MISSING' || typeof api.login !== 'function') throw err;
+    // Virtual payment is signed with the user's session_key: a fresh login stores a new one.
+    // The resend carries the same clientRequestId, so it is still one order.
+    stage('relogin');
+    await api.login();
+    created = await api.call('createOrder', data);
+  }
   let order = created.order;
   if (PAID.indexOf(order.status) >= 0) return { order, outcome: 'paid' };
   stage('paying', { order });

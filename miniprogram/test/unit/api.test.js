@@ -264,7 +264,7 @@ describe('other transports', () => {
     expect(w.calls[0].kind).toBe('callHTTPFunction');
     expect(w.calls[0].opts).toMatchObject({
       name: 'ugcUpload',
-      path: '/',
+      path: '/list',
       method: 'POST',
       header: { Authorization: 'Bearer t' },
       data: { action: 'list' },
@@ -272,16 +272,31 @@ describe('other transports', () => {
     });
   });
 
-  test('container mode: callContainer to /<function> on the service', async () => {
-    const { api, w, store } = build([http(ok({ user: { role: 'admin' } }))], { mode: 'container', container: { service: 'api' } });
+  test('container mode: callContainer to the function\'s service, the action in the path', async () => {
+    const { api, w, store } = build(
+      [http(ok({ user: { role: 'admin' } })), http(ok({ orders: [] })), http(ok({ order: {} }))],
+      { mode: 'container', container: { services: { gatedContent: 'paywall-svc' } } },
+    );
     store.set({ token: 't', expiresAt: NOW + 3600 });
     await api.call('login', { action: 'me' });
     expect(w.calls[0].kind).toBe('callContainer');
     expect(w.calls[0].opts).toMatchObject({
-      path: '/login',
-      header: { 'X-WX-SERVICE': 'api', Authorization: 'Bearer t' },
+      path: '/me',
+      header: { 'X-WX-SERVICE': 'login', Authorization: 'Bearer t' },
       data: { action: 'me' },
     });
+    await api.call('createOrder', { action: 'list' });
+    expect(w.calls[1].opts).toMatchObject({ path: '/list', header: { 'X-WX-SERVICE': 'create-order' } });
+    await api.call('gatedContent', { contentId: 'c1' });
+    // no action given: the function's default action is spelled out in the path
+    expect(w.calls[2].opts).toMatchObject({ path: '/get', header: { 'X-WX-SERVICE': 'paywall-svc' }, data: { contentId: 'c1' } });
+  });
+
+  test('httpPath appends the action to the prefix', () => {
+    const { httpPath } = require('../../utils/api');
+    expect(httpPath('/', 'me')).toBe('/me');
+    expect(httpPath('/api/', 'list')).toBe('/api/list');
+    expect(httpPath('', 'get')).toBe('/get');
   });
 
   test('an unknown mode is a typed error', async () => {

@@ -94,3 +94,26 @@ test('an already paid order (same clientRequestId after success) skips the payme
   await expect(checkout({ api, wx: w, items: [{ sku: 'tee', quantity: 1 }], clientRequestId: 'ck7', poll: fastPoll })).resolves.toMatchObject({ outcome: 'paid' });
   expect(w.requestPayment).not.toHaveBeenCalled();
 });
+
+test('SESSION_KEY_MISSING: one fresh login, then the same create again', async () => {
+  let first = true;
+  const api = scriptedApi({
+    create: () => {
+      if (first) {
+        first = false;
+        const { ApiError } = require('../../utils/api');
+        throw new ApiError('SESSION_KEY_MISSING', 'login again');
+      }
+      return { order: { ...order('created'), channel: 'xpay' }, payment: xpayPayment };
+    },
+    get: () => ({ order: { ...order('fulfilled'), channel: 'xpay' } }),
+  });
+  api.login = jest.fn(async () => ({ token: 'fresh' }));
+  const w = { requestVirtualPayment: (o) => o.success({}) };
+  const r = await checkout({ api, wx: w, items: [{ sku: 'vip', quantity: 1 }], clientRequestId: 'ck8', poll: fastPoll });
+  expect(r.outcome).toBe('paid');
+  expect(api.login).toHaveBeenCalledTimes(1);
+  const creates = api.calls.filter((c) => c.data.action === 'create');
+  expect(creates).toHaveLength(2);
+  expect(creates[1].data.clientRequestId).toBe('ck8');
+});
