@@ -4,7 +4,7 @@
  * packOptions.ignore left out): the main package, each subpackage from app.json, and the total.
  * Exits 1 when the main package or any subpackage is 2 MB or more, or the total is 20 MB or more.
  *
- *   node scripts/size.js [--json]
+ *   node scripts/size.js [--json] [PROJECT_DIR]
  */
 const fs = require('fs');
 const path = require('path');
@@ -15,8 +15,8 @@ const LIMITS = { main: 2 * MB, subpackage: 2 * MB, total: 20 * MB };
 /** File types the Mini Program packer ships. */
 const SHIPPED = /\.(js|json|wxml|wxss|wxs|png|jpe?g|gif|svg|webp|mp3|aac|m4a|mp4|ttf|woff2?)$/i;
 
-function readJson(rel) {
-  return JSON.parse(fs.readFileSync(path.join(ROOT, rel), 'utf8'));
+function readJson(root, rel) {
+  return JSON.parse(fs.readFileSync(path.join(root, rel), 'utf8'));
 }
 
 function ignoredPaths(projectConfig) {
@@ -28,19 +28,21 @@ function ignoredPaths(projectConfig) {
     ignore.some((r) => (r.type === 'folder' ? rel === r.value || rel.startsWith(`${r.value}/`) : rel === r.value));
 }
 
-function walk(dir, isIgnored, out) {
-  for (const entry of fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true })) {
+function walk(root, dir, isIgnored, out) {
+  for (const entry of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
     const rel = dir ? `${dir}/${entry.name}` : entry.name;
     if (entry.name.startsWith('.') || isIgnored(rel)) continue;
-    if (entry.isDirectory()) walk(rel, isIgnored, out);
-    else if (SHIPPED.test(entry.name)) out.push({ rel, bytes: fs.statSync(path.join(ROOT, rel)).size });
+    if (entry.isDirectory()) walk(root, rel, isIgnored, out);
+    else if (SHIPPED.test(entry.name)) out.push({ rel, bytes: fs.statSync(path.join(root, rel)).size });
   }
   return out;
 }
 
-function measure() {
-  const app = readJson('app.json');
-  const isIgnored = ignoredPaths(readJson('project.config.json'));
+/** Sizes of the project at `root` (default: this Mini Program). */
+function measure(root) {
+  const dir = root || ROOT;
+  const app = readJson(dir, 'app.json');
+  const isIgnored = ignoredPaths(readJson(dir, 'project.config.json'));
   const subs = (app.subPackages || app.subpackages || []).map((s) => ({
     name: s.name || s.root,
     root: String(s.root).replace(/^\.?\//, '').replace(/\/$/, ''),
@@ -48,7 +50,7 @@ function measure() {
     files: 0,
   }));
   const main = { name: 'main', bytes: 0, files: 0 };
-  for (const f of walk('', isIgnored, [])) {
+  for (const f of walk(dir, '', isIgnored, [])) {
     const sub = subs.find((s) => f.rel.startsWith(`${s.root}/`));
     const bucket = sub || main;
     bucket.bytes += f.bytes;
@@ -67,7 +69,8 @@ function kb(bytes) {
 }
 
 function main() {
-  const r = measure();
+  const rootArg = process.argv.slice(2).find((a) => !a.startsWith('--'));
+  const r = measure(rootArg ? path.resolve(rootArg) : ROOT);
   if (process.argv.includes('--json')) {
     process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
   } else {

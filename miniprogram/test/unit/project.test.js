@@ -66,3 +66,17 @@ test('main package is well under 2 MB and nothing is over a limit', () => {
   expect(r.main.bytes).toBeLessThan(512 * 1024);
   expect(r.subpackages.map((s) => s.name).sort()).toEqual(['admin', 'content', 'membership', 'posting', 'shop']);
 });
+
+test('no shipped source writes to wx storage (the session lives in memory only)', () => {
+  const offenders = [];
+  const visit = (dir) => {
+    for (const e of fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true })) {
+      const rel = dir ? `${dir}/${e.name}` : e.name;
+      if (['node_modules', 'test', 'scripts', 'coverage'].includes(rel) || e.name.startsWith('.')) continue;
+      if (e.isDirectory()) visit(rel);
+      else if (e.name.endsWith('.js') && /\bsetStorage(Sync)?\b/.test(fs.readFileSync(path.join(ROOT, rel), 'utf8'))) offenders.push(rel);
+    }
+  };
+  visit('');
+  expect(offenders).toEqual([]);
+});
