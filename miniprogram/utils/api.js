@@ -254,7 +254,8 @@ function createApi(options) {
   }
 
   async function doLogin(extra) {
-    const max = cfg.retry.maxAttempts;
+    // A phoneCode is single-use like the login code but cannot be renewed here: no retries then.
+    const max = extra && extra.phoneCode ? 1 : cfg.retry.maxAttempts;
     for (let attempt = 1; ; attempt += 1) {
       try {
         // A fresh code per attempt: codes are single-use, so a retry never replays one.

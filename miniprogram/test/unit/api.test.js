@@ -232,6 +232,13 @@ describe('retries', () => {
     expect(w.calls.map((c) => c.opts.data.data.code)).toEqual(['code-1', 'code-2']);
   });
 
+  test('login with a phoneCode sends it once and is not retried (the code is single-use)', async () => {
+    const { api, w } = build([http(err('WECHAT_BUSY'), 503), loginReply('tok', NOW + 3600)]);
+    await expect(api.login({ phoneCode: 'pc-1' })).rejects.toMatchObject({ code: 'WECHAT_BUSY' });
+    expect(w.calls).toHaveLength(1);
+    expect(w.calls[0].opts.data.data).toEqual({ action: 'login', code: 'code-1', phoneCode: 'pc-1' });
+  });
+
   test('INVALID_CODE from login is surfaced', async () => {
     const { api } = build([http(err('INVALID_CODE'), 400)]);
     await expect(api.login()).rejects.toMatchObject({ code: 'INVALID_CODE' });
