@@ -130,6 +130,87 @@ async fn contended(path: &std::path::Path, writers: usize, ops_per_writer: u64) 
     (elapsed, 2 * writers as u64 * ops_per_writer)
 }
 
+/// The cost of getting blocking work off the async runtime and back, per call: tokio's
+/// `spawn_blocking` (what the SQLite backend uses) against a dedicated worker thread fed by a
+/// channel (the alternative), on the current-thread runtime functions run on.
+async fn dispatch_overhead(calls: u64) {
+    let start = Instant::now();
+    for i in 0..calls {
+        let v = tokio::task::spawn_blocking(move || i + 1).await.unwrap();
+        assert_eq!(v, i + 1);
+    }
+    report(
+        "dispatch: tokio spawn_blocking round trip",
+        calls,
+        start.elapsed(),
+    );
+
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, tokio::sync::oneshot::Sender<u64>)>();
+    let worker = std::thread::spawn(move || {
+        while let Ok((i, reply)) = rx.recv() {
+            let _ = reply.send(i + 1);
+        }
+    });
+    let start = Instant::now();
+    for i in 0..calls {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tx.send((i, reply)).unwrap();
+        assert_eq!(answer.await.unwrap(), i + 1);
+    }
+    report(
+        "dispatch: dedicated thread + channel round trip",
+        calls,
+        start.elapsed(),
+    );
+    drop(tx);
+    worker.join().unwrap();
+}
+
+/// The same conditional transition written directly against rusqlite on the calling thread:
+/// what the Store adds (JSON handling, dispatch) is the difference.
+fn raw_rusqlite_transition(path: &std::path::Path, ops: u64) -> Duration {
+    let mut db = rusqlite::Connection::open(path).unwrap();
+    db.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+        .unwrap();
+    db.execute_batch(
+        "PRAGMA synchronous=FULL; CREATE TABLE orders (_id TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO orders VALUES ('o', ?)",
+        [json!({"_id": "o", "status": "created", "version": 0}).to_string()],
+    )
+    .unwrap();
+    let start = Instant::now();
+    for i in 0..ops {
+        let (from, to) = if i % 2 == 0 {
+            ("created", "paid")
+        } else {
+            ("paid", "created")
+        };
+        let tx = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        let doc: String = tx
+            .query_row(
+                "SELECT doc FROM orders WHERE _id = 'o' AND json_extract(doc, '$.status') = ?",
+                [from],
+                |row| row.get(0),
+            )
+            .unwrap();
+        let mut value: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        value["status"] = json!(to);
+        value["version"] = json!(value["version"].as_i64().unwrap() + 1);
+        tx.execute(
+            "UPDATE orders SET doc = ? WHERE _id = 'o'",
+            [value.to_string()],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    start.elapsed()
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let ops: u64 = if quick { 300 } else { 3_000 };
@@ -152,12 +233,18 @@ fn main() {
             ops,
             single_writer_inc(&store, ops).await,
         );
+        report(
+            "raw rusqlite on the caller's thread, same transition",
+            ops,
+            raw_rusqlite_transition(&dir.path().join("raw.db"), ops),
+        );
         let memory = SqliteStore::open_in_memory().await.unwrap();
         report(
             "sqlite memory, 1 writer, conditional transition",
             ops,
             single_writer_transition(&memory, ops).await,
         );
+        dispatch_overhead(ops * 10).await;
     });
     let multi = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)

@@ -305,27 +305,27 @@ async fn bootstrap_is_idempotent_and_enforces_indexes() {
     store
         .insert(
             "orders",
-            json!({"out_trade_no": "T1", "owner": "o", "client_request_id": "r"}),
+            json!({"outTradeNo": "T1", "openid": "o", "clientRequestId": "r"}),
         )
         .await
         .unwrap();
     let err = again
         .insert(
             "orders",
-            json!({"out_trade_no": "T2", "owner": "o", "client_request_id": "r"}),
+            json!({"outTradeNo": "T2", "openid": "o", "clientRequestId": "r"}),
         )
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, StoreError::DuplicateKey { index, .. } if index == "owner_1_client_request_id_1"),
+        matches!(&err, StoreError::DuplicateKey { index, .. } if index == "openid_1_clientRequestId_1"),
         "{err:?}"
     );
     let err = again
-        .insert("orders", json!({"out_trade_no": "T1"}))
+        .insert("orders", json!({"outTradeNo": "T1"}))
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, StoreError::DuplicateKey { index, .. } if index == "out_trade_no_1"),
+        matches!(&err, StoreError::DuplicateKey { index, .. } if index == "outTradeNo_1"),
         "{err:?}"
     );
 }

@@ -6,66 +6,52 @@ use super::{IndexSpec, Store, StoreError};
 /// Every collection wemint uses, with its indexes. Unique indexes are what make the
 /// money-path idempotent (one order per `out_trade_no`, one grant per `(openid, sku)`).
 pub fn collections() -> Vec<(&'static str, Vec<IndexSpec>)> {
+    // Field names are camelCase, like the domain types (`domain::catalog::Product`) that are
+    // stored as they serialize.
     vec![
         (
             "users",
             vec![
                 IndexSpec::unique(["openid"]),
                 IndexSpec::non_unique(["unionid"]),
-                IndexSpec::non_unique(["tenant"]),
             ],
         ),
-        (
-            "tenants",
-            vec![
-                IndexSpec::unique(["slug"]),
-                IndexSpec::non_unique(["owner_openid"]),
-            ],
-        ),
+        ("tenants", vec![IndexSpec::non_unique(["ownerOpenid"])]),
         ("products", vec![IndexSpec::unique(["sku"])]),
         (
             "orders",
             vec![
-                IndexSpec::unique(["out_trade_no"]),
-                IndexSpec::unique(["owner", "client_request_id"]),
-                IndexSpec::non_unique(["owner", "created_at"]),
-                IndexSpec::non_unique(["status", "expires_at"]),
+                IndexSpec::unique(["outTradeNo"]),
+                IndexSpec::unique(["openid", "clientRequestId"]),
+                IndexSpec::non_unique(["openid", "createdAt"]),
+                IndexSpec::non_unique(["status", "expiresAt"]),
             ],
         ),
         (
             "payment_events",
             vec![
-                IndexSpec::unique(["event_id"]),
-                IndexSpec::non_unique(["out_trade_no"]),
+                IndexSpec::unique(["eventId"]),
+                IndexSpec::non_unique(["outTradeNo"]),
             ],
         ),
         ("entitlements", vec![IndexSpec::unique(["openid", "sku"])]),
-        (
-            "subscriptions",
-            vec![
-                IndexSpec::unique(["owner", "plan"]),
-                IndexSpec::non_unique(["status", "current_period_end"]),
-            ],
-        ),
+        ("subscriptions", vec![IndexSpec::unique(["subscriber"])]),
         (
             "contents",
-            vec![
-                IndexSpec::unique(["slug"]),
-                IndexSpec::non_unique(["status", "published_at"]),
-            ],
+            vec![IndexSpec::non_unique(["kind", "publishedAt"])],
         ),
         (
             "posts",
             vec![
-                IndexSpec::unique(["trace_id"]),
-                IndexSpec::non_unique(["author", "created_at"]),
+                IndexSpec::non_unique(["author", "createdAt"]),
+                IndexSpec::non_unique(["status", "createdAt"]),
             ],
         ),
         (
             "moderation_jobs",
             vec![
-                IndexSpec::unique(["trace_id"]),
-                IndexSpec::non_unique(["status", "created_at"]),
+                IndexSpec::unique(["traceId"]),
+                IndexSpec::non_unique(["postId"]),
             ],
         ),
         ("wechat_tokens", vec![IndexSpec::unique(["appid", "kind"])]),
@@ -73,7 +59,7 @@ pub fn collections() -> Vec<(&'static str, Vec<IndexSpec>)> {
             "rate_limits",
             vec![
                 IndexSpec::unique(["key"]),
-                IndexSpec::non_unique(["expires_at"]),
+                IndexSpec::non_unique(["expiresAt"]),
             ],
         ),
     ]

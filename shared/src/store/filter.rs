@@ -23,6 +23,8 @@ pub enum Filter {
     Lt(String, Value),
     Lte(String, Value),
     Exists(String, bool),
+    /// The field is an array with an element equal to the value (MongoDB `$elemMatch: {$eq}`).
+    Contains(String, Value),
     /// Every filter matches (an empty list matches everything).
     And(Vec<Filter>),
     /// At least one filter matches (an empty list matches nothing).
@@ -72,6 +74,11 @@ impl Filter {
     /// Field is present (even if null) when `exists`, absent otherwise.
     pub fn exists(path: impl Into<String>, exists: bool) -> Self {
         Self::Exists(path.into(), exists)
+    }
+
+    /// Field is an array holding an element equal to `value` (e.g. a tag).
+    pub fn contains(path: impl Into<String>, value: impl Into<Value>) -> Self {
+        Self::Contains(path.into(), value.into())
     }
 
     /// All of `filters`.
@@ -156,7 +163,7 @@ impl Filter {
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         match self {
             Self::All => Ok(()),
-            Self::Eq(path, value) | Self::Ne(path, value) => {
+            Self::Eq(path, value) | Self::Ne(path, value) | Self::Contains(path, value) => {
                 check_path(path)?;
                 check_operand(value)
             }

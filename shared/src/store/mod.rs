@@ -205,7 +205,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         options: &FindOptions,
     ) -> Result<Vec<Value>, StoreError>;
 
-    /// Applies `update` to one document matching `filter`, atomically (the filter is the
+    /// Applies `update` to the first document (in `_id` order) matching `filter`, atomically (the filter is the
     /// condition: `status == created` then `status = paid` can win only once). Returns the
     /// document after the update, or `None` when nothing matched and `upsert` is off.
     async fn update_one(
@@ -216,7 +216,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         options: UpdateOptions,
     ) -> Result<Option<Value>, StoreError>;
 
-    /// Deletes one matching document; `true` when one was deleted.
+    /// Deletes the first matching document (in `_id` order); `true` when one was deleted.
     async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<bool, StoreError>;
 
     /// Deletes every matching document; returns how many.

@@ -151,6 +151,7 @@ fn compile(filter: &Filter) -> Document {
         Filter::Lt(path, value) => scalar_op(path, "$lt", value),
         Filter::Lte(path, value) => scalar_op(path, "$lte", value),
         Filter::Exists(path, exists) => doc! { path: { "$exists": *exists } },
+        Filter::Contains(path, value) => doc! { path: { "$elemMatch": { "$eq": to_bson(value) } } },
         Filter::And(list) if list.is_empty() => Document::new(),
         Filter::And(list) => {
             doc! { "$and": list.iter().map(|f| Bson::Document(compile(f))).collect::<Vec<_>>() }
@@ -369,11 +370,14 @@ impl Store for MongoStore {
 
     async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<bool, StoreError> {
         let coll = self.collection(collection)?;
-        let result = coll
-            .delete_one(filter_to_bson(filter)?)
+        // The first match in `_id` order, as in SQLite (plain delete_one takes natural order).
+        let deleted = coll
+            .find_one_and_delete(filter_to_bson(filter)?)
+            .sort(doc! { "_id": 1 })
+            .projection(doc! { "_id": 1 })
             .await
             .map_err(|e| map_err(collection, e))?;
-        Ok(result.deleted_count > 0)
+        Ok(deleted.is_some())
     }
 
     async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
@@ -449,6 +453,14 @@ mod tests {
             doc! { "_id": { "$eq": "i" } }
         );
         assert!(filter_to_bson(&Filter::gt("a", true)).is_err());
+        assert_eq!(
+            filter_to_bson(&Filter::contains("tags", "x")).unwrap(),
+            doc! { "tags": { "$elemMatch": { "$eq": "x" } } }
+        );
+        assert_eq!(
+            filter_to_bson(&Filter::eq("t", serde_json::json!([1]))).unwrap(),
+            doc! { "t": { "$eq": [1_i64], "$type": "array" } }
+        );
     }
 
     #[test]

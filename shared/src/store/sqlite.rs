@@ -223,6 +223,7 @@ impl Sql {
                 let op = if *exists { "IS NOT NULL" } else { "IS NULL" };
                 self.text.push_str(&format!("{} {op}", type_of(path)));
             }
+            Filter::Contains(path, value) => self.contains(path, value),
             Filter::And(list) if list.is_empty() => self.text.push('1'),
             Filter::And(list) => self.join(" AND ", list, Self::filter),
             Filter::Or(list) if list.is_empty() => self.text.push('0'),
@@ -277,6 +278,35 @@ impl Sql {
                 self.bind(SqlValue::Text(value.to_string()));
             }
         }
+    }
+
+    /// Array membership, with the same type rules as `eq` applied to each element.
+    fn contains(&mut self, path: &str, value: &Value) {
+        let p = json_path(path);
+        self.text.push_str(&format!(
+            "(json_type(doc, {p}) = 'array' AND EXISTS (SELECT 1 FROM json_each(doc, {p}) AS e WHERE "
+        ));
+        match value {
+            Value::Null => self.text.push_str("e.type = 'null'"),
+            Value::Bool(true) => self.text.push_str("e.type = 'true'"),
+            Value::Bool(false) => self.text.push_str("e.type = 'false'"),
+            Value::Number(n) => {
+                self.text
+                    .push_str("e.value = ? AND e.type IN ('integer', 'real')");
+                self.bind(number(n));
+            }
+            Value::String(s) => {
+                self.text.push_str("e.value = ? AND e.type = 'text'");
+                self.bind(SqlValue::Text(s.clone()));
+            }
+            Value::Array(_) | Value::Object(_) => {
+                let kind = if value.is_array() { "array" } else { "object" };
+                self.text
+                    .push_str(&format!("e.value = json(?) AND e.type = '{kind}'"));
+                self.bind(SqlValue::Text(value.to_string()));
+            }
+        }
+        self.text.push_str("))");
     }
 
     /// Range comparison; `Filter::validate` admits only numbers and strings here.
@@ -396,7 +426,7 @@ fn update_in_tx(
     let found: Option<(String, String)> = tx
         .query_row(
             &format!(
-                "SELECT _id, doc FROM \"{collection}\" WHERE {} ORDER BY rowid LIMIT 1",
+                "SELECT _id, doc FROM \"{collection}\" WHERE {} ORDER BY _id LIMIT 1",
                 condition.text
             ),
             params_from_iter(condition.params.iter()),
@@ -576,7 +606,7 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
             let query = format!(
-                "DELETE FROM \"{collection}\" WHERE rowid = (SELECT rowid FROM \"{collection}\" WHERE {} ORDER BY rowid LIMIT 1)",
+                "DELETE FROM \"{collection}\" WHERE _id = (SELECT _id FROM \"{collection}\" WHERE {} ORDER BY _id LIMIT 1)",
                 sql.text
             );
             let n = conn.db.execute(&query, params_from_iter(sql.params.iter())).map_err(backend)?;

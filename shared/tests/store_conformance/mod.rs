@@ -99,13 +99,38 @@ pub(crate) async fn crud(store: &Arc<dyn Store>, c: &str) {
     assert_eq!(store.get(c, "given").await.unwrap(), None);
     assert_eq!(store.delete_many(c, &Filter::All).await.unwrap(), 2);
     assert_eq!(store.count(c, &Filter::All).await.unwrap(), 0);
+
+    // With several matches, update_one and delete_one take the first in `_id` order.
+    for id in ["m3", "m1", "m2"] {
+        store.insert(c, json!({"_id": id, "k": 1})).await.unwrap();
+    }
+    let updated = store
+        .update_one(
+            c,
+            &Filter::eq("k", 1),
+            &Update::new().set("hit", true),
+            UpdateOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.unwrap()["_id"], "m1");
+    assert!(store.delete_one(c, &Filter::eq("k", 1)).await.unwrap());
+    assert_eq!(find_ids(store, c, Filter::All).await, ["m2", "m3"]);
+    assert_eq!(
+        store
+            .find_one(c, &Filter::eq("k", 1))
+            .await
+            .unwrap()
+            .unwrap()["_id"],
+        "m2"
+    );
 }
 
 pub(crate) async fn filters(store: &Arc<dyn Store>, c: &str) {
     let big = 9_007_199_254_740_993_i64; // 2^53 + 1: not representable as f64
     for doc in [
         json!({"_id": "a", "n": 1, "s": "apple", "tags": ["x", "y"], "nested": {"k": "v", "deep": {"z": 1}}, "flag": true, "nul": null}),
-        json!({"_id": "b", "n": 2, "s": "banana", "nested": {"k": "w"}, "flag": false}),
+        json!({"_id": "b", "n": 2, "s": "banana", "nested": {"k": "w"}, "flag": false, "items": [{"sku": "p1", "q": 1}, 2, null, true, "x"]}),
         json!({"_id": "c", "n": 3, "s": "cherry", "big": big}),
         json!({"_id": "d", "n": "3", "s": "2"}),
         json!({"_id": "e", "n": 2.5}),
@@ -147,6 +172,17 @@ pub(crate) async fn filters(store: &Arc<dyn Store>, c: &str) {
         (Filter::lt("s", "b"), vec!["a", "d"]),
         (Filter::gte("_id", "d"), vec!["d", "e"]),
         (Filter::exists("nested", true), vec!["a", "b"]),
+        (Filter::contains("tags", "x"), vec!["a"]),
+        (Filter::contains("tags", "z"), vec![]),
+        (Filter::contains("s", "a"), vec![]),
+        (Filter::contains("nested", "v"), vec![]),
+        (Filter::contains("items", json!({"sku": "p1", "q": 1})), vec!["b"]),
+        (Filter::contains("items", json!({"q": 1, "sku": "p1"})), vec![]),
+        (Filter::contains("items", 2.0), vec!["b"]),
+        (Filter::contains("items", Value::Null), vec!["b"]),
+        (Filter::contains("items", true), vec!["b"]),
+        (Filter::contains("items", 1), vec![]),
+        (Filter::contains("items", "x").and(Filter::contains("tags", "x")), vec![]),
         (Filter::exists("nul", true), vec!["a"]),
         (Filter::exists("big", false), vec!["a", "b", "d", "e"]),
         (Filter::exists("nested.deep.z", true), vec!["a"]),
