@@ -163,6 +163,9 @@ pub enum WechatError {
     /// The HTTP exchange itself failed (connect, timeout, TLS).
     #[error("wechat request failed: {0}")]
     Transport(String),
+    /// No reply in time; the request may or may not have been processed.
+    #[error("wechat request timed out: {0}")]
+    Timeout(String),
     /// WeChat answered with an unexpected HTTP status.
     #[error("wechat answered HTTP {0}")]
     Status(u16),
