@@ -6,10 +6,10 @@
 //!
 //! ```text
 //! { _id: "<appid>:access_token", appid, kind: "access_token",
-//!   token, expires_at, refresh_at, lease_owner, lease_until }          (times in unix ms)
+//!   token, expiresAt, refreshAt, leaseOwner, leaseUntil }          (times in unix ms)
 //! ```
 //!
-//! - A token is used until `refresh_at` (a margin before `expires_at`).
+//! - A token is used until `refreshAt` (a margin before `expiresAt`).
 //! - Refreshing needs the **lease**: a conditional update that only matches when no
 //!   unexpired lease exists. The winner fetches and stores; everyone else polls the document
 //!   briefly and reads what the winner stored. A cold-start stampede makes one call.
@@ -105,7 +105,7 @@ fn store_err(e: StoreError) -> WechatError {
 /// The stored token if it is usable at `now` and is not `failed`.
 fn usable(doc: &Value, now: i64, failed: Option<&AccessToken>) -> Option<Local> {
     let token = doc.get("token")?.as_str()?;
-    let refresh_at = doc.get("refresh_at")?.as_i64()?;
+    let refresh_at = doc.get("refreshAt")?.as_i64()?;
     if token.is_empty() || refresh_at <= now || failed.is_some_and(|f| f.expose() == token) {
         return None;
     }
@@ -193,8 +193,8 @@ impl TokenCache {
         let filter = Filter::id(self.doc_id()).and(Filter::eq("token", failed.expose()));
         let clear = Update::new()
             .set("token", Value::Null)
-            .set("refresh_at", 0)
-            .set("expires_at", 0);
+            .set("refreshAt", 0)
+            .set("expiresAt", 0);
         self.store
             .update_one(TOKEN_COLLECTION, &filter, &clear, UpdateOptions::default())
             .await
@@ -245,9 +245,9 @@ impl TokenCache {
             "_id": self.doc_id(),
             "appid": self.appid(),
             "kind": TOKEN_KIND,
-            "lease_until": 0,
-            "refresh_at": 0,
-            "expires_at": 0,
+            "leaseUntil": 0,
+            "refreshAt": 0,
+            "expiresAt": 0,
         });
         match self.store.insert(TOKEN_COLLECTION, doc).await {
             Ok(_) | Err(StoreError::DuplicateKey { .. }) => Ok(()),
@@ -258,13 +258,13 @@ impl TokenCache {
     /// Takes the lease if nobody holds an unexpired one; returns the document when won.
     async fn acquire_lease(&self, owner: &str, now: i64) -> Result<Option<Value>, WechatError> {
         let free = Filter::any_of([
-            Filter::lte("lease_until", now),
-            Filter::exists("lease_until", false),
+            Filter::lte("leaseUntil", now),
+            Filter::exists("leaseUntil", false),
         ]);
         let filter = Filter::id(self.doc_id()).and(free);
         let take = Update::new()
-            .set("lease_owner", owner)
-            .set("lease_until", now.saturating_add(ms(self.policy.lease)));
+            .set("leaseOwner", owner)
+            .set("leaseUntil", now.saturating_add(ms(self.policy.lease)));
         self.store
             .update_one(TOKEN_COLLECTION, &filter, &take, UpdateOptions::default())
             .await
@@ -272,10 +272,10 @@ impl TokenCache {
     }
 
     async fn release_lease(&self, owner: &str) -> Result<(), WechatError> {
-        let filter = Filter::id(self.doc_id()).and(Filter::eq("lease_owner", owner));
+        let filter = Filter::id(self.doc_id()).and(Filter::eq("leaseOwner", owner));
         let release = Update::new()
-            .set("lease_owner", Value::Null)
-            .set("lease_until", 0);
+            .set("leaseOwner", Value::Null)
+            .set("leaseUntil", 0);
         self.store
             .update_one(
                 TOKEN_COLLECTION,
@@ -310,13 +310,13 @@ impl TokenCache {
         let expires_at = now.saturating_add(lifetime);
         let refresh_at =
             now.saturating_add((lifetime - ms(self.policy.refresh_margin)).max(lifetime / 2));
-        let filter = Filter::id(self.doc_id()).and(Filter::eq("lease_owner", owner));
+        let filter = Filter::id(self.doc_id()).and(Filter::eq("leaseOwner", owner));
         let store = Update::new()
             .set("token", fetched.access_token.clone())
-            .set("expires_at", expires_at)
-            .set("refresh_at", refresh_at)
-            .set("lease_owner", Value::Null)
-            .set("lease_until", 0);
+            .set("expiresAt", expires_at)
+            .set("refreshAt", refresh_at)
+            .set("leaseOwner", Value::Null)
+            .set("leaseUntil", 0);
         // If our lease expired and another instance took over, its write wins; the token we
         // fetched is still valid (stable_token normal mode hands out the same token).
         self.store
