@@ -12,6 +12,7 @@
 //! at the end of the plaintext must be ours.
 
 mod message;
+pub mod receipts;
 mod xml;
 
 pub use message::{MediaCheckResult, PushKind, PushMessage, Reply, SubscribeDecision};
@@ -824,6 +825,14 @@ mod tests {
         let mut q = PushQuery::parse(&sealed.query_string());
         q.signature = Some("x".into());
         assert_eq!(c.open(&q, body), Err(PushError::BadSignature));
+    }
+
+    #[test]
+    fn generated_stamps_differ() {
+        let a = Stamp::generate(1).unwrap();
+        let b = Stamp::generate(1).unwrap();
+        assert_ne!(a.random, b.random);
+        assert!(a.nonce.chars().all(|c| c.is_ascii_digit()));
     }
 
     #[test]
