@@ -12,12 +12,21 @@
 //! user's openid so a sealed value copied to another user's document does not open.
 
 use std::fmt;
+use std::sync::Arc;
 
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::{hmac, rand};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
+
+mod user;
+
+pub use user::{SessionKeyError, StoredSessionKey, USERS, User, UserRole, session_key};
+
+use crate::config::{Config, ConfigError};
+use crate::pay::{SharedClock, SystemClock};
+use crate::runtime::{ApiError, CallRequest};
 
 /// The gateway whose injected identity is trusted (`WEMINT_TRUST_PLATFORM_IDENTITY`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +113,20 @@ pub struct Caller {
     pub source: CallerSource,
 }
 
+impl Caller {
+    /// `FORBIDDEN` unless the caller is a project administrator (per its session).
+    ///
+    /// # Errors
+    /// `FORBIDDEN`.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("administrators only"))
+        }
+    }
+}
+
 /// Claims carried by a session token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionClaims {
@@ -155,6 +178,22 @@ pub enum IdentityError {
     /// A sealed value did not open (wrong key, wrong owner, or altered).
     #[error("sealed value could not be opened")]
     Unseal,
+}
+
+impl SessionClaims {
+    /// Claims for `openid` under `appid`, with nothing else; `iat`/`exp` are set on issue.
+    pub fn new(openid: impl Into<String>, appid: impl Into<String>) -> Self {
+        Self {
+            sub: openid.into(),
+            app: appid.into(),
+            uid: None,
+            ten: None,
+            plan: None,
+            adm: false,
+            iat: 0,
+            exp: 0,
+        }
+    }
 }
 
 const TOKEN_VERSION: &str = "v1";
@@ -282,6 +321,122 @@ pub fn resolve_caller(
         }),
         (None, None) => Err(IdentityError::Missing),
     }
+}
+
+impl From<IdentityError> for ApiError {
+    /// A caller problem is `UNAUTHENTICATED` (call `login` again); a key or setting problem is
+    /// ours, so `INTERNAL` with the cause kept for the logs.
+    fn from(err: IdentityError) -> Self {
+        match err {
+            IdentityError::Missing | IdentityError::InvalidToken | IdentityError::Expired => {
+                ApiError::unauthenticated(err.to_string())
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// Everything needed to identify callers, built once in a function's init and shared by its
+/// handlers: the trusted gateway, the token signer and the clock.
+///
+/// ```ignore
+/// let caller = state.auth.caller(&req)?; // or wemint::identity::caller(&req, &state.auth)?
+/// ```
+#[derive(Clone)]
+pub struct Authenticator {
+    trusted: Option<TrustedGateway>,
+    signer: Arc<SessionSigner>,
+    clock: SharedClock,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("trusted", &self.trusted)
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// From the environment: `WEMINT_SESSION_SECRET` and `WEMINT_TRUST_PLATFORM_IDENTITY`, tokens
+    /// living [`SessionSigner::DEFAULT_TTL_SECS`], the system clock.
+    ///
+    /// # Errors
+    /// The variable that is missing or malformed.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let secret = config.session_secret()?;
+        let signer =
+            SessionSigner::new(secret.expose(), SessionSigner::DEFAULT_TTL_SECS).map_err(|e| {
+                ConfigError::Invalid {
+                    var: "WEMINT_SESSION_SECRET".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+        Ok(Self::new(config.trust_platform_identity()?, signer))
+    }
+
+    /// An authenticator trusting `trusted` (if any) and verifying tokens with `signer`.
+    pub fn new(trusted: Option<TrustedGateway>, signer: SessionSigner) -> Self {
+        Self {
+            trusted,
+            signer: Arc::new(signer),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Replaces the clock (tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The gateway whose injected identity is trusted, if any.
+    pub fn trusted(&self) -> Option<TrustedGateway> {
+        self.trusted
+    }
+
+    /// The token signer (login issues tokens with it).
+    pub fn signer(&self) -> &SessionSigner {
+        &self.signer
+    }
+
+    /// Now, Unix seconds, on this authenticator's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now_unix()
+    }
+
+    /// The caller of `req`, as [`resolve_caller`] decides it.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` when nobody trusted is calling (no trusted platform identity and no
+    /// valid token: missing, expired, altered or foreign).
+    pub fn caller(&self, req: &CallRequest) -> Result<Caller, ApiError> {
+        resolve_caller(
+            self.trusted,
+            req.identity.platform.as_ref(),
+            req.identity.token(),
+            &self.signer,
+            self.now(),
+        )
+        .map_err(ApiError::from)
+    }
+
+    /// Issues a session token for `claims` now; returns the token and its expiry.
+    pub fn issue(&self, claims: SessionClaims) -> (String, i64) {
+        let now = self.now();
+        let token = self.signer.issue(claims, now);
+        (token, now + self.signer.ttl_secs())
+    }
+}
+
+/// The caller of `req`: the one call every callable makes before doing anything for someone.
+///
+/// # Errors
+/// `UNAUTHENTICATED`, see [`Authenticator::caller`].
+pub fn caller(req: &CallRequest, auth: &Authenticator) -> Result<Caller, ApiError> {
+    auth.caller(req)
 }
 
 /// Seals small secrets (session_keys) for storage with AES-256-GCM.
@@ -496,6 +651,83 @@ mod tests {
             (by_token.openid.as_str(), by_token.source),
             ("o-1", CallerSource::Session)
         );
+    }
+
+    fn request(platform: Option<PlatformClaims>, token: Option<&str>) -> CallRequest {
+        CallRequest {
+            action: "me".into(),
+            // Identity fields in the data are never read.
+            data: serde_json::json!({"openid": "o-spoof", "userInfo": {"openId": "o-spoof"}}),
+            identity: crate::runtime::IdentityInputs {
+                platform,
+                session_token: token.map(|t| crate::config::Secret::new(t.to_owned())),
+            },
+            invocation: crate::runtime::Invocation {
+                request_id: "r1".into(),
+                mode: crate::runtime::Mode::Http,
+                received_at: std::time::Instant::now(),
+                deadline: None,
+                memory_limit_mb: None,
+            },
+        }
+    }
+
+    #[test]
+    fn authenticator_maps_failures_to_unauthenticated() {
+        let clock = Arc::new(crate::pay::FixedClock::new(NOW));
+        let auth = Authenticator::new(None, signer()).with_clock(clock.clone());
+        let (token, expires_at) = auth.issue(claims("o-1"));
+        assert_eq!(expires_at, NOW + 3600);
+        let caller = caller(&request(None, Some(&token)), &auth).unwrap();
+        assert_eq!(caller.openid, "o-1");
+        assert_eq!(caller.plan.as_deref(), Some("pro"));
+        assert_eq!(
+            caller.require_admin().unwrap_err().code(),
+            crate::runtime::codes::FORBIDDEN
+        );
+
+        let err = auth.caller(&request(None, None)).unwrap_err();
+        assert_eq!(err.code(), crate::runtime::codes::UNAUTHENTICATED);
+        // Platform claims through an untrusted channel are ignored, data fields too.
+        let injected = platform(TrustedGateway::CloudbaseEvent, "o-platform");
+        let err = auth.caller(&request(Some(injected), None)).unwrap_err();
+        assert_eq!(err.code(), crate::runtime::codes::UNAUTHENTICATED);
+        let mut tampered = token.clone();
+        tampered.pop();
+        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(
+            auth.caller(&request(None, Some(&tampered)))
+                .unwrap_err()
+                .code(),
+            crate::runtime::codes::UNAUTHENTICATED
+        );
+        clock.advance(3600);
+        let err = auth.caller(&request(None, Some(&token))).unwrap_err();
+        assert_eq!(err.code(), crate::runtime::codes::UNAUTHENTICATED);
+        assert!(err.message().contains("expired"), "{}", err.message());
+        // Key problems are ours, not the caller's.
+        assert_eq!(
+            ApiError::from(IdentityError::Unseal).code(),
+            crate::runtime::codes::INTERNAL
+        );
+    }
+
+    #[test]
+    fn authenticator_reads_its_settings() {
+        let config = Config::from_vars([
+            ("WEMINT_SESSION_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("WEMINT_TRUST_PLATFORM_IDENTITY", "cloudbase-run"),
+        ]);
+        let auth = Authenticator::from_config(&config).unwrap();
+        assert_eq!(auth.trusted(), Some(TrustedGateway::CloudbaseRun));
+        assert!(!format!("{auth:?}").contains("0123456789abcdef"));
+        let injected = platform(TrustedGateway::CloudbaseRun, "o-run");
+        assert_eq!(
+            auth.caller(&request(Some(injected), None)).unwrap().openid,
+            "o-run"
+        );
+        let short = Config::from_vars([("WEMINT_SESSION_SECRET", "short")]);
+        assert!(Authenticator::from_config(&short).is_err());
     }
 
     #[test]

@@ -17,6 +17,13 @@ pub fn collections() -> Vec<(&'static str, Vec<IndexSpec>)> {
             ],
         ),
         ("tenants", vec![IndexSpec::non_unique(["ownerOpenid"])]),
+        (
+            "tenant_members",
+            vec![
+                IndexSpec::unique(["tenant", "openid"]),
+                IndexSpec::non_unique(["openid"]),
+            ],
+        ),
         ("products", vec![IndexSpec::unique(["sku"])]),
         (
             "orders",
@@ -55,13 +62,7 @@ pub fn collections() -> Vec<(&'static str, Vec<IndexSpec>)> {
             ],
         ),
         ("wechat_tokens", vec![IndexSpec::unique(["appid", "kind"])]),
-        (
-            "rate_limits",
-            vec![
-                IndexSpec::unique(["key"]),
-                IndexSpec::non_unique(["expiresAt"]),
-            ],
-        ),
+        ("rate_limits", vec![IndexSpec::non_unique(["expiresAt"])]),
     ]
 }
 
@@ -88,6 +89,6 @@ mod tests {
                 index.validate().unwrap();
             }
         }
-        assert_eq!(names.len(), 12);
+        assert_eq!(names.len(), 13);
     }
 }
