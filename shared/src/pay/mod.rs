@@ -9,7 +9,9 @@
 //! Time and randomness come in through [`Clock`] and [`NonceSource`] so tests are exact.
 //! All crypto goes through aws-lc-rs (MD5 only for the legacy v2 sign).
 
+pub mod v2;
 pub mod v3;
+pub mod xpay;
 
 mod pem;
 
