@@ -18,9 +18,9 @@ use tokio::net::TcpListener;
 use wemint::outbound::Retry;
 use wemint::store::{self, Store};
 use wemint::wechat::{
-    ErrCode, Expiry, LinkRequest, MediaCheckRequest, MediaType, Scene, SubscribeMessage, Suggest,
-    TextCheckRequest, TokenPolicy, UnlimitedCodeRequest, WechatClient, WechatConfig, WechatError,
-    system_clock,
+    ErrCode, Expiry, LinkRequest, MediaCheckRequest, MediaType, Scene, SessionKey,
+    SubscribeMessage, Suggest, TextCheckRequest, TokenPolicy, UnlimitedCodeRequest, WechatClient,
+    WechatConfig, WechatError, system_clock,
 };
 
 const APPID: &str = "wx7fe13309749792e0";
@@ -540,6 +540,50 @@ async fn content_security_verdicts_and_media_trace_id() {
     let sent = &stand_in.calls("/wxa/media_check_async")[0];
     assert_eq!(sent.body["media_type"], 2);
     assert_eq!(sent.body["version"], 2);
+}
+
+#[tokio::test]
+async fn msg_sec_check_errcodes_and_session_check() {
+    let stand_in = StandIn::start(|req, _| match req.path.as_str() {
+        STABLE => Answer::json(json!({"access_token":"T","expires_in":7200})),
+        "/wxa/checksession" if req.query["openid"] == "current" => {
+            // hmac_sha256(key = "sRLmM8quiQFFhIAL7FiEyQ==" as text, ""), computed independently.
+            assert_eq!(req.query["sig_method"], "hmac_sha256");
+            assert_eq!(
+                req.query["signature"],
+                "7bef8816d5d788b47ec5e8fbb0cc968737d3c95a68152060dae4c92174eea3ab"
+            );
+            Answer::json(json!({"errcode":0,"errmsg":"ok"}))
+        }
+        "/wxa/checksession" => Answer::json(json!({"errcode":87009,"errmsg":"invalid signature"})),
+        _ => {
+            let code: i64 = req.body["openid"].as_str().unwrap().parse().unwrap();
+            Answer::json(json!({"errcode": code, "errmsg": "failed"}))
+        }
+    })
+    .await;
+    let c = client(&stand_in.base, memory_store().await);
+    for (code, typed) in [
+        (40003, ErrCode::InvalidOpenid),
+        (40129, ErrCode::InvalidScene),
+        (43104, ErrCode::AppidOpenidMismatch),
+        (44002, ErrCode::EmptyPostData),
+        (47001, ErrCode::BadFormat),
+        (61010, ErrCode::Other(61010)),
+    ] {
+        let err = c
+            .msg_sec_check(&TextCheckRequest::new(
+                "x",
+                Scene::Profile,
+                code.to_string(),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.errcode(), Some(typed), "errcode {code}");
+    }
+    let key = SessionKey::new("sRLmM8quiQFFhIAL7FiEyQ==");
+    assert!(c.check_session_key("current", &key).await.unwrap());
+    assert!(!c.check_session_key("stale", &key).await.unwrap());
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use crate::store::Store;
 use crate::wechat::client::{
     AccessToken, Binary, Clock, Http, Idempotent, WechatConfig, system_clock,
 };
-use crate::wechat::crypto::{PhoneInfo, Watermark};
+use crate::wechat::crypto::{PhoneInfo, Watermark, session_signature};
 use crate::wechat::error::WechatError;
 use crate::wechat::token::{TokenCache, TokenPolicy};
 use crate::wechat::verdict::{CheckDetail, Verdict, parse_details, parse_verdict};
@@ -27,6 +27,11 @@ use crate::wechat::verdict::{CheckDetail, Verdict, parse_details, parse_verdict}
 pub struct SessionKey(String);
 
 impl SessionKey {
+    /// Wraps a session_key read back from storage (e.g. unsealed by `identity`).
+    pub fn new(key: impl Into<String>) -> Self {
+        SessionKey(key.into())
+    }
+
     /// The base64 text, for decrypting open data or sealing it for storage.
     pub fn expose(&self) -> &str {
         &self.0
@@ -412,6 +417,43 @@ impl WechatClient {
             session_key: SessionKey(reply.session_key),
             unionid: reply.unionid.filter(|u| !u.is_empty()),
         })
+    }
+
+    /// `checkSessionKey`: asks WeChat whether `session_key` is still the user's current one
+    /// (`signature = hmac_sha256(session_key, "")`). `Ok(false)` on 87009 (not current).
+    ///
+    /// # Errors
+    /// [`WechatError`] other than 87009.
+    pub async fn check_session_key(
+        &self,
+        openid: &str,
+        session_key: &SessionKey,
+    ) -> Result<bool, WechatError> {
+        check_openid(openid)?;
+        let signature = session_signature(session_key.expose(), b"");
+        let outcome: Result<Value, WechatError> = self
+            .with_token(|t| {
+                let signature = &signature;
+                async move {
+                    self.http
+                        .get_json(
+                            "/wxa/checksession",
+                            &[
+                                ("access_token", t.expose()),
+                                ("openid", openid),
+                                ("signature", signature),
+                                ("sig_method", "hmac_sha256"),
+                            ],
+                        )
+                        .await
+                }
+            })
+            .await;
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(e) if e.errcode() == Some(crate::wechat::ErrCode::InvalidSignature) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Phone number from a `getPhoneNumber` button code; with `openid`, WeChat also checks
