@@ -154,6 +154,25 @@ impl Verifier {
         Self::default()
     }
 
+    /// Build from configuration (`WECHATPAY_PUBLIC_KEY_ID` + `WECHATPAY_PUBLIC_KEY`,
+    /// `WECHATPAY_PLATFORM_CERTS`); either, both (during migration) or neither (certificates
+    /// are then downloaded by the client).
+    pub fn from_config(
+        public_key: Option<(&str, &str)>,
+        platform_certs_pem: Option<&str>,
+    ) -> Result<Self, super::keys::KeyError> {
+        let verifier = Self::new();
+        if let Some((id, pem)) = public_key {
+            verifier.add_public_key(id, VerifyingKey::from_pem(pem)?);
+        }
+        if let Some(bundle) = platform_certs_pem {
+            for cert in PlatformCertificate::bundle_from_pem(bundle)? {
+                verifier.add_certificate(cert);
+            }
+        }
+        Ok(verifier)
+    }
+
     /// Trust the WeChat Pay public key `key` under its id (`PUB_KEY_ID_…`).
     pub fn add_public_key(&self, key_id: &str, key: VerifyingKey) {
         self.write()
@@ -252,5 +271,61 @@ impl Verifier {
         self.keys
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/keys/");
+
+    fn key_file(name: &str) -> String {
+        std::fs::read_to_string(format!("{KEYS}{name}")).unwrap()
+    }
+
+    #[test]
+    fn from_config_holds_both_kinds_of_key() {
+        let pk = key_file("wechatpay_public_key.pem");
+        let certs = key_file("platform_certificate.pem");
+        let v = Verifier::from_config(Some(("PUB_KEY_ID_1", &pk)), Some(&certs)).unwrap();
+        assert!(v.knows("PUB_KEY_ID_1") && v.knows("F642AC69E590FB94938D64B6329D6CB7"));
+        assert!(v.has_public_key());
+        assert_eq!(v.certificate_count(), 1);
+        v.replace_certificates(Vec::new());
+        assert_eq!(v.certificate_count(), 0);
+        assert!(
+            v.knows("PUB_KEY_ID_1"),
+            "a certificate refresh keeps the public key"
+        );
+        assert!(Verifier::from_config(Some(("id", "not a key")), None).is_err());
+    }
+
+    #[test]
+    fn headers_are_required_and_signature_type_checked() {
+        let v = Verifier::new();
+        assert_eq!(
+            SignatureHeaders::from_pairs([("wechatpay-timestamp", "1")]).unwrap_err(),
+            VerifyError::MissingHeader(headers::NONCE)
+        );
+        let h = SignatureHeaders {
+            timestamp: "1".into(),
+            nonce: "n".into(),
+            signature: "AA==".into(),
+            serial: "S".into(),
+            signature_type: Some("WECHATPAY2-SM2-WITH-SM3".into()),
+        };
+        assert!(matches!(
+            v.verify(&h, b"", 1),
+            Err(VerifyError::UnsupportedSignatureType(_))
+        ));
+        let h = SignatureHeaders {
+            signature_type: None,
+            ..h
+        };
+        assert_eq!(
+            v.verify(&h, b"", 1),
+            Err(VerifyError::UnknownSerial("S".into()))
+        );
     }
 }
