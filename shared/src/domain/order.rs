@@ -41,7 +41,8 @@ impl OrderStatus {
             // A payment that lands after the order closed still happened: take it, so the
             // buyer gets the goods or a refund instead of losing money.
             Paid => &[Created, Closed],
-            Fulfilled => &[Paid],
+            // A refund that failed with nothing refunded returns the order to fulfilled.
+            Fulfilled => &[Paid, Refunding],
             Closed => &[Created],
             Refunding => &[Paid, Fulfilled, PartiallyRefunded],
             Refunded | PartiallyRefunded => &[Refunding],
@@ -313,6 +314,19 @@ pub fn plan_refund(
     Ok(amount)
 }
 
+/// The state an order is in once one of its refunds reached a final state: still
+/// `Refunding` while others are in flight (`in_flight`, fen), else what was refunded decides;
+/// nothing refunded at all (every refund failed) returns it to `Fulfilled`.
+pub fn status_after_refund_settled(total: Fen, refunded: Fen, in_flight: Fen) -> OrderStatus {
+    if in_flight > Fen::ZERO {
+        OrderStatus::Refunding
+    } else if refunded == Fen::ZERO {
+        OrderStatus::Fulfilled
+    } else {
+        status_after_refunds(total, refunded)
+    }
+}
+
 /// The state an order settles in once its refunds are final.
 pub fn status_after_refunds(total: Fen, refunded: Fen) -> OrderStatus {
     if refunded >= total {
@@ -489,5 +503,19 @@ mod tests {
         );
         assert_eq!(status_after_refunds(fen(1000), fen(300)), PartiallyRefunded);
         assert_eq!(status_after_refunds(fen(1000), fen(1000)), Refunded);
+        assert_eq!(
+            status_after_refund_settled(fen(1000), fen(300), fen(200)),
+            Refunding
+        );
+        assert_eq!(
+            status_after_refund_settled(fen(1000), Fen::ZERO, Fen::ZERO),
+            Fulfilled
+        );
+        assert_eq!(
+            status_after_refund_settled(fen(1000), fen(300), Fen::ZERO),
+            PartiallyRefunded
+        );
+        assert!(Refunding.can_become(Fulfilled));
+        assert!(!Refunding.can_become(Paid), "a failed refund never re-opens payment");
     }
 }

@@ -32,6 +32,8 @@ pub fn collections() -> Vec<(&'static str, Vec<IndexSpec>)> {
                 IndexSpec::unique(["openid", "clientRequestId"]),
                 IndexSpec::non_unique(["openid", "createdAt"]),
                 IndexSpec::non_unique(["status", "expiresAt"]),
+                IndexSpec::non_unique(["status", "createdAt"]),
+                IndexSpec::non_unique(["status", "paidAt"]),
             ],
         ),
         (
@@ -43,6 +45,13 @@ pub fn collections() -> Vec<(&'static str, Vec<IndexSpec>)> {
         ),
         ("entitlements", vec![IndexSpec::unique(["openid", "sku"])]),
         ("subscriptions", vec![IndexSpec::unique(["subscriber"])]),
+        (
+            "refunds",
+            vec![
+                IndexSpec::non_unique(["orderId"]),
+                IndexSpec::non_unique(["status", "attemptedAt"]),
+            ],
+        ),
         (
             "contents",
             vec![IndexSpec::non_unique(["kind", "publishedAt"])],

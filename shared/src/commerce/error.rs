@@ -1,0 +1,164 @@
+//! The commerce error type and its public codes (`docs/errors.md`).
+
+use http::StatusCode;
+
+use crate::domain::money::MoneyError;
+use crate::domain::order::{PricingError, RefundError};
+use crate::runtime::ApiError;
+use crate::store::StoreError;
+
+/// Public error codes of createOrder, payNotify and reconcile.
+pub mod codes {
+    /// No such product.
+    pub const PRODUCT_NOT_FOUND: &str = "PRODUCT_NOT_FOUND";
+    /// The product is not for sale.
+    pub const PRODUCT_INACTIVE: &str = "PRODUCT_INACTIVE";
+    /// Not enough stock left.
+    pub const OUT_OF_STOCK: &str = "OUT_OF_STOCK";
+    /// Physical and virtual goods in one order.
+    pub const MIXED_CHANNELS: &str = "MIXED_CHANNELS";
+    /// A quantity is 0 or above the limit, or the cart is empty / too big.
+    pub const INVALID_QUANTITY: &str = "INVALID_QUANTITY";
+    /// No such order for this caller.
+    pub const ORDER_NOT_FOUND: &str = "ORDER_NOT_FOUND";
+    /// Only unpaid (`created`) orders can be canceled.
+    pub const ORDER_NOT_CANCELABLE: &str = "ORDER_NOT_CANCELABLE";
+    /// The order was never paid, so nothing can be refunded.
+    pub const ORDER_NOT_PAID: &str = "ORDER_NOT_PAID";
+    /// More than what is left to refund.
+    pub const REFUND_EXCEEDS_PAID: &str = "REFUND_EXCEEDS_PAID";
+    /// Virtual goods need the user's session_key: call `login` again.
+    pub const SESSION_KEY_MISSING: &str = "SESSION_KEY_MISSING";
+    /// WeChat Pay / virtual payment failed or is not configured.
+    pub const PAYMENT_PROVIDER_ERROR: &str = "PAYMENT_PROVIDER_ERROR";
+    /// Virtual payment buys one product per order.
+    pub const ORDER_SINGLE_PRODUCT: &str = "ORDER_SINGLE_PRODUCT";
+    /// A tenant plan is bought for the active tenant: create or switch to one first.
+    pub const TENANT_REQUIRED: &str = "TENANT_REQUIRED";
+}
+
+/// Why a commerce operation failed. Each variant maps to one public code.
+#[derive(Debug, thiserror::Error)]
+pub enum CommerceError {
+    /// The request data is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The cart cannot be priced.
+    #[error(transparent)]
+    Pricing(#[from] PricingError),
+    /// A product has not enough stock left.
+    #[error("product {0} is out of stock")]
+    OutOfStock(String),
+    /// No such order (or not the caller's).
+    #[error("order not found")]
+    OrderNotFound,
+    /// The order is not in a state that allows this.
+    #[error("only an unpaid order can be canceled (it is {0})")]
+    NotCancelable(&'static str),
+    /// The refund cannot be made.
+    #[error(transparent)]
+    Refund(#[from] RefundError),
+    /// Amount arithmetic failed.
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+    /// The same idempotency key was used for something else.
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No usable session_key is stored for the caller.
+    #[error("virtual payment needs a fresh login (no session key on record)")]
+    SessionKeyMissing,
+    /// Virtual payment takes one product per order.
+    #[error("virtual payment buys one product per order")]
+    SingleProduct,
+    /// A tenant plan needs an active tenant.
+    #[error("a tenant plan is bought for the active tenant: create or switch to a tenant first")]
+    TenantRequired,
+    /// The payment channel the goods need is not configured on this deployment.
+    #[error("payment channel {0} is not configured")]
+    ChannelUnavailable(&'static str),
+    /// WeChat Pay or virtual payment failed.
+    #[error("payment provider: {message}")]
+    Provider {
+        /// What failed (kept for logs; the caller sees a generic message).
+        message: String,
+        /// Worth retrying later.
+        retryable: bool,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl CommerceError {
+    pub(crate) fn provider(err: impl std::fmt::Display, retryable: bool) -> Self {
+        Self::Provider {
+            message: err.to_string(),
+            retryable,
+        }
+    }
+}
+
+impl From<CommerceError> for ApiError {
+    fn from(err: CommerceError) -> Self {
+        use CommerceError as E;
+        let message = err.to_string();
+        match err {
+            E::BadRequest(_) => ApiError::bad_request(message),
+            E::Pricing(p) => match p {
+                PricingError::InvalidQuantity(_) | PricingError::BadCartSize => {
+                    ApiError::new(codes::INVALID_QUANTITY, StatusCode::BAD_REQUEST, message)
+                }
+                PricingError::ProductNotFound(_) => {
+                    ApiError::new(codes::PRODUCT_NOT_FOUND, StatusCode::NOT_FOUND, message)
+                }
+                PricingError::ProductInactive(_) => {
+                    ApiError::new(codes::PRODUCT_INACTIVE, StatusCode::CONFLICT, message)
+                }
+                PricingError::MixedChannels => {
+                    ApiError::new(codes::MIXED_CHANNELS, StatusCode::BAD_REQUEST, message)
+                }
+                PricingError::Amount(_) => ApiError::bad_request(message),
+            },
+            E::OutOfStock(_) => ApiError::new(codes::OUT_OF_STOCK, StatusCode::CONFLICT, message),
+            E::OrderNotFound => {
+                ApiError::new(codes::ORDER_NOT_FOUND, StatusCode::NOT_FOUND, message)
+            }
+            E::NotCancelable(_) => {
+                ApiError::new(codes::ORDER_NOT_CANCELABLE, StatusCode::CONFLICT, message)
+            }
+            E::Refund(RefundError::NotPaid) => {
+                ApiError::new(codes::ORDER_NOT_PAID, StatusCode::CONFLICT, message)
+            }
+            E::Refund(_) => ApiError::new(codes::REFUND_EXCEEDS_PAID, StatusCode::CONFLICT, message),
+            E::Money(_) => ApiError::bad_request(message),
+            E::Conflict(_) => ApiError::conflict(message),
+            E::Forbidden(_) => ApiError::forbidden(message),
+            E::SessionKeyMissing => ApiError::new(
+                codes::SESSION_KEY_MISSING,
+                StatusCode::UNAUTHORIZED,
+                message,
+            ),
+            E::SingleProduct => {
+                ApiError::new(codes::ORDER_SINGLE_PRODUCT, StatusCode::BAD_REQUEST, message)
+            }
+            E::TenantRequired => {
+                ApiError::new(codes::TENANT_REQUIRED, StatusCode::CONFLICT, message)
+            }
+            E::ChannelUnavailable(_) => ApiError::new(
+                codes::PAYMENT_PROVIDER_ERROR,
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+            ),
+            e @ E::Provider { .. } => ApiError::new(
+                codes::PAYMENT_PROVIDER_ERROR,
+                StatusCode::BAD_GATEWAY,
+                "the payment provider did not accept the request; try again later",
+            )
+            .with_source(e),
+            e @ E::Store(_) => ApiError::internal(e),
+        }
+    }
+}

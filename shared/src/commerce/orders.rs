@@ -1,0 +1,666 @@
+//! Creating, reading and canceling orders; the catalog.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::CommerceError;
+use super::gateway::XpayPurchase;
+use super::model::{OrderDoc, Prepay, Reservation, collections as c, product_view};
+use super::Commerce;
+use crate::domain::catalog::{Channel, Product, ProductKind};
+use crate::domain::ids::OutTradeNo;
+use crate::domain::order::{CartLine, OrderStatus, price_cart};
+use crate::domain::subscription::Plan;
+use crate::identity::Caller;
+use crate::pay::v3::{JsapiOrder, PayError};
+use crate::store::{Filter, FindOptions, StoreError, Update, UpdateOptions};
+
+/// A prepay is reused until this long before WeChat's 2-hour limit.
+const PREPAY_LIFETIME_SECS: i64 = 2 * 3600 - 10 * 60;
+/// Largest page of `list` / `search`.
+const MAX_PAGE: u64 = 50;
+/// Largest `clientRequestId`.
+const MAX_REQUEST_ID: usize = 64;
+
+/// `create` data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateInput {
+    /// Client-generated, unique per checkout.
+    pub client_request_id: String,
+    /// What and how many (any price the client adds is ignored).
+    pub items: Vec<CartLine>,
+    /// Shipping address for physical goods.
+    #[serde(default)]
+    pub address: Option<Value>,
+}
+
+/// `list` data.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListInput {
+    /// Only orders in this state.
+    #[serde(default)]
+    pub status: Option<OrderStatus>,
+    /// Page size (≤ 50, default 20).
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Orders created strictly before this time.
+    #[serde(default)]
+    pub before: Option<i64>,
+}
+
+/// `search` data (admin).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchInput {
+    /// Only orders in this state.
+    #[serde(default)]
+    pub status: Option<OrderStatus>,
+    /// Only this buyer's orders.
+    #[serde(default)]
+    pub openid: Option<String>,
+    /// Only this merchant order number.
+    #[serde(default)]
+    pub out_trade_no: Option<String>,
+    /// Page size (≤ 50, default 20).
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+/// What `create` returns: the order and the payment parameters (none once it is not payable).
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The order.
+    pub order: OrderDoc,
+    /// `{channel, params}` for `wx.requestPayment` / `wx.requestVirtualPayment`.
+    pub payment: Option<Value>,
+}
+
+impl Created {
+    /// The reply `data`.
+    pub fn view(&self) -> Value {
+        json!({ "order": self.order.view(), "payment": self.payment })
+    }
+}
+
+fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Wxpay => "wxpay",
+        Channel::Xpay => "xpay",
+    }
+}
+
+/// Whether two carts ask for the same thing (order and split lines do not matter).
+fn same_cart(items: &[CartLine], order: &OrderDoc) -> bool {
+    let mut asked: HashMap<&str, u32> = HashMap::new();
+    for line in items {
+        *asked.entry(line.sku.as_str()).or_default() += line.quantity;
+    }
+    asked.len() == order.items.len()
+        && order
+            .items
+            .iter()
+            .all(|l| asked.get(l.sku.as_str()) == Some(&l.quantity))
+}
+
+/// Description on the WeChat Pay bill: the titles, cut to 127 bytes on a char boundary.
+fn bill_description(order: &OrderDoc) -> String {
+    let mut text = order
+        .items
+        .iter()
+        .map(|l| {
+            if l.quantity > 1 {
+                format!("{} x{}", l.title, l.quantity)
+            } else {
+                l.title.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    text.retain(|ch| ch.len_utf8() < 4);
+    if text.len() > 127 {
+        let mut cut = 124;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+impl Commerce {
+    /// `create`: prices, reserves, stores and returns the payment parameters. The same
+    /// `clientRequestId` returns the same order (no second prepay while the first is valid).
+    pub async fn create_order(
+        &self,
+        caller: &Caller,
+        input: CreateInput,
+    ) -> Result<Created, CommerceError> {
+        let request_id = input.client_request_id.trim();
+        if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID {
+            return Err(CommerceError::BadRequest(format!(
+                "clientRequestId must be 1-{MAX_REQUEST_ID} characters"
+            )));
+        }
+        if let Some(address) = &input.address
+            && !address.is_object()
+        {
+            return Err(CommerceError::BadRequest("address must be an object".into()));
+        }
+        if let Some(existing) = self.find_by_request(&caller.openid, request_id).await? {
+            return self.replay(caller, existing, &input.items).await;
+        }
+
+        // Price from the catalog; the client's prices never reach this point.
+        let mut products: HashMap<String, Product> = HashMap::new();
+        for line in &input.items {
+            if products.contains_key(&line.sku) || line.sku.is_empty() || line.sku.len() > 64 {
+                continue;
+            }
+            if let Some(doc) = self.store.get(c::PRODUCTS, &line.sku).await? {
+                let product: Product = serde_json::from_value(doc)
+                    .map_err(|e| StoreError::InvalidDocument(e.to_string()))?;
+                products.insert(line.sku.clone(), product);
+            }
+        }
+        let priced = price_cart(&input.items, |sku| products.get(sku))?;
+
+        // Everything that can refuse the order is checked before stock is taken.
+        let session_key = match priced.channel {
+            Channel::Xpay => {
+                if self.xpay.is_none() {
+                    return Err(CommerceError::ChannelUnavailable("xpay"));
+                }
+                if priced.lines.len() != 1 {
+                    return Err(CommerceError::SingleProduct);
+                }
+                Some(self.session_key(&caller.openid).await?)
+            }
+            Channel::Wxpay => {
+                if self.wxpay.is_none() {
+                    return Err(CommerceError::ChannelUnavailable("wxpay"));
+                }
+                None
+            }
+        };
+        let tenant = caller.tenant.as_ref().map(|t| t.id.clone());
+        if priced
+            .lines
+            .iter()
+            .any(|l| matches!(l.kind, ProductKind::TenantPlan { .. }))
+            && tenant.is_none()
+        {
+            return Err(CommerceError::TenantRequired);
+        }
+
+        let counted: Vec<Reservation> = priced
+            .lines
+            .iter()
+            .filter(|l| products.get(&l.sku).is_some_and(|p| p.stock.is_some()))
+            .map(|l| Reservation {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+            })
+            .collect();
+        self.reserve(&counted).await?;
+
+        let now = self.now();
+        let order = OrderDoc {
+            id: crate::store::new_id(),
+            out_trade_no: OutTradeNo::generate(now, (self.random)()).to_string(),
+            owner: caller.openid.clone(),
+            appid: self.appid.clone(),
+            tenant,
+            client_request_id: request_id.to_owned(),
+            status: OrderStatus::Created,
+            channel: priced.channel,
+            items: priced.lines,
+            total_fen: priced.total,
+            created_at: now,
+            expires_at: now + self.order_ttl_secs,
+            paid_at: None,
+            fulfilled_at: None,
+            closed_at: None,
+            refunded_fen: crate::domain::money::Fen::ZERO,
+            refunding_fen: crate::domain::money::Fen::ZERO,
+            address: input.address.clone(),
+            reservations: counted.clone(),
+            stock_released: false,
+            prepay: None,
+            sign_data: None,
+            transaction_id: None,
+            review_reason: None,
+        };
+        match self.store.insert_as(c::ORDERS, &order).await {
+            Ok(_) => {}
+            Err(StoreError::DuplicateKey { .. }) => {
+                // The same request raced us: give the stock back and answer with its order.
+                self.unreserve(&counted).await;
+                let existing = self
+                    .find_by_request(&caller.openid, request_id)
+                    .await?
+                    .ok_or_else(|| CommerceError::Conflict("order number collision".into()))?;
+                return self.replay(caller, existing, &input.items).await;
+            }
+            Err(e) => {
+                self.unreserve(&counted).await;
+                return Err(e.into());
+            }
+        }
+        tracing::info!(order = %order.id, out_trade_no = %order.out_trade_no,
+            total = order.total_fen.get(), channel = channel_name(order.channel), "order created");
+        self.payment_for(order, session_key).await
+    }
+
+    /// The answer to a repeated `create`: same order, and its payment parameters while payable.
+    async fn replay(
+        &self,
+        caller: &Caller,
+        order: OrderDoc,
+        items: &[CartLine],
+    ) -> Result<Created, CommerceError> {
+        if !same_cart(items, &order) {
+            return Err(CommerceError::Conflict(
+                "clientRequestId was already used for a different cart".into(),
+            ));
+        }
+        if order.status != OrderStatus::Created || order.expires_at <= self.now() {
+            return Ok(Created {
+                order,
+                payment: None,
+            });
+        }
+        let session_key = match order.channel {
+            Channel::Xpay => Some(self.session_key(&caller.openid).await?),
+            Channel::Wxpay => None,
+        };
+        self.payment_for(order, session_key).await
+    }
+
+    /// Payment parameters for a payable order: reuses a valid prepay / the stored signData.
+    async fn payment_for(
+        &self,
+        mut order: OrderDoc,
+        session_key: Option<String>,
+    ) -> Result<Created, CommerceError> {
+        let now = self.now();
+        let params = match order.channel {
+            Channel::Wxpay => {
+                let pay = self
+                    .wxpay
+                    .as_ref()
+                    .ok_or(CommerceError::ChannelUnavailable("wxpay"))?;
+                let prepay_id = match &order.prepay {
+                    Some(p) if p.expires_at > now => p.prepay_id.clone(),
+                    _ => {
+                        let expire = time::OffsetDateTime::from_unix_timestamp(order.expires_at)
+                            .map_err(|e| CommerceError::BadRequest(e.to_string()))?;
+                        let mut request = JsapiOrder::new(
+                            order.appid.clone(),
+                            bill_description(&order),
+                            order.out_trade_no.clone(),
+                            order.total_fen.get(),
+                            order.owner.clone(),
+                        );
+                        request.time_expire = Some(expire);
+                        request.attach = Some(order.id.clone());
+                        // Same parameters give the order's current prepay_id at WeChat Pay.
+                        let prepay_id = pay.prepay(&request).await.map_err(provider)?;
+                        let prepay = Prepay {
+                            prepay_id: prepay_id.clone(),
+                            expires_at: now + PREPAY_LIFETIME_SECS,
+                        };
+                        self.store
+                            .update_one(
+                                c::ORDERS,
+                                &Filter::id(order.id.as_str()),
+                                &Update::new().set("prepay", serde_json::to_value(&prepay)
+                                    .map_err(|e| StoreError::InvalidDocument(e.to_string()))?),
+                                UpdateOptions::default(),
+                            )
+                            .await?;
+                        order.prepay = Some(prepay);
+                        prepay_id
+                    }
+                };
+                let params = pay
+                    .request_payment(&order.appid, &prepay_id)
+                    .map_err(provider)?;
+                json!({ "channel": "wxpay", "params": params })
+            }
+            Channel::Xpay => {
+                let xpay = self
+                    .xpay
+                    .as_ref()
+                    .ok_or(CommerceError::ChannelUnavailable("xpay"))?;
+                let session_key = session_key.ok_or(CommerceError::SessionKeyMissing)?;
+                let params = match &order.sign_data {
+                    Some(sign_data) => xpay.resign(sign_data, &session_key),
+                    None => {
+                        let line = order.items.first().ok_or(CommerceError::SingleProduct)?;
+                        let params = xpay
+                            .payment_params(
+                                &XpayPurchase {
+                                    product_id: &line.sku,
+                                    quantity: line.quantity,
+                                    unit_price_fen: line.unit_price_fen.get(),
+                                    out_trade_no: &order.out_trade_no,
+                                    attach: &order.id,
+                                },
+                                &session_key,
+                            )
+                            .map_err(|e| CommerceError::provider(&e, e.retryable))?;
+                        if let Some(sign_data) = params.get("signData").and_then(Value::as_str) {
+                            self.store
+                                .update_one(
+                                    c::ORDERS,
+                                    &Filter::id(order.id.as_str()),
+                                    &Update::new().set("signData", sign_data),
+                                    UpdateOptions::default(),
+                                )
+                                .await?;
+                            order.sign_data = Some(sign_data.to_owned());
+                        }
+                        params
+                    }
+                };
+                json!({ "channel": "xpay", "params": params })
+            }
+        };
+        Ok(Created {
+            order,
+            payment: Some(params),
+        })
+    }
+
+    /// The caller's session_key, opened from `users.sessionKey`.
+    async fn session_key(&self, openid: &str) -> Result<String, CommerceError> {
+        let key = self
+            .data_key
+            .as_ref()
+            .ok_or(CommerceError::ChannelUnavailable("xpay (no WEMINT_DATA_KEY)"))?;
+        let user = self
+            .store
+            .find_one(c::USERS, &Filter::eq("openid", openid))
+            .await?;
+        let sealed = user
+            .as_ref()
+            .and_then(|u| u.get("sessionKey").or_else(|| u.get("sessionKeyEnc")))
+            .and_then(Value::as_str)
+            .ok_or(CommerceError::SessionKeyMissing)?;
+        let plain = key
+            .open(openid, sealed)
+            .map_err(|_| CommerceError::SessionKeyMissing)?;
+        let text = String::from_utf8(plain).map_err(|_| CommerceError::SessionKeyMissing)?;
+        if text.is_empty() {
+            return Err(CommerceError::SessionKeyMissing);
+        }
+        Ok(text)
+    }
+
+    async fn find_by_request(
+        &self,
+        owner: &str,
+        request_id: &str,
+    ) -> Result<Option<OrderDoc>, CommerceError> {
+        let filter = Filter::eq("openid", owner).and(Filter::eq("clientRequestId", request_id));
+        Ok(self.store.find_one_as(c::ORDERS, &filter).await?)
+    }
+
+    /// Takes stock for every counted line with a conditional `$inc` (`stock ≥ quantity`), so
+    /// stock never goes negative; on a shortfall what was taken is given back.
+    async fn reserve(&self, lines: &[Reservation]) -> Result<(), CommerceError> {
+        for (i, line) in lines.iter().enumerate() {
+            let qty = i64::from(line.quantity);
+            let taken = self
+                .store
+                .update_one(
+                    c::PRODUCTS,
+                    &Filter::id(line.sku.as_str()).and(Filter::gte("stock", qty)),
+                    &Update::new().inc("stock", -qty),
+                    UpdateOptions::default(),
+                )
+                .await;
+            match taken {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    self.unreserve(&lines[..i]).await;
+                    return Err(CommerceError::OutOfStock(line.sku.clone()));
+                }
+                Err(e) => {
+                    self.unreserve(&lines[..i]).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives stock back (best effort: a failure leaves stock understated, never negative).
+    async fn unreserve(&self, lines: &[Reservation]) {
+        for line in lines {
+            let result = self
+                .store
+                .update_one(
+                    c::PRODUCTS,
+                    &Filter::id(line.sku.as_str()),
+                    &Update::new().inc("stock", i64::from(line.quantity)),
+                    UpdateOptions::default(),
+                )
+                .await;
+            if let Err(e) = result {
+                tracing::error!(sku = %line.sku, error = %e, "stock release failed");
+            }
+        }
+    }
+
+    /// Releases an order's reservations exactly once (the `stockReleased` flag is the lock).
+    pub(crate) async fn release_stock(&self, order: &OrderDoc) -> Result<(), CommerceError> {
+        if order.reservations.is_empty() {
+            return Ok(());
+        }
+        let won = self
+            .store
+            .update_one(
+                c::ORDERS,
+                &Filter::id(order.id.as_str()).and(Filter::ne("stockReleased", true)),
+                &Update::new().set("stockReleased", true),
+                UpdateOptions::default(),
+            )
+            .await?;
+        if won.is_some() {
+            self.unreserve(&order.reservations).await;
+        }
+        Ok(())
+    }
+
+    /// Takes the stock of an order paid after it was closed (its reservation was released).
+    /// Returns false when the stock is gone: the order is paid but cannot ship everything.
+    pub(crate) async fn retake_stock(&self, order: &OrderDoc) -> Result<bool, CommerceError> {
+        let won = self
+            .store
+            .update_one(
+                c::ORDERS,
+                &Filter::id(order.id.as_str()).and(Filter::eq("stockReleased", true)),
+                &Update::new().set("stockReleased", false),
+                UpdateOptions::default(),
+            )
+            .await?;
+        if won.is_none() {
+            return Ok(true);
+        }
+        match self.reserve(&order.reservations).await {
+            Ok(()) => Ok(true),
+            Err(CommerceError::OutOfStock(sku)) => {
+                tracing::error!(order = %order.id, sku = %sku,
+                    "order paid after closing but the stock is gone");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `get`: one of the caller's orders.
+    pub async fn get_order(&self, caller: &Caller, order_id: &str) -> Result<OrderDoc, CommerceError> {
+        match self.store.get_as::<OrderDoc>(c::ORDERS, order_id).await? {
+            Some(order) if order.owner == caller.openid => Ok(order),
+            _ => Err(CommerceError::OrderNotFound),
+        }
+    }
+
+    /// `list`: the caller's orders, newest first.
+    pub async fn list_orders(
+        &self,
+        caller: &Caller,
+        input: ListInput,
+    ) -> Result<Value, CommerceError> {
+        let limit = input.limit.unwrap_or(20).clamp(1, MAX_PAGE);
+        let mut filter = Filter::eq("openid", caller.openid.as_str());
+        if let Some(status) = input.status {
+            filter = filter.and(Filter::eq("status", status.as_str()));
+        }
+        if let Some(before) = input.before {
+            filter = filter.and(Filter::lt("createdAt", before));
+        }
+        let orders: Vec<OrderDoc> = self
+            .store
+            .find_as(
+                c::ORDERS,
+                &filter,
+                &FindOptions::new().sort_desc("createdAt").limit(limit),
+            )
+            .await?;
+        let next = (orders.len() as u64 == limit)
+            .then(|| orders.last().map(|o| o.created_at))
+            .flatten();
+        Ok(json!({
+            "orders": orders.iter().map(OrderDoc::view).collect::<Vec<_>>(),
+            "next": next,
+        }))
+    }
+
+    /// `search` (admin): orders by state, buyer or merchant number.
+    pub async fn search_orders(
+        &self,
+        caller: &Caller,
+        input: SearchInput,
+    ) -> Result<Value, CommerceError> {
+        self.require_admin(caller).await?;
+        let limit = input.limit.unwrap_or(20).clamp(1, MAX_PAGE);
+        let mut filters = Vec::new();
+        if let Some(status) = input.status {
+            filters.push(Filter::eq("status", status.as_str()));
+        }
+        if let Some(openid) = input.openid {
+            filters.push(Filter::eq("openid", openid));
+        }
+        if let Some(no) = input.out_trade_no {
+            filters.push(Filter::eq("outTradeNo", no));
+        }
+        let orders: Vec<OrderDoc> = self
+            .store
+            .find_as(
+                c::ORDERS,
+                &Filter::all_of(filters),
+                &FindOptions::new().sort_desc("createdAt").limit(limit),
+            )
+            .await?;
+        Ok(json!({ "orders": orders.iter().map(OrderDoc::admin_view).collect::<Vec<_>>() }))
+    }
+
+    /// `cancel`: closes an unpaid order of the caller (at WeChat Pay too) and releases stock.
+    pub async fn cancel_order(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+    ) -> Result<OrderDoc, CommerceError> {
+        let order = self.get_order(caller, order_id).await?;
+        if order.status != OrderStatus::Created {
+            return Err(CommerceError::NotCancelable(order.status.as_str()));
+        }
+        self.close_order(&order).await?;
+        match self.store.get_as::<OrderDoc>(c::ORDERS, order_id).await? {
+            Some(o) if o.status == OrderStatus::Closed => Ok(o),
+            Some(o) => Err(CommerceError::NotCancelable(o.status.as_str())),
+            None => Err(CommerceError::OrderNotFound),
+        }
+    }
+
+    /// Closes a `created` order at the provider and here, then releases its stock. Returns
+    /// whether this call closed it.
+    pub(crate) async fn close_order(&self, order: &OrderDoc) -> Result<bool, CommerceError> {
+        if order.channel == Channel::Wxpay
+            && order.prepay.is_some()
+            && let Some(pay) = &self.wxpay
+        {
+            match pay.close(&order.out_trade_no).await {
+                Ok(()) => {}
+                // Never reached WeChat Pay or already closed there: nothing to close.
+                Err(e) if matches!(e.code(), Some("ORDER_NOT_EXIST" | "ORDERNOTEXIST" | "ORDER_CLOSED")) => {}
+                Err(e) => return Err(provider(e)),
+            }
+        }
+        let now = self.now();
+        let closed = self
+            .store
+            .update_one(
+                c::ORDERS,
+                &Filter::id(order.id.as_str()).and(status_in(OrderStatus::Closed)),
+                &Update::new()
+                    .set("status", OrderStatus::Closed.as_str())
+                    .set("closedAt", now),
+                UpdateOptions::default(),
+            )
+            .await?;
+        if closed.is_some() {
+            self.release_stock(order).await?;
+            tracing::info!(order = %order.id, "order closed");
+        }
+        Ok(closed.is_some())
+    }
+
+    /// `catalog`: active products, optionally of one kind, with plan details.
+    pub async fn catalog(&self, kind: Option<&str>) -> Result<Value, CommerceError> {
+        let mut filter = Filter::eq("active", true);
+        if let Some(kind) = kind {
+            filter = filter.and(Filter::eq("kind.type", kind));
+        }
+        let products: Vec<Product> = self
+            .store
+            .find_as(c::PRODUCTS, &filter, &FindOptions::new().sort_asc("sku"))
+            .await?;
+        let mut out = Vec::with_capacity(products.len());
+        for product in &products {
+            let plan = match &product.kind {
+                ProductKind::Membership { plan } | ProductKind::TenantPlan { plan } => {
+                    self.plan(plan).await?
+                }
+                _ => None,
+            };
+            out.push(product_view(product, plan.as_ref()));
+        }
+        Ok(json!({ "products": out }))
+    }
+
+    /// A plan from `plans`.
+    pub(crate) async fn plan(&self, id: &str) -> Result<Option<Plan>, CommerceError> {
+        Ok(self.store.get_as::<Plan>(c::PLANS, id).await?)
+    }
+}
+
+/// `status ∈ allowed_from(to)`: the condition of every transition to `to`.
+pub(crate) fn status_in(to: OrderStatus) -> Filter {
+    Filter::is_in(
+        "status",
+        to.allowed_from().iter().map(|s| Value::from(s.as_str())),
+    )
+}
+
+pub(crate) fn provider(err: PayError) -> CommerceError {
+    let retryable = err.is_retryable();
+    CommerceError::provider(err, retryable)
+}

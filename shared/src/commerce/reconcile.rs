@@ -1,0 +1,190 @@
+//! Reconciliation, run by the `reconcile` timer: nothing here trusts a client, every change
+//! comes from a provider query and goes through the same conditional updates as the
+//! notifications, so it can run concurrently with them.
+
+use serde::Serialize;
+
+use super::Commerce;
+use super::error::CommerceError;
+use super::fulfil::PaymentOutcome;
+use super::model::{OrderDoc, RefundDoc, collections as c};
+use crate::domain::catalog::Channel;
+use crate::domain::order::OrderStatus;
+use crate::store::{Filter, FindOptions};
+
+/// Orders younger than this are left to their notification.
+const QUIET_SECS: i64 = 60;
+/// Orders / refunds handled per run and step (the timer runs again soon).
+const BATCH: u64 = 100;
+
+/// What one reconciliation run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileReport {
+    /// Unpaid orders checked with the provider.
+    pub checked: u32,
+    /// Orders found paid at the provider and fulfilled.
+    pub paid: u32,
+    /// Expired orders closed (stock released).
+    pub closed: u32,
+    /// Paid orders whose interrupted fulfilment was finished.
+    pub fulfilled: u32,
+    /// Refunds re-sent / re-queried.
+    pub refunds_retried: u32,
+    /// Refunds that reached a final state.
+    pub refunds_settled: u32,
+    /// Steps that failed (logged; retried next run).
+    pub errors: u32,
+}
+
+impl Commerce {
+    /// One reconciliation pass.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, CommerceError> {
+        let mut report = ReconcileReport::default();
+        let now = self.now();
+
+        // 1. Unpaid orders past their quiet time: paid without a notification, or expired.
+        let unpaid: Vec<OrderDoc> = self
+            .store
+            .find_as(
+                c::ORDERS,
+                &Filter::eq("status", OrderStatus::Created.as_str())
+                    .and(Filter::lt("createdAt", now - QUIET_SECS)),
+                &FindOptions::new().sort_asc("createdAt").limit(BATCH),
+            )
+            .await?;
+        for order in unpaid {
+            report.checked += 1;
+            match self.check_unpaid(&order, now).await {
+                Ok(Some(PaymentOutcome::Applied { .. } | PaymentOutcome::AlreadyPaid { .. })) => {
+                    report.paid += 1;
+                }
+                Ok(Some(PaymentOutcome::NotPaid)) => report.closed += 1,
+                Ok(_) => {}
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::warn!(order = %order.id, error = %e, "reconcile: unpaid order");
+                }
+            }
+        }
+
+        // 2. Paid orders whose grants were interrupted.
+        let stuck: Vec<OrderDoc> = self
+            .store
+            .find_as(
+                c::ORDERS,
+                &Filter::eq("status", OrderStatus::Paid.as_str())
+                    .and(Filter::lt("paidAt", now - QUIET_SECS)),
+                &FindOptions::new().sort_asc("paidAt").limit(BATCH),
+            )
+            .await?;
+        for order in stuck {
+            match self.fulfil(&order).await {
+                Ok(()) => {
+                    report.fulfilled += 1;
+                    self.tell_xpay_provided(&order).await;
+                }
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::warn!(order = %order.id, error = %e, "reconcile: fulfilment");
+                }
+            }
+        }
+
+        // 3. Refunds still processing: re-send with the same number (idempotent at WeChat Pay,
+        //    and the answer carries the current state).
+        let refunds: Vec<RefundDoc> = self
+            .store
+            .find_as(
+                c::REFUNDS,
+                &Filter::eq("status", "processing")
+                    .and(Filter::eq("reserved", true))
+                    .and(Filter::lt("attemptedAt", now - QUIET_SECS)),
+                &FindOptions::new().sort_asc("createdAt").limit(BATCH),
+            )
+            .await?;
+        for refund in refunds {
+            report.refunds_retried += 1;
+            match self.submit_refund(&refund).await {
+                Ok(after) if after.status.is_final() => report.refunds_settled += 1,
+                Ok(_) => {}
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::warn!(refund = %refund.refund_no, error = %e, "reconcile: refund");
+                }
+            }
+        }
+        tracing::info!(?report, "reconcile done");
+        Ok(report)
+    }
+
+    /// Asks the provider about an unpaid order: paid → apply; expired and unpaid → close.
+    /// `Some(NotPaid)` means it was closed here.
+    async fn check_unpaid(
+        &self,
+        order: &OrderDoc,
+        now: i64,
+    ) -> Result<Option<PaymentOutcome>, CommerceError> {
+        let expired = order.expires_at <= now;
+        match order.channel {
+            Channel::Wxpay => {
+                if order.prepay.is_some()
+                    && let Some(pay) = &self.wxpay
+                {
+                    match pay.query(&order.out_trade_no).await {
+                        Ok(tx) => {
+                            let event = format!("query:{}", order.out_trade_no);
+                            let outcome = self
+                                .apply_wxpay_transaction(&event, "query", &tx)
+                                .await?;
+                            if outcome != PaymentOutcome::NotPaid {
+                                return Ok(Some(outcome));
+                            }
+                        }
+                        // Never reached WeChat Pay: it cannot be paid.
+                        Err(e) if matches!(e.code(), Some("ORDER_NOT_EXIST" | "ORDERNOTEXIST")) => {}
+                        Err(e) => return Err(super::orders::provider(e)),
+                    }
+                }
+            }
+            Channel::Xpay => {
+                if let Some(xpay) = &self.xpay {
+                    let state = xpay
+                        .query(&order.owner, &order.out_trade_no)
+                        .await
+                        .map_err(|e| CommerceError::provider(&e, e.retryable));
+                    match state {
+                        Ok(state) if state.paid => {
+                            let outcome = self.apply_xpay_query(order, &state).await?;
+                            if matches!(outcome, PaymentOutcome::Applied { .. }) {
+                                self.tell_xpay_provided(order).await;
+                            }
+                            return Ok(Some(outcome));
+                        }
+                        Ok(_) => {}
+                        // An order the user never started paying is unknown to xpay.
+                        Err(e) if !expired => return Err(e),
+                        Err(e) => tracing::info!(order = %order.id, error = %e,
+                            "reconcile: xpay query failed for an expired order; closing"),
+                    }
+                }
+            }
+        }
+        if expired && self.close_order(order).await? {
+            return Ok(Some(PaymentOutcome::NotPaid));
+        }
+        Ok(None)
+    }
+
+    /// Tells virtual payment the goods of an xpay order were delivered (best effort).
+    async fn tell_xpay_provided(&self, order: &OrderDoc) {
+        if order.channel != Channel::Xpay {
+            return;
+        }
+        if let Some(xpay) = &self.xpay
+            && let Err(e) = xpay.provided(&order.out_trade_no).await
+        {
+            tracing::warn!(order = %order.id, error = %e, "notify_provide_goods failed");
+        }
+    }
+}
