@@ -1,14 +1,102 @@
-//! The `createOrder` function: builds its handler from the `wemint` library.
-//!
-//! Until its business logic lands it answers only what the runtime provides itself: the
-//! `health` action (name, version, run mode).
+//! The `createOrder` function: the catalog, checkout and the buyer's orders; refunds and
+//! order search for administrators. Contract: `docs/api.md` (createOrder); the logic lives in
+//! `wemint::commerce` so payNotify, reconcile and wxPush share it.
 
-use wemint::runtime::Function;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use wemint::commerce::{Commerce, CreateInput, ListInput, RefundInput, SearchInput};
+use wemint::identity::{Caller, SessionSigner, TrustedGateway, resolve_caller};
+use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "createOrder";
 
+/// Built once per instance.
+pub struct State {
+    commerce: Commerce,
+    trusted: Option<TrustedGateway>,
+    signer: SessionSigner,
+}
+
+impl State {
+    fn caller(&self, req: &CallRequest) -> Result<Caller, ApiError> {
+        resolve_caller(
+            self.trusted,
+            req.identity.platform.as_ref(),
+            req.identity.token(),
+            &self.signer,
+            self.commerce.now(),
+        )
+        .map_err(|e| ApiError::unauthenticated(e.to_string()))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderRef {
+    order_id: String,
+}
+
+#[derive(Deserialize, Default)]
+struct CatalogInput {
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
+    let secret = config.session_secret()?;
+    let signer = SessionSigner::new(secret.expose(), SessionSigner::DEFAULT_TTL_SECS)?;
+    let trusted = config.trust_platform_identity()?;
+    let (commerce, _) = wemint::commerce::from_config(&config).await?;
+    Ok(State {
+        commerce,
+        trusted,
+        signer,
+    })
+}
+
 /// The function value `main` runs; tests build it the same way.
-pub fn function() -> Function<()> {
-    Function::new(NAME, env!("CARGO_PKG_VERSION"))
+pub fn function() -> Function<State> {
+    Function::with_init(NAME, env!("CARGO_PKG_VERSION"), init)
+        .callable("create", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: CreateInput = req.parse()?;
+            let created = s.commerce.create_order(&caller, input).await?;
+            Ok::<_, ApiError>(created.view())
+        })
+        .callable("list", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: ListInput = req.parse()?;
+            Ok::<_, ApiError>(s.commerce.list_orders(&caller, input).await?)
+        })
+        .callable("get", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: OrderRef = req.parse()?;
+            let order = s.commerce.get_order(&caller, &input.order_id).await?;
+            Ok::<_, ApiError>(serde_json::json!({ "order": order.view() }))
+        })
+        .callable("cancel", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: OrderRef = req.parse()?;
+            let order = s.commerce.cancel_order(&caller, &input.order_id).await?;
+            Ok::<_, ApiError>(serde_json::json!({ "order": order.view() }))
+        })
+        .callable("refund", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: RefundInput = req.parse()?;
+            let refund = s.commerce.refund(&caller, input).await?;
+            Ok::<_, ApiError>(serde_json::json!({ "refund": refund.view() }))
+        })
+        .callable("search", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: SearchInput = req.parse()?;
+            Ok::<_, ApiError>(s.commerce.search_orders(&caller, input).await?)
+        })
+        .callable("catalog", |s: Arc<State>, req| async move {
+            s.caller(&req)?;
+            let input: CatalogInput = req.parse()?;
+            Ok::<_, ApiError>(s.commerce.catalog(input.kind.as_deref()).await?)
+        })
+        .default_action("create")
 }

@@ -132,7 +132,9 @@ impl From<CommerceError> for ApiError {
             E::Refund(RefundError::NotPaid) => {
                 ApiError::new(codes::ORDER_NOT_PAID, StatusCode::CONFLICT, message)
             }
-            E::Refund(_) => ApiError::new(codes::REFUND_EXCEEDS_PAID, StatusCode::CONFLICT, message),
+            E::Refund(_) => {
+                ApiError::new(codes::REFUND_EXCEEDS_PAID, StatusCode::CONFLICT, message)
+            }
             E::Money(_) => ApiError::bad_request(message),
             E::Conflict(_) => ApiError::conflict(message),
             E::Forbidden(_) => ApiError::forbidden(message),
@@ -141,9 +143,11 @@ impl From<CommerceError> for ApiError {
                 StatusCode::UNAUTHORIZED,
                 message,
             ),
-            E::SingleProduct => {
-                ApiError::new(codes::ORDER_SINGLE_PRODUCT, StatusCode::BAD_REQUEST, message)
-            }
+            E::SingleProduct => ApiError::new(
+                codes::ORDER_SINGLE_PRODUCT,
+                StatusCode::BAD_REQUEST,
+                message,
+            ),
             E::TenantRequired => {
                 ApiError::new(codes::TENANT_REQUIRED, StatusCode::CONFLICT, message)
             }

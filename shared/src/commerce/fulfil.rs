@@ -110,9 +110,7 @@ impl Commerce {
             let observed = Observed {
                 mchid: tx.mchid.clone(),
                 appid: tx.appid.clone().unwrap_or_default(),
-                total: amount
-                    .and_then(|a| a.total)
-                    .and_then(|t| Fen::new(t).ok()),
+                total: amount.and_then(|a| a.total).and_then(|t| Fen::new(t).ok()),
                 currency: amount
                     .and_then(|a| a.currency.clone())
                     .unwrap_or_else(|| "CNY".into()),
@@ -181,8 +179,13 @@ impl Commerce {
             }
         };
         let event_id = format!("xpay:{}", delivery.out_trade_no);
-        self.record_event(&event_id, "xpay_goods_deliver_notify", &delivery.out_trade_no, &outcome)
-            .await?;
+        self.record_event(
+            &event_id,
+            "xpay_goods_deliver_notify",
+            &delivery.out_trade_no,
+            &outcome,
+        )
+        .await?;
         Ok(outcome)
     }
 
@@ -242,7 +245,9 @@ impl Commerce {
             Channel::Xpay => None,
         };
         let Some(total) = observed.total else {
-            return self.hold_for_review(&order, "payment without an amount").await;
+            return self
+                .hold_for_review(&order, "payment without an amount")
+                .await;
         };
         let expected = ExpectedPayment {
             mchid,
@@ -289,8 +294,7 @@ impl Commerce {
             None => {
                 // Someone else moved it first. If it is still `paid`, that one may have
                 // stopped before granting: finishing is safe because grants are idempotent.
-                let current: Option<OrderDoc> =
-                    self.store.get_as(c::ORDERS, &order.id).await?;
+                let current: Option<OrderDoc> = self.store.get_as(c::ORDERS, &order.id).await?;
                 if let Some(current) = current
                     && current.status == OrderStatus::Paid
                 {
@@ -336,7 +340,8 @@ impl Commerce {
         self.store
             .update_one(
                 c::ORDERS,
-                &Filter::id(order.id.as_str()).and(Filter::eq("status", OrderStatus::Paid.as_str())),
+                &Filter::id(order.id.as_str())
+                    .and(Filter::eq("status", OrderStatus::Paid.as_str())),
                 &Update::new()
                     .set("status", OrderStatus::Fulfilled.as_str())
                     .set("fulfilledAt", now),
@@ -394,7 +399,10 @@ impl Commerce {
                     .await
             }
             ProductKind::TenantPlan { plan } => {
-                let tenant = order.tenant.as_deref().ok_or(CommerceError::TenantRequired)?;
+                let tenant = order
+                    .tenant
+                    .as_deref()
+                    .ok_or(CommerceError::TenantRequired)?;
                 let subscriber = format!("tenant:{tenant}");
                 self.renew(&subscriber, plan, order, line.quantity, paid_at)
                     .await
@@ -560,11 +568,23 @@ impl Commerce {
         match self.store.insert(c::PAYMENT_EVENTS, doc).await {
             Ok(_) => Ok(()),
             Err(StoreError::DuplicateKey { .. }) => {
+                // A redelivery (or a concurrent copy): count it; the copy that applied the
+                // payment writes its result, whichever copy was recorded first.
+                let mut update = Update::new().inc("deliveries", 1);
+                if matches!(
+                    outcome,
+                    PaymentOutcome::Applied { .. } | PaymentOutcome::Review { .. }
+                ) {
+                    update = update
+                        .set("result", result)
+                        .set("orderId", json!(order_id))
+                        .set("reason", json!(reason));
+                }
                 self.store
                     .update_one(
                         c::PAYMENT_EVENTS,
                         &Filter::id(event_id),
-                        &Update::new().inc("deliveries", 1),
+                        &update,
                         UpdateOptions::default(),
                     )
                     .await?;

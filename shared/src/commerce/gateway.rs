@@ -17,8 +17,11 @@ pub trait WxpayGateway: Send + Sync {
     /// JSAPI prepay; returns the `prepay_id`.
     async fn prepay(&self, order: &JsapiOrder) -> Result<String, PayError>;
     /// Signed `wx.requestPayment` parameters.
-    fn request_payment(&self, appid: &str, prepay_id: &str)
-    -> Result<RequestPaymentParams, PayError>;
+    fn request_payment(
+        &self,
+        appid: &str,
+        prepay_id: &str,
+    ) -> Result<RequestPaymentParams, PayError>;
     /// Query by merchant order number.
     async fn query(&self, out_trade_no: &str) -> Result<Transaction, PayError>;
     /// Close an unpaid order.
@@ -113,8 +116,7 @@ pub trait XpayGateway: Send + Sync {
     /// The same parameters for an already serialised `signData` (idempotent replays).
     fn resign(&self, sign_data: &str, session_key: &str) -> Value;
     /// `query_order`.
-    async fn query(&self, openid: &str, out_trade_no: &str)
-    -> Result<XpayOrderState, XpayFailure>;
+    async fn query(&self, openid: &str, out_trade_no: &str) -> Result<XpayOrderState, XpayFailure>;
     /// `refund_order`; `left_fee` is what is still refundable.
     async fn refund(
         &self,

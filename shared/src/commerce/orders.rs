@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::Commerce;
 use super::error::CommerceError;
 use super::gateway::XpayPurchase;
 use super::model::{OrderDoc, Prepay, Reservation, collections as c, product_view};
-use super::Commerce;
 use crate::domain::catalog::{Channel, Product, ProductKind};
 use crate::domain::ids::OutTradeNo;
 use crate::domain::order::{CartLine, OrderStatus, price_cart};
@@ -149,7 +149,9 @@ impl Commerce {
         if let Some(address) = &input.address
             && !address.is_object()
         {
-            return Err(CommerceError::BadRequest("address must be an object".into()));
+            return Err(CommerceError::BadRequest(
+                "address must be an object".into(),
+            ));
         }
         if let Some(existing) = self.find_by_request(&caller.openid, request_id).await? {
             return self.replay(caller, existing, &input.items).await;
@@ -170,6 +172,15 @@ impl Commerce {
         let priced = price_cart(&input.items, |sku| products.get(sku))?;
 
         // Everything that can refuse the order is checked before stock is taken.
+        let tenant = caller.tenant.as_ref().map(|t| t.id.clone());
+        if priced
+            .lines
+            .iter()
+            .any(|l| matches!(l.kind, ProductKind::TenantPlan { .. }))
+            && tenant.is_none()
+        {
+            return Err(CommerceError::TenantRequired);
+        }
         let session_key = match priced.channel {
             Channel::Xpay => {
                 if self.xpay.is_none() {
@@ -187,15 +198,6 @@ impl Commerce {
                 None
             }
         };
-        let tenant = caller.tenant.as_ref().map(|t| t.id.clone());
-        if priced
-            .lines
-            .iter()
-            .any(|l| matches!(l.kind, ProductKind::TenantPlan { .. }))
-            && tenant.is_none()
-        {
-            return Err(CommerceError::TenantRequired);
-        }
 
         let counted: Vec<Reservation> = priced
             .lines
@@ -318,8 +320,11 @@ impl Commerce {
                             .update_one(
                                 c::ORDERS,
                                 &Filter::id(order.id.as_str()),
-                                &Update::new().set("prepay", serde_json::to_value(&prepay)
-                                    .map_err(|e| StoreError::InvalidDocument(e.to_string()))?),
+                                &Update::new().set(
+                                    "prepay",
+                                    serde_json::to_value(&prepay)
+                                        .map_err(|e| StoreError::InvalidDocument(e.to_string()))?,
+                                ),
                                 UpdateOptions::default(),
                             )
                             .await?;
@@ -382,7 +387,9 @@ impl Commerce {
         let key = self
             .data_key
             .as_ref()
-            .ok_or(CommerceError::ChannelUnavailable("xpay (no WEMINT_DATA_KEY)"))?;
+            .ok_or(CommerceError::ChannelUnavailable(
+                "xpay (no WEMINT_DATA_KEY)",
+            ))?;
         let user = self
             .store
             .find_one(c::USERS, &Filter::eq("openid", openid))
@@ -505,7 +512,11 @@ impl Commerce {
     }
 
     /// `get`: one of the caller's orders.
-    pub async fn get_order(&self, caller: &Caller, order_id: &str) -> Result<OrderDoc, CommerceError> {
+    pub async fn get_order(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+    ) -> Result<OrderDoc, CommerceError> {
         match self.store.get_as::<OrderDoc>(c::ORDERS, order_id).await? {
             Some(order) if order.owner == caller.openid => Ok(order),
             _ => Err(CommerceError::OrderNotFound),
@@ -600,7 +611,11 @@ impl Commerce {
             match pay.close(&order.out_trade_no).await {
                 Ok(()) => {}
                 // Never reached WeChat Pay or already closed there: nothing to close.
-                Err(e) if matches!(e.code(), Some("ORDER_NOT_EXIST" | "ORDERNOTEXIST" | "ORDER_CLOSED")) => {}
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Some("ORDER_NOT_EXIST" | "ORDERNOTEXIST" | "ORDER_CLOSED")
+                    ) => {}
                 Err(e) => return Err(provider(e)),
             }
         }

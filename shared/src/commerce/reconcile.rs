@@ -134,15 +134,15 @@ impl Commerce {
                     match pay.query(&order.out_trade_no).await {
                         Ok(tx) => {
                             let event = format!("query:{}", order.out_trade_no);
-                            let outcome = self
-                                .apply_wxpay_transaction(&event, "query", &tx)
-                                .await?;
+                            let outcome =
+                                self.apply_wxpay_transaction(&event, "query", &tx).await?;
                             if outcome != PaymentOutcome::NotPaid {
                                 return Ok(Some(outcome));
                             }
                         }
                         // Never reached WeChat Pay: it cannot be paid.
-                        Err(e) if matches!(e.code(), Some("ORDER_NOT_EXIST" | "ORDERNOTEXIST")) => {}
+                        Err(e) if matches!(e.code(), Some("ORDER_NOT_EXIST" | "ORDERNOTEXIST")) => {
+                        }
                         Err(e) => return Err(super::orders::provider(e)),
                     }
                 }

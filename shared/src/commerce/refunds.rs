@@ -110,7 +110,10 @@ impl Commerce {
             }
             Err(e) => return Err(e.into()),
         }
-        if let Err(e) = self.reserve_refund(&order.id, amount, input.amount_fen).await {
+        if let Err(e) = self
+            .reserve_refund(&order.id, amount, input.amount_fen)
+            .await
+        {
             // Not reserved: the refund never existed.
             self.store
                 .delete_one(
@@ -197,14 +200,19 @@ impl Commerce {
 
     /// Sends (or re-sends: the refund number makes it idempotent) a refund to its provider and
     /// records what it says.
-    pub(crate) async fn submit_refund(&self, refund: &RefundDoc) -> Result<RefundDoc, CommerceError> {
+    pub(crate) async fn submit_refund(
+        &self,
+        refund: &RefundDoc,
+    ) -> Result<RefundDoc, CommerceError> {
         let now = self.now();
         let order: OrderDoc = self
             .store
             .get_as(c::ORDERS, &refund.order_id)
             .await?
             .ok_or(CommerceError::OrderNotFound)?;
-        let result: Result<(Option<RefundState>, Option<String>), CommerceError> = match refund.channel {
+        let result: Result<(Option<RefundState>, Option<String>), CommerceError> = match refund
+            .channel
+        {
             Channel::Wxpay => {
                 let pay = self
                     .wxpay
@@ -224,7 +232,8 @@ impl Commerce {
                     Err(e) => {
                         // WeChat refused it for good (e.g. not enough balance, bad params).
                         tracing::error!(refund = %refund.refund_no, error = %e, "refund refused");
-                        self.note_refund_error(&refund.refund_no, &e.to_string()).await?;
+                        self.note_refund_error(&refund.refund_no, &e.to_string())
+                            .await?;
                         Ok((Some(RefundState::Abnormal), None))
                     }
                 }
@@ -252,7 +261,8 @@ impl Commerce {
                     Ok(()) => Ok((Some(RefundState::Success), None)),
                     Err(e) if e.retryable => Err(CommerceError::provider(&e, true)),
                     Err(e) => {
-                        self.note_refund_error(&refund.refund_no, &e.message).await?;
+                        self.note_refund_error(&refund.refund_no, &e.message)
+                            .await?;
                         Ok((Some(RefundState::Abnormal), None))
                     }
                 }
@@ -285,7 +295,8 @@ impl Commerce {
             // Left processing: reconciliation retries it with the same number.
             Err(e) => {
                 tracing::warn!(refund = %refund.refund_no, error = %e, "refund not submitted yet");
-                self.note_refund_error(&refund.refund_no, &e.to_string()).await?;
+                self.note_refund_error(&refund.refund_no, &e.to_string())
+                    .await?;
             }
         }
         Ok(self
@@ -364,8 +375,11 @@ impl Commerce {
             if order.status != OrderStatus::Refunding {
                 return Ok(());
             }
-            let target =
-                status_after_refund_settled(order.total_fen, order.refunded_fen, order.refunding_fen);
+            let target = status_after_refund_settled(
+                order.total_fen,
+                order.refunded_fen,
+                order.refunding_fen,
+            );
             if target == OrderStatus::Refunding {
                 return Ok(());
             }

@@ -65,9 +65,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, BoxError> {
 /// `WEMINT_DATA_KEY` for session_keys. (`WECHAT_APPSECRET` is required too: virtual payment
 /// server calls need the access token.) Returns the service and, when configured, the v3
 /// client (payNotify verifies notifications with it).
-pub async fn from_config(
-    config: &Config,
-) -> Result<(Commerce, Option<Arc<PayClient>>), BoxError> {
+pub async fn from_config(config: &Config) -> Result<(Commerce, Option<Arc<PayClient>>), BoxError> {
     let clock: SharedClock = Arc::new(SystemClock);
     let store = open_store(config).await?;
     let appid = config.wechat()?.appid;

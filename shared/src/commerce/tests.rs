@@ -1,1 +1,841 @@
 //! Unit tests of the order service over an in-memory store with fake providers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::domain::order::{CartLine, OrderStatus};
+use crate::identity::{CallerSource, TenantMembership, TenantRole};
+use crate::pay::FixedClock;
+use crate::pay::v3::models::{Payer, RefundAmount, TransactionAmount};
+use crate::pay::v3::{
+    ApiError as PayApiError, JsapiOrder, PayError, Refund, RefundOrder, RefundStatus,
+    RequestPaymentParams, TradeState, Transaction,
+};
+use crate::store::{Filter, Store, sqlite::SqliteStore};
+
+const NOW: i64 = 1_750_000_000;
+const MCHID: &str = "1900000001";
+const APPID: &str = "wxapp0001";
+
+#[derive(Default)]
+struct FakeWxpay {
+    prepays: AtomicU32,
+    closes: Mutex<Vec<String>>,
+    refunds: Mutex<Vec<RefundOrder>>,
+    /// Transactions the query answers with; absent → NOTPAY.
+    paid: Mutex<HashMap<String, Transaction>>,
+    refund_status: Mutex<Option<RefundStatus>>,
+}
+
+#[async_trait]
+impl WxpayGateway for FakeWxpay {
+    fn mchid(&self) -> &str {
+        MCHID
+    }
+    async fn prepay(&self, order: &JsapiOrder) -> Result<String, PayError> {
+        assert!(order.time_expire.is_some(), "time_expire is always sent");
+        self.prepays.fetch_add(1, Ordering::SeqCst);
+        Ok(format!("wx_prepay_{}", order.out_trade_no))
+    }
+    fn request_payment(
+        &self,
+        appid: &str,
+        prepay_id: &str,
+    ) -> Result<RequestPaymentParams, PayError> {
+        Ok(RequestPaymentParams {
+            time_stamp: NOW.to_string(),
+            nonce_str: "n".into(),
+            package: format!("prepay_id={prepay_id}"),
+            sign_type: "RSA".into(),
+            pay_sign: format!("sig-{appid}"),
+        })
+    }
+    async fn query(&self, out_trade_no: &str) -> Result<Transaction, PayError> {
+        Ok(self
+            .paid
+            .lock()
+            .unwrap()
+            .get(out_trade_no)
+            .cloned()
+            .unwrap_or_else(|| Transaction {
+                trade_state: TradeState::NotPay,
+                ..transaction(out_trade_no, 0, "nobody")
+            }))
+    }
+    async fn close(&self, out_trade_no: &str) -> Result<(), PayError> {
+        self.closes.lock().unwrap().push(out_trade_no.into());
+        Ok(())
+    }
+    async fn refund(&self, refund: &RefundOrder) -> Result<Refund, PayError> {
+        self.refunds.lock().unwrap().push(refund.clone());
+        let status = self
+            .refund_status
+            .lock()
+            .unwrap()
+            .unwrap_or(RefundStatus::Processing);
+        if status == RefundStatus::Unknown {
+            return Err(PayError::Api(Box::new(PayApiError {
+                status: 503,
+                code: "SYSTEM_ERROR".into(),
+                message: "busy".into(),
+                detail: None,
+                request_id: None,
+            })));
+        }
+        Ok(Refund {
+            refund_id: format!("R{}", refund.out_refund_no),
+            out_refund_no: refund.out_refund_no.clone(),
+            transaction_id: None,
+            out_trade_no: None,
+            channel: None,
+            user_received_account: None,
+            success_time: None,
+            create_time: None,
+            status,
+            funds_account: None,
+            amount: RefundAmount {
+                total: refund.total_fen,
+                refund: refund.refund_fen,
+                payer_total: None,
+                payer_refund: None,
+                currency: None,
+            },
+        })
+    }
+}
+
+#[derive(Default)]
+struct FakeXpay {
+    paid: Mutex<HashMap<String, i64>>,
+    provided: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl XpayGateway for FakeXpay {
+    fn payment_params(
+        &self,
+        purchase: &XpayPurchase<'_>,
+        session_key: &str,
+    ) -> Result<Value, XpayFailure> {
+        let sign_data = json!({
+            "productId": purchase.product_id, "buyQuantity": purchase.quantity,
+            "goodsPrice": purchase.unit_price_fen, "outTradeNo": purchase.out_trade_no,
+        })
+        .to_string();
+        Ok(self.resign(&sign_data, session_key))
+    }
+    fn resign(&self, sign_data: &str, session_key: &str) -> Value {
+        json!({"mode": "short_series_goods", "signData": sign_data, "paySig": "p",
+            "signature": format!("sk:{session_key}")})
+    }
+    async fn query(&self, _openid: &str, no: &str) -> Result<XpayOrderState, XpayFailure> {
+        let paid = self.paid.lock().unwrap().get(no).copied();
+        Ok(XpayOrderState {
+            paid: paid.is_some(),
+            closed: false,
+            paid_fee: paid.unwrap_or(0),
+            left_fee: paid.unwrap_or(0),
+            paid_time: NOW,
+            transaction_id: String::new(),
+        })
+    }
+    async fn refund(&self, _: &str, _: &str, _: &str, _: i64, _: i64) -> Result<(), XpayFailure> {
+        Ok(())
+    }
+    async fn provided(&self, no: &str) -> Result<(), XpayFailure> {
+        self.provided.lock().unwrap().push(no.into());
+        Ok(())
+    }
+}
+
+struct World {
+    commerce: Arc<Commerce>,
+    store: Arc<dyn Store>,
+    wxpay: Arc<FakeWxpay>,
+    xpay: Arc<FakeXpay>,
+    clock: Arc<FixedClock>,
+    data_key: Arc<DataKey>,
+}
+
+fn caller(openid: &str) -> Caller {
+    Caller {
+        openid: openid.into(),
+        appid: APPID.into(),
+        unionid: None,
+        tenant: None,
+        plan: None,
+        admin: false,
+        source: CallerSource::Session,
+    }
+}
+
+fn transaction(no: &str, total: i64, payer: &str) -> Transaction {
+    Transaction {
+        appid: Some(APPID.into()),
+        mchid: MCHID.into(),
+        out_trade_no: no.into(),
+        transaction_id: Some(format!("42000{no}")),
+        trade_type: Some("JSAPI".into()),
+        trade_state: TradeState::Success,
+        trade_state_desc: None,
+        bank_type: None,
+        attach: None,
+        success_time: Some("2025-06-15T23:06:40+08:00".into()),
+        payer: Some(Payer {
+            openid: payer.into(),
+        }),
+        amount: Some(TransactionAmount {
+            total: Some(total),
+            payer_total: Some(total),
+            currency: Some("CNY".into()),
+            payer_currency: None,
+        }),
+    }
+}
+
+async fn world() -> World {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    crate::store::bootstrap(store.as_ref()).await.unwrap();
+    for doc in [
+        json!({"_id":"mug","sku":"mug","title":"Mug","priceFen":2500,"kind":{"type":"physical"},"stock":5,"active":true}),
+        json!({"_id":"tee","sku":"tee","title":"Tee","priceFen":9900,"kind":{"type":"physical"},"active":true}),
+        json!({"_id":"old","sku":"old","title":"Old","priceFen":100,"kind":{"type":"physical"},"active":false}),
+        json!({"_id":"article-1","sku":"article-1","title":"Article","priceFen":600,"kind":{"type":"content_unlock","content":"c1"},"active":true}),
+        json!({"_id":"coins-100","sku":"coins-100","title":"100 coins","priceFen":1000,"kind":{"type":"coins","amount":100},"active":true}),
+        json!({"_id":"vip-month","sku":"vip-month","title":"VIP","priceFen":1800,"kind":{"type":"membership","plan":"vip"},"active":true}),
+        json!({"_id":"vip-wx","sku":"vip-wx","title":"VIP (WeChat Pay)","priceFen":1800,"kind":{"type":"membership","plan":"vip"},"channel":"wxpay","active":true}),
+        json!({"_id":"team","sku":"team","title":"Team","priceFen":9900,"kind":{"type":"tenant_plan","plan":"team"},"active":true}),
+    ] {
+        store.insert("products", doc).await.unwrap();
+    }
+    for plan in [
+        json!({"_id":"vip","id":"vip","title":"VIP","tier":1,"periodDays":30,"priceFen":1800}),
+        json!({"_id":"team","id":"team","title":"Team","tier":2,"periodDays":30,"priceFen":9900,"seats":5}),
+    ] {
+        store.insert("plans", plan).await.unwrap();
+    }
+    let data_key = Arc::new(DataKey::from_bytes(&[9u8; 32]).unwrap());
+    store
+        .insert(
+            "users",
+            json!({"openid":"alice","role":"user",
+                "sessionKey": data_key.seal("alice", b"alice-session-key").unwrap()}),
+        )
+        .await
+        .unwrap();
+    store
+        .insert("users", json!({"openid":"admin","role":"admin"}))
+        .await
+        .unwrap();
+    let clock = Arc::new(FixedClock::new(NOW));
+    let wxpay = Arc::new(FakeWxpay::default());
+    let xpay = Arc::new(FakeXpay::default());
+    let counter = Arc::new(AtomicU64::new(0));
+    let commerce = Commerce::new(store.clone(), APPID, clock.clone())
+        .with_wxpay(wxpay.clone())
+        .with_xpay(xpay.clone())
+        .with_data_key(data_key.clone())
+        .with_random(Arc::new(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&n.to_be_bytes());
+            b
+        }));
+    World {
+        commerce: Arc::new(commerce),
+        store,
+        wxpay,
+        xpay,
+        clock,
+        data_key,
+    }
+}
+
+fn cart(request: &str, items: &[(&str, u32)]) -> CreateInput {
+    CreateInput {
+        client_request_id: request.into(),
+        items: items
+            .iter()
+            .map(|(sku, quantity)| CartLine {
+                sku: (*sku).into(),
+                quantity: *quantity,
+            })
+            .collect(),
+        address: None,
+    }
+}
+
+async fn stock(w: &World, sku: &str) -> i64 {
+    w.store.get("products", sku).await.unwrap().unwrap()["stock"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn order(w: &World, id: &str) -> OrderDoc {
+    w.store.get_as("orders", id).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn prices_on_the_server_and_replays_the_same_request() {
+    let w = world().await;
+    // A price sent by the client is not even part of the input type: it is dropped.
+    let input: CreateInput = serde_json::from_value(json!({
+        "clientRequestId": "c-1",
+        "items": [{"sku": "mug", "quantity": 2, "priceFen": 1}],
+        "totalFen": 1,
+    }))
+    .unwrap();
+    let created = w
+        .commerce
+        .create_order(&caller("bob"), input)
+        .await
+        .unwrap();
+    assert_eq!(created.order.total_fen.get(), 5000);
+    assert_eq!(created.order.status, OrderStatus::Created);
+    assert_eq!(created.order.expires_at, NOW + DEFAULT_ORDER_TTL_SECS);
+    assert_eq!(stock(&w, "mug").await, 3);
+    let payment = created.payment.clone().unwrap();
+    assert_eq!(payment["channel"], "wxpay");
+    assert_eq!(payment["params"]["signType"], "RSA");
+
+    let again = w
+        .commerce
+        .create_order(&caller("bob"), cart("c-1", &[("mug", 2)]))
+        .await
+        .unwrap();
+    assert_eq!(again.order.id, created.order.id);
+    assert_eq!(
+        again.payment.unwrap()["params"]["package"],
+        payment["params"]["package"]
+    );
+    assert_eq!(
+        w.wxpay.prepays.load(Ordering::SeqCst),
+        1,
+        "no second prepay"
+    );
+    assert_eq!(stock(&w, "mug").await, 3, "stock taken once");
+
+    let err = w
+        .commerce
+        .create_order(&caller("bob"), cart("c-1", &[("mug", 1)]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommerceError::Conflict(_)), "{err}");
+}
+
+#[tokio::test]
+async fn refuses_bad_carts_before_taking_stock() {
+    let w = world().await;
+    let bob = caller("bob");
+    for (items, code) in [
+        (vec![("nope", 1)], codes::PRODUCT_NOT_FOUND),
+        (vec![("old", 1)], codes::PRODUCT_INACTIVE),
+        (vec![("mug", 0)], codes::INVALID_QUANTITY),
+        (vec![("mug", 1), ("article-1", 1)], codes::MIXED_CHANNELS),
+        (vec![("mug", 6)], codes::OUT_OF_STOCK),
+        (
+            vec![("article-1", 1), ("coins-100", 1)],
+            codes::ORDER_SINGLE_PRODUCT,
+        ),
+        (vec![("team", 1)], codes::TENANT_REQUIRED),
+        (vec![("article-1", 1)], codes::SESSION_KEY_MISSING),
+    ] {
+        let err = w
+            .commerce
+            .create_order(&bob, cart("r", &items))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            crate::runtime::ApiError::from(err).code(),
+            code,
+            "{items:?}"
+        );
+    }
+    assert_eq!(stock(&w, "mug").await, 5);
+    assert_eq!(w.store.count("orders", &Filter::All).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn stock_never_goes_negative_under_concurrent_orders() {
+    let w = world().await;
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let commerce = w.commerce.clone();
+        tasks.push(tokio::spawn(async move {
+            commerce
+                .create_order(&caller(&format!("u{i}")), cart("c", &[("mug", 1)]))
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(CommerceError::OutOfStock(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(stock(&w, "mug").await, 0);
+}
+
+#[tokio::test]
+async fn notification_pays_and_fulfils_once_even_when_duplicated() {
+    let w = world().await;
+    let alice = caller("alice");
+    let created = w
+        .commerce
+        .create_order(&alice, cart("c", &[("vip-wx", 1)]))
+        .await
+        .unwrap();
+    let tx = transaction(&created.order.out_trade_no, 1800, "alice");
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let commerce = w.commerce.clone();
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            commerce
+                .apply_wxpay_transaction("EV-1", "v3_notify", &tx)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut applied = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), PaymentOutcome::Applied { .. }) {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 1);
+    let o = order(&w, &created.order.id).await;
+    assert_eq!(o.status, OrderStatus::Fulfilled);
+    assert_eq!(
+        o.transaction_id.as_deref(),
+        Some(&*format!("42000{}", o.out_trade_no))
+    );
+    let sub = w
+        .store
+        .get("subscriptions", "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sub["segments"].as_array().unwrap().len(),
+        1,
+        "one period granted"
+    );
+    assert_eq!(sub["appliedOrders"], json!([o.id]));
+    let event = w
+        .store
+        .get("payment_events", "EV-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event["result"], "applied");
+    assert_eq!(event["deliveries"], 49);
+}
+
+#[tokio::test]
+async fn mismatched_payments_change_nothing_but_flag_review() {
+    let w = world().await;
+    let bob = caller("bob");
+    let created = w
+        .commerce
+        .create_order(&bob, cart("c", &[("mug", 1)]))
+        .await
+        .unwrap();
+    let no = created.order.out_trade_no.clone();
+    let mut other_mch = transaction(&no, 2500, "bob");
+    other_mch.mchid = "1".into();
+    let mut other_payer = transaction(&no, 2500, "bob");
+    other_payer.payer = Some(Payer {
+        openid: "mallory".into(),
+    });
+    for (i, tx) in [other_mch, other_payer, transaction(&no, 1, "bob")]
+        .iter()
+        .enumerate()
+    {
+        let outcome = w
+            .commerce
+            .apply_wxpay_transaction(&format!("EV-{i}"), "v3_notify", tx)
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, PaymentOutcome::Review { .. }),
+            "{outcome:?}"
+        );
+    }
+    let o = order(&w, &created.order.id).await;
+    assert_eq!(o.status, OrderStatus::Review);
+    assert!(o.paid_at.is_none());
+    // A correct notification afterwards does not pay an order under review.
+    let outcome = w
+        .commerce
+        .apply_wxpay_transaction("EV-ok", "v3_notify", &transaction(&no, 2500, "bob"))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, PaymentOutcome::AlreadyPaid { .. }));
+    assert_eq!(
+        order(&w, &created.order.id).await.status,
+        OrderStatus::Review
+    );
+    let unknown = w
+        .commerce
+        .apply_wxpay_transaction(
+            "EV-x",
+            "v3_notify",
+            &transaction("WM0000000000unknown", 1, "bob"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unknown, PaymentOutcome::UnknownOrder);
+}
+
+#[tokio::test]
+async fn owners_only_and_cancel_releases_stock() {
+    let w = world().await;
+    let bob = caller("bob");
+    let created = w
+        .commerce
+        .create_order(&bob, cart("c", &[("mug", 2)]))
+        .await
+        .unwrap();
+    let id = created.order.id.clone();
+    assert!(matches!(
+        w.commerce.get_order(&caller("eve"), &id).await,
+        Err(CommerceError::OrderNotFound)
+    ));
+    assert!(matches!(
+        w.commerce.cancel_order(&caller("eve"), &id).await,
+        Err(CommerceError::OrderNotFound)
+    ));
+    let listed = w
+        .commerce
+        .list_orders(&caller("eve"), ListInput::default())
+        .await
+        .unwrap();
+    assert_eq!(listed["orders"], json!([]));
+    let closed = w.commerce.cancel_order(&bob, &id).await.unwrap();
+    assert_eq!(closed.status, OrderStatus::Closed);
+    assert_eq!(stock(&w, "mug").await, 5);
+    assert_eq!(
+        *w.wxpay.closes.lock().unwrap(),
+        vec![created.order.out_trade_no.clone()]
+    );
+    assert!(matches!(
+        w.commerce.cancel_order(&bob, &id).await,
+        Err(CommerceError::NotCancelable(_))
+    ));
+    assert_eq!(stock(&w, "mug").await, 5, "released once");
+    // Paid after closing (the payment was already under way): taken, stock taken again.
+    let outcome = w
+        .commerce
+        .apply_wxpay_transaction(
+            "EV-late",
+            "v3_notify",
+            &transaction(&closed.out_trade_no, 5000, "bob"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, PaymentOutcome::Applied { .. }));
+    assert_eq!(order(&w, &id).await.status, OrderStatus::Fulfilled);
+    assert_eq!(stock(&w, "mug").await, 3);
+}
+
+#[tokio::test]
+async fn refunds_are_admin_only_idempotent_and_bounded() {
+    let w = world().await;
+    let bob = caller("bob");
+    let admin = caller("admin");
+    let created = w
+        .commerce
+        .create_order(&bob, cart("c", &[("tee", 1)]))
+        .await
+        .unwrap();
+    let id = created.order.id.clone();
+    w.commerce
+        .apply_wxpay_transaction(
+            "EV",
+            "v3_notify",
+            &transaction(&created.order.out_trade_no, 9900, "bob"),
+        )
+        .await
+        .unwrap();
+    let input = |no: &str, amount: Option<i64>| RefundInput {
+        order_id: id.clone(),
+        refund_no: no.into(),
+        amount_fen: amount.map(|a| crate::domain::money::Fen::new(a).unwrap()),
+        reason: None,
+    };
+    assert!(matches!(
+        w.commerce.refund(&bob, input("R1", Some(100))).await,
+        Err(CommerceError::Forbidden(_))
+    ));
+    let r1 = w
+        .commerce
+        .refund(&admin, input("R1", Some(4000)))
+        .await
+        .unwrap();
+    assert_eq!(r1.status, RefundState::Processing);
+    let again = w
+        .commerce
+        .refund(&admin, input("R1", Some(4000)))
+        .await
+        .unwrap();
+    assert_eq!(again.refund_no, "R1");
+    assert_eq!(w.wxpay.refunds.lock().unwrap().len(), 1, "one refund call");
+    assert!(matches!(
+        w.commerce.refund(&admin, input("R1", Some(10))).await,
+        Err(CommerceError::Conflict(_))
+    ));
+    assert!(matches!(
+        w.commerce.refund(&admin, input("R2", Some(6000))).await,
+        Err(CommerceError::Refund(_))
+    ));
+    assert!(w.store.get("refunds", "R2").await.unwrap().is_none());
+    assert_eq!(order(&w, &id).await.status, OrderStatus::Refunding);
+
+    assert!(
+        w.commerce
+            .settle_refund("R1", RefundState::Success, Some("X"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !w.commerce
+            .settle_refund("R1", RefundState::Success, Some("X"))
+            .await
+            .unwrap()
+    );
+    let o = order(&w, &id).await;
+    assert_eq!(
+        (o.status, o.refunded_fen.get(), o.refunding_fen.get()),
+        (OrderStatus::PartiallyRefunded, 4000, 0)
+    );
+
+    *w.wxpay.refund_status.lock().unwrap() = Some(RefundStatus::Success);
+    let rest = w.commerce.refund(&admin, input("R3", None)).await.unwrap();
+    assert_eq!(
+        (rest.status, rest.amount_fen.get()),
+        (RefundState::Success, 5900)
+    );
+    let o = order(&w, &id).await;
+    assert_eq!(
+        (o.status, o.refunded_fen.get()),
+        (OrderStatus::Refunded, 9900)
+    );
+    assert!(matches!(
+        w.commerce.refund(&admin, input("R4", Some(1))).await,
+        Err(CommerceError::Refund(_))
+    ));
+}
+
+#[tokio::test]
+async fn reconciliation_fulfils_lost_notifications_closes_expired_and_retries_refunds() {
+    let w = world().await;
+    let bob = caller("bob");
+    let lost = w
+        .commerce
+        .create_order(&bob, cart("a", &[("mug", 1)]))
+        .await
+        .unwrap();
+    let expired = w
+        .commerce
+        .create_order(&bob, cart("b", &[("mug", 2)]))
+        .await
+        .unwrap();
+    w.wxpay.paid.lock().unwrap().insert(
+        lost.order.out_trade_no.clone(),
+        transaction(&lost.order.out_trade_no, 2500, "bob"),
+    );
+    w.clock.advance(120);
+    let report = w.commerce.reconcile().await.unwrap();
+    assert_eq!((report.checked, report.paid, report.closed), (2, 1, 0));
+    assert_eq!(
+        order(&w, &lost.order.id).await.status,
+        OrderStatus::Fulfilled
+    );
+    assert_eq!(
+        order(&w, &expired.order.id).await.status,
+        OrderStatus::Created
+    );
+
+    w.clock.advance(DEFAULT_ORDER_TTL_SECS);
+    let report = w.commerce.reconcile().await.unwrap();
+    assert_eq!(report.closed, 1);
+    assert_eq!(
+        order(&w, &expired.order.id).await.status,
+        OrderStatus::Closed
+    );
+    assert_eq!(stock(&w, "mug").await, 4);
+
+    // A refund that failed to reach WeChat Pay is re-sent with the same number.
+    *w.wxpay.refund_status.lock().unwrap() = Some(RefundStatus::Unknown);
+    let refund = w
+        .commerce
+        .refund(
+            &caller("admin"),
+            RefundInput {
+                order_id: lost.order.id.clone(),
+                refund_no: "RF1".into(),
+                amount_fen: None,
+                reason: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(refund.status, RefundState::Processing);
+    *w.wxpay.refund_status.lock().unwrap() = Some(RefundStatus::Success);
+    w.clock.advance(120);
+    let report = w.commerce.reconcile().await.unwrap();
+    assert_eq!((report.refunds_retried, report.refunds_settled), (1, 1));
+    let refunds = w.wxpay.refunds.lock().unwrap().clone();
+    assert_eq!(refunds.len(), 2);
+    assert!(refunds.iter().all(|r| r.out_refund_no == "RF1"));
+    assert_eq!(
+        order(&w, &lost.order.id).await.status,
+        OrderStatus::Refunded
+    );
+}
+
+#[tokio::test]
+async fn virtual_goods_use_xpay_and_deliveries_grant_once() {
+    let w = world().await;
+    let alice = caller("alice");
+    let created = w
+        .commerce
+        .create_order(&alice, cart("v", &[("coins-100", 2)]))
+        .await
+        .unwrap();
+    let payment = created.payment.unwrap();
+    assert_eq!(payment["channel"], "xpay");
+    assert_eq!(payment["params"]["signature"], "sk:alice-session-key");
+    let sign_data = payment["params"]["signData"].as_str().unwrap().to_owned();
+    let again = w
+        .commerce
+        .create_order(&alice, cart("v", &[("coins-100", 2)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.payment.unwrap()["params"]["signData"],
+        sign_data.as_str()
+    );
+
+    let delivery = XpayDelivery {
+        openid: "alice".into(),
+        out_trade_no: created.order.out_trade_no.clone(),
+        env: 0,
+        product_id: "coins-100".into(),
+        quantity: 2,
+        actual_price: 2000,
+        transaction_id: String::new(),
+        paid_time: NOW + 5,
+    };
+    let first = w.commerce.deliver_xpay(&delivery).await.unwrap();
+    assert!(matches!(first, PaymentOutcome::Applied { .. }));
+    let second = w.commerce.deliver_xpay(&delivery).await.unwrap();
+    assert!(matches!(second, PaymentOutcome::AlreadyPaid { .. }));
+    let wallet = w
+        .store
+        .get("entitlements", "alice:coins")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(wallet["balance"], 200);
+
+    // Content unlock paid by query_order when the push was lost.
+    let unlock = w
+        .commerce
+        .create_order(&alice, cart("u", &[("article-1", 1)]))
+        .await
+        .unwrap();
+    w.xpay
+        .paid
+        .lock()
+        .unwrap()
+        .insert(unlock.order.out_trade_no.clone(), 600);
+    w.clock.advance(120);
+    let report = w.commerce.reconcile().await.unwrap();
+    assert_eq!(report.paid, 1);
+    let ent = w
+        .store
+        .get("entitlements", "alice:article-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ent["kind"].as_str(), ent["content"].as_str()),
+        (Some("content_unlock"), Some("c1"))
+    );
+    assert_eq!(
+        *w.xpay.provided.lock().unwrap(),
+        vec![unlock.order.out_trade_no.clone()]
+    );
+
+    // A push naming other goods or another price holds the order.
+    let odd = w
+        .commerce
+        .create_order(&alice, cart("m", &[("vip-month", 1)]))
+        .await
+        .unwrap();
+    let outcome = w
+        .commerce
+        .deliver_xpay(&XpayDelivery {
+            out_trade_no: odd.order.out_trade_no.clone(),
+            product_id: "vip-month".into(),
+            quantity: 1,
+            actual_price: 1,
+            ..delivery
+        })
+        .await
+        .unwrap();
+    assert!(matches!(outcome, PaymentOutcome::Review { .. }));
+    assert!(
+        w.store
+            .get("subscriptions", "alice")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let _ = &w.data_key;
+}
+
+#[tokio::test]
+async fn tenant_plans_extend_the_tenant_subscription() {
+    let w = world().await;
+    let mut owner = caller("alice");
+    owner.tenant = Some(TenantMembership {
+        id: "t1".into(),
+        role: TenantRole::Owner,
+    });
+    let created = w
+        .commerce
+        .create_order(&owner, cart("t", &[("team", 2)]))
+        .await
+        .unwrap();
+    let delivery = XpayDelivery {
+        openid: "alice".into(),
+        out_trade_no: created.order.out_trade_no.clone(),
+        env: 0,
+        product_id: "team".into(),
+        quantity: 2,
+        actual_price: 19800,
+        transaction_id: "T".into(),
+        paid_time: NOW,
+    };
+    w.commerce.deliver_xpay(&delivery).await.unwrap();
+    let sub = w
+        .store
+        .get("subscriptions", "tenant:t1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub["subscriber"], "tenant:t1");
+    assert_eq!(sub["periodEndAt"], NOW + 60 * 86_400);
+    assert_eq!(sub["appliedOrders"].as_array().unwrap().len(), 2);
+}

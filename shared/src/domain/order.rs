@@ -516,6 +516,9 @@ mod tests {
             PartiallyRefunded
         );
         assert!(Refunding.can_become(Fulfilled));
-        assert!(!Refunding.can_become(Paid), "a failed refund never re-opens payment");
+        assert!(
+            !Refunding.can_become(Paid),
+            "a failed refund never re-opens payment"
+        );
     }
 }
