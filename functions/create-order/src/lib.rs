@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use wemint::commerce::{Commerce, CreateInput, ListInput, RefundInput, SearchInput};
-use wemint::identity::{Caller, SessionSigner, TrustedGateway, resolve_caller};
+use wemint::identity::{Authenticator, Caller};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 
 /// The deployed (CloudBase) name of this function.
@@ -15,20 +15,12 @@ pub const NAME: &str = "createOrder";
 /// Built once per instance.
 pub struct State {
     commerce: Commerce,
-    trusted: Option<TrustedGateway>,
-    signer: SessionSigner,
+    auth: Authenticator,
 }
 
 impl State {
     fn caller(&self, req: &CallRequest) -> Result<Caller, ApiError> {
-        resolve_caller(
-            self.trusted,
-            req.identity.platform.as_ref(),
-            req.identity.token(),
-            &self.signer,
-            self.commerce.now(),
-        )
-        .map_err(|e| ApiError::unauthenticated(e.to_string()))
+        self.auth.caller(req)
     }
 }
 
@@ -45,15 +37,9 @@ struct CatalogInput {
 }
 
 async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
-    let secret = config.session_secret()?;
-    let signer = SessionSigner::new(secret.expose(), SessionSigner::DEFAULT_TTL_SECS)?;
-    let trusted = config.trust_platform_identity()?;
+    let auth = Authenticator::from_config(&config)?;
     let (commerce, _) = wemint::commerce::from_config(&config).await?;
-    Ok(State {
-        commerce,
-        trusted,
-        signer,
-    })
+    Ok(State { commerce, auth })
 }
 
 /// The function value `main` runs; tests build it the same way.

@@ -72,6 +72,26 @@ pub struct XpayDelivery {
     pub paid_time: i64,
 }
 
+impl From<&crate::pay::xpay::GoodsDeliverNotify> for XpayDelivery {
+    fn from(push: &crate::pay::xpay::GoodsDeliverNotify) -> Self {
+        let goods = push.goods_info.as_ref();
+        let pay = push.wechat_pay_info.as_ref();
+        XpayDelivery {
+            openid: push.openid.clone(),
+            out_trade_no: push.out_trade_no.clone(),
+            env: push.env,
+            product_id: goods.map(|g| g.product_id.clone()).unwrap_or_default(),
+            quantity: goods.map_or(0, |g| g.quantity),
+            actual_price: goods.map_or(-1, |g| g.actual_price),
+            transaction_id: pay.map(|p| p.transaction_id.clone()).unwrap_or_default(),
+            paid_time: pay
+                .map(|p| p.paid_time)
+                .filter(|t| *t > 0)
+                .unwrap_or(push.create_time),
+        }
+    }
+}
+
 /// A payment as observed by a verified source, normalised.
 struct Observed {
     mchid: String,

@@ -130,3 +130,200 @@ pub trait XpayGateway: Send + Sync {
     /// did not come from the delivery push).
     async fn provided(&self, out_trade_no: &str) -> Result<(), XpayFailure>;
 }
+
+/// [`XpayGateway`] over the real virtual payment APIs: `pay::xpay` for signatures and server
+/// calls, the shared access token of [`crate::wechat::WechatClient`] (refreshed once when
+/// WeChat rejects it).
+pub struct XpayProvider {
+    client: crate::pay::xpay::XpayClient,
+    wechat: std::sync::Arc<crate::wechat::WechatClient>,
+    app_key: crate::pay::xpay::AppKey,
+    offer_id: String,
+    env: crate::pay::xpay::Env,
+}
+
+impl std::fmt::Debug for XpayProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XpayProvider")
+            .field("offer_id", &self.offer_id)
+            .field("env", &self.env)
+            .finish_non_exhaustive()
+    }
+}
+
+fn xpay_failure(err: &crate::pay::xpay::XpayError) -> XpayFailure {
+    XpayFailure {
+        message: err.to_string(),
+        retryable: err.is_retryable(),
+    }
+}
+
+impl XpayProvider {
+    /// A provider for `offer_id` in `env`, calling `api_base` (`WECHAT_API_BASE`).
+    pub fn new(
+        api_base: &str,
+        app_key: &str,
+        offer_id: impl Into<String>,
+        env: crate::pay::xpay::Env,
+        wechat: std::sync::Arc<crate::wechat::WechatClient>,
+    ) -> Result<Self, XpayFailure> {
+        use crate::pay::xpay::{AppKey, XpayClient};
+        let client =
+            XpayClient::new(api_base, AppKey::new(app_key), env).map_err(|e| xpay_failure(&e))?;
+        Ok(Self {
+            client,
+            wechat,
+            app_key: AppKey::new(app_key),
+            offer_id: offer_id.into(),
+            env,
+        })
+    }
+
+    /// Runs a server call with the access token, refreshing the token once if rejected.
+    async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, XpayFailure>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, crate::pay::xpay::XpayError>>,
+    {
+        use crate::pay::xpay::{ErrCode, XpayError};
+        let tokens = self.wechat.tokens();
+        let token = tokens.token().await.map_err(|e| XpayFailure {
+            message: format!("access token: {e}"),
+            retryable: true,
+        })?;
+        match call(token.expose().to_owned()).await {
+            Err(XpayError::Api {
+                errcode: ErrCode::InvalidAccessToken | ErrCode::AccessTokenExpired,
+                ..
+            }) => {
+                let fresh =
+                    tokens
+                        .refresh_after_failure(&token)
+                        .await
+                        .map_err(|e| XpayFailure {
+                            message: format!("access token: {e}"),
+                            retryable: true,
+                        })?;
+                call(fresh.expose().to_owned())
+                    .await
+                    .map_err(|e| xpay_failure(&e))
+            }
+            other => other.map_err(|e| xpay_failure(&e)),
+        }
+    }
+}
+
+#[async_trait]
+impl XpayGateway for XpayProvider {
+    fn payment_params(
+        &self,
+        purchase: &XpayPurchase<'_>,
+        session_key: &str,
+    ) -> Result<Value, XpayFailure> {
+        use crate::pay::xpay::{Mode, SignData, virtual_payment};
+        let sign_data = SignData {
+            offer_id: self.offer_id.clone(),
+            buy_quantity: purchase.quantity,
+            env: self.env,
+            currency_type: "CNY".into(),
+            product_id: Some(purchase.product_id.to_owned()),
+            goods_price: Some(purchase.unit_price_fen),
+            out_trade_no: purchase.out_trade_no.to_owned(),
+            attach: purchase.attach.to_owned(),
+        };
+        let params = virtual_payment(&sign_data, Mode::Goods, &self.app_key, session_key)
+            .map_err(|e| xpay_failure(&e))?;
+        serde_json::to_value(params).map_err(|e| XpayFailure {
+            message: e.to_string(),
+            retryable: false,
+        })
+    }
+
+    fn resign(&self, sign_data: &str, session_key: &str) -> Value {
+        use crate::pay::xpay::{Mode, signed_params};
+        let params = signed_params(
+            sign_data.to_owned(),
+            Mode::Goods,
+            &self.app_key,
+            session_key,
+        );
+        serde_json::to_value(params).unwrap_or_default()
+    }
+
+    async fn query(&self, openid: &str, out_trade_no: &str) -> Result<XpayOrderState, XpayFailure> {
+        use crate::pay::xpay::{OrderRef, OrderStatus};
+        let order_ref = OrderRef::OrderId(out_trade_no.to_owned());
+        let order = self
+            .with_token(|t| {
+                let order_ref = order_ref.clone();
+                async move { self.client.query_order(&t, openid, &order_ref).await }
+            })
+            .await?;
+        let status = order.status();
+        Ok(XpayOrderState {
+            paid: status.is_paid(),
+            closed: matches!(status, OrderStatus::Closed | OrderStatus::Refunded),
+            paid_fee: order.paid_fee,
+            left_fee: order.left_fee,
+            paid_time: order.paid_time,
+            transaction_id: if order.wxpay_order_id.is_empty() {
+                order.wx_order_id
+            } else {
+                order.wxpay_order_id
+            },
+        })
+    }
+
+    async fn refund(
+        &self,
+        openid: &str,
+        out_trade_no: &str,
+        refund_no: &str,
+        amount_fen: i64,
+        left_fee: i64,
+    ) -> Result<(), XpayFailure> {
+        use crate::pay::xpay::{ErrCode, OrderRef, RefundRequest, XpayError};
+        let request = RefundRequest {
+            openid: openid.to_owned(),
+            order: OrderRef::OrderId(out_trade_no.to_owned()),
+            refund_order_id: refund_no.to_owned(),
+            left_fee,
+            refund_fee: amount_fen,
+            biz_meta: String::new(),
+            refund_reason: "0".into(),
+            req_from: "1".into(),
+        };
+        self.with_token(|t| {
+            let request = request.clone();
+            async move {
+                match self.client.refund_order(&t, &request).await {
+                    // The same refund number was accepted before.
+                    Err(XpayError::Api {
+                        errcode: ErrCode::Duplicate | ErrCode::AlreadyRefunded,
+                        ..
+                    }) => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn provided(&self, out_trade_no: &str) -> Result<(), XpayFailure> {
+        use crate::pay::xpay::{ErrCode, OrderRef, XpayError};
+        let order_ref = OrderRef::OrderId(out_trade_no.to_owned());
+        self.with_token(|t| {
+            let order_ref = order_ref.clone();
+            async move {
+                match self.client.notify_provide_goods(&t, &order_ref).await {
+                    Err(XpayError::Api {
+                        errcode: ErrCode::Duplicate,
+                        ..
+                    }) => Ok(()),
+                    other => other,
+                }
+            }
+        })
+        .await
+    }
+}

@@ -28,7 +28,9 @@ use std::sync::Arc;
 
 pub use error::{CommerceError, codes};
 pub use fulfil::{DeliveryOutcome, PaymentOutcome, XpayDelivery};
-pub use gateway::{WxpayGateway, XpayFailure, XpayGateway, XpayOrderState, XpayPurchase};
+pub use gateway::{
+    WxpayGateway, XpayFailure, XpayGateway, XpayOrderState, XpayProvider, XpayPurchase,
+};
 pub use model::{OrderDoc, RefundDoc, RefundState, collections};
 pub use orders::{CreateInput, Created, ListInput, SearchInput};
 pub use reconcile::ReconcileReport;
@@ -150,18 +152,11 @@ impl Commerce {
         if caller.admin {
             return Ok(true);
         }
-        let user = self
+        let user: Option<crate::identity::User> = self
             .store
-            .find_one(
-                collections::USERS,
-                &crate::store::Filter::eq("openid", caller.openid.as_str()),
-            )
+            .get_as(crate::identity::USERS, &caller.openid)
             .await?;
-        Ok(user
-            .as_ref()
-            .and_then(|u| u.get("role"))
-            .and_then(serde_json::Value::as_str)
-            == Some("admin"))
+        Ok(user.is_some_and(|u| u.role == crate::identity::UserRole::Admin))
     }
 
     /// `FORBIDDEN` unless [`Commerce::is_admin`].

@@ -390,23 +390,15 @@ impl Commerce {
             .ok_or(CommerceError::ChannelUnavailable(
                 "xpay (no WEMINT_DATA_KEY)",
             ))?;
-        let user = self
-            .store
-            .find_one(c::USERS, &Filter::eq("openid", openid))
-            .await?;
-        let sealed = user
-            .as_ref()
-            .and_then(|u| u.get("sessionKey").or_else(|| u.get("sessionKeyEnc")))
-            .and_then(Value::as_str)
-            .ok_or(CommerceError::SessionKeyMissing)?;
-        let plain = key
-            .open(openid, sealed)
-            .map_err(|_| CommerceError::SessionKeyMissing)?;
-        let text = String::from_utf8(plain).map_err(|_| CommerceError::SessionKeyMissing)?;
-        if text.is_empty() {
-            return Err(CommerceError::SessionKeyMissing);
+        match crate::identity::session_key(self.store.as_ref(), key, openid).await {
+            Ok(Some(stored)) if !stored.key.expose().is_empty() => Ok(stored.key.expose().clone()),
+            Ok(_) => Err(CommerceError::SessionKeyMissing),
+            // Sealed under another key or for another user: only a fresh login fixes it.
+            Err(crate::identity::SessionKeyError::Sealed(_)) => {
+                Err(CommerceError::SessionKeyMissing)
+            }
+            Err(crate::identity::SessionKeyError::Store(e)) => Err(e.into()),
         }
-        Ok(text)
     }
 
     async fn find_by_request(

@@ -73,6 +73,17 @@ impl Commerce {
             .get_as(c::ORDERS, &input.order_id)
             .await?
             .ok_or(CommerceError::OrderNotFound)?;
+        if order.channel == Channel::Xpay
+            && !((8..=32).contains(&input.refund_no.len())
+                && input
+                    .refund_no
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        {
+            return Err(CommerceError::BadRequest(
+                "virtual payment refunds need an 8-32 character refundNo of [0-9A-Za-z_-]".into(),
+            ));
+        }
         // Validate against the current amounts before anything is written.
         let amount = plan_refund(
             order.status,

@@ -68,13 +68,35 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, BoxError> {
 pub async fn from_config(config: &Config) -> Result<(Commerce, Option<Arc<PayClient>>), BoxError> {
     let clock: SharedClock = Arc::new(SystemClock);
     let store = open_store(config).await?;
-    let appid = config.wechat()?.appid;
-    let mut commerce = Commerce::new(store, appid, clock.clone());
+    let wechat = config.wechat()?;
+    let mut commerce = Commerce::new(store.clone(), wechat.appid.clone(), clock.clone());
     let mut client = None;
     if let Some(settings) = optional(config.wechat_pay())? {
         let pay = Arc::new(pay_client(&settings, clock.clone())?);
         commerce = commerce.with_wxpay(pay.clone());
         client = Some(pay);
+    }
+    if let Some(xpay) = optional(config.xpay())? {
+        let client = crate::wechat::WechatClient::new(
+            crate::wechat::WechatConfig::new(
+                wechat.appid.clone(),
+                wechat.appsecret.expose().clone(),
+                Some(&wechat.api_base),
+            ),
+            store,
+        )?;
+        let env = match xpay.env {
+            crate::config::XpayEnv::Production => crate::pay::xpay::Env::Production,
+            crate::config::XpayEnv::Sandbox => crate::pay::xpay::Env::Sandbox,
+        };
+        let provider = super::gateway::XpayProvider::new(
+            &wechat.api_base,
+            xpay.appkey.expose(),
+            xpay.offer_id.clone(),
+            env,
+            Arc::new(client),
+        )?;
+        commerce = commerce.with_xpay(Arc::new(provider));
     }
     if let Some(key) = optional(config.data_key())? {
         commerce = commerce.with_data_key(Arc::new(DataKey::from_bytes(key.expose())?));

@@ -223,13 +223,18 @@ async fn world() -> World {
     store
         .insert(
             "users",
-            json!({"openid":"alice","role":"user",
-                "sessionKey": data_key.seal("alice", b"alice-session-key").unwrap()}),
+            json!({"_id":"alice","openid":"alice","appid":APPID,"role":"user",
+                "sessionKey": data_key.seal("alice", b"alice-session-key").unwrap(),
+                "sessionKeyAt": NOW, "createdAt": NOW, "lastLoginAt": NOW}),
         )
         .await
         .unwrap();
     store
-        .insert("users", json!({"openid":"admin","role":"admin"}))
+        .insert(
+            "users",
+            json!({"_id":"admin","openid":"admin","appid":APPID,"role":"admin",
+                "createdAt": NOW, "lastLoginAt": NOW}),
+        )
         .await
         .unwrap();
     let clock = Arc::new(FixedClock::new(NOW));

@@ -98,6 +98,6 @@ mod tests {
                 index.validate().unwrap();
             }
         }
-        assert_eq!(names.len(), 13);
+        assert_eq!(names.len(), 14);
     }
 }
