@@ -53,6 +53,8 @@ struct StandIn {
     merchant: MerchantIdentity,
     signer: PlatformSigner,
     forger: PlatformSigner,
+    /// Signs with the real platform key but announces a serial the client has never seen.
+    rotated: PlatformSigner,
     seen: Mutex<Vec<Seen>>,
     hits: Mutex<HashMap<String, usize>>,
     clock: Arc<FixedClock>,
@@ -173,6 +175,9 @@ impl StandIn {
             ("GET", "/v3/pay/transactions/out-trade-no/ORD_FORGED") => {
                 self.signed(&self.forger, StatusCode::OK, transaction("ORD_FORGED", "SUCCESS"))
             }
+            ("GET", "/v3/pay/transactions/out-trade-no/ORD_NEWSERIAL") => {
+                self.signed(&self.rotated, StatusCode::OK, transaction("ORD_NEWSERIAL", "SUCCESS"))
+            }
             ("GET", "/v3/pay/transactions/out-trade-no/ORD_UNSIGNED") => Response::builder()
                 .status(200)
                 .body(Full::new(Bytes::from(transaction("ORD_UNSIGNED", "SUCCESS"))))
@@ -281,6 +286,10 @@ async fn setup(public_key_mode: bool) -> Setup {
         .unwrap(),
         signer,
         forger,
+        rotated: PlatformSigner::new(
+            "0123456789ABCDEF0123456789ABCDEF",
+            key("keys/platform_private_key.pem"),
+        ),
         seen: Mutex::default(),
         hits: Mutex::default(),
         clock: clock.clone(),
@@ -507,6 +516,20 @@ async fn certificate_mode_downloads_and_refreshes_platform_certificates() {
             ..
         })
     ));
+
+    // An unknown serial triggers one out-of-schedule download, then is refused; a second one
+    // within the minute does not download again.
+    clock.advance(120);
+    for _ in 0..2 {
+        assert!(matches!(
+            client.query_by_out_trade_no("ORD_NEWSERIAL").await,
+            Err(PayError::Unverified {
+                source: VerifyError::UnknownSerial(_),
+                ..
+            })
+        ));
+    }
+    assert_eq!(cert_hits(), Some(3));
     assert!(stand_in.seen.lock().unwrap().iter().all(|s| s.auth.is_ok()));
 }
 

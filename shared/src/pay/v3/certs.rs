@@ -122,6 +122,19 @@ impl RefreshSchedule {
         }
     }
 
+    /// True when an out-of-schedule refresh (unknown serial seen) is allowed: at most one a minute,
+    /// so a stream of unknown serials cannot turn every call into a download.
+    pub fn may_force(&self, now_unix: i64) -> bool {
+        match *self
+            .last_success
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            None => true,
+            Some(last) => now_unix - last >= 60,
+        }
+    }
+
     /// Record a successful refresh at `now_unix`.
     pub fn mark_refreshed(&self, now_unix: i64) {
         *self
@@ -148,5 +161,7 @@ mod tests {
         s.mark_refreshed(1000);
         assert!(!s.is_due(1000 + 3599));
         assert!(s.is_due(1000 + 3600));
+        assert!(!s.may_force(1000 + 59));
+        assert!(s.may_force(1000 + 60));
     }
 }

@@ -346,11 +346,18 @@ impl PayClient {
         let Some(schedule) = &self.refresh else {
             return Ok(());
         };
-        if !force && !schedule.is_due(self.clock.now_unix()) {
+        let wanted = |now| {
+            if force {
+                schedule.may_force(now)
+            } else {
+                schedule.is_due(now)
+            }
+        };
+        if !wanted(self.clock.now_unix()) {
             return Ok(());
         }
         let _guard = self.refresh_lock.lock().await;
-        if !force && !schedule.is_due(self.clock.now_unix()) {
+        if !wanted(self.clock.now_unix()) {
             return Ok(());
         }
         match self.download_certificates().await {

@@ -300,3 +300,37 @@ pub fn build_notification<T: Serialize>(
     let headers = signer.sign(&body, spec.timestamp, spec.nonce)?;
     Ok(SignedNotification { body, headers })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_pairs_in_any_order() {
+        let a = parse_authorization(
+            r#"WECHATPAY2-SHA256-RSA2048 serial_no="S",timestamp="1554208460",signature="c2ln",nonce_str="N",mchid="1900000109""#,
+        )
+        .unwrap();
+        assert_eq!(
+            (a.mchid.as_str(), a.timestamp, a.serial_no.as_str()),
+            ("1900000109", 1_554_208_460, "S")
+        );
+    }
+
+    #[test]
+    fn malformed_authorization_is_refused() {
+        for bad in [
+            "",
+            r#"Bearer mchid="1""#,
+            r#"WECHATPAY2-SHA256-RSA2048 mchid="1",nonce_str="N",signature="s",timestamp="x",serial_no="S""#,
+            r#"WECHATPAY2-SHA256-RSA2048 mchid="1",nonce_str="N",signature="s",timestamp="1""#,
+            r#"WECHATPAY2-SHA256-RSA2048 mchid="1",mchid="2",nonce_str="N",signature="s",timestamp="1",serial_no="S""#,
+            r#"WECHATPAY2-SHA256-RSA2048 mchid=1,nonce_str="N",signature="s",timestamp="1",serial_no="S""#,
+        ] {
+            assert!(
+                matches!(parse_authorization(bad), Err(AuthError::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+}
