@@ -1,1 +1,169 @@
-//! Test support for end-to-end tests: the SCF runtime emulator and stand-ins.
+//! Test support for end-to-end tests: locating the function binaries, environments, a small
+//! HTTP client and an HTTP-mode launcher. The SCF runtime emulator itself lives in
+//! `wemint_emulator::scf`.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+pub use wemint_emulator::scf::{self, Outcome, RuntimeApi, ScfInstance, StartOptions};
+
+/// The six functions: (crate / binary name, deployed name).
+pub const FUNCTIONS: [(&str, &str); 6] = [
+    ("login", "login"),
+    ("create-order", "createOrder"),
+    ("pay-notify", "payNotify"),
+    ("gated-content", "gatedContent"),
+    ("ugc-upload", "ugcUpload"),
+    ("wx-push", "wxPush"),
+];
+
+/// A 32-byte session secret for tests.
+pub const SESSION_SECRET: &str = "e2e-session-secret-0123456789abcdef";
+
+/// Path of a workspace binary built by `cargo build` (scripts/test.sh builds them first).
+///
+/// # Panics
+/// When the binary is missing, with the command that builds it.
+pub fn function_binary(name: &str) -> PathBuf {
+    let dir = scf::binary_dir().expect("cannot locate the target directory");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the function binaries first (`cargo build --workspace --bins`, \
+         which scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Start options with the fixture's required configuration.
+pub fn fixture_options(api: RuntimeApi) -> StartOptions {
+    StartOptions {
+        api,
+        ..StartOptions::default()
+    }
+    .env("WEMINT_SESSION_SECRET", SESSION_SECRET)
+}
+
+/// An HTTP response as the tests see it.
+#[derive(Debug)]
+pub struct HttpReply {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl HttpReply {
+    /// The body as JSON.
+    ///
+    /// # Panics
+    /// When the body is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Sends one HTTP/1 request.
+///
+/// # Panics
+/// On transport errors.
+pub async fn http(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> HttpReply {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(body.into())).expect("valid request"))
+        .await
+        .expect("HTTP request failed");
+    let (parts, body) = resp.into_parts();
+    HttpReply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.expect("read body").to_bytes(),
+    }
+}
+
+/// A function binary running in `http` mode on a free local port. Killed on drop.
+pub struct HttpInstance {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl HttpInstance {
+    /// Starts `binary` with `PORT` set and waits until it accepts connections.
+    ///
+    /// # Errors
+    /// The process exits first (its exit code and stderr are returned) or never listens.
+    pub fn start(binary: &std::path::Path, env: &[(&str, &str)]) -> Result<Self, String> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let mut child = Command::new(binary)
+            .env_clear()
+            .env("PORT", port.to_string())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    use std::io::Read as _;
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                return Err(format!("exited with {status}: {stderr}"));
+            }
+            if TcpStream::connect(addr).is_ok() {
+                return Ok(Self { child, addr });
+            }
+            if Instant::now() > give_up {
+                let _ = child.kill();
+                return Err("never started listening".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for HttpInstance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
