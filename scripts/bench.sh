@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Start-up benchmark, part 1: for each function binary (release build), the median time from
+# process start to init/ready under the SCF runtime API emulator and the peak resident memory,
+# over RUNS starts (default 20). Uses dist/functions/*/bootstrap from scripts/build.sh when
+# present (the binaries that ship), else builds with `cargo build --release`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-20}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+FUNCTIONS=(login:login create-order:createOrder pay-notify:payNotify gated-content:gatedContent ugc-upload:ugcUpload wx-push:wxPush)
+
+if [ -x dist/functions/login/bootstrap ] && [ "${BENCH_REBUILD:-0}" != 1 ]; then
+    echo "==> using the packaged binaries in dist/functions (scripts/build.sh)"
+    bins=()
+    for f in "${FUNCTIONS[@]}"; do bins+=("${f##*:}=dist/functions/${f##*:}/bootstrap"); done
+else
+    echo "==> release build (no dist/ yet; a clean build takes ~10 minutes)"
+    packages=()
+    for f in "${FUNCTIONS[@]}"; do packages+=(-p "${f%%:*}"); done
+    cargo build --release --locked "${packages[@]}"
+    bins=()
+    for f in "${FUNCTIONS[@]}"; do bins+=("${f##*:}=$TARGET_DIR/release/${f%%:*}"); done
+fi
+
+echo "==> building the benchmark driver"
+cargo build --locked -p wemint-e2e --bin scf-bench
+echo "==> $RUNS starts per function"
+"$TARGET_DIR/debug/scf-bench" --runs "$RUNS" "${bins[@]}"

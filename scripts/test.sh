@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints, the function binaries, every test in the workspace.
+# Uses cargo-nextest when installed (plus doctests through cargo test), else cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+step() { printf '\n==> [%s] %s\n' "$(( $(date +%s) - started ))s" "$*"; }
+
+step "fmt"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build the function binaries (the end-to-end tests run them)"
+cargo build --workspace --bins --locked
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if cargo nextest --version >/dev/null 2>&1; then
+    step "tests (cargo nextest)"
+    cargo nextest run --workspace --locked --no-fail-fast 2>&1 | tee "$log"
+    step "doctests"
+    cargo test --workspace --locked --doc 2>&1 | tee -a "$log"
+    summary=$(grep -E '^\s*Summary ' "$log" | tail -1 || true)
+else
+    step "tests (cargo test)"
+    cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
+    summary=""
+fi
+# One line that adds up every "test result:" block (cargo test prints one per test binary).
+totals=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) ig += $i } }
+              END { printf "%d passed, %d failed, %d ignored", p, f, ig }' "$log")
+echo
+if [ -n "$summary" ]; then
+    echo "nextest: ${summary#"${summary%%[![:space:]]*}"}"
+    echo "doctests: $totals"
+else
+    echo "tests: $totals"
+fi
+echo "all checks green in $(( $(date +%s) - started ))s"
