@@ -400,6 +400,25 @@ impl ScfInstance {
         text(&self.stdout)
     }
 
+    /// Waits until a line of stdout satisfies `pred` (output is read on another thread, so a
+    /// line written just before a reply may arrive a moment after it).
+    pub async fn wait_for_stdout_line(
+        &self,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> bool {
+        let give_up = Instant::now() + timeout;
+        loop {
+            if self.stdout().lines().any(&pred) {
+                return true;
+            }
+            if Instant::now() >= give_up {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Everything the function wrote to stderr so far.
     pub fn stderr(&self) -> String {
         text(&self.stderr)

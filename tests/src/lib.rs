@@ -44,6 +44,70 @@ pub fn function_binary(name: &str) -> PathBuf {
     path
 }
 
+/// The test vectors shared with the other suites (`/work/shared/vectors` beside the repo).
+pub const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
+
+/// A complete, self-contained configuration for the real functions: in-memory store, the
+/// test-only merchant material from the shared vectors, and every outbound base URL pointing at
+/// a closed local port (init must not need the network).
+///
+/// # Panics
+/// When the shared vectors are missing.
+pub fn function_env() -> Vec<(String, String)> {
+    let common: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{VECTORS}/common.json"))
+            .unwrap_or_else(|e| panic!("shared vectors missing at {VECTORS}: {e}")),
+    )
+    .expect("common.json is JSON");
+    let field = |k: &str| {
+        common[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("common.json: {k}"))
+            .to_owned()
+    };
+    let closed = "http://127.0.0.1:9";
+    [
+        ("WEMINT_STORE", "sqlite::memory:".to_owned()),
+        ("WEMINT_SESSION_SECRET", SESSION_SECRET.to_owned()),
+        (
+            "WEMINT_DATA_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned(),
+        ),
+        (
+            "WEMINT_TRUST_PLATFORM_IDENTITY",
+            "cloudbase-event".to_owned(),
+        ),
+        ("WECHAT_APPID", field("appid")),
+        ("WECHAT_APPSECRET", "e2e-app-secret".to_owned()),
+        ("WECHAT_API_BASE", closed.to_owned()),
+        ("WECHATPAY_MCHID", field("mchid")),
+        ("WECHATPAY_MERCHANT_SERIAL", field("merchant_serial_no")),
+        (
+            "WECHATPAY_PRIVATE_KEY_FILE",
+            format!("{VECTORS}/keys/merchant_private_key.pem"),
+        ),
+        ("WECHATPAY_APIV3_KEY", field("apiv3_key")),
+        (
+            "WECHATPAY_PUBLIC_KEY_FILE",
+            format!("{VECTORS}/keys/wechatpay_public_key.pem"),
+        ),
+        ("WECHATPAY_PUBLIC_KEY_ID", field("public_key_id")),
+        ("WECHATPAY_API_BASE", closed.to_owned()),
+        ("WECHATPAY_NOTIFY_URL", format!("{closed}/payNotify")),
+        ("XPAY_APPKEY", "e2e-xpay-appkey".to_owned()),
+        ("XPAY_OFFER_ID", "1450000000".to_owned()),
+        ("XPAY_ENV", "1".to_owned()),
+        ("WX_PUSH_TOKEN", "e2e-push-token".to_owned()),
+        (
+            "WX_PUSH_AES_KEY",
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 /// Start options with the fixture's required configuration.
 pub fn fixture_options(api: RuntimeApi) -> StartOptions {
     StartOptions {

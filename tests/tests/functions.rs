@@ -1,10 +1,12 @@
 //! The six real function binaries start and answer `health` in the `scf-event` and `http`
-//! modes. They are built by `cargo build --workspace --bins` (scripts/test.sh).
+//! modes, with a complete test configuration. They are built by
+//! `cargo build --workspace --bins` (scripts/test.sh).
 
 use http::Method;
 use serde_json::json;
 use wemint_e2e::{
-    FUNCTIONS, HttpInstance, RuntimeApi, ScfInstance, StartOptions, function_binary, http,
+    FUNCTIONS, HttpInstance, RuntimeApi, ScfInstance, StartOptions, function_binary, function_env,
+    http,
 };
 
 #[tokio::test]
@@ -34,7 +36,9 @@ async fn every_function_is_ready_and_healthy_under_the_scf_emulator() {
 #[tokio::test]
 async fn every_function_answers_health_in_http_mode() {
     for (binary, name) in FUNCTIONS {
-        let f = HttpInstance::start(&function_binary(binary), &[])
+        let env = function_env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let f = HttpInstance::start(&function_binary(binary), &env)
             .unwrap_or_else(|e| panic!("{binary}: {e}"));
         let r = http(Method::POST, &f.url("/"), &[], r#"{"action":"health"}"#).await;
         assert_eq!(r.json()["data"]["name"], name);

@@ -1,11 +1,14 @@
 //! The `scf-event` mode end to end: the fixture binary under the SCF runtime API emulator.
 
 use std::path::Path;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use wemint_e2e::{Outcome, RuntimeApi, ScfInstance, StartOptions, fixture_options, scf};
+
+const SECOND: Duration = Duration::from_secs(2);
 
 fn fixture() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_e2e-fixture"))
@@ -29,7 +32,12 @@ async fn ready_handshake_sends_a_non_empty_body_once_init_is_done() {
         out["data"]["secretLen"],
         json!(wemint_e2e::SESSION_SECRET.len())
     );
-    assert!(f.stdout().contains("\"ready\""), "logs: {}", f.stdout());
+    assert!(
+        f.wait_for_stdout_line(|l| l.contains("\"ready\""), SECOND)
+            .await,
+        "logs: {}",
+        f.stdout()
+    );
 }
 
 #[tokio::test]
@@ -60,9 +68,10 @@ async fn callable_event_round_trip_with_identity_inputs() {
     // The request id is on the invocation's log lines.
     let rid = data["requestId"].as_str().unwrap();
     assert!(
+        f.wait_for_stdout_line(|l| l.contains(rid) && l.contains("invocation done"), SECOND)
+            .await,
+        "logs: {}",
         f.stdout()
-            .lines()
-            .any(|l| l.contains(rid) && l.contains("invocation done"))
     );
 
     let out = f.invoke_json(&json!({"action": "limited"})).await.unwrap();
@@ -167,8 +176,10 @@ async fn handler_panic_answers_internal_and_the_next_invocation_is_served() {
     }
     assert!(f.is_running());
     assert!(
-        f.stdout().contains("fixture panic on request"),
-        "panic is logged"
+        f.wait_for_stdout_line(|l| l.contains("fixture panic on request"), SECOND)
+            .await,
+        "panic is logged: {}",
+        f.stdout()
     );
 }
 
