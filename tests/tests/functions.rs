@@ -12,15 +12,14 @@ use wemint_e2e::{
 #[tokio::test]
 async fn every_function_is_ready_and_healthy_under_the_scf_emulator() {
     for (binary, name) in FUNCTIONS {
-        let f = ScfInstance::start(
-            &function_binary(binary),
-            StartOptions {
-                api: RuntimeApi::Scf,
-                ..StartOptions::default()
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{binary}: {e}"));
+        let options = StartOptions {
+            api: RuntimeApi::Scf,
+            env: function_env(),
+            ..StartOptions::default()
+        };
+        let f = ScfInstance::start(&function_binary(binary), options)
+            .await
+            .unwrap_or_else(|e| panic!("{binary}: {e}"));
         let out = f.invoke_json(&json!({"action": "health"})).await.unwrap();
         assert_eq!(
             out,
