@@ -446,6 +446,19 @@ impl Config {
         })
     }
 
+    /// `WECHATPAY_APIV2_KEY`: the APIv2 key of a merchant still receiving v2 (XML)
+    /// notifications; `None` when unset (v2 not used).
+    ///
+    /// # Errors
+    /// Set but not 32 characters.
+    pub fn wechat_pay_v2_key(&self) -> Result<Option<Secret<String>>> {
+        const VAR: &str = "WECHATPAY_APIV2_KEY";
+        match self.secret(VAR)? {
+            Some(key) if key.expose().len() != 32 => Err(invalid(VAR, "must be 32 characters")),
+            other => Ok(other),
+        }
+    }
+
     /// The message push settings.
     ///
     /// # Errors

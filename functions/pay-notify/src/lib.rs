@@ -1,14 +1,185 @@
-//! The `payNotify` function: builds its handler from the `wemint` library.
+//! The `payNotify` function: WeChat Pay notifications (HTTP-triggered webhook).
 //!
-//! Until its business logic lands it answers only what the runtime provides itself: the
-//! `health` action (name, version, run mode).
+//! `POST /payNotify`: API v3 JSON. Verify (headers, serial, timestamp window, RSA over the exact
+//! bytes) → decrypt (AES-256-GCM, APIv3 key) → parse → apply through `wemint::commerce`, which
+//! checks mchid/appid/amount/currency/payer and moves the order to paid exactly once.
+//! `POST /payNotify/v2`: API v2 XML, when `WECHATPAY_APIV2_KEY` is set.
+//!
+//! Success is `204` (v3) / the v2 SUCCESS XML; anything else is `4xx`/`5xx` with
+//! `{"code":"FAIL","message":…}` so WeChat Pay redelivers. A verified payment that does not
+//! match its order is held for review and acknowledged (redelivery would not change it).
 
-use wemint::runtime::Function;
+use std::sync::Arc;
+
+use http::StatusCode;
+use wemint::commerce::{Commerce, CommerceError, PaymentOutcome};
+use wemint::pay::v2::{self, ApiV2Key};
+use wemint::pay::v3::{
+    Notification, NotifyError, PayClient, SignatureHeaders, VerifyError, notify::failure_reply,
+};
+use wemint::runtime::{ApiError, BoxError, Function, WebhookRequest, WebhookResponse};
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "payNotify";
 
+/// Built once per instance.
+pub struct State {
+    commerce: Commerce,
+    pay: Arc<PayClient>,
+    v2_key: Option<ApiV2Key>,
+}
+
+fn fail(status: StatusCode, message: &str) -> WebhookResponse {
+    WebhookResponse::with_body(status, "application/json", failure_reply(message))
+}
+
+fn store_failure(err: &CommerceError) -> WebhookResponse {
+    tracing::error!(error = %err, "notification not applied");
+    fail(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "temporarily unable to process",
+    )
+}
+
+async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
+    let (commerce, pay) = wemint::commerce::from_config(&config).await?;
+    let pay = pay.ok_or("payNotify needs WeChat Pay: set WECHATPAY_MCHID and its keys")?;
+    let v2_key = config
+        .wechat_pay_v2_key()?
+        .map(|k| ApiV2Key::new(k.expose().clone()));
+    Ok(State {
+        commerce,
+        pay,
+        v2_key,
+    })
+}
+
+/// Verifies and decrypts; with platform certificates, an unknown serial triggers one
+/// certificate download (WeChat rotated them) and a second try.
+async fn verified(state: &State, req: &WebhookRequest) -> Result<Notification, WebhookResponse> {
+    let headers = SignatureHeaders::from_header_map(&req.headers)
+        .map_err(|e| fail(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    let first = state.pay.parse_notification(&headers, &req.body);
+    let result = match first {
+        Err(NotifyError::Verify(VerifyError::UnknownSerial(_)))
+            if !state.pay.verifier().has_public_key() =>
+        {
+            if let Err(e) = state.pay.download_certificates().await {
+                tracing::warn!(error = %e, "platform certificate download failed");
+                return Err(fail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "platform certificates unavailable",
+                ));
+            }
+            state.pay.parse_notification(&headers, &req.body)
+        }
+        other => other,
+    };
+    result.map_err(|e| {
+        tracing::warn!(error = %e, "notification refused");
+        match e {
+            NotifyError::Verify(_) => fail(StatusCode::UNAUTHORIZED, "signature check failed"),
+            _ => fail(StatusCode::BAD_REQUEST, "malformed notification"),
+        }
+    })
+}
+
+async fn handle_v3(state: Arc<State>, req: WebhookRequest) -> WebhookResponse {
+    let notification = match verified(&state, &req).await {
+        Ok(n) => n,
+        Err(reply) => return reply,
+    };
+    match notification {
+        Notification::TransactionSuccess { id, transaction } => {
+            match state
+                .commerce
+                .apply_wxpay_transaction(&id, "v3_notify", &transaction)
+                .await
+            {
+                Ok(PaymentOutcome::UnknownOrder) => {
+                    tracing::error!(out_trade_no = %transaction.out_trade_no,
+                        "verified payment for an unknown order");
+                    fail(StatusCode::NOT_FOUND, "unknown order")
+                }
+                Ok(outcome) => {
+                    tracing::info!(event = %id, outcome = ?outcome, "payment notification");
+                    WebhookResponse::new(StatusCode::NO_CONTENT)
+                }
+                Err(e) => store_failure(&e),
+            }
+        }
+        Notification::Refund { id, refund, .. } => {
+            match state.commerce.apply_refund_notification(&id, &refund).await {
+                Ok(settled) => {
+                    tracing::info!(event = %id, refund = %refund.out_refund_no, settled, "refund notification");
+                    WebhookResponse::new(StatusCode::NO_CONTENT)
+                }
+                Err(e) => store_failure(&e),
+            }
+        }
+        Notification::Other { id, event_type, .. } => {
+            tracing::info!(event = %id, event_type = %event_type, "notification ignored");
+            WebhookResponse::new(StatusCode::NO_CONTENT)
+        }
+    }
+}
+
+fn xml(status: StatusCode, body: String) -> WebhookResponse {
+    WebhookResponse::with_body(status, "application/xml", body)
+}
+
+async fn handle_v2(state: Arc<State>, req: WebhookRequest) -> WebhookResponse {
+    let Some(key) = &state.v2_key else {
+        return xml(
+            StatusCode::NOT_FOUND,
+            v2::reply_fail("API v2 is not configured"),
+        );
+    };
+    let Ok(text) = std::str::from_utf8(&req.body) else {
+        return xml(StatusCode::BAD_REQUEST, v2::reply_fail("not UTF-8"));
+    };
+    let notify = match v2::parse_notify(text, key) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "v2 notification refused");
+            return xml(
+                StatusCode::UNAUTHORIZED,
+                v2::reply_fail("verification failed"),
+            );
+        }
+    };
+    match state.commerce.apply_v2_notification(&notify).await {
+        Ok(PaymentOutcome::UnknownOrder) => {
+            xml(StatusCode::NOT_FOUND, v2::reply_fail("unknown order"))
+        }
+        Ok(_) => xml(StatusCode::OK, v2::REPLY_SUCCESS.to_owned()),
+        Err(e) => {
+            tracing::error!(error = %e, "v2 notification not applied");
+            xml(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                v2::reply_fail("temporarily unable to process"),
+            )
+        }
+    }
+}
+
+fn post_only(req: &WebhookRequest) -> Option<WebhookResponse> {
+    (req.method != http::Method::POST).then(|| fail(StatusCode::METHOD_NOT_ALLOWED, "POST only"))
+}
+
 /// The function value `main` runs; tests build it the same way.
-pub fn function() -> Function<()> {
-    Function::new(NAME, env!("CARGO_PKG_VERSION"))
+pub fn function() -> Function<State> {
+    Function::with_init(NAME, env!("CARGO_PKG_VERSION"), init)
+        .webhook("/payNotify/v2", |state: Arc<State>, req| async move {
+            if let Some(reply) = post_only(&req) {
+                return Ok::<_, ApiError>(reply);
+            }
+            Ok(handle_v2(state, req).await)
+        })
+        .webhook("/payNotify", |state: Arc<State>, req| async move {
+            if let Some(reply) = post_only(&req) {
+                return Ok::<_, ApiError>(reply);
+            }
+            Ok(handle_v3(state, req).await)
+        })
 }

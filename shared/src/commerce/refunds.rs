@@ -429,3 +429,99 @@ pub(crate) fn refund_state(status: RefundStatus) -> Option<RefundState> {
         RefundStatus::Processing | RefundStatus::Unknown => None,
     }
 }
+
+impl Commerce {
+    /// Applies a verified v3 `REFUND.*` notification: the refund reaches its final state once,
+    /// the order's amounts and status follow. Returns whether this call settled it.
+    pub async fn apply_refund_notification(
+        &self,
+        event_id: &str,
+        notification: &crate::pay::v3::RefundNotification,
+    ) -> Result<bool, CommerceError> {
+        let ours = self.mchid() == Some(notification.mchid.as_str());
+        let settled = match refund_state(notification.refund_status) {
+            Some(state) if ours => {
+                self.settle_refund(
+                    &notification.out_refund_no,
+                    state,
+                    Some(&notification.refund_id),
+                )
+                .await?
+            }
+            _ => false,
+        };
+        if !ours {
+            tracing::warn!(refund = %notification.out_refund_no, "refund notification for another merchant");
+        }
+        let doc = serde_json::json!({
+            "_id": event_id,
+            "eventId": event_id,
+            "source": "v3_notify",
+            "kind": "refund",
+            "outTradeNo": notification.out_trade_no,
+            "refundNo": notification.out_refund_no,
+            "amountFen": notification.amount.refund,
+            "result": if settled { "applied" } else if ours { "duplicate" } else { "foreign_merchant" },
+            "receivedAt": self.now(),
+        });
+        match self.store.insert(c::PAYMENT_EVENTS, doc).await {
+            Ok(_) | Err(StoreError::DuplicateKey { .. }) => Ok(settled),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Applies a verified API v2 payment notification (merchants still on v2).
+    pub async fn apply_v2_notification(
+        &self,
+        notify: &crate::pay::v2::PaymentNotify,
+    ) -> Result<super::PaymentOutcome, CommerceError> {
+        let tx = crate::pay::v3::Transaction {
+            appid: Some(notify.appid.clone()),
+            mchid: notify.mch_id.clone(),
+            out_trade_no: notify.out_trade_no.clone(),
+            transaction_id: Some(notify.transaction_id.clone()),
+            trade_type: notify.fields.get("trade_type").cloned(),
+            trade_state: crate::pay::v3::TradeState::Success,
+            trade_state_desc: None,
+            bank_type: notify.fields.get("bank_type").cloned(),
+            attach: notify.attach.clone(),
+            success_time: v2_time(&notify.time_end),
+            payer: Some(crate::pay::v3::models::Payer {
+                openid: notify.openid.clone(),
+            }),
+            amount: Some(crate::pay::v3::models::TransactionAmount {
+                total: Some(notify.total_fee),
+                payer_total: None,
+                currency: Some(
+                    notify
+                        .fields
+                        .get("fee_type")
+                        .cloned()
+                        .unwrap_or_else(|| "CNY".into()),
+                ),
+                payer_currency: None,
+            }),
+        };
+        let event_id = format!("v2:{}", notify.transaction_id);
+        self.apply_wxpay_transaction(&event_id, "v2_notify", &tx)
+            .await
+    }
+}
+
+/// v2 `time_end` (`yyyyMMddHHmmss`, Beijing time) as RFC 3339.
+fn v2_time(time_end: &str) -> Option<String> {
+    let d = time_end.as_bytes();
+    if d.len() != 14 || !d.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let t = time_end;
+    Some(format!(
+        "{}-{}-{}T{}:{}:{}+08:00",
+        &t[0..4],
+        &t[4..6],
+        &t[6..8],
+        &t[8..10],
+        &t[10..12],
+        &t[12..14]
+    ))
+}
