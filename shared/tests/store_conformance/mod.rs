@@ -14,6 +14,7 @@ use wemint::store::{
 pub(crate) async fn run_all(store: Arc<dyn Store>, prefix: &str) {
     crud(&store, &format!("{prefix}_crud")).await;
     filters(&store, &format!("{prefix}_filters")).await;
+    differential_filters(&store, &format!("{prefix}_differential")).await;
     sort_limit_skip(&store, &format!("{prefix}_sort")).await;
     updates(&store, &format!("{prefix}_updates")).await;
     upserts(&store, &format!("{prefix}_upserts")).await;
@@ -868,4 +869,230 @@ pub(crate) async fn typed_helpers(store: &Arc<dyn Store>, c: &str) {
         store.insert_as(c, &vec![1, 2]).await,
         Err(StoreError::InvalidDocument(_))
     ));
+}
+
+/// A small deterministic generator (xorshift64*), so every backend sees the same cases.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+        items[(self.next() % items.len() as u64) as usize].clone()
+    }
+}
+
+fn field_values() -> Vec<Option<Value>> {
+    vec![
+        None,
+        Some(Value::Null),
+        Some(json!(true)),
+        Some(json!(false)),
+        Some(json!(0)),
+        Some(json!(1)),
+        Some(json!(2)),
+        Some(json!(-1)),
+        Some(json!(1.5)),
+        Some(json!(2.0)),
+        Some(json!("")),
+        Some(json!("a")),
+        Some(json!("b")),
+        Some(json!("ab")),
+        Some(json!("中")),
+        Some(json!([1, 2])),
+        Some(json!(["a"])),
+        Some(json!([])),
+        Some(json!({"x": 1})),
+        Some(json!({"x": "a"})),
+        Some(json!([{"x": 1}])),
+        Some(json!([null, "a", true, 2])),
+    ]
+}
+
+fn operands() -> Vec<Value> {
+    vec![
+        Value::Null,
+        json!(true),
+        json!(false),
+        json!(0),
+        json!(1),
+        json!(2),
+        json!(-1),
+        json!(1.5),
+        json!(2.0),
+        json!(""),
+        json!("a"),
+        json!("b"),
+        json!("中"),
+        json!([1, 2]),
+        json!(["a"]),
+        json!([]),
+        json!({"x": 1}),
+    ]
+}
+
+const PATHS: [&str; 6] = ["a", "b", "o", "o.x", "o.y", "missing"];
+
+fn random_filter(rng: &mut Rng, depth: u32) -> Filter {
+    let path = rng.pick(&PATHS);
+    let operand = rng.pick(&operands());
+    let ordered = || operand.is_number() || operand.is_string();
+    match rng.next() % if depth < 2 { 12 } else { 10 } {
+        0 => Filter::eq(path, operand),
+        1 => Filter::ne(path, operand),
+        2 => {
+            let values: Vec<Value> = (0..rng.next() % 3).map(|_| rng.pick(&operands())).collect();
+            Filter::In(path.into(), values)
+        }
+        3 if ordered() => Filter::gt(path, operand),
+        4 if ordered() => Filter::gte(path, operand),
+        5 if ordered() => Filter::lt(path, operand),
+        6 if ordered() => Filter::lte(path, operand),
+        3..=6 => Filter::eq(path, operand),
+        7 => Filter::exists(path, rng.next() % 2 == 0),
+        8 | 9 => Filter::contains(path, operand),
+        10 => Filter::And(
+            (0..rng.next() % 3 + 1)
+                .map(|_| random_filter(rng, depth + 1))
+                .collect(),
+        ),
+        _ => Filter::Or(
+            (0..rng.next() % 3 + 1)
+                .map(|_| random_filter(rng, depth + 1))
+                .collect(),
+        ),
+    }
+}
+
+/// The documented semantics, in plain Rust.
+mod reference {
+    use std::cmp::Ordering;
+
+    use serde_json::Value;
+    use wemint::store::Filter;
+
+    fn at<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+        path.split('.')
+            .try_fold(doc, |v, segment| v.as_object()?.get(segment))
+    }
+
+    fn numbers(a: &Value, b: &Value) -> Option<Ordering> {
+        match (a.as_i64(), b.as_i64()) {
+            (Some(x), Some(y)) => Some(x.cmp(&y)),
+            _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
+        }
+    }
+
+    /// Equality of a present value with an operand: numbers numerically, containers by
+    /// their exact JSON text (key order matters), everything else same kind and equal.
+    fn equal(v: &Value, x: &Value) -> bool {
+        match (v, x) {
+            (Value::Number(_), Value::Number(_)) => numbers(v, x) == Some(Ordering::Equal),
+            (Value::Array(_), Value::Array(_)) | (Value::Object(_), Value::Object(_)) => {
+                v.to_string() == x.to_string()
+            }
+            _ => v == x,
+        }
+    }
+
+    fn eq(v: Option<&Value>, x: &Value) -> bool {
+        match (v, x) {
+            (None, Value::Null) => true,
+            (None, _) => false,
+            (Some(v), x) => equal(v, x),
+        }
+    }
+
+    fn compare(v: Option<&Value>, x: &Value) -> Option<Ordering> {
+        match (v?, x) {
+            (v @ Value::Number(_), Value::Number(_)) => numbers(v, x),
+            (Value::String(a), Value::String(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
+            _ => None,
+        }
+    }
+
+    pub(super) fn matches(doc: &Value, filter: &Filter) -> bool {
+        match filter {
+            Filter::All => true,
+            Filter::Eq(p, x) => eq(at(doc, p), x),
+            Filter::Ne(p, x) => !eq(at(doc, p), x),
+            Filter::In(p, xs) => xs.iter().any(|x| eq(at(doc, p), x)),
+            Filter::Gt(p, x) => compare(at(doc, p), x) == Some(Ordering::Greater),
+            Filter::Gte(p, x) => matches!(
+                compare(at(doc, p), x),
+                Some(Ordering::Greater | Ordering::Equal)
+            ),
+            Filter::Lt(p, x) => compare(at(doc, p), x) == Some(Ordering::Less),
+            Filter::Lte(p, x) => matches!(
+                compare(at(doc, p), x),
+                Some(Ordering::Less | Ordering::Equal)
+            ),
+            Filter::Exists(p, flag) => at(doc, p).is_some() == *flag,
+            Filter::Contains(p, x) => at(doc, p)
+                .and_then(Value::as_array)
+                .is_some_and(|items| items.iter().any(|item| equal(item, x))),
+            Filter::And(list) => list.iter().all(|f| matches(doc, f)),
+            Filter::Or(list) => list.iter().any(|f| matches(doc, f)),
+        }
+    }
+}
+
+/// Random documents and filters (fixed seed), checked against the reference semantics above:
+/// every operator on every kind of value, missing fields, nesting, and/or combinations.
+pub(crate) async fn differential_filters(store: &Arc<dyn Store>, c: &str) {
+    let mut rng = Rng(0x5EED_CAFE_F00D_0001);
+    let values = field_values();
+    let mut docs = Vec::new();
+    for i in 0..80 {
+        let mut doc = serde_json::Map::new();
+        doc.insert("_id".into(), json!(format!("d{i:03}")));
+        for field in ["a", "b"] {
+            if let Some(v) = rng.pick(&values) {
+                doc.insert(field.into(), v);
+            }
+        }
+        // `o` is an object with x/y, a scalar, or missing (never an array: paths do not
+        // traverse arrays, and MongoDB alone would).
+        match rng.next() % 3 {
+            0 => {
+                let mut o = serde_json::Map::new();
+                for key in ["x", "y"] {
+                    if let Some(v) = rng.pick(&values) {
+                        o.insert(key.into(), v);
+                    }
+                }
+                doc.insert("o".into(), Value::Object(o));
+            }
+            1 => {
+                if let Some(
+                    v @ (Value::Number(_) | Value::String(_) | Value::Bool(_) | Value::Null),
+                ) = rng.pick(&values)
+                {
+                    doc.insert("o".into(), v);
+                }
+            }
+            _ => {}
+        }
+        let doc = Value::Object(doc);
+        store.insert(c, doc.clone()).await.unwrap();
+        docs.push(doc);
+    }
+    for _ in 0..400 {
+        let filter = random_filter(&mut rng, 0);
+        let expected: Vec<String> = docs
+            .iter()
+            .filter(|d| reference::matches(d, &filter))
+            .map(|d| d["_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            find_ids(store, c, filter.clone()).await,
+            expected,
+            "{filter:?}"
+        );
+    }
 }
