@@ -419,6 +419,17 @@ mod tests {
         assert!(IndexSpec::unique(["$a"]).validate().is_err());
     }
 
+    #[cfg(not(feature = "mongodb"))]
+    #[tokio::test]
+    async fn mongodb_uri_needs_the_feature() {
+        let err = open("mongodb://user:secret@db.internal/wemint")
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`mongodb` cargo feature"), "{msg}");
+        assert!(!msg.contains("secret"), "{msg}");
+    }
+
     #[tokio::test]
     async fn open_rejects_unknown_schemes() {
         let err = open("postgres://u:secret@h/db").await.unwrap_err();

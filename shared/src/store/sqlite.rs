@@ -117,6 +117,8 @@ where
 
 fn configure(db: &Connection, file: bool) -> Result<(), StoreError> {
     db.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+    // A dozen collections times a few statement shapes each.
+    db.set_prepared_statement_cache_capacity(128);
     if file {
         let mode: String = db
             .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
@@ -424,15 +426,16 @@ fn update_in_tx(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend)?;
     let found: Option<(String, String)> = tx
-        .query_row(
-            &format!(
-                "SELECT _id, doc FROM \"{collection}\" WHERE {} ORDER BY _id LIMIT 1",
-                condition.text
-            ),
-            params_from_iter(condition.params.iter()),
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()
+        .prepare_cached(&format!(
+            "SELECT _id, doc FROM \"{collection}\" WHERE {} ORDER BY _id LIMIT 1",
+            condition.text
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_row(params_from_iter(condition.params.iter()), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+        })
         .map_err(|e| map_err(collection, e))?;
     let result = match found {
         Some((id, text)) => {
@@ -450,10 +453,10 @@ fn update_in_tx(
             document::validate(&after)?;
             let new_text = to_json(&after)?;
             if new_text != text {
-                tx.execute(
-                    &format!("UPDATE \"{collection}\" SET doc = ? WHERE _id = ?"),
-                    params![new_text, id],
-                )
+                tx.prepare_cached(&format!(
+                    "UPDATE \"{collection}\" SET doc = ? WHERE _id = ?"
+                ))
+                .and_then(|mut stmt| stmt.execute(params![new_text, id]))
                 .map_err(|e| map_err(collection, e))?;
             }
             Some(after)
@@ -510,10 +513,10 @@ impl Store for SqliteStore {
         self.with_conn(move |conn| {
             conn.ensure_table(&collection)?;
             conn.db
-                .execute(
-                    &format!("INSERT INTO \"{collection}\" (_id, doc) VALUES (?, ?)"),
-                    params![id, text],
-                )
+                .prepare_cached(&format!(
+                    "INSERT INTO \"{collection}\" (_id, doc) VALUES (?, ?)"
+                ))
+                .and_then(|mut stmt| stmt.execute(params![id, text]))
                 .map_err(|e| map_err(&collection, e))?;
             Ok(id)
         })
@@ -529,12 +532,8 @@ impl Store for SqliteStore {
             }
             let text: Option<String> = conn
                 .db
-                .query_row(
-                    &format!("SELECT doc FROM \"{collection}\" WHERE _id = ?"),
-                    [id],
-                    |row| row.get(0),
-                )
-                .optional()
+                .prepare_cached(&format!("SELECT doc FROM \"{collection}\" WHERE _id = ?"))
+                .and_then(|mut stmt| stmt.query_row([id], |row| row.get(0)).optional())
                 .map_err(backend)?;
             text.as_deref().map(parse_doc).transpose()
         })
