@@ -301,7 +301,7 @@ async fn bootstrap_is_idempotent_and_enforces_indexes() {
     bootstrap(store.as_ref()).await.unwrap();
     let again = open(&uri).await.unwrap();
     bootstrap(again.as_ref()).await.unwrap();
-    assert_eq!(collections().len(), 13);
+    assert_eq!(collections().len(), 14);
     store
         .insert(
             "orders",

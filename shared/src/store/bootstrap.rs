@@ -71,6 +71,10 @@ pub fn collections() -> Vec<(&'static str, Vec<IndexSpec>)> {
             ],
         ),
         ("wechat_tokens", vec![IndexSpec::unique(["appid", "kind"])]),
+        (
+            "wechat_push_receipts",
+            vec![IndexSpec::non_unique(["expiresAt"])],
+        ),
         ("rate_limits", vec![IndexSpec::non_unique(["expiresAt"])]),
     ]
 }
