@@ -301,7 +301,21 @@ async fn bootstrap_is_idempotent_and_enforces_indexes() {
     bootstrap(store.as_ref()).await.unwrap();
     let again = open(&uri).await.unwrap();
     bootstrap(again.as_ref()).await.unwrap();
-    assert_eq!(collections().len(), 14);
+    // Every declared index exists, under its collection-qualified name.
+    let db = rusqlite::Connection::open(dir.path().join("boot.db")).unwrap();
+    for (collection, indexes) in collections() {
+        for index in indexes {
+            let name = format!("{collection}:{}", index.name);
+            let found: i64 = db
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(found, 1, "{name}");
+        }
+    }
     store
         .insert(
             "orders",
