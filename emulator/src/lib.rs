@@ -1,4 +1,9 @@
-//! The local suite's building blocks. [`scf`]: an SCF custom runtime API emulator that runs a
-//! real function binary, shared by the end-to-end tests, `scripts/bench.sh` and `wemint-dev`.
+//! `wemint-emulator`: the local suite behind `wemint-dev`. CloudBase, the WeChat server API
+//! and WeChat Pay are emulated on one 127.0.0.1 port over the embedded store, and the real
+//! function binaries run under an SCF runtime API emulator ([`scf`]), shared by the
+//! end-to-end tests, `scripts/bench.sh` and `wemint-dev`. `docs/emulator.md` is the guide.
 
+pub mod clock;
+pub mod http;
+pub mod keys;
 pub mod scf;
