@@ -16,7 +16,6 @@ use wemint::store::{Filter, FindOptions, StoreError, Update, UpdateOptions};
 use wemint::wechat::{PushCrypto, PushFormat, Stamp};
 
 use crate::keys::{ALNUM, random_from};
-use crate::paycrypto;
 use crate::suite::Suite;
 
 /// Deliveries and their attempts.
@@ -288,19 +287,17 @@ async fn send(suite: &Suite, kind: DeliveryKind, doc: &Value) -> Outcome {
         DeliveryKind::Payment | DeliveryKind::Refund => {
             let payload = &doc["payload"];
             let url = payload["url"].as_str().unwrap_or_default().to_owned();
-            let body = match paycrypto::notification_body(suite, doc["notifyId"].as_str().unwrap_or_default(), payload) {
-                Ok(b) => b,
-                Err(e) => return failed(e),
-            };
-            let headers = match paycrypto::signed_headers(suite, &body) {
-                Ok(h) => h,
-                Err(e) => return failed(e),
+            let notify_id = doc["notifyId"].as_str().unwrap_or_default();
+            let created_at = doc["createdAt"].as_i64().unwrap_or_else(|| suite.clock.now());
+            let signed = match crate::wechat_pay::notification(suite, notify_id, payload, created_at).await {
+                Ok(n) => n,
+                Err(e) => return failed(format!("cannot build the notification: {e}")),
             };
             let mut builder = client.post(url).header("content-type", "application/json");
-            for (name, value) in headers {
+            for (name, value) in signed.headers.pairs() {
                 builder = builder.header(name, value);
             }
-            builder.body(body)
+            builder.body(signed.body)
         }
     };
     match request.timeout(ATTEMPT_TIMEOUT).send().await {
