@@ -4,6 +4,16 @@
 //! end-to-end tests, `scripts/bench.sh` and `wemint-dev`. `docs/emulator.md` is the guide.
 
 pub mod clock;
+pub mod console;
+pub mod deliveries;
+pub mod demo;
+pub mod functions;
+pub mod gateway;
 pub mod http;
 pub mod keys;
 pub mod scf;
+pub mod seed;
+pub mod storage;
+pub mod suite;
+pub mod wechat_api;
+pub mod wechat_pay;

@@ -210,6 +210,12 @@ impl SeedFile {
     }
 }
 
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 fn valid_key(key: &str) -> bool {
     (1..=64).contains(&key.len())
         && key
@@ -238,9 +244,9 @@ async fn upsert<T: Serialize>(
             update = update.unset(*name);
         }
     }
-    // `slug` mirrors the id for contents (the store's unique index is on it).
+    // Contents are published when first imported; re-imports keep the date.
     if collection == CONTENTS {
-        update = update.set("slug", key);
+        update = update.set_on_insert("publishedAt", now_secs());
     }
     store
         .update_one(collection, &Filter::id(key), &update, UpdateOptions::upsert())

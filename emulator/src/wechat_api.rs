@@ -551,7 +551,10 @@ pub fn xpay_order_view(order: &Value) -> Value {
 /// The client half of `wx.requestVirtualPayment` (`POST /dev/requestVirtualPayment`): checks
 /// `paySig` with the AppKey and `signature` with the user's current session_key exactly as
 /// WeChat does, records a paid order and sends `xpay_goods_deliver_notify` to wxPush.
-pub async fn request_virtual_payment(suite: &Suite, openid: &str, body: &Value) -> Response {
+///
+/// `openid` is the paying user when known; otherwise the user is the one whose current
+/// session_key produced `signature` (WeChat knows the user from the client).
+pub async fn request_virtual_payment(suite: &Suite, openid: Option<&str>, body: &Value) -> Response {
     let fail = |code: i64, msg: &str| {
         Response::json(StatusCode::BAD_REQUEST, &json!({"errCode": code, "errMsg": format!("requestVirtualPayment:fail {msg}")}))
     };
@@ -562,15 +565,26 @@ pub async fn request_virtual_payment(suite: &Suite, openid: &str, body: &Value) 
     if !body["paySig"].as_str().is_some_and(|s| sig_eq(s, &expected)) {
         return fail(-15001, "paySig error");
     }
-    let session_key = match suite.store.get(SESSIONS, openid).await {
-        Ok(Some(doc)) => doc["sessionKey"].as_str().unwrap_or_default().to_owned(),
-        Ok(None) => return fail(-15002, "no session_key for this user: wx.login first"),
+    let sessions = match openid {
+        Some(o) => suite.store.get(SESSIONS, o).await.map(|d| d.into_iter().collect::<Vec<_>>()),
+        None => suite.store.find(SESSIONS, &Filter::all_of([]), &FindOptions::new()).await,
+    };
+    let sessions = match sessions {
+        Ok(s) => s,
         Err(e) => return internal(e),
     };
-    let expected = session_signature(&session_key, sign_data.as_bytes());
-    if !body["signature"].as_str().is_some_and(|s| sig_eq(s, &expected)) {
-        return fail(268_490_003, "signature error (user session_key)");
+    if sessions.is_empty() {
+        return fail(-15002, "no session_key for this user: wx.login and login first");
     }
+    let signature = body["signature"].as_str().unwrap_or_default();
+    let Some(session) = sessions.iter().find(|doc| {
+        let key = doc["sessionKey"].as_str().unwrap_or_default();
+        sig_eq(signature, &session_signature(key, sign_data.as_bytes()))
+    }) else {
+        return fail(268_490_003, "signature error (user session_key)");
+    };
+    let openid = session["_id"].as_str().unwrap_or_default().to_owned();
+    let openid = openid.as_str();
     let Ok(data) = serde_json::from_str::<Value>(sign_data) else {
         return fail(-1, "signData is not JSON");
     };

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::deliveries::{self, DeliveryKind};
 use crate::http::{Request, Response, decode_segment};
 use crate::keys::{ALNUM, DIGITS, random_from};
-use crate::suite::{Suite, internal};
+use crate::suite::Suite;
 
 /// Orders placed at the stand-in.
 pub const PAY_ORDERS: &str = "dev_pay_orders";
