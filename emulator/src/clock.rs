@@ -56,7 +56,10 @@ impl Clock {
         time::OffsetDateTime::from_unix_timestamp(unix)
             .map(|t| t.to_offset(offset))
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_default()
     }
 }
@@ -72,6 +75,9 @@ mod tests {
         assert_eq!(clock.advance(86_400), 86_400);
         assert_eq!(clock.advance(-5), 86_400);
         assert!(clock.now() >= before + 86_400);
-        assert_eq!(Clock::rfc3339_cst(1_432_099_775), "2015-05-20T13:29:35+08:00");
+        assert_eq!(
+            Clock::rfc3339_cst(1_432_099_775),
+            "2015-05-20T13:29:35+08:00"
+        );
     }
 }

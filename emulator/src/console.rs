@@ -43,11 +43,16 @@ const SHOWN: [(&str, &str); 16] = [
 /// Routes `/`, `/console` and `/console/api/*`.
 pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
     let response = match (&req.method, req.path.as_str()) {
-        (&Method::GET, "/" | "/console" | "/console/") => Response::bytes(StatusCode::OK, "text/html; charset=utf-8", PAGE),
+        (&Method::GET, "/" | "/console" | "/console/") => {
+            Response::bytes(StatusCode::OK, "text/html; charset=utf-8", PAGE)
+        }
         (&Method::GET, "/console/api/state") => state(suite).await,
         (&Method::POST, "/console/api/action") => match req.json::<Value>() {
             Ok(body) => action(suite, &body).await,
-            Err(e) => Response::json(StatusCode::BAD_REQUEST, &json!({"ok": false, "error": {"code": "BAD_JSON", "message": e.to_string()}})),
+            Err(e) => Response::json(
+                StatusCode::BAD_REQUEST,
+                &json!({"ok": false, "error": {"code": "BAD_JSON", "message": e.to_string()}}),
+            ),
         },
         _ => return None,
     };
@@ -59,7 +64,11 @@ async fn state(suite: &Suite) -> Response {
     for (collection, sort) in SHOWN {
         let docs = suite
             .store
-            .find(collection, &Filter::all_of([]), &FindOptions::new().sort_desc(sort).limit(100))
+            .find(
+                collection,
+                &Filter::all_of([]),
+                &FindOptions::new().sort_desc(sort).limit(100),
+            )
             .await;
         match docs {
             Ok(d) => {
@@ -86,7 +95,10 @@ fn done(data: Value) -> Response {
 }
 
 fn refused(code: &str, message: &str) -> Response {
-    Response::json(StatusCode::OK, &json!({"ok": false, "error": {"code": code, "message": message}}))
+    Response::json(
+        StatusCode::OK,
+        &json!({"ok": false, "error": {"code": code, "message": message}}),
+    )
 }
 
 /// Marks the admin dev user as a project admin in `users` (when it has logged in).
@@ -94,13 +106,26 @@ pub async fn promote_admin(suite: &Suite) -> Result<bool, wemint::store::StoreEr
     let openid = suite.keys.openid_for(ADMIN_USER);
     let updated = suite
         .store
-        .update_one("users", &Filter::eq("openid", openid), &Update::new().set("role", "admin"), UpdateOptions::default())
+        .update_one(
+            "users",
+            &Filter::eq("openid", openid),
+            &Update::new().set("role", "admin"),
+            UpdateOptions::default(),
+        )
         .await?;
     Ok(updated.is_some())
 }
 
 async fn as_admin(suite: &Suite, function: &str, data: Value) -> Response {
-    match crate::gateway::call(suite, &suite.keys.openid_for(ADMIN_USER), function, data, None).await {
+    match crate::gateway::call(
+        suite,
+        &suite.keys.openid_for(ADMIN_USER),
+        function,
+        data,
+        None,
+    )
+    .await
+    {
         Ok(envelope) => Response::json(StatusCode::OK, &envelope),
         Err(r) => r,
     }
@@ -113,7 +138,12 @@ async fn action(suite: &Suite, body: &Value) -> Response {
             Ok(t) => done(t),
             Err(e) => refused("PAY_REFUSED", &e.to_string()),
         },
-        "failNext" => match crate::deliveries::fail_next(suite, body["count"].as_i64().unwrap_or(1).clamp(1, 100)).await {
+        "failNext" => match crate::deliveries::fail_next(
+            suite,
+            body["count"].as_i64().unwrap_or(1).clamp(1, 100),
+        )
+        .await
+        {
             Ok(n) => done(json!({"failNext": n})),
             Err(e) => internal(e),
         },
@@ -140,11 +170,28 @@ async fn action(suite: &Suite, body: &Value) -> Response {
             }
             as_admin(suite, "createOrder", data).await
         }
-        "approve" => as_admin(suite, "ugcUpload", json!({"action": "approve", "postId": s("postId")})).await,
-        "reject" => {
-            let reason = body["reason"].as_str().unwrap_or("rejected in the dev console");
-            as_admin(suite, "ugcUpload", json!({"action": "reject", "postId": s("postId"), "reason": reason})).await
+        "approve" => {
+            as_admin(
+                suite,
+                "ugcUpload",
+                json!({"action": "approve", "postId": s("postId")}),
+            )
+            .await
         }
-        other => refused("UNKNOWN_ACTION", &format!("unknown console action `{other}`")),
+        "reject" => {
+            let reason = body["reason"]
+                .as_str()
+                .unwrap_or("rejected in the dev console");
+            as_admin(
+                suite,
+                "ugcUpload",
+                json!({"action": "reject", "postId": s("postId"), "reason": reason}),
+            )
+            .await
+        }
+        other => refused(
+            "UNKNOWN_ACTION",
+            &format!("unknown console action `{other}`"),
+        ),
     }
 }

@@ -137,18 +137,26 @@ pub async fn run(suite: Arc<Suite>) {
     // Attempts cut short by a crash or a stop are retried.
     match suite
         .store
-        .find(DELIVERIES, &Filter::eq("state", "sending"), &FindOptions::new())
+        .find(
+            DELIVERIES,
+            &Filter::eq("state", "sending"),
+            &FindOptions::new(),
+        )
         .await
     {
         Ok(docs) => {
             for doc in docs {
-                let Some(id) = doc["_id"].as_str() else { continue };
+                let Some(id) = doc["_id"].as_str() else {
+                    continue;
+                };
                 if let Err(e) = suite
                     .store
                     .update_one(
                         DELIVERIES,
                         &Filter::id(id),
-                        &Update::new().set("state", "pending").set("nextAt", real_millis()),
+                        &Update::new()
+                            .set("state", "pending")
+                            .set("nextAt", real_millis()),
                         UpdateOptions::default(),
                     )
                     .await
@@ -171,7 +179,9 @@ pub async fn run(suite: Arc<Suite>) {
             .await
             .unwrap_or_default();
         for doc in due {
-            let Some(id) = doc["_id"].as_str().map(str::to_owned) else { continue };
+            let Some(id) = doc["_id"].as_str().map(str::to_owned) else {
+                continue;
+            };
             let claimed = suite
                 .store
                 .update_one(
@@ -225,7 +235,9 @@ async fn attempt(suite: &Suite, doc: Value) {
         "error": outcome.error, "reply": outcome.reply, "ms": elapsed_ms});
     let mut update = Update::new().push("attempts", record);
     if outcome.ok {
-        update = update.set("state", "delivered").set("deliveredAt", suite.clock.now());
+        update = update
+            .set("state", "delivered")
+            .set("deliveredAt", suite.clock.now());
     } else if let Some(delay) = retry_delay(kind.schedule(), number, suite.options.retry_factor) {
         update = update
             .set("state", "pending")
@@ -235,7 +247,12 @@ async fn attempt(suite: &Suite, doc: Value) {
     }
     if let Err(e) = suite
         .store
-        .update_one(DELIVERIES, &Filter::id(&id), &update, UpdateOptions::default())
+        .update_one(
+            DELIVERIES,
+            &Filter::id(&id),
+            &update,
+            UpdateOptions::default(),
+        )
         .await
     {
         tracing::error!(error = %e, delivery = %id, "cannot record a delivery attempt");
@@ -248,7 +265,10 @@ async fn attempt(suite: &Suite, doc: Value) {
             .update_one(
                 crate::wechat_api::XPAY_ORDERS,
                 &Filter::id(doc["ref"].as_str().unwrap_or_default()).and(Filter::eq("status", 2)),
-                &Update::new().set("status", 4).set("provideTime", now).set("updateTime", now),
+                &Update::new()
+                    .set("status", 4)
+                    .set("provideTime", now)
+                    .set("updateTime", now),
                 UpdateOptions::default(),
             )
             .await;
@@ -268,7 +288,11 @@ async fn send(suite: &Suite, kind: DeliveryKind, doc: &Value) -> Outcome {
     };
     let request = match kind {
         DeliveryKind::Push => {
-            let crypto = match PushCrypto::new(&suite.keys.push_token, &suite.keys.push_aes_key, &suite.keys.appid) {
+            let crypto = match PushCrypto::new(
+                &suite.keys.push_token,
+                &suite.keys.push_aes_key,
+                &suite.keys.appid,
+            ) {
                 Ok(c) => c,
                 Err(e) => return failed(format!("push crypto: {e}")),
             };
@@ -278,9 +302,19 @@ async fn send(suite: &Suite, kind: DeliveryKind, doc: &Value) -> Outcome {
             };
             let plaintext = doc["payload"].to_string();
             let openid = doc["openid"].as_str();
-            let sealed = crypto.seal_push(plaintext.as_bytes(), PushFormat::Json, &suite.gh_id(), openid, &stamp);
+            let sealed = crypto.seal_push(
+                plaintext.as_bytes(),
+                PushFormat::Json,
+                &suite.gh_id(),
+                openid,
+                &stamp,
+            );
             client
-                .post(format!("{}/wxPush?{}", suite.base_url(), sealed.query_string()))
+                .post(format!(
+                    "{}/wxPush?{}",
+                    suite.base_url(),
+                    sealed.query_string()
+                ))
                 .header("content-type", sealed.content_type)
                 .body(sealed.body)
         }
@@ -288,8 +322,14 @@ async fn send(suite: &Suite, kind: DeliveryKind, doc: &Value) -> Outcome {
             let payload = &doc["payload"];
             let url = payload["url"].as_str().unwrap_or_default().to_owned();
             let notify_id = doc["notifyId"].as_str().unwrap_or_default();
-            let created_at = doc["createdAt"].as_i64().unwrap_or_else(|| suite.clock.now());
-            let signed = match crate::wechat_pay::notification(suite, notify_id, payload, created_at).await {
+            let created_at = doc["createdAt"]
+                .as_i64()
+                .unwrap_or_else(|| suite.clock.now());
+            let signed = match crate::wechat_pay::notification(
+                suite, notify_id, payload, created_at,
+            )
+            .await
+            {
                 Ok(n) => n,
                 Err(e) => return failed(format!("cannot build the notification: {e}")),
             };
@@ -346,9 +386,18 @@ mod tests {
     fn the_schedule_is_wechats_compressed() {
         let total: u64 = WECHATPAY_SCHEDULE.iter().sum();
         assert_eq!(total, 24 * 3600 + 4 * 60, "WeChat Pay retries span 24h4m");
-        assert_eq!(retry_delay(&WECHATPAY_SCHEDULE, 1, 1.0), Some(Duration::from_secs(15)));
-        assert_eq!(retry_delay(&WECHATPAY_SCHEDULE, 4, 0.001), Some(Duration::from_millis(180)));
-        assert_eq!(retry_delay(&WECHATPAY_SCHEDULE, 15, 1.0), Some(Duration::from_secs(21600)));
+        assert_eq!(
+            retry_delay(&WECHATPAY_SCHEDULE, 1, 1.0),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(
+            retry_delay(&WECHATPAY_SCHEDULE, 4, 0.001),
+            Some(Duration::from_millis(180))
+        );
+        assert_eq!(
+            retry_delay(&WECHATPAY_SCHEDULE, 15, 1.0),
+            Some(Duration::from_secs(21600))
+        );
         assert_eq!(retry_delay(&WECHATPAY_SCHEDULE, 16, 1.0), None);
         assert_eq!(retry_delay(&WECHATPAY_SCHEDULE, 0, 1.0), None);
     }

@@ -40,10 +40,11 @@ impl DemoReport {
 
 /// A tiny valid PNG (1×1, transparent) to upload.
 const PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x01,
-    0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41,
-    0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49,
-    0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
+    0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE,
+    0x42, 0x60, 0x82,
 ];
 
 /// A client of a running suite, acting as dev users.
@@ -61,10 +62,19 @@ impl Client {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Client { base: base.trim_end_matches('/').to_owned(), http })
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
     }
 
-    async fn post(&self, user: &str, path: &str, body: &Value, token: Option<&str>) -> Result<(u16, Value), String> {
+    async fn post(
+        &self,
+        user: &str,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Result<(u16, Value), String> {
         let mut req = self
             .http
             .post(format!("{}{path}", self.base))
@@ -81,28 +91,62 @@ impl Client {
     }
 
     /// `wx.cloud.callFunction` through the gateway; the envelope's `data`, or a readable error.
-    pub async fn call(&self, user: &str, token: Option<&str>, function: &str, data: Value) -> Result<Value, String> {
+    pub async fn call(
+        &self,
+        user: &str,
+        token: Option<&str>,
+        function: &str,
+        data: Value,
+    ) -> Result<Value, String> {
         let action = data["action"].as_str().unwrap_or("(default)").to_owned();
-        let (status, reply) = self.post(user, "/tcb/callFunction", &json!({"name": function, "data": data}), token).await?;
+        let (status, reply) = self
+            .post(
+                user,
+                "/tcb/callFunction",
+                &json!({"name": function, "data": data}),
+                token,
+            )
+            .await?;
         if reply["ok"] == json!(true) {
             return Ok(reply["data"].clone());
         }
         let code = reply["error"]["code"].as_str().unwrap_or("?").to_owned();
         let message = reply["error"]["message"].as_str().unwrap_or("").to_owned();
         Err(match code.as_str() {
-            "UNKNOWN_ACTION" => format!("function {function} has no action `{action}` yet (not implemented/landed): {message}"),
-            "FUNCTION_UNAVAILABLE" | "FUNCTION_NOT_FOUND" | "FUNCTION_FAILED" => format!("function {function} is missing or not running: {message}"),
-            _ if reply.get("ok").is_none() => format!("function {function} gave HTTP {status} without an envelope: {reply}"),
+            "UNKNOWN_ACTION" => format!(
+                "function {function} has no action `{action}` yet (not implemented/landed): {message}"
+            ),
+            "FUNCTION_UNAVAILABLE" | "FUNCTION_NOT_FOUND" | "FUNCTION_FAILED" => {
+                format!("function {function} is missing or not running: {message}")
+            }
+            _ if reply.get("ok").is_none() => {
+                format!("function {function} gave HTTP {status} without an envelope: {reply}")
+            }
             _ => format!("{function}.{action} → {code}: {message}"),
         })
     }
 
     /// `wx.login` for a dev user, then the `login` function; returns the session token.
     pub async fn login(&self, user: &str) -> Result<(String, Value), String> {
-        let (_, minted) = self.post(user, "/dev/login", &json!({"user": user}), None).await?;
-        let code = minted["code"].as_str().ok_or("the suite minted no code")?.to_owned();
-        let data = self.call(user, None, "login", json!({"action": "login", "code": code})).await?;
-        let token = data["token"].as_str().ok_or_else(|| format!("login reply has no token: {data}"))?.to_owned();
+        let (_, minted) = self
+            .post(user, "/dev/login", &json!({"user": user}), None)
+            .await?;
+        let code = minted["code"]
+            .as_str()
+            .ok_or("the suite minted no code")?
+            .to_owned();
+        let data = self
+            .call(
+                user,
+                None,
+                "login",
+                json!({"action": "login", "code": code}),
+            )
+            .await?;
+        let token = data["token"]
+            .as_str()
+            .ok_or_else(|| format!("login reply has no token: {data}"))?
+            .to_owned();
         Ok((token, data))
     }
 }
@@ -142,7 +186,12 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
     let client = match Client::new(base) {
         Ok(c) => c,
         Err(e) => {
-            let step = StepResult { name: "client".into(), ok: false, detail: e, elapsed: Duration::ZERO };
+            let step = StepResult {
+                name: "client".into(),
+                ok: false,
+                detail: e,
+                elapsed: Duration::ZERO,
+            };
             print(&step);
             report.steps.push(step);
             return report;
@@ -154,8 +203,18 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
             let started = Instant::now();
             let outcome: StepOutcome = $body;
             let step = match outcome {
-                Ok((detail, _)) => StepResult { name: $name.into(), ok: true, detail, elapsed: started.elapsed() },
-                Err(detail) => StepResult { name: $name.into(), ok: false, detail, elapsed: started.elapsed() },
+                Ok((detail, _)) => StepResult {
+                    name: $name.into(),
+                    ok: true,
+                    detail,
+                    elapsed: started.elapsed(),
+                },
+                Err(detail) => StepResult {
+                    name: $name.into(),
+                    ok: false,
+                    detail,
+                    elapsed: started.elapsed(),
+                },
             };
             print(&step);
             let ok = step.ok;
@@ -163,33 +222,62 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
             ok
         }};
     }
-    step!("login (alice: wx.login code → login)", async {
-        let (token, data) = client.login("alice").await?;
-        ctx.alice = Some(token);
-        Ok((format!("user {}", short(&data["user"])), data))
-    }.await);
-    step!("login (admin) and grant the admin role", async {
-        client.login("admin").await?;
-        let (_, promoted) = client.post("admin", "/console/api/action", &json!({"action": "promoteAdmin"}), None).await?;
-        if promoted["ok"] != json!(true) {
-            return Err(format!("cannot mark admin: {promoted}"));
+    step!(
+        "login (alice: wx.login code → login)",
+        async {
+            let (token, data) = client.login("alice").await?;
+            ctx.alice = Some(token);
+            Ok((format!("user {}", short(&data["user"])), data))
         }
-        let (token, data) = client.login("admin").await?;
-        if data["user"]["role"] != json!("admin") {
-            return Err(format!("login does not report the admin role after promotion: {}", short(&data["user"])));
+        .await
+    );
+    step!(
+        "login (admin) and grant the admin role",
+        async {
+            client.login("admin").await?;
+            let (_, promoted) = client
+                .post(
+                    "admin",
+                    "/console/api/action",
+                    &json!({"action": "promoteAdmin"}),
+                    None,
+                )
+                .await?;
+            if promoted["ok"] != json!(true) {
+                return Err(format!("cannot mark admin: {promoted}"));
+            }
+            let (token, data) = client.login("admin").await?;
+            if data["user"]["role"] != json!("admin") {
+                return Err(format!(
+                    "login does not report the admin role after promotion: {}",
+                    short(&data["user"])
+                ));
+            }
+            ctx.admin = Some(token);
+            Ok(("role admin".into(), data))
         }
-        ctx.admin = Some(token);
-        Ok(("role admin".into(), data))
-    }.await);
-    step!("catalog (createOrder.catalog)", async {
-        let token = ctx.alice.clone().ok_or("needs login")?;
-        let data = client.call("alice", Some(&token), "createOrder", json!({"action": "catalog"})).await?;
-        let n = data["products"].as_array().map_or(0, Vec::len);
-        if n == 0 {
-            return Err(format!("empty catalog: {}", short(&data)));
+        .await
+    );
+    step!(
+        "catalog (createOrder.catalog)",
+        async {
+            let token = ctx.alice.clone().ok_or("needs login")?;
+            let data = client
+                .call(
+                    "alice",
+                    Some(&token),
+                    "createOrder",
+                    json!({"action": "catalog"}),
+                )
+                .await?;
+            let n = data["products"].as_array().map_or(0, Vec::len);
+            if n == 0 {
+                return Err(format!("empty catalog: {}", short(&data)));
+            }
+            Ok((format!("{n} products"), data))
         }
-        Ok((format!("{n} products"), data))
-    }.await);
+        .await
+    );
     step!("buy a physical item (createOrder.create, WeChat Pay JSAPI prepay)", async {
         let token = ctx.alice.clone().ok_or("needs login")?;
         let data = client.call("alice", Some(&token), "createOrder", json!({
@@ -204,27 +292,49 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         ctx.physical_params = Some(data["payment"]["params"].clone());
         Ok((format!("order {} total ¥{:.2}", data["order"]["id"], data["order"]["totalFen"].as_i64().unwrap_or(0) as f64 / 100.0), data))
     }.await);
-    step!("pay (wx.requestPayment: paySign checked by the stand-in)", async {
-        let params = ctx.physical_params.clone().ok_or("needs the order")?;
-        let (status, reply) = client.post("alice", "/dev/requestPayment", &params, None).await?;
-        if status != 200 {
-            return Err(format!("HTTP {status}: {reply}"));
-        }
-        Ok((format!("transaction {}", reply["transaction"]["transaction_id"]), reply))
-    }.await);
-    step!("notification → order paid (payNotify)", async {
-        let token = ctx.alice.clone().ok_or("needs login")?;
-        let id = ctx.physical_order.clone().ok_or("needs the order")?;
-        let order = poll(Duration::from_secs(15), || {
-            let (client, token, id) = (&client, token.clone(), id.clone());
-            async move {
-                let d = client.call("alice", Some(&token), "createOrder", json!({"action": "get", "orderId": id})).await?;
-                let status = d["order"]["status"].as_str().unwrap_or_default().to_owned();
-                Ok(matches!(status.as_str(), "paid" | "fulfilled").then_some(d["order"].clone()))
+    step!(
+        "pay (wx.requestPayment: paySign checked by the stand-in)",
+        async {
+            let params = ctx.physical_params.clone().ok_or("needs the order")?;
+            let (status, reply) = client
+                .post("alice", "/dev/requestPayment", &params, None)
+                .await?;
+            if status != 200 {
+                return Err(format!("HTTP {status}: {reply}"));
             }
-        }).await?;
-        Ok((format!("status {}", order["status"]), order))
-    }.await);
+            Ok((
+                format!("transaction {}", reply["transaction"]["transaction_id"]),
+                reply,
+            ))
+        }
+        .await
+    );
+    step!(
+        "notification → order paid (payNotify)",
+        async {
+            let token = ctx.alice.clone().ok_or("needs login")?;
+            let id = ctx.physical_order.clone().ok_or("needs the order")?;
+            let order = poll(Duration::from_secs(15), || {
+                let (client, token, id) = (&client, token.clone(), id.clone());
+                async move {
+                    let d = client
+                        .call(
+                            "alice",
+                            Some(&token),
+                            "createOrder",
+                            json!({"action": "get", "orderId": id}),
+                        )
+                        .await?;
+                    let status = d["order"]["status"].as_str().unwrap_or_default().to_owned();
+                    Ok(matches!(status.as_str(), "paid" | "fulfilled")
+                        .then_some(d["order"].clone()))
+                }
+            })
+            .await?;
+            Ok((format!("status {}", order["status"]), order))
+        }
+        .await
+    );
     step!("buy a membership (createOrder.create, virtual payment)", async {
         let token = ctx.alice.clone().ok_or("needs login")?;
         let data = client.call("alice", Some(&token), "createOrder", json!({
@@ -238,52 +348,108 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         ctx.vip_params = Some(data["payment"]["params"].clone());
         Ok((format!("order {}", data["order"]["id"]), data))
     }.await);
-    step!("pay (wx.requestVirtualPayment: paySig + signature checked)", async {
-        let params = ctx.vip_params.clone().ok_or("needs the order")?;
-        let (status, reply) = client.post("alice", "/dev/requestVirtualPayment", &params, None).await?;
-        if status != 200 {
-            return Err(format!("HTTP {status}: {reply}"));
-        }
-        Ok((format!("xpay order {}", reply["outTradeNo"]), reply))
-    }.await);
-    step!("xpay_goods_deliver_notify → delivered (wxPush)", async {
-        let token = ctx.alice.clone().ok_or("needs login")?;
-        let id = ctx.vip_order.clone().ok_or("needs the order")?;
-        let order = poll(Duration::from_secs(15), || {
-            let (client, token, id) = (&client, token.clone(), id.clone());
-            async move {
-                let d = client.call("alice", Some(&token), "createOrder", json!({"action": "get", "orderId": id})).await?;
-                let status = d["order"]["status"].as_str().unwrap_or_default().to_owned();
-                Ok(matches!(status.as_str(), "paid" | "fulfilled").then_some(d["order"].clone()))
+    step!(
+        "pay (wx.requestVirtualPayment: paySig + signature checked)",
+        async {
+            let params = ctx.vip_params.clone().ok_or("needs the order")?;
+            let (status, reply) = client
+                .post("alice", "/dev/requestVirtualPayment", &params, None)
+                .await?;
+            if status != 200 {
+                return Err(format!("HTTP {status}: {reply}"));
             }
-        }).await?;
-        Ok((format!("status {}", order["status"]), order))
-    }.await);
-    step!("gated content unlocked (gatedContent.get)", async {
-        let token = ctx.alice.clone().ok_or("needs login")?;
-        let d = client.call("alice", Some(&token), "gatedContent", json!({"action": "get", "contentId": "member-welcome"})).await?;
-        if d["access"] != json!("granted") {
-            return Err(format!("still locked: {}", short(&d)));
+            Ok((format!("xpay order {}", reply["outTradeNo"]), reply))
         }
-        Ok((format!("access granted via {}", d["via"]), d))
-    }.await);
-    step!("post text (ugcUpload.create, msg_sec_check)", async {
-        let token = ctx.alice.clone().ok_or("needs login")?;
-        let d = client.call("alice", Some(&token), "ugcUpload", json!({"action": "create", "text": "今天的课程很有收获, thanks!", "media": []})).await?;
-        let status = d["post"]["status"].as_str().unwrap_or_default().to_owned();
-        if status != "approved" {
-            return Err(format!("a clean text post should be approved, got {}", short(&d["post"])));
+        .await
+    );
+    step!(
+        "xpay_goods_deliver_notify → delivered (wxPush)",
+        async {
+            let token = ctx.alice.clone().ok_or("needs login")?;
+            let id = ctx.vip_order.clone().ok_or("needs the order")?;
+            let order = poll(Duration::from_secs(15), || {
+                let (client, token, id) = (&client, token.clone(), id.clone());
+                async move {
+                    let d = client
+                        .call(
+                            "alice",
+                            Some(&token),
+                            "createOrder",
+                            json!({"action": "get", "orderId": id}),
+                        )
+                        .await?;
+                    let status = d["order"]["status"].as_str().unwrap_or_default().to_owned();
+                    Ok(matches!(status.as_str(), "paid" | "fulfilled")
+                        .then_some(d["order"].clone()))
+                }
+            })
+            .await?;
+            Ok((format!("status {}", order["status"]), order))
         }
-        Ok((format!("post {} approved", d["post"]["id"]), d))
-    }.await);
-    step!("risky text is refused (TEXT_RISKY)", async {
-        let token = ctx.alice.clone().ok_or("needs login")?;
-        match client.call("alice", Some(&token), "ugcUpload", json!({"action": "create", "text": "online casino bonus", "media": []})).await {
-            Err(e) if e.contains("TEXT_RISKY") => Ok(("refused as risky".into(), Value::Null)),
-            Err(e) => Err(e),
-            Ok(d) => Err(format!("a risky text was accepted: {}", short(&d))),
+        .await
+    );
+    step!(
+        "gated content unlocked (gatedContent.get)",
+        async {
+            let token = ctx.alice.clone().ok_or("needs login")?;
+            let d = client
+                .call(
+                    "alice",
+                    Some(&token),
+                    "gatedContent",
+                    json!({"action": "get", "contentId": "member-welcome"}),
+                )
+                .await?;
+            if d["access"] != json!("granted") {
+                return Err(format!("still locked: {}", short(&d)));
+            }
+            Ok((format!("access granted via {}", d["via"]), d))
         }
-    }.await);
+        .await
+    );
+    step!(
+        "post text (ugcUpload.create, msg_sec_check)",
+        async {
+            let token = ctx.alice.clone().ok_or("needs login")?;
+            let d = client
+                .call(
+                    "alice",
+                    Some(&token),
+                    "ugcUpload",
+                    json!({"action": "create", "text": "今天的课程很有收获, thanks!", "media": []}),
+                )
+                .await?;
+            let status = d["post"]["status"].as_str().unwrap_or_default().to_owned();
+            if status != "approved" {
+                return Err(format!(
+                    "a clean text post should be approved, got {}",
+                    short(&d["post"])
+                ));
+            }
+            Ok((format!("post {} approved", d["post"]["id"]), d))
+        }
+        .await
+    );
+    step!(
+        "risky text is refused (TEXT_RISKY)",
+        async {
+            let token = ctx.alice.clone().ok_or("needs login")?;
+            match client
+                .call(
+                    "alice",
+                    Some(&token),
+                    "ugcUpload",
+                    json!({"action": "create", "text": "online casino bonus", "media": []}),
+                )
+                .await
+            {
+                Err(e) if e.contains("TEXT_RISKY") => Ok(("refused as risky".into(), Value::Null)),
+                Err(e) => Err(e),
+                Ok(d) => Err(format!("a risky text was accepted: {}", short(&d))),
+            }
+        }
+        .await
+    );
     step!("post an image (upload → ugcUpload.create → media_check_async → wxa_media_check push)", async {
         let token = ctx.alice.clone().ok_or("needs login")?;
         let (_, who) = client.post("alice", "/dev/whoami", &json!({}), None).await?;
@@ -347,14 +513,27 @@ pub async fn run(bin_dir: Option<std::path::PathBuf>) -> Result<DemoReport, Stri
     options.bin_dir = bin_dir;
     let started = Instant::now();
     let suite = Suite::start(options).await.map_err(|e| e.to_string())?;
-    println!("wemint-dev demo: fresh suite at {} (started in {} ms)\n", suite.base_url(), started.elapsed().as_millis());
+    println!(
+        "wemint-dev demo: fresh suite at {} (started in {} ms)\n",
+        suite.base_url(),
+        started.elapsed().as_millis()
+    );
     let report = run_flow(&suite.base_url(), |s| {
         let mark = if s.ok { "PASS" } else { "FAIL" };
-        println!("{mark} {:>6} ms  {}\n              {}", s.elapsed.as_millis(), s.name, s.detail);
+        println!(
+            "{mark} {:>6} ms  {}\n              {}",
+            s.elapsed.as_millis(),
+            s.name,
+            s.detail
+        );
     })
     .await;
     suite.shutdown().await;
     let passed = report.steps.iter().filter(|s| s.ok).count();
-    println!("\n{passed}/{} steps passed in {:.1} s", report.steps.len(), started.elapsed().as_secs_f64());
+    println!(
+        "\n{passed}/{} steps passed in {:.1} s",
+        report.steps.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(report)
 }

@@ -29,7 +29,9 @@ pub const TIME_LIMIT_MS: u64 = 15_000;
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
     /// Not one of the six functions.
-    #[error("no function named `{0}` (known: login, createOrder, payNotify, gatedContent, ugcUpload, wxPush)")]
+    #[error(
+        "no function named `{0}` (known: login, createOrder, payNotify, gatedContent, ugcUpload, wxPush)"
+    )]
     Unknown(String),
     /// The binary is not there.
     #[error("function {name}: binary {path} not found — build it first (`cargo build -p {krate}`)")]
@@ -84,7 +86,10 @@ impl Functions {
         Functions {
             bin_dir: bin_dir.or_else(crate::scf::binary_dir),
             enabled,
-            slots: FUNCTIONS.iter().map(|(name, _)| (*name, Mutex::new(Slot::default()))).collect(),
+            slots: FUNCTIONS
+                .iter()
+                .map(|(name, _)| (*name, Mutex::new(Slot::default())))
+                .collect(),
         }
     }
 
@@ -94,14 +99,22 @@ impl Functions {
     }
 
     /// Sends `event` to function `name`, starting (or restarting) its instance with `env`.
-    pub async fn invoke(&self, name: &str, event: &Value, env: Vec<(String, String)>) -> Result<Outcome, InvokeError> {
+    pub async fn invoke(
+        &self,
+        name: &str,
+        event: &Value,
+        env: Vec<(String, String)>,
+    ) -> Result<Outcome, InvokeError> {
         if !self.enabled {
             return Err(InvokeError::Disabled);
         }
         let Some((fname, krate)) = FUNCTIONS.iter().find(|(n, _)| *n == name) else {
             return Err(InvokeError::Unknown(name.to_owned()));
         };
-        let slot = self.slots.get(fname).ok_or_else(|| InvokeError::Unknown(name.to_owned()))?;
+        let slot = self
+            .slots
+            .get(fname)
+            .ok_or_else(|| InvokeError::Unknown(name.to_owned()))?;
         let mut slot = slot.lock().await;
         if slot.instance.as_ref().is_some_and(|i| !i.is_running()) {
             tracing::warn!(function = fname, "instance died; restarting");
@@ -124,7 +137,9 @@ impl Functions {
             for (k, v) in env {
                 options = options.env(k, v);
             }
-            options = options.env("SCF_FUNCTIONNAME", *fname).env("WEMINT_LOG", "warn");
+            options = options
+                .env("SCF_FUNCTIONNAME", *fname)
+                .env("WEMINT_LOG", "warn");
             match ScfInstance::start(&binary, options).await {
                 Ok(instance) => {
                     slot.starts += 1;
@@ -133,7 +148,10 @@ impl Functions {
                 Err(e) => {
                     let reason = e.to_string();
                     slot.last_error = Some(reason.clone());
-                    return Err(InvokeError::Start { name: (*fname).into(), reason });
+                    return Err(InvokeError::Start {
+                        name: (*fname).into(),
+                        reason,
+                    });
                 }
             }
         }
@@ -147,7 +165,10 @@ impl Functions {
                 let reason = e.to_string();
                 slot.last_error = Some(reason.clone());
                 slot.instance = None;
-                Err(InvokeError::Failed { name: (*fname).into(), reason })
+                Err(InvokeError::Failed {
+                    name: (*fname).into(),
+                    reason,
+                })
             }
         }
     }
@@ -162,14 +183,21 @@ impl Functions {
     /// The process id of a running instance (tests kill it).
     pub async fn pid(&self, name: &str) -> Option<u32> {
         let slot = self.slots.get(name)?;
-        slot.lock().await.instance.as_ref().filter(|i| i.is_running()).map(ScfInstance::pid)
+        slot.lock()
+            .await
+            .instance
+            .as_ref()
+            .filter(|i| i.is_running())
+            .map(ScfInstance::pid)
     }
 
     /// Per-function status for the console.
     pub async fn status(&self) -> Value {
         let mut out = serde_json::Map::new();
         for (name, krate) in FUNCTIONS {
-            let Some(slot) = self.slots.get(name) else { continue };
+            let Some(slot) = self.slots.get(name) else {
+                continue;
+            };
             let s = match slot.try_lock() {
                 Ok(s) => json!({
                     "binary": self.binary(krate).display().to_string(),

@@ -24,8 +24,11 @@ use crate::scf::Outcome;
 use crate::suite::{Suite, dev_user};
 
 fn envelope_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
-    Response::json(status, &json!({"ok": false, "error": {"code": code, "message": message}}))
-        .with_header("x-request-id", request_id)
+    Response::json(
+        status,
+        &json!({"ok": false, "error": {"code": code, "message": message}}),
+    )
+    .with_header("x-request-id", request_id)
 }
 
 fn invoke_error(e: &InvokeError, request_id: &str) -> Response {
@@ -54,22 +57,43 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
 
 /// Calls a function as `openid`: `{name, data}` → the reply envelope (the console uses this
 /// directly).
-pub async fn call(suite: &Suite, openid: &str, name: &str, mut data: Value, token: Option<&str>) -> Result<Value, Response> {
+pub async fn call(
+    suite: &Suite,
+    openid: &str,
+    name: &str,
+    mut data: Value,
+    token: Option<&str>,
+) -> Result<Value, Response> {
     let request_id = random_from(ALNUM, 20);
     if !data.is_object() {
         if data.is_null() {
             data = json!({});
         } else {
-            return Err(envelope_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "data must be an object", &request_id));
+            return Err(envelope_error(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "data must be an object",
+                &request_id,
+            ));
         }
     }
     if let (Some(token), Some(map)) = (token, data.as_object_mut()) {
-        map.entry("token").or_insert_with(|| Value::String(token.to_owned()));
+        map.entry("token")
+            .or_insert_with(|| Value::String(token.to_owned()));
     }
     data["userInfo"] = json!({"appId": suite.keys.appid, "openId": openid});
-    match suite.functions.invoke(name, &data, suite.function_env()).await {
+    match suite
+        .functions
+        .invoke(name, &data, suite.function_env())
+        .await
+    {
         Ok(Outcome::Response(body)) => serde_json::from_slice(&body).map_err(|_| {
-            envelope_error(StatusCode::BAD_GATEWAY, "BAD_FUNCTION_REPLY", "the function replied with non-JSON", &request_id)
+            envelope_error(
+                StatusCode::BAD_GATEWAY,
+                "BAD_FUNCTION_REPLY",
+                "the function replied with non-JSON",
+                &request_id,
+            )
         }),
         Ok(Outcome::Error(body)) => Err(envelope_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -83,10 +107,20 @@ pub async fn call(suite: &Suite, openid: &str, name: &str, mut data: Value, toke
 
 async fn call_function(suite: &Suite, req: &Request) -> Response {
     let Ok(body) = req.json::<Value>() else {
-        return envelope_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "body must be {\"name\", \"data\"}", "-");
+        return envelope_error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "body must be {\"name\", \"data\"}",
+            "-",
+        );
     };
     let Some(name) = body["name"].as_str() else {
-        return envelope_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "`name` is required", "-");
+        return envelope_error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "`name` is required",
+            "-",
+        );
     };
     let token = req
         .header("authorization")
@@ -107,13 +141,24 @@ async fn call_function(suite: &Suite, req: &Request) -> Response {
 /// the `X-Wemint-Dev-User` header; else the session token's subject (the Mini Program's dev
 /// mode sends only the token); else the dev user whose `wx.login` code is in `data.code`;
 /// else the default dev user `alice`.
-pub async fn caller_openid(suite: &Suite, req: &Request, token: Option<&str>, data: &Value) -> Result<String, Response> {
+pub async fn caller_openid(
+    suite: &Suite,
+    req: &Request,
+    token: Option<&str>,
+    data: &Value,
+) -> Result<String, Response> {
     if req.header("x-wemint-dev-user").is_some() {
         return Ok(suite.keys.openid_for(&dev_user(req)));
     }
     if let Some(token) = token {
-        return crate::storage::token_subject(suite, token)
-            .map_err(|_| envelope_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "session token is not valid (log in again)", "-"));
+        return crate::storage::token_subject(suite, token).map_err(|_| {
+            envelope_error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "session token is not valid (log in again)",
+                "-",
+            )
+        });
     }
     if let Some(code) = data["code"].as_str() {
         match suite.store.get(crate::wechat_api::CODES, code).await {
@@ -148,14 +193,23 @@ async fn http_access(suite: &Suite, req: &Request, function: &str) -> Response {
         "requestContext": {"requestId": request_id, "envId": suite.keys.env_id, "appId": suite.keys.appid, "uin": "100000000001"},
         "body": body, "isBase64Encoded": base64
     });
-    let outcome = match suite.functions.invoke(function, &event, suite.function_env()).await {
+    let outcome = match suite
+        .functions
+        .invoke(function, &event, suite.function_env())
+        .await
+    {
         Ok(o) => o,
         Err(e) => return invoke_error(&e, &request_id),
     };
     let reply = match outcome {
         Outcome::Response(bytes) => bytes,
         Outcome::Error(body) => {
-            return envelope_error(StatusCode::INTERNAL_SERVER_ERROR, "FUNCTION_ERROR", &String::from_utf8_lossy(&body), &request_id);
+            return envelope_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "FUNCTION_ERROR",
+                &String::from_utf8_lossy(&body),
+                &request_id,
+            );
         }
     };
     integrated_response(&reply, &request_id)
@@ -172,7 +226,9 @@ fn integrated_response(reply: &[u8], request_id: &str) -> Response {
     };
     let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::BAD_GATEWAY);
     let body = match &value["body"] {
-        Value::String(s) if value["isBase64Encoded"].as_bool() == Some(true) => B64.decode(s).unwrap_or_default(),
+        Value::String(s) if value["isBase64Encoded"].as_bool() == Some(true) => {
+            B64.decode(s).unwrap_or_default()
+        }
         Value::String(s) => s.clone().into_bytes(),
         Value::Null => Vec::new(),
         other => other.to_string().into_bytes(),
@@ -195,10 +251,16 @@ mod tests {
 
     #[test]
     fn integrated_responses() {
-        let r = integrated_response(br#"{"statusCode":204,"headers":{"x-a":"1"},"body":""}"#, "r");
+        let r = integrated_response(
+            br#"{"statusCode":204,"headers":{"x-a":"1"},"body":""}"#,
+            "r",
+        );
         assert_eq!(r.status, StatusCode::NO_CONTENT);
         assert_eq!(r.headers.get("x-a").unwrap(), "1");
-        let r = integrated_response(br#"{"statusCode":400,"body":"eyJjb2RlIjoiRkFJTCJ9","isBase64Encoded":true}"#, "r");
+        let r = integrated_response(
+            br#"{"statusCode":400,"body":"eyJjb2RlIjoiRkFJTCJ9","isBase64Encoded":true}"#,
+            "r",
+        );
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert_eq!(&r.body[..], br#"{"code":"FAIL"}"#);
         let r = integrated_response(br#"{"ok":true}"#, "r");

@@ -243,7 +243,10 @@ mod tests {
             Bytes::new(),
         );
         assert_eq!(r.path, "/v3/pay/transactions/id/42");
-        assert_eq!(r.path_and_query(), "/v3/pay/transactions/id/42?mchid=1900&x=a%20b");
+        assert_eq!(
+            r.path_and_query(),
+            "/v3/pay/transactions/id/42?mchid=1900&x=a%20b"
+        );
         assert_eq!(r.param("x").as_deref(), Some("a b"));
         assert_eq!(r.param("y"), None);
         assert_eq!(decode_segment("a%2Fb+c"), "a/b+c");

@@ -181,7 +181,8 @@ impl DevKeys {
                         path: name.clone(),
                         reason: e.to_string(),
                     })?;
-                keys.check().map_err(|reason| KeysError::Invalid { path: name, reason })?;
+                keys.check()
+                    .map_err(|reason| KeysError::Invalid { path: name, reason })?;
                 Ok((keys, false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -190,7 +191,8 @@ impl DevKeys {
                     path: name.clone(),
                     reason: e.to_string(),
                 })?;
-                write_private(path, &json).map_err(|source| KeysError::Io { path: name, source })?;
+                write_private(path, &json)
+                    .map_err(|source| KeysError::Io { path: name, source })?;
                 Ok((keys, true))
             }
             Err(source) => Err(KeysError::Io { path: name, source }),
@@ -202,7 +204,9 @@ impl DevKeys {
             ("merchantPrivateKey", &self.merchant_private_key),
             ("platformPrivateKey", &self.platform_private_key),
         ] {
-            let der = B64.decode(der).map_err(|_| format!("{what} is not base64"))?;
+            let der = B64
+                .decode(der)
+                .map_err(|_| format!("{what} is not base64"))?;
             KeyPair::from_pkcs8(&der).map_err(|_| format!("{what} is not an RSA PKCS#8 key"))?;
         }
         if self.apiv3_key.len() != 32 || self.push_aes_key.len() != 43 {
@@ -234,7 +238,8 @@ impl DevKeys {
     /// The deterministic openid of a dev user: the same name always gives the same openid
     /// in one suite (28 characters starting with `o`, like WeChat's).
     pub fn openid_for(&self, user: &str) -> String {
-        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.openid_salt.as_bytes());
+        let key =
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.openid_salt.as_bytes());
         let tag = aws_lc_rs::hmac::sign(&key, format!("openid:{user}").as_bytes());
         let text = B64URL.encode(tag.as_ref());
         format!("o{}", &text[..27])
@@ -242,7 +247,8 @@ impl DevKeys {
 
     /// The deterministic unionid of a dev user.
     pub fn unionid_for(&self, user: &str) -> String {
-        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.openid_salt.as_bytes());
+        let key =
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.openid_salt.as_bytes());
         let tag = aws_lc_rs::hmac::sign(&key, format!("unionid:{user}").as_bytes());
         let text = B64URL.encode(tag.as_ref());
         format!("o{}", &text[..27])
@@ -277,7 +283,9 @@ mod tests {
         assert!(!created);
         assert_eq!(keys, again);
         assert!(keys.appid.starts_with("wx") && keys.appid.len() == 18);
-        assert!(keys.platform_key_id.starts_with("PUB_KEY_ID_") && keys.platform_key_id.len() == 43);
+        assert!(
+            keys.platform_key_id.starts_with("PUB_KEY_ID_") && keys.platform_key_id.len() == 43
+        );
         assert!(keys.push_aes_key.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert_eq!(keys.apiv3_key.len(), 32);
         assert_eq!(keys.openid_for("alice"), keys.openid_for("alice"));

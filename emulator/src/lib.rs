@@ -3,6 +3,9 @@
 //! function binaries run under an SCF runtime API emulator ([`scf`]), shared by the
 //! end-to-end tests, `scripts/bench.sh` and `wemint-dev`. `docs/emulator.md` is the guide.
 
+// Handlers return `Result<_, Response>`: the error is the HTTP answer, built once per request.
+#![allow(clippy::result_large_err)]
+
 pub mod clock;
 pub mod console;
 pub mod deliveries;

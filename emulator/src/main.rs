@@ -53,10 +53,16 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         let mut value = |name: &str| argv.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--dir" => args.dir = PathBuf::from(value("--dir")?),
-            "--port" => args.port = value("--port")?.parse().map_err(|_| "--port must be a number")?,
+            "--port" => {
+                args.port = value("--port")?
+                    .parse()
+                    .map_err(|_| "--port must be a number")?
+            }
             "--store" => args.store = Some(value("--store")?),
             "--retry-factor" => {
-                args.retry_factor = value("--retry-factor")?.parse().map_err(|_| "--retry-factor must be a number")?;
+                args.retry_factor = value("--retry-factor")?
+                    .parse()
+                    .map_err(|_| "--retry-factor must be a number")?;
                 if !(args.retry_factor > 0.0 && args.retry_factor <= 1.0) {
                     return Err("--retry-factor must be in (0, 1]".into());
                 }
@@ -84,7 +90,16 @@ fn options(args: &Args) -> SuiteOptions {
 }
 
 fn redact(key: &str, value: &str) -> String {
-    let secret = ["SECRET", "PRIVATE_KEY", "APIV3", "APPKEY", "TOKEN", "AES_KEY", "DATA_KEY", "SIGNING_KEY"];
+    let secret = [
+        "SECRET",
+        "PRIVATE_KEY",
+        "APIV3",
+        "APPKEY",
+        "TOKEN",
+        "AES_KEY",
+        "DATA_KEY",
+        "SIGNING_KEY",
+    ];
     if secret.iter().any(|s| key.contains(s)) {
         format!("<{} chars: `wemint-dev env`>", value.len())
     } else {
@@ -93,21 +108,39 @@ fn redact(key: &str, value: &str) -> String {
 }
 
 async fn up(args: &Args) -> Result<(), String> {
-    let suite = Suite::start(options(args)).await.map_err(|e| e.to_string())?;
+    let suite = Suite::start(options(args))
+        .await
+        .map_err(|e| e.to_string())?;
     let base = suite.base_url();
-    println!("\nwemint-dev is running (state in {})\n", args.dir.display());
+    println!(
+        "\nwemint-dev is running (state in {})\n",
+        args.dir.display()
+    );
     println!("  console          {base}/");
-    println!("  CloudBase        POST {base}/tcb/callFunction  {{name, data}}  (header X-Wemint-Dev-User picks the user, default alice)");
+    println!(
+        "  CloudBase        POST {base}/tcb/callFunction  {{name, data}}  (header X-Wemint-Dev-User picks the user, default alice)"
+    );
     println!("  HTTP access      {base}/payNotify  {base}/wxPush");
-    println!("  WeChat API       {base}  (jscode2session, stable_token, msg_sec_check, media_check_async, xpay, …)");
-    println!("  WeChat Pay v3    {base}/v3/…  (merchant signature checked, responses signed with {})", suite.keys.platform_key_id);
-    println!("  storage          POST {base}/tcb/uploadFile  ·  POST {base}/storage/getTempFileURL");
+    println!(
+        "  WeChat API       {base}  (jscode2session, stable_token, msg_sec_check, media_check_async, xpay, …)"
+    );
+    println!(
+        "  WeChat Pay v3    {base}/v3/…  (merchant signature checked, responses signed with {})",
+        suite.keys.platform_key_id
+    );
+    println!(
+        "  storage          POST {base}/tcb/uploadFile  ·  POST {base}/storage/getTempFileURL"
+    );
     println!("  dev login        POST {base}/dev/login {{\"user\":\"alice\"}} → a wx.login code");
     println!("  store            {}", suite.options.store_uri());
     println!("\n  functions (real binaries under the SCF runtime API):");
     for (name, krate) in FUNCTIONS {
         let path = suite.functions.binary(krate);
-        let state = if path.is_file() { "ok" } else { "MISSING: cargo build -p <crate>" };
+        let state = if path.is_file() {
+            "ok"
+        } else {
+            "MISSING: cargo build -p <crate>"
+        };
         println!("    {name:<13} {:<40} {state}", path.display());
     }
     println!("\n  environment the functions get (full values: wemint-dev env):");
@@ -145,8 +178,12 @@ async fn seed(args: &Args) -> Result<(), String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
     let seed = SeedFile::parse(&bytes).map_err(|e| e.to_string())?;
     seed.validate().map_err(|e| e.to_string())?;
-    let store = wemint::store::open(&store_uri).await.map_err(|e| e.to_string())?;
-    wemint::store::bootstrap(store.as_ref()).await.map_err(|e| e.to_string())?;
+    let store = wemint::store::open(&store_uri)
+        .await
+        .map_err(|e| e.to_string())?;
+    wemint::store::bootstrap(store.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     let report = seed.import(&store).await.map_err(|e| e.to_string())?;
     println!(
         "seeded {} products, {} plans, {} contents into {}",
@@ -161,7 +198,8 @@ async fn seed(args: &Args) -> Result<(), String> {
 fn main() -> ExitCode {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEMINT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("WEMINT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .try_init();
@@ -172,7 +210,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("wemint-dev: cannot start the async runtime: {e}");
@@ -184,7 +226,9 @@ fn main() -> ExitCode {
             "up" => up(&args).await.map(|()| true),
             "env" => env(&args).await.map(|()| true),
             "seed" => seed(&args).await.map(|()| true),
-            "demo" => wemint_emulator::demo::run(args.bin_dir.clone()).await.map(|r| r.passed()),
+            "demo" => wemint_emulator::demo::run(args.bin_dir.clone())
+                .await
+                .map(|r| r.passed()),
             "help" => {
                 print!("{HELP}");
                 Ok(true)

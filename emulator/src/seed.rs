@@ -128,26 +128,43 @@ impl SeedFile {
         for product in &self.products {
             product.validate()?;
             if !skus.insert(product.sku.as_str()) {
-                return Err(SeedError::Invalid(format!("sku {} appears twice", product.sku)));
+                return Err(SeedError::Invalid(format!(
+                    "sku {} appears twice",
+                    product.sku
+                )));
             }
         }
         let mut plans = HashSet::new();
         for plan in &self.plans {
             if !valid_key(&plan.id) {
-                return Err(SeedError::Invalid(format!("plan id `{}` must be 1-64 characters of [A-Za-z0-9_-.]", plan.id)));
+                return Err(SeedError::Invalid(format!(
+                    "plan id `{}` must be 1-64 characters of [A-Za-z0-9_-.]",
+                    plan.id
+                )));
             }
             if plan.period_days == 0 || plan.title.is_empty() {
-                return Err(SeedError::Invalid(format!("plan {}: needs a title and period_days > 0", plan.id)));
+                return Err(SeedError::Invalid(format!(
+                    "plan {}: needs a title and period_days > 0",
+                    plan.id
+                )));
             }
             if !plans.insert(plan.id.as_str()) {
-                return Err(SeedError::Invalid(format!("plan {} appears twice", plan.id)));
+                return Err(SeedError::Invalid(format!(
+                    "plan {} appears twice",
+                    plan.id
+                )));
             }
         }
         for product in &self.products {
             use wemint::domain::catalog::ProductKind;
             match &product.kind {
-                ProductKind::Membership { plan } | ProductKind::TenantPlan { plan } if !plans.contains(plan.as_str()) => {
-                    return Err(SeedError::Invalid(format!("product {} refers to unknown plan {plan}", product.sku)));
+                ProductKind::Membership { plan } | ProductKind::TenantPlan { plan }
+                    if !plans.contains(plan.as_str()) =>
+                {
+                    return Err(SeedError::Invalid(format!(
+                        "product {} refers to unknown plan {plan}",
+                        product.sku
+                    )));
                 }
                 _ => {}
             }
@@ -155,10 +172,16 @@ impl SeedFile {
         let mut ids = HashSet::new();
         for content in &self.contents {
             if !valid_key(&content.id) {
-                return Err(SeedError::Invalid(format!("content id `{}` must be 1-64 characters of [A-Za-z0-9_-.]", content.id)));
+                return Err(SeedError::Invalid(format!(
+                    "content id `{}` must be 1-64 characters of [A-Za-z0-9_-.]",
+                    content.id
+                )));
             }
             if !ids.insert(content.id.as_str()) {
-                return Err(SeedError::Invalid(format!("content {} appears twice", content.id)));
+                return Err(SeedError::Invalid(format!(
+                    "content {} appears twice",
+                    content.id
+                )));
             }
             if !CONTENT_KINDS.contains(&content.kind.as_str()) {
                 return Err(SeedError::Invalid(format!(
@@ -167,24 +190,36 @@ impl SeedFile {
                 )));
             }
             if content.title.is_empty() {
-                return Err(SeedError::Invalid(format!("content {}: title is empty", content.id)));
+                return Err(SeedError::Invalid(format!(
+                    "content {}: title is empty",
+                    content.id
+                )));
             }
             for sku in &content.unlocked_by.skus {
                 if !skus.contains(sku.as_str()) {
-                    return Err(SeedError::Invalid(format!("content {} is unlocked by unknown sku {sku}", content.id)));
+                    return Err(SeedError::Invalid(format!(
+                        "content {} is unlocked by unknown sku {sku}",
+                        content.id
+                    )));
                 }
             }
             for plan in &content.unlocked_by.plans {
                 if !plans.contains(plan.as_str()) {
-                    return Err(SeedError::Invalid(format!("content {} is unlocked by unknown plan {plan}", content.id)));
+                    return Err(SeedError::Invalid(format!(
+                        "content {} is unlocked by unknown plan {plan}",
+                        content.id
+                    )));
                 }
             }
         }
         for product in &self.products {
-            if let wemint::domain::catalog::ProductKind::ContentUnlock { content } = &product.kind {
-                if !ids.contains(content.as_str()) {
-                    return Err(SeedError::Invalid(format!("product {} unlocks unknown content {content}", product.sku)));
-                }
+            if let wemint::domain::catalog::ProductKind::ContentUnlock { content } = &product.kind
+                && !ids.contains(content.as_str())
+            {
+                return Err(SeedError::Invalid(format!(
+                    "product {} unlocks unknown content {content}",
+                    product.sku
+                )));
             }
         }
         Ok(())
@@ -195,7 +230,14 @@ impl SeedFile {
         self.validate()?;
         let mut report = SeedReport::default();
         for product in &self.products {
-            upsert(store, PRODUCTS, &product.sku, product, &["channel", "stock", "description"]).await?;
+            upsert(
+                store,
+                PRODUCTS,
+                &product.sku,
+                product,
+                &["channel", "stock", "description"],
+            )
+            .await?;
             report.products += 1;
         }
         for plan in &self.plans {
@@ -203,7 +245,14 @@ impl SeedFile {
             report.plans += 1;
         }
         for content in &self.contents {
-            upsert(store, CONTENTS, &content.id, content, &["lessons", "mediaFileId"]).await?;
+            upsert(
+                store,
+                CONTENTS,
+                &content.id,
+                content,
+                &["lessons", "mediaFileId"],
+            )
+            .await?;
             report.contents += 1;
         }
         Ok(report)
@@ -233,7 +282,9 @@ async fn upsert<T: Serialize>(
     optional: &[&str],
 ) -> Result<(), SeedError> {
     let Value::Object(fields) = serde_json::to_value(value)? else {
-        return Err(SeedError::Invalid(format!("{collection}/{key} is not an object")));
+        return Err(SeedError::Invalid(format!(
+            "{collection}/{key} is not an object"
+        )));
     };
     let mut update = Update::new();
     for (name, field) in &fields {
@@ -249,7 +300,12 @@ async fn upsert<T: Serialize>(
         update = update.set_on_insert("publishedAt", now_secs());
     }
     store
-        .update_one(collection, &Filter::id(key), &update, UpdateOptions::upsert())
+        .update_one(
+            collection,
+            &Filter::id(key),
+            &update,
+            UpdateOptions::upsert(),
+        )
         .await?;
     Ok(())
 }

@@ -26,7 +26,10 @@ pub const DEFAULT_MAX_AGE_SECS: i64 = 7200;
 pub const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
 
 fn fail(status: StatusCode, code: &str, message: &str) -> Response {
-    Response::json(status, &json!({"ok": false, "error": {"code": code, "message": message}}))
+    Response::json(
+        status,
+        &json!({"ok": false, "error": {"code": code, "message": message}}),
+    )
 }
 
 /// The fileID of a cloud path.
@@ -59,7 +62,10 @@ fn local_file(suite: &Suite, cloud_path: &str) -> Option<PathBuf> {
 /// The signature of a temp URL.
 pub fn sign(key: &str, file_id: &str, expires: i64) -> String {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.as_bytes());
-    hex::encode(aws_lc_rs::hmac::sign(&key, format!("{file_id}\n{expires}").as_bytes()))
+    hex::encode(aws_lc_rs::hmac::sign(
+        &key,
+        format!("{file_id}\n{expires}").as_bytes(),
+    ))
 }
 
 /// A temp URL for `file_id` valid `max_age` seconds on the dev clock.
@@ -93,16 +99,32 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
 
 /// The openid a session token issued by `login` names (checked with the suite's
 /// `WEMINT_SESSION_SECRET`).
-pub fn token_subject(suite: &Suite, token: &str) -> Result<String, wemint::identity::IdentityError> {
-    let signer = SessionSigner::new(suite.keys.session_secret.as_bytes(), SessionSigner::DEFAULT_TTL_SECS)?;
-    signer.verify(token.trim(), suite.clock.now()).map(|claims| claims.sub)
+pub fn token_subject(
+    suite: &Suite,
+    token: &str,
+) -> Result<String, wemint::identity::IdentityError> {
+    let signer = SessionSigner::new(
+        suite.keys.session_secret.as_bytes(),
+        SessionSigner::DEFAULT_TTL_SECS,
+    )?;
+    signer
+        .verify(token.trim(), suite.clock.now())
+        .map(|claims| claims.sub)
 }
 
 /// The openid of the uploader: a valid session token, else the dev user header.
 fn uploader(suite: &Suite, req: &Request) -> Result<String, Response> {
-    if let Some(token) = req.header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
-        return token_subject(suite, token)
-            .map_err(|_| fail(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "session token is not valid"));
+    if let Some(token) = req
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return token_subject(suite, token).map_err(|_| {
+            fail(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "session token is not valid",
+            )
+        });
     }
     Ok(suite.keys.openid_for(&dev_user(req)))
 }
@@ -111,8 +133,13 @@ fn upload(suite: &Suite, req: &Request) -> Result<String, Response> {
     let openid = uploader(suite, req)?;
     let content_type = req.header("content-type").unwrap_or_default().to_owned();
     let (path, bytes) = if content_type.starts_with("multipart/form-data") {
-        let parts = multipart(&content_type, &req.body)
-            .ok_or_else(|| fail(StatusCode::BAD_REQUEST, "BAD_REQUEST", "malformed multipart body"))?;
+        let parts = multipart(&content_type, &req.body).ok_or_else(|| {
+            fail(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "malformed multipart body",
+            )
+        })?;
         let path = parts
             .iter()
             .find(|p| p.name == "cloudPath")
@@ -121,14 +148,30 @@ fn upload(suite: &Suite, req: &Request) -> Result<String, Response> {
         let file = parts
             .into_iter()
             .find(|p| p.name == "file")
-            .ok_or_else(|| fail(StatusCode::BAD_REQUEST, "BAD_REQUEST", "multipart field `file` is missing"))?;
+            .ok_or_else(|| {
+                fail(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    "multipart field `file` is missing",
+                )
+            })?;
         (path, file.data)
     } else {
         (req.param("cloudPath"), req.body.to_vec())
     };
-    let path = path.ok_or_else(|| fail(StatusCode::BAD_REQUEST, "BAD_REQUEST", "cloudPath is required"))?;
+    let path = path.ok_or_else(|| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "cloudPath is required",
+        )
+    })?;
     if bytes.len() > MAX_UPLOAD_BYTES {
-        return Err(fail(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "uploads are limited to 10 MB"));
+        return Err(fail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "uploads are limited to 10 MB",
+        ));
     }
     let prefix = format!("ugc/{openid}/");
     if !path.starts_with(&prefix) {
@@ -138,12 +181,17 @@ fn upload(suite: &Suite, req: &Request) -> Result<String, Response> {
             &format!("users may only upload under {prefix}"),
         ));
     }
-    let target = local_file(suite, &path)
-        .ok_or_else(|| fail(StatusCode::BAD_REQUEST, "BAD_REQUEST", "cloudPath is not a valid relative path"))?;
+    let target = local_file(suite, &path).ok_or_else(|| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "cloudPath is not a valid relative path",
+        )
+    })?;
     if let Some(dir) = target.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| crate::suite::internal(e))?;
+        std::fs::create_dir_all(dir).map_err(crate::suite::internal)?;
     }
-    std::fs::write(&target, &bytes).map_err(|e| crate::suite::internal(e))?;
+    std::fs::write(&target, &bytes).map_err(crate::suite::internal)?;
     Ok(file_id(suite, &path))
 }
 
@@ -152,10 +200,18 @@ fn get_temp_urls(suite: &Suite, req: &Request) -> Response {
         .header("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|t| {
-            aws_lc_rs::constant_time::verify_slices_are_equal(t.trim().as_bytes(), suite.keys.storage_key.as_bytes()).is_ok()
+            aws_lc_rs::constant_time::verify_slices_are_equal(
+                t.trim().as_bytes(),
+                suite.keys.storage_key.as_bytes(),
+            )
+            .is_ok()
         });
     if !authorized {
-        return fail(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Bearer WEMINT_STORAGE_SIGNING_KEY required");
+        return fail(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "Bearer WEMINT_STORAGE_SIGNING_KEY required",
+        );
     }
     let Ok(body) = req.json::<Value>() else {
         return fail(StatusCode::BAD_REQUEST, "BAD_REQUEST", "body must be JSON");
@@ -183,14 +239,21 @@ fn get_temp_urls(suite: &Suite, req: &Request) -> Response {
 }
 
 fn serve_temp(suite: &Suite, req: &Request) -> Response {
-    let (Some(id), Some(expires), Some(sig)) = (req.param("fileId"), req.param("expires"), req.param("sign")) else {
-        return Response::text(StatusCode::BAD_REQUEST, "fileId, expires and sign are required");
+    let (Some(id), Some(expires), Some(sig)) =
+        (req.param("fileId"), req.param("expires"), req.param("sign"))
+    else {
+        return Response::text(
+            StatusCode::BAD_REQUEST,
+            "fileId, expires and sign are required",
+        );
     };
     let Ok(expires) = expires.parse::<i64>() else {
         return Response::text(StatusCode::BAD_REQUEST, "expires must be Unix seconds");
     };
     let expected = sign(&suite.keys.storage_key, &id, expires);
-    if aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), sig.as_bytes()).is_err() {
+    if aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), sig.as_bytes())
+        .is_err()
+    {
         return Response::text(StatusCode::FORBIDDEN, "signature does not match");
     }
     if expires < suite.clock.now() {
@@ -206,7 +269,12 @@ fn serve_temp(suite: &Suite, req: &Request) -> Response {
 }
 
 fn mime(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("png") => "image/png",
         Some("gif") => "image/gif",
@@ -293,7 +361,10 @@ mod tests {
 
     #[test]
     fn paths_and_file_ids() {
-        assert_eq!(cloud_path("cloud://env.bucket/ugc/o1/a.jpg"), Some("ugc/o1/a.jpg"));
+        assert_eq!(
+            cloud_path("cloud://env.bucket/ugc/o1/a.jpg"),
+            Some("ugc/o1/a.jpg")
+        );
         assert_eq!(cloud_path("cloud://env.bucket/../etc/passwd"), None);
         assert_eq!(cloud_path("https://x/y"), None);
         assert!(checked_path("/abs").is_none());

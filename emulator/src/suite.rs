@@ -179,7 +179,8 @@ impl Suite {
     /// Prepares the state directory, keys, store and seed, binds the port and starts serving
     /// (stand-ins, gateway, deliveries, functions).
     pub async fn start(options: SuiteOptions) -> Result<Arc<Suite>, SuiteError> {
-        std::fs::create_dir_all(options.root.join("storage")).map_err(|e| io_err("cannot create", &options.root, e))?;
+        std::fs::create_dir_all(options.root.join("storage"))
+            .map_err(|e| io_err("cannot create", &options.root, e))?;
         let (keys, _created) = DevKeys::load_or_create(&options.root.join("keys.json"))?;
         let store = wemint::store::open(&options.store_uri()).await?;
         wemint::store::bootstrap(store.as_ref()).await?;
@@ -191,8 +192,12 @@ impl Suite {
         };
         let listener = TcpListener::bind(("127.0.0.1", options.port))
             .await
-            .map_err(|e| SuiteError::Io(format!("cannot listen on 127.0.0.1:{}: {e}", options.port)))?;
-        let addr = listener.local_addr().map_err(|e| SuiteError::Io(e.to_string()))?;
+            .map_err(|e| {
+                SuiteError::Io(format!("cannot listen on 127.0.0.1:{}: {e}", options.port))
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| SuiteError::Io(e.to_string()))?;
         let (shutdown, _) = watch::channel(false);
         let functions = Functions::new(options.bin_dir.clone(), options.run_functions);
         let suite = Arc::new(Suite {
@@ -226,7 +231,12 @@ impl Suite {
 
     /// Seeds the demo catalog and media when the store has no products yet.
     async fn seed_demo_if_empty(&self) -> Result<(), SuiteError> {
-        if self.store.count(crate::seed::PRODUCTS, &Filter::all_of([])).await? > 0 {
+        if self
+            .store
+            .count(crate::seed::PRODUCTS, &Filter::all_of([]))
+            .await?
+            > 0
+        {
             return Ok(());
         }
         let seed = SeedFile::parse(DEMO_SEED.as_bytes())?;
@@ -255,7 +265,10 @@ impl Suite {
 
     /// The current verdict lists.
     pub fn moderation(&self) -> Moderation {
-        self.moderation.read().map(|m| m.clone()).unwrap_or_default()
+        self.moderation
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 
     /// A receiver that changes when the suite shuts down.
@@ -323,8 +336,10 @@ impl Suite {
 }
 
 fn pay_keys(keys: &DevKeys) -> Result<PayKeys, String> {
-    let signing = RsaSigningKey::from_pkcs8_der(&keys.platform_private_der()).map_err(|e| format!("platform key: {e}"))?;
-    let merchant_key = VerifyingKey::from_der(&keys.merchant_public_der()).map_err(|e| format!("merchant public key: {e}"))?;
+    let signing = RsaSigningKey::from_pkcs8_der(&keys.platform_private_der())
+        .map_err(|e| format!("platform key: {e}"))?;
+    let merchant_key = VerifyingKey::from_der(&keys.merchant_public_der())
+        .map_err(|e| format!("merchant public key: {e}"))?;
     Ok(PayKeys {
         signer: PlatformSigner::new(keys.platform_key_id.clone(), signing),
         merchant: MerchantIdentity {
@@ -343,7 +358,8 @@ fn load_moderation(root: &Path) -> Result<Moderation, SuiteError> {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| io_err("invalid", &path, e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let m = Moderation::default();
-            let json = serde_json::to_vec_pretty(&m).map_err(|e| io_err("cannot write", &path, e))?;
+            let json =
+                serde_json::to_vec_pretty(&m).map_err(|e| io_err("cannot write", &path, e))?;
             std::fs::write(&path, json).map_err(|e| io_err("cannot write", &path, e))?;
             Ok(m)
         }
@@ -384,7 +400,10 @@ pub async fn route(suite: &Suite, req: Request) -> Response {
 }
 
 fn bad_request(code: &str, message: &str) -> Response {
-    Response::json(StatusCode::BAD_REQUEST, &json!({"code": code, "message": message}))
+    Response::json(
+        StatusCode::BAD_REQUEST,
+        &json!({"code": code, "message": message}),
+    )
 }
 
 async fn dev(suite: &Suite, req: &Request) -> Option<Response> {
@@ -414,14 +433,26 @@ async fn dev(suite: &Suite, req: &Request) -> Option<Response> {
         }
         (&Method::POST, "/dev/requestPayment") => request_payment(suite, req, &body).await,
         (&Method::POST, "/dev/requestVirtualPayment") => {
-            crate::wechat_api::request_virtual_payment(suite, known_user(suite, req).as_deref(), &body).await
+            crate::wechat_api::request_virtual_payment(
+                suite,
+                known_user(suite, req).as_deref(),
+                &body,
+            )
+            .await
         }
         (&Method::POST, "/dev/pay") => {
             // `{channel, params}`: the payment createOrder returned, as the client submits it.
             let params = &body["params"];
             let reply = match body["channel"].as_str() {
                 Some("wxpay") => request_payment(suite, req, params).await,
-                Some("xpay") => crate::wechat_api::request_virtual_payment(suite, known_user(suite, req).as_deref(), params).await,
+                Some("xpay") => {
+                    crate::wechat_api::request_virtual_payment(
+                        suite,
+                        known_user(suite, req).as_deref(),
+                        params,
+                    )
+                    .await
+                }
                 _ => return Some(bad_request("BAD_CHANNEL", "channel must be wxpay or xpay")),
             };
             wrap_client_reply(reply)
@@ -436,7 +467,10 @@ async fn dev(suite: &Suite, req: &Request) -> Option<Response> {
                 bad_request("BAD_SECS", "secs must be a positive number of seconds")
             } else {
                 match suite.advance_clock(secs).await {
-                    Ok(offset) => Response::json(StatusCode::OK, &json!({"offsetSecs": offset, "now": suite.clock.now()})),
+                    Ok(offset) => Response::json(
+                        StatusCode::OK,
+                        &json!({"offsetSecs": offset, "now": suite.clock.now()}),
+                    ),
                     Err(e) => internal(e),
                 }
             }
@@ -449,8 +483,11 @@ async fn dev(suite: &Suite, req: &Request) -> Option<Response> {
             }
         }
         (&Method::GET, "/dev/env") => {
-            let env: serde_json::Map<String, Value> =
-                suite.function_env().into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+            let env: serde_json::Map<String, Value> = suite
+                .function_env()
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
             Response::json(StatusCode::OK, &env)
         }
         (&Method::GET, "/dev/stats") => Response::json(
@@ -463,7 +500,10 @@ async fn dev(suite: &Suite, req: &Request) -> Option<Response> {
         ),
         (&Method::GET, "/dev/whoami") => {
             let user = dev_user(req);
-            Response::json(StatusCode::OK, &json!({"user": user, "openid": suite.keys.openid_for(&user), "appid": suite.keys.appid}))
+            Response::json(
+                StatusCode::OK,
+                &json!({"user": user, "openid": suite.keys.openid_for(&user), "appid": suite.keys.appid}),
+            )
         }
         _ => Response::not_found(&req.path),
     };
@@ -493,9 +533,18 @@ fn wrap_client_reply(reply: Response) -> Response {
 fn pay_reply(result: Result<Value, crate::wechat_pay::PayError>) -> Response {
     use crate::wechat_pay::PayError;
     match result {
-        Ok(t) => Response::json(StatusCode::OK, &json!({"errMsg": "requestPayment:ok", "transaction": t})),
-        Err(PayError::NotFound(m)) => Response::json(StatusCode::NOT_FOUND, &json!({"errMsg": format!("requestPayment:fail order {m} not found")})),
-        Err(e @ PayError::NotPayable(..)) => Response::json(StatusCode::CONFLICT, &json!({"errMsg": format!("requestPayment:fail {e}")})),
+        Ok(t) => Response::json(
+            StatusCode::OK,
+            &json!({"errMsg": "requestPayment:ok", "transaction": t}),
+        ),
+        Err(PayError::NotFound(m)) => Response::json(
+            StatusCode::NOT_FOUND,
+            &json!({"errMsg": format!("requestPayment:fail order {m} not found")}),
+        ),
+        Err(e @ PayError::NotPayable(..)) => Response::json(
+            StatusCode::CONFLICT,
+            &json!({"errMsg": format!("requestPayment:fail {e}")}),
+        ),
         Err(PayError::Store(e)) => internal(e),
     }
 }
@@ -506,23 +555,52 @@ async fn request_payment(suite: &Suite, req: &Request, params: &Value) -> Respon
     use base64::Engine;
     let s = |k: &str| params[k].as_str().unwrap_or_default().to_owned();
     if s("signType") != "RSA" {
-        return Response::json(StatusCode::BAD_REQUEST, &json!({"errMsg": "requestPayment:fail signType must be RSA"}));
+        return Response::json(
+            StatusCode::BAD_REQUEST,
+            &json!({"errMsg": "requestPayment:fail signType must be RSA"}),
+        );
     }
-    let message = wemint::pay::v3::sign::pay_sign_message(&suite.keys.appid, &s("timeStamp"), &s("nonceStr"), &s("package"));
-    let sig = base64::engine::general_purpose::STANDARD.decode(s("paySign")).unwrap_or_default();
+    let message = wemint::pay::v3::sign::pay_sign_message(
+        &suite.keys.appid,
+        &s("timeStamp"),
+        &s("nonceStr"),
+        &s("package"),
+    );
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(s("paySign"))
+        .unwrap_or_default();
     if !suite.pay.merchant_key.verify(message.as_bytes(), &sig) {
-        return Response::json(StatusCode::BAD_REQUEST, &json!({"errMsg": "requestPayment:fail paySign error"}));
+        return Response::json(
+            StatusCode::BAD_REQUEST,
+            &json!({"errMsg": "requestPayment:fail paySign error"}),
+        );
     }
     let order = match crate::wechat_pay::order_for_prepay(suite, &s("package")).await {
         Ok(Some(o)) => o,
-        Ok(None) => return Response::json(StatusCode::NOT_FOUND, &json!({"errMsg": "requestPayment:fail prepay_id not found"})),
+        Ok(None) => {
+            return Response::json(
+                StatusCode::NOT_FOUND,
+                &json!({"errMsg": "requestPayment:fail prepay_id not found"}),
+            );
+        }
         Err(e) => return internal(e),
     };
-    if known_user(suite, req).is_some_and(|openid| order["openid"].as_str() != Some(openid.as_str())) {
-        return Response::json(StatusCode::FORBIDDEN, &json!({"errMsg": "requestPayment:fail the order belongs to another user"}));
+    if known_user(suite, req)
+        .is_some_and(|openid| order["openid"].as_str() != Some(openid.as_str()))
+    {
+        return Response::json(
+            StatusCode::FORBIDDEN,
+            &json!({"errMsg": "requestPayment:fail the order belongs to another user"}),
+        );
     }
-    if order["prepayAt"].as_i64().is_some_and(|t| t + 7200 < suite.clock.now()) {
-        return Response::json(StatusCode::BAD_REQUEST, &json!({"errMsg": "requestPayment:fail prepay_id expired"}));
+    if order["prepayAt"]
+        .as_i64()
+        .is_some_and(|t| t + 7200 < suite.clock.now())
+    {
+        return Response::json(
+            StatusCode::BAD_REQUEST,
+            &json!({"errMsg": "requestPayment:fail prepay_id expired"}),
+        );
     }
     pay_reply(crate::wechat_pay::pay(suite, order["_id"].as_str().unwrap_or_default()).await)
 }

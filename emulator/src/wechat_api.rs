@@ -39,7 +39,10 @@ const CODE_TTL_SECS: i64 = 300;
 const TOKEN_TTL_SECS: i64 = 7200;
 
 fn wx_error(errcode: i64, errmsg: &str) -> Response {
-    Response::json(StatusCode::OK, &json!({"errcode": errcode, "errmsg": errmsg}))
+    Response::json(
+        StatusCode::OK,
+        &json!({"errcode": errcode, "errmsg": errmsg}),
+    )
 }
 
 fn ok(mut extra: Value) -> Response {
@@ -56,7 +59,9 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
         (Method::GET, "/sns/jscode2session") => code2session(suite, req).await,
         (Method::POST, "/cgi-bin/stable_token") => stable_token(suite, req).await,
         (Method::POST, path)
-            if path.starts_with("/wxa/") || path.starts_with("/cgi-bin/") || path.starts_with("/xpay/") =>
+            if path.starts_with("/wxa/")
+                || path.starts_with("/cgi-bin/")
+                || path.starts_with("/xpay/") =>
         {
             if let Err(denied) = check_token(suite, req).await {
                 return Some(denied);
@@ -67,7 +72,9 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
                 "/cgi-bin/message/subscribe/send" => subscribe_send(suite, req).await,
                 "/wxa/generate_urllink" => generate_link(suite, req, "urllink").await,
                 "/wxa/generatescheme" => generate_link(suite, req, "scheme").await,
-                "/xpay/query_order" | "/xpay/refund_order" | "/xpay/notify_provide_goods" => xpay(suite, req).await,
+                "/xpay/query_order" | "/xpay/refund_order" | "/xpay/notify_provide_goods" => {
+                    xpay(suite, req).await
+                }
                 _ => wx_error(-1, &format!("api {path} is not emulated by wemint-dev")),
             }
         }
@@ -228,7 +235,9 @@ async fn check_token(suite: &Suite, req: &Request) -> Result<(), Response> {
             "invalid credential, access_token is invalid or not latest (wemint-dev)",
         )
     };
-    let token = req.param("access_token").ok_or_else(|| wx_error(41001, "access_token missing"))?;
+    let token = req
+        .param("access_token")
+        .ok_or_else(|| wx_error(41001, "access_token missing"))?;
     match suite.store.get(TOKENS, &token).await {
         Ok(Some(doc)) if doc["expiresAt"].as_i64().unwrap_or(0) > suite.clock.now() => Ok(()),
         Ok(_) => Err(denied()),
@@ -268,7 +277,11 @@ fn verdict_for(suite: &Suite, text: &str, media: bool) -> (&'static str, i64, Op
         (&lists.risky_words, &lists.review_words)
     };
     if let Some(word) = risky.iter().find(|w| lower.contains(&w.to_lowercase())) {
-        return ("risky", if media { 20002 } else { 20006 }, Some(word.clone()));
+        return (
+            "risky",
+            if media { 20002 } else { 20006 },
+            Some(word.clone()),
+        );
     }
     if let Some(word) = review.iter().find(|w| lower.contains(&w.to_lowercase())) {
         return ("review", 21000, Some(word.clone()));
@@ -324,7 +337,9 @@ async fn msg_sec_check(suite: &Suite, req: &Request) -> Response {
     if let Err(e) = suite.store.insert(CHECKS, record).await {
         return internal(e);
     }
-    ok(json!({"trace_id": trace, "result": {"suggest": suggest, "label": label}, "detail": [detail]}))
+    ok(
+        json!({"trace_id": trace, "result": {"suggest": suggest, "label": label}, "detail": [detail]}),
+    )
 }
 
 async fn media_check_async(suite: &Suite, req: &Request) -> Response {
@@ -348,7 +363,14 @@ async fn media_check_async(suite: &Suite, req: &Request) -> Response {
         Err(r) => return r,
     }
     // The verdict is decided by the file name (the URL's last path segment).
-    let name = url.split('?').next().unwrap_or(url).rsplit('/').next().unwrap_or(url).to_owned();
+    let name = url
+        .split('?')
+        .next()
+        .unwrap_or(url)
+        .rsplit('/')
+        .next()
+        .unwrap_or(url)
+        .to_owned();
     let (suggest, label, keyword) = verdict_for(suite, &name, true);
     let trace = trace_id();
     let now = suite.clock.now();
@@ -364,7 +386,16 @@ async fn media_check_async(suite: &Suite, req: &Request) -> Response {
         "errcode": 0, "errmsg": "ok", "result": {"suggest": suggest, "label": label}
     });
     let delay_ms = suite.options.media_check_delay_ms;
-    if let Err(e) = deliveries::enqueue(suite, DeliveryKind::Push, &trace, Some(&openid), event, delay_ms).await {
+    if let Err(e) = deliveries::enqueue(
+        suite,
+        DeliveryKind::Push,
+        &trace,
+        Some(&openid),
+        event,
+        delay_ms,
+    )
+    .await
+    {
         return internal(e);
     }
     ok(json!({"trace_id": trace}))
@@ -385,7 +416,8 @@ async fn subscribe_send(suite: &Suite, req: &Request) -> Response {
     if !body["data"].is_object() {
         return wx_error(47003, "argument invalid! data is empty");
     }
-    let msgid = i64::from_be_bytes(random_bytes(8).try_into().unwrap_or([0; 8])).unsigned_abs() % 10_000_000_000;
+    let msgid = i64::from_be_bytes(random_bytes(8).try_into().unwrap_or([0; 8])).unsigned_abs()
+        % 10_000_000_000;
     let record = json!({"_id": msgid.to_string(), "touser": touser, "templateId": template, "page": body["page"],
         "data": body["data"], "state": body["miniprogram_state"], "sentAt": suite.clock.now()});
     if let Err(e) = suite.store.insert(MESSAGES, record).await {
@@ -399,14 +431,15 @@ async fn generate_link(suite: &Suite, req: &Request, kind: &str) -> Response {
         return wx_error(47001, "data format error");
     };
     let (path, query) = if kind == "scheme" {
-        (body["jump_wxa"]["path"].clone(), body["jump_wxa"]["query"].clone())
+        (
+            body["jump_wxa"]["path"].clone(),
+            body["jump_wxa"]["query"].clone(),
+        )
     } else {
         (body["path"].clone(), body["query"].clone())
     };
-    if let Some(p) = path.as_str() {
-        if p.contains('?') {
-            return wx_error(40165, "invalid weapp pagepath: no query in path");
-        }
+    if path.as_str().is_some_and(|p| p.contains('?')) {
+        return wx_error(40165, "invalid weapp pagepath: no query in path");
     }
     let id = random_from(ALNUM, 12);
     let link = if kind == "scheme" {
@@ -436,7 +469,8 @@ fn pay_sig(appkey: &str, uri: &str, body: &[u8]) -> String {
 }
 
 fn sig_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+    a.len() == b.len()
+        && aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
 async fn xpay(suite: &Suite, req: &Request) -> Response {
@@ -452,7 +486,9 @@ async fn xpay(suite: &Suite, req: &Request) -> Response {
     let filter = match (order_id, wx_order_id) {
         (Some(id), _) => Filter::id(id),
         (None, Some(wx)) => Filter::eq("wxOrderId", wx),
-        (None, None) => return wx_error(268_490_002, "param error: order_id or wx_order_id required"),
+        (None, None) => {
+            return wx_error(268_490_002, "param error: order_id or wx_order_id required");
+        }
     };
     let order = match suite.store.find_one(XPAY_ORDERS, &filter).await {
         Ok(Some(o)) => o,
@@ -462,7 +498,10 @@ async fn xpay(suite: &Suite, req: &Request) -> Response {
     let now = suite.clock.now();
     match req.path.as_str() {
         "/xpay/query_order" => {
-            if body["openid"].as_str().is_some_and(|o| o != order["openid"].as_str().unwrap_or("")) {
+            if body["openid"]
+                .as_str()
+                .is_some_and(|o| o != order["openid"].as_str().unwrap_or(""))
+            {
                 return wx_error(268_490_001, "openid error");
             }
             ok(json!({"order": xpay_order_view(&order)}))
@@ -472,14 +511,21 @@ async fn xpay(suite: &Suite, req: &Request) -> Response {
                 .store
                 .update_one(
                     XPAY_ORDERS,
-                    &Filter::id(order["_id"].as_str().unwrap_or_default()).and(Filter::is_in("status", [2, 3])),
-                    &Update::new().set("status", 4).set("provideTime", now).set("updateTime", now),
+                    &Filter::id(order["_id"].as_str().unwrap_or_default())
+                        .and(Filter::is_in("status", [2, 3])),
+                    &Update::new()
+                        .set("status", 4)
+                        .set("provideTime", now)
+                        .set("updateTime", now),
                     UpdateOptions::default(),
                 )
                 .await;
             match updated {
                 Ok(Some(_)) => ok(json!({})),
-                Ok(None) => wx_error(268_490_004, "duplicate operation: already provided or not paid"),
+                Ok(None) => wx_error(
+                    268_490_004,
+                    "duplicate operation: already provided or not paid",
+                ),
                 Err(e) => internal(e),
             }
         }
@@ -497,11 +543,17 @@ async fn xpay_refund(suite: &Suite, order: &Value, body: &Value) -> Response {
     let id = order["_id"].as_str().unwrap_or_default();
     let paid = order["paidFee"].as_i64().unwrap_or(0);
     let refunded = order["refundFee"].as_i64().unwrap_or(0);
-    if order["refunds"].as_array().is_some_and(|r| r.iter().any(|x| x["refundOrderId"] == refund_id)) {
+    if order["refunds"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|x| x["refundOrderId"] == refund_id))
+    {
         return wx_error(268_490_004, "duplicate operation: refund already made");
     }
     if !matches!(order["status"].as_i64(), Some(2..=4)) {
-        return wx_error(268_490_005, "order is not refundable (not paid or already refunded)");
+        return wx_error(
+            268_490_005,
+            "order is not refundable (not paid or already refunded)",
+        );
     }
     if refunded + fee > paid {
         return wx_error(268_490_002, "param error: refund_fee exceeds what is left");
@@ -526,8 +578,10 @@ async fn xpay_refund(suite: &Suite, order: &Value, body: &Value) -> Response {
         )
         .await
     {
-        Ok(Some(_)) => ok(json!({"refund_order_id": refund_id, "refund_wx_order_id": refund_wx,
-            "pay_order_id": id, "pay_wx_order_id": order["wxOrderId"]})),
+        Ok(Some(_)) => ok(
+            json!({"refund_order_id": refund_id, "refund_wx_order_id": refund_wx,
+            "pay_order_id": id, "pay_wx_order_id": order["wxOrderId"]}),
+        ),
         Ok(None) => wx_error(-1, "system error: concurrent refund, retry"),
         Err(e) => internal(e),
     }
@@ -554,27 +608,53 @@ pub fn xpay_order_view(order: &Value) -> Value {
 ///
 /// `openid` is the paying user when known; otherwise the user is the one whose current
 /// session_key produced `signature` (WeChat knows the user from the client).
-pub async fn request_virtual_payment(suite: &Suite, openid: Option<&str>, body: &Value) -> Response {
+pub async fn request_virtual_payment(
+    suite: &Suite,
+    openid: Option<&str>,
+    body: &Value,
+) -> Response {
     let fail = |code: i64, msg: &str| {
-        Response::json(StatusCode::BAD_REQUEST, &json!({"errCode": code, "errMsg": format!("requestVirtualPayment:fail {msg}")}))
+        Response::json(
+            StatusCode::BAD_REQUEST,
+            &json!({"errCode": code, "errMsg": format!("requestVirtualPayment:fail {msg}")}),
+        )
     };
     let Some(sign_data) = body["signData"].as_str() else {
         return fail(-1, "signData must be a string");
     };
-    let expected = pay_sig(&suite.keys.xpay_appkey, "requestVirtualPayment", sign_data.as_bytes());
-    if !body["paySig"].as_str().is_some_and(|s| sig_eq(s, &expected)) {
+    let expected = pay_sig(
+        &suite.keys.xpay_appkey,
+        "requestVirtualPayment",
+        sign_data.as_bytes(),
+    );
+    if !body["paySig"]
+        .as_str()
+        .is_some_and(|s| sig_eq(s, &expected))
+    {
         return fail(-15001, "paySig error");
     }
     let sessions = match openid {
-        Some(o) => suite.store.get(SESSIONS, o).await.map(|d| d.into_iter().collect::<Vec<_>>()),
-        None => suite.store.find(SESSIONS, &Filter::all_of([]), &FindOptions::new()).await,
+        Some(o) => suite
+            .store
+            .get(SESSIONS, o)
+            .await
+            .map(|d| d.into_iter().collect::<Vec<_>>()),
+        None => {
+            suite
+                .store
+                .find(SESSIONS, &Filter::all_of([]), &FindOptions::new())
+                .await
+        }
     };
     let sessions = match sessions {
         Ok(s) => s,
         Err(e) => return internal(e),
     };
     if sessions.is_empty() {
-        return fail(-15002, "no session_key for this user: wx.login and login first");
+        return fail(
+            -15002,
+            "no session_key for this user: wx.login and login first",
+        );
     }
     let signature = body["signature"].as_str().unwrap_or_default();
     let Some(session) = sessions.iter().find(|doc| {
@@ -592,7 +672,10 @@ pub async fn request_virtual_payment(suite: &Suite, openid: Option<&str>, body: 
         return fail(-15003, "offerId does not match");
     }
     let mode = body["mode"].as_str().unwrap_or("short_series_goods");
-    let Some(out_trade_no) = data["outTradeNo"].as_str().filter(|s| (8..=32).contains(&s.len())) else {
+    let Some(out_trade_no) = data["outTradeNo"]
+        .as_str()
+        .filter(|s| (8..=32).contains(&s.len()))
+    else {
         return fail(-1, "outTradeNo must be 8-32 characters");
     };
     let quantity = data["buyQuantity"].as_i64().unwrap_or(1).max(1);
@@ -612,7 +695,9 @@ pub async fn request_virtual_payment(suite: &Suite, openid: Option<&str>, body: 
     });
     match suite.store.insert(XPAY_ORDERS, order).await {
         Ok(_) => {}
-        Err(wemint::store::StoreError::DuplicateKey { .. }) => return fail(-1, "outTradeNo already paid"),
+        Err(wemint::store::StoreError::DuplicateKey { .. }) => {
+            return fail(-1, "outTradeNo already paid");
+        }
         Err(e) => return internal(e),
     }
     let event = json!({
@@ -621,8 +706,20 @@ pub async fn request_virtual_payment(suite: &Suite, openid: Option<&str>, body: 
         "WeChatPayInfo": {"MchOrderNo": wxpay_order_id, "TransactionId": wxpay_order_id, "PaidTime": now},
         "GoodsInfo": {"ProductId": data["productId"], "Quantity": quantity, "OrigPrice": price, "ActualPrice": price, "Attach": data["attach"]}
     });
-    if let Err(e) = deliveries::enqueue(suite, DeliveryKind::Push, out_trade_no, Some(openid), event, 0).await {
+    if let Err(e) = deliveries::enqueue(
+        suite,
+        DeliveryKind::Push,
+        out_trade_no,
+        Some(openid),
+        event,
+        0,
+    )
+    .await
+    {
         return internal(e);
     }
-    Response::json(StatusCode::OK, &json!({"errMsg": "requestVirtualPayment:ok", "outTradeNo": out_trade_no, "wxOrderId": wx_order_id}))
+    Response::json(
+        StatusCode::OK,
+        &json!({"errMsg": "requestVirtualPayment:ok", "outTradeNo": out_trade_no, "wxOrderId": wx_order_id}),
+    )
 }

@@ -28,13 +28,20 @@ pub const REFUNDS: &str = "dev_refunds";
 
 /// A WeChat Pay error response (`{"code","message"}`), signed like any response.
 fn pay_error(suite: &Suite, status: StatusCode, code: &str, message: &str) -> Response {
-    signed(suite, Response::json(status, &json!({"code": code, "message": message})))
+    signed(
+        suite,
+        Response::json(status, &json!({"code": code, "message": message})),
+    )
 }
 
 /// Adds the `Wechatpay-*` signature headers over the exact body, and a `Request-ID`.
 pub fn signed(suite: &Suite, mut response: Response) -> Response {
     let nonce = random_from(ALNUM, 32);
-    match suite.pay.signer.sign(&response.body, suite.clock.now(), &nonce) {
+    match suite
+        .pay
+        .signer
+        .sign(&response.body, suite.clock.now(), &nonce)
+    {
         Ok(headers) => {
             for (name, value) in headers.pairs() {
                 response = response.with_header(name, &value);
@@ -51,10 +58,20 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
         return None;
     }
     if req.header("user-agent").is_none_or(str::is_empty) {
-        return Some(pay_error(suite, StatusCode::BAD_REQUEST, "INVALID_REQUEST", "Http头缺少Accept或User-Agent"));
+        return Some(pay_error(
+            suite,
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            "Http头缺少Accept或User-Agent",
+        ));
     }
     let Some(authorization) = req.header("authorization") else {
-        return Some(pay_error(suite, StatusCode::UNAUTHORIZED, "SIGN_ERROR", "Http头Authorization值格式错误"));
+        return Some(pay_error(
+            suite,
+            StatusCode::UNAUTHORIZED,
+            "SIGN_ERROR",
+            "Http头Authorization值格式错误",
+        ));
     };
     if let Err(e) = suite.pay.merchant.verify_request(
         authorization,
@@ -63,18 +80,41 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
         &req.body,
         suite.clock.now(),
     ) {
-        return Some(pay_error(suite, StatusCode::UNAUTHORIZED, "SIGN_ERROR", &format!("签名错误: {e}")));
+        return Some(pay_error(
+            suite,
+            StatusCode::UNAUTHORIZED,
+            "SIGN_ERROR",
+            &format!("签名错误: {e}"),
+        ));
     }
-    let segments: Vec<String> = req.path.trim_start_matches('/').split('/').map(decode_segment).collect();
+    let segments: Vec<String> = req
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .map(decode_segment)
+        .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let response = match (&req.method, segments.as_slice()) {
         (&Method::POST, ["v3", "pay", "transactions", "jsapi"]) => jsapi(suite, req).await,
-        (&Method::GET, ["v3", "pay", "transactions", "out-trade-no", no]) => query(suite, req, Filter::id(*no)).await,
-        (&Method::GET, ["v3", "pay", "transactions", "id", id]) => query(suite, req, Filter::eq("transactionId", *id)).await,
-        (&Method::POST, ["v3", "pay", "transactions", "out-trade-no", no, "close"]) => close(suite, req, no).await,
+        (&Method::GET, ["v3", "pay", "transactions", "out-trade-no", no]) => {
+            query(suite, req, Filter::id(*no)).await
+        }
+        (&Method::GET, ["v3", "pay", "transactions", "id", id]) => {
+            query(suite, req, Filter::eq("transactionId", *id)).await
+        }
+        (&Method::POST, ["v3", "pay", "transactions", "out-trade-no", no, "close"]) => {
+            close(suite, req, no).await
+        }
         (&Method::POST, ["v3", "refund", "domestic", "refunds"]) => refund(suite, req).await,
-        (&Method::GET, ["v3", "refund", "domestic", "refunds", no]) => query_refund(suite, no).await,
-        _ => Err(pay_error(suite, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", &format!("{} {} is not emulated by wemint-dev", req.method, req.path))),
+        (&Method::GET, ["v3", "refund", "domestic", "refunds", no]) => {
+            query_refund(suite, no).await
+        }
+        _ => Err(pay_error(
+            suite,
+            StatusCode::NOT_FOUND,
+            "RESOURCE_NOT_EXISTS",
+            &format!("{} {} is not emulated by wemint-dev", req.method, req.path),
+        )),
     };
     Some(response.unwrap_or_else(|r| r))
 }
@@ -85,66 +125,133 @@ fn param_error(suite: &Suite, message: &str) -> Response {
 
 fn store_error(suite: &Suite, e: StoreError) -> Response {
     tracing::error!(error = %e, "store failure in the WeChat Pay stand-in");
-    pay_error(suite, StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", "系统错误")
+    pay_error(
+        suite,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "SYSTEM_ERROR",
+        "系统错误",
+    )
 }
 
 fn valid_no(no: &str, min: usize, max: usize, extra: &str) -> bool {
-    (min..=max).contains(&no.len()) && no.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+    (min..=max).contains(&no.len())
+        && no
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
 }
 
 async fn jsapi(suite: &Suite, req: &Request) -> Result<Response, Response> {
-    let body: JsapiPrepayBody = req.json().map_err(|e| param_error(suite, &format!("body: {e}")))?;
+    let body: JsapiPrepayBody = req
+        .json()
+        .map_err(|e| param_error(suite, &format!("body: {e}")))?;
     let keys = &suite.keys;
     if body.mchid != keys.mchid {
-        return Err(pay_error(suite, StatusCode::BAD_REQUEST, "MCH_NOT_EXISTS", "商户号不存在"));
+        return Err(pay_error(
+            suite,
+            StatusCode::BAD_REQUEST,
+            "MCH_NOT_EXISTS",
+            "商户号不存在",
+        ));
     }
     if body.appid != keys.appid {
-        return Err(pay_error(suite, StatusCode::BAD_REQUEST, "APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配"));
+        return Err(pay_error(
+            suite,
+            StatusCode::BAD_REQUEST,
+            "APPID_MCHID_NOT_MATCH",
+            "appid和mch_id不匹配",
+        ));
     }
     if body.description.is_empty() || body.description.len() > 127 {
         return Err(param_error(suite, "description must be 1-127 bytes"));
     }
     if !valid_no(&body.out_trade_no, 6, 32, "_-|*") {
-        return Err(param_error(suite, "out_trade_no must be 6-32 characters of [0-9A-Za-z_-|*]"));
+        return Err(param_error(
+            suite,
+            "out_trade_no must be 6-32 characters of [0-9A-Za-z_-|*]",
+        ));
     }
     if body.amount.total <= 0 || body.amount.currency != "CNY" {
-        return Err(param_error(suite, "amount.total must be positive fen in CNY"));
+        return Err(param_error(
+            suite,
+            "amount.total must be positive fen in CNY",
+        ));
     }
     if body.payer.openid.is_empty() {
         return Err(param_error(suite, "payer.openid is required"));
     }
-    if !(body.notify_url.starts_with("http://") || body.notify_url.starts_with("https://")) || body.notify_url.contains('?') {
-        return Err(param_error(suite, "notify_url must be an http(s) URL without a query"));
+    if !(body.notify_url.starts_with("http://") || body.notify_url.starts_with("https://"))
+        || body.notify_url.contains('?')
+    {
+        return Err(param_error(
+            suite,
+            "notify_url must be an http(s) URL without a query",
+        ));
     }
     let now = suite.clock.now();
     let fingerprint = json!({"description": body.description, "total": body.amount.total, "openid": body.payer.openid,
         "notifyUrl": body.notify_url, "attach": body.attach});
-    if let Some(existing) = suite.store.get(PAY_ORDERS, &body.out_trade_no).await.map_err(|e| store_error(suite, e))? {
+    if let Some(existing) = suite
+        .store
+        .get(PAY_ORDERS, &body.out_trade_no)
+        .await
+        .map_err(|e| store_error(suite, e))?
+    {
         if existing["fingerprint"] != fingerprint {
-            return Err(pay_error(suite, StatusCode::FORBIDDEN, "OUT_TRADE_NO_USED", "商户订单号重复"));
+            return Err(pay_error(
+                suite,
+                StatusCode::FORBIDDEN,
+                "OUT_TRADE_NO_USED",
+                "商户订单号重复",
+            ));
         }
         match existing["tradeState"].as_str() {
             Some("SUCCESS") | Some("REFUND") => {
-                return Err(pay_error(suite, StatusCode::BAD_REQUEST, "ORDERPAID", "该订单已支付"));
+                return Err(pay_error(
+                    suite,
+                    StatusCode::BAD_REQUEST,
+                    "ORDERPAID",
+                    "该订单已支付",
+                ));
             }
-            Some("CLOSED") => return Err(pay_error(suite, StatusCode::BAD_REQUEST, "ORDER_CLOSED", "订单已关闭")),
+            Some("CLOSED") => {
+                return Err(pay_error(
+                    suite,
+                    StatusCode::BAD_REQUEST,
+                    "ORDER_CLOSED",
+                    "订单已关闭",
+                ));
+            }
             _ => {}
         }
         // Same parameters again: a fresh prepay_id for the same order.
         let prepay_id = new_prepay_id();
         suite
             .store
-            .update_one(PAY_ORDERS, &Filter::id(&body.out_trade_no), &Update::new().set("prepayId", prepay_id.clone()).set("prepayAt", now), UpdateOptions::default())
+            .update_one(
+                PAY_ORDERS,
+                &Filter::id(&body.out_trade_no),
+                &Update::new()
+                    .set("prepayId", prepay_id.clone())
+                    .set("prepayAt", now),
+                UpdateOptions::default(),
+            )
             .await
             .map_err(|e| store_error(suite, e))?;
-        return Ok(signed(suite, Response::json(StatusCode::OK, &json!({"prepay_id": prepay_id}))));
+        return Ok(signed(
+            suite,
+            Response::json(StatusCode::OK, &json!({"prepay_id": prepay_id})),
+        ));
     }
     let prepay_id = new_prepay_id();
     let expires_at = body
         .time_expire
         .as_deref()
-        .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
-        .map_or(now + 7 * 86_400, |t| t.unix_timestamp().clamp(now + 60, now + 90 * 86_400));
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map_or(now + 7 * 86_400, |t| {
+            t.unix_timestamp().clamp(now + 60, now + 90 * 86_400)
+        });
     let order = json!({
         "_id": body.out_trade_no, "appid": body.appid, "mchid": body.mchid, "description": body.description,
         "attach": body.attach, "notifyUrl": body.notify_url, "total": body.amount.total, "openid": body.payer.openid,
@@ -152,8 +259,16 @@ async fn jsapi(suite: &Suite, req: &Request) -> Result<Response, Response> {
         "createdAt": now, "expiresAt": expires_at, "refundedFen": 0
     });
     match suite.store.insert(PAY_ORDERS, order).await {
-        Ok(_) => Ok(signed(suite, Response::json(StatusCode::OK, &json!({"prepay_id": prepay_id})))),
-        Err(StoreError::DuplicateKey { .. }) => Err(pay_error(suite, StatusCode::TOO_MANY_REQUESTS, "FREQUENCY_LIMITED", "频率超限, 请重试")),
+        Ok(_) => Ok(signed(
+            suite,
+            Response::json(StatusCode::OK, &json!({"prepay_id": prepay_id})),
+        )),
+        Err(StoreError::DuplicateKey { .. }) => Err(pay_error(
+            suite,
+            StatusCode::TOO_MANY_REQUESTS,
+            "FREQUENCY_LIMITED",
+            "频率超限, 请重试",
+        )),
         Err(e) => Err(store_error(suite, e)),
     }
 }
@@ -192,15 +307,29 @@ async fn query(suite: &Suite, req: &Request, filter: Filter) -> Result<Response,
     if req.param("mchid").as_deref() != Some(suite.keys.mchid.as_str()) {
         return Err(param_error(suite, "mchid is required and must be yours"));
     }
-    let order = suite.store.find_one(PAY_ORDERS, &filter).await.map_err(|e| store_error(suite, e))?;
+    let order = suite
+        .store
+        .find_one(PAY_ORDERS, &filter)
+        .await
+        .map_err(|e| store_error(suite, e))?;
     let Some(order) = order else {
-        return Err(pay_error(suite, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST", "订单不存在"));
+        return Err(pay_error(
+            suite,
+            StatusCode::NOT_FOUND,
+            "ORDER_NOT_EXIST",
+            "订单不存在",
+        ));
     };
-    Ok(signed(suite, Response::json(StatusCode::OK, &transaction(&order))))
+    Ok(signed(
+        suite,
+        Response::json(StatusCode::OK, &transaction(&order)),
+    ))
 }
 
 async fn close(suite: &Suite, req: &Request, no: &str) -> Result<Response, Response> {
-    let body: Value = req.json().map_err(|e| param_error(suite, &format!("body: {e}")))?;
+    let body: Value = req
+        .json()
+        .map_err(|e| param_error(suite, &format!("body: {e}")))?;
     if body["mchid"].as_str() != Some(suite.keys.mchid.as_str()) {
         return Err(param_error(suite, "mchid is required and must be yours"));
     }
@@ -209,7 +338,9 @@ async fn close(suite: &Suite, req: &Request, no: &str) -> Result<Response, Respo
         .update_one(
             PAY_ORDERS,
             &Filter::id(no).and(Filter::is_in("tradeState", ["NOTPAY", "CLOSED"])),
-            &Update::new().set("tradeState", "CLOSED").set("closedAt", suite.clock.now()),
+            &Update::new()
+                .set("tradeState", "CLOSED")
+                .set("closedAt", suite.clock.now()),
             UpdateOptions::default(),
         )
         .await
@@ -217,9 +348,24 @@ async fn close(suite: &Suite, req: &Request, no: &str) -> Result<Response, Respo
     if closed.is_some() {
         return Ok(signed(suite, Response::empty(StatusCode::NO_CONTENT)));
     }
-    match suite.store.get(PAY_ORDERS, no).await.map_err(|e| store_error(suite, e))? {
-        None => Err(pay_error(suite, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST", "订单不存在")),
-        Some(_) => Err(pay_error(suite, StatusCode::BAD_REQUEST, "ORDERPAID", "该订单已支付, 不能关闭")),
+    match suite
+        .store
+        .get(PAY_ORDERS, no)
+        .await
+        .map_err(|e| store_error(suite, e))?
+    {
+        None => Err(pay_error(
+            suite,
+            StatusCode::NOT_FOUND,
+            "ORDER_NOT_EXIST",
+            "订单不存在",
+        )),
+        Some(_) => Err(pay_error(
+            suite,
+            StatusCode::BAD_REQUEST,
+            "ORDERPAID",
+            "该订单已支付, 不能关闭",
+        )),
     }
 }
 
@@ -249,7 +395,10 @@ pub async fn pay(suite: &Suite, out_trade_no: &str) -> Result<Value, PayError> {
             &Filter::id(out_trade_no)
                 .and(Filter::eq("tradeState", "NOTPAY"))
                 .and(Filter::gt("expiresAt", now)),
-            &Update::new().set("tradeState", "SUCCESS").set("transactionId", transaction_id).set("paidAt", now),
+            &Update::new()
+                .set("tradeState", "SUCCESS")
+                .set("transactionId", transaction_id)
+                .set("paidAt", now),
             UpdateOptions::default(),
         )
         .await?;
@@ -258,7 +407,11 @@ pub async fn pay(suite: &Suite, out_trade_no: &str) -> Result<Value, PayError> {
             None => Err(PayError::NotFound(out_trade_no.into())),
             Some(o) => {
                 let state = o["tradeState"].as_str().unwrap_or("unknown").to_owned();
-                let state = if state == "NOTPAY" { "expired".into() } else { state };
+                let state = if state == "NOTPAY" {
+                    "expired".into()
+                } else {
+                    state
+                };
                 Err(PayError::NotPayable(out_trade_no.into(), state))
             }
         };
@@ -267,48 +420,108 @@ pub async fn pay(suite: &Suite, out_trade_no: &str) -> Result<Value, PayError> {
         "url": order["notifyUrl"], "eventType": "TRANSACTION.SUCCESS", "summary": "支付成功",
         "originalType": "transaction", "resource": transaction(&order)
     });
-    deliveries::enqueue(suite, DeliveryKind::Payment, out_trade_no, order["openid"].as_str(), payload, 0).await?;
+    deliveries::enqueue(
+        suite,
+        DeliveryKind::Payment,
+        out_trade_no,
+        order["openid"].as_str(),
+        payload,
+        0,
+    )
+    .await?;
     Ok(transaction(&order))
 }
 
 /// Finds the order a `wx.requestPayment` `package` (`prepay_id=…`) belongs to.
 pub async fn order_for_prepay(suite: &Suite, package: &str) -> Result<Option<Value>, StoreError> {
-    let Some(prepay_id) = package.strip_prefix("prepay_id=") else { return Ok(None) };
-    suite.store.find_one(PAY_ORDERS, &Filter::eq("prepayId", prepay_id)).await
+    let Some(prepay_id) = package.strip_prefix("prepay_id=") else {
+        return Ok(None);
+    };
+    suite
+        .store
+        .find_one(PAY_ORDERS, &Filter::eq("prepayId", prepay_id))
+        .await
 }
 
 async fn refund(suite: &Suite, req: &Request) -> Result<Response, Response> {
-    let body: Value = req.json().map_err(|e| param_error(suite, &format!("body: {e}")))?;
-    let Some(out_refund_no) = body["out_refund_no"].as_str().filter(|n| valid_no(n, 1, 64, "_-|*@")) else {
-        return Err(param_error(suite, "out_refund_no must be 1-64 characters of [0-9A-Za-z_-|*@]"));
+    let body: Value = req
+        .json()
+        .map_err(|e| param_error(suite, &format!("body: {e}")))?;
+    let Some(out_refund_no) = body["out_refund_no"]
+        .as_str()
+        .filter(|n| valid_no(n, 1, 64, "_-|*@"))
+    else {
+        return Err(param_error(
+            suite,
+            "out_refund_no must be 1-64 characters of [0-9A-Za-z_-|*@]",
+        ));
     };
-    let filter = match (body["out_trade_no"].as_str(), body["transaction_id"].as_str()) {
+    let filter = match (
+        body["out_trade_no"].as_str(),
+        body["transaction_id"].as_str(),
+    ) {
         (Some(no), _) => Filter::id(no),
         (None, Some(id)) => Filter::eq("transactionId", id),
-        _ => return Err(param_error(suite, "out_trade_no or transaction_id is required")),
+        _ => {
+            return Err(param_error(
+                suite,
+                "out_trade_no or transaction_id is required",
+            ));
+        }
     };
     let refund_fen = body["amount"]["refund"].as_i64().unwrap_or(0);
     let total_fen = body["amount"]["total"].as_i64().unwrap_or(0);
     if refund_fen <= 0 {
         return Err(param_error(suite, "amount.refund must be positive fen"));
     }
-    if let Some(existing) = suite.store.get(REFUNDS, out_refund_no).await.map_err(|e| store_error(suite, e))? {
+    if let Some(existing) = suite
+        .store
+        .get(REFUNDS, out_refund_no)
+        .await
+        .map_err(|e| store_error(suite, e))?
+    {
         // The same refund number refunds once: answer with the refund as it is.
-        return Ok(signed(suite, Response::json(StatusCode::OK, &refund_view(&existing))));
+        return Ok(signed(
+            suite,
+            Response::json(StatusCode::OK, &refund_view(&existing)),
+        ));
     }
-    let Some(order) = suite.store.find_one(PAY_ORDERS, &filter).await.map_err(|e| store_error(suite, e))? else {
-        return Err(pay_error(suite, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "订单不存在"));
+    let Some(order) = suite
+        .store
+        .find_one(PAY_ORDERS, &filter)
+        .await
+        .map_err(|e| store_error(suite, e))?
+    else {
+        return Err(pay_error(
+            suite,
+            StatusCode::NOT_FOUND,
+            "RESOURCE_NOT_EXISTS",
+            "订单不存在",
+        ));
     };
     if !matches!(order["tradeState"].as_str(), Some("SUCCESS" | "REFUND")) {
-        return Err(pay_error(suite, StatusCode::FORBIDDEN, "NOT_ENOUGH", "订单未支付"));
+        return Err(pay_error(
+            suite,
+            StatusCode::FORBIDDEN,
+            "NOT_ENOUGH",
+            "订单未支付",
+        ));
     }
     let total = order["total"].as_i64().unwrap_or(0);
     if total_fen != total {
-        return Err(param_error(suite, "amount.total must equal the order total"));
+        return Err(param_error(
+            suite,
+            "amount.total must equal the order total",
+        ));
     }
     let refunded = order["refundedFen"].as_i64().unwrap_or(0);
     if refunded + refund_fen > total {
-        return Err(pay_error(suite, StatusCode::FORBIDDEN, "NOT_ENOUGH", "退款金额超过可退金额"));
+        return Err(pay_error(
+            suite,
+            StatusCode::FORBIDDEN,
+            "NOT_ENOUGH",
+            "退款金额超过可退金额",
+        ));
     }
     let no = order["_id"].as_str().unwrap_or_default().to_owned();
     // Reserve the amount with a condition on what was refunded so far (no double spend).
@@ -317,16 +530,27 @@ async fn refund(suite: &Suite, req: &Request) -> Result<Response, Response> {
         .update_one(
             PAY_ORDERS,
             &Filter::id(&no).and(Filter::eq("refundedFen", refunded)),
-            &Update::new().inc("refundedFen", refund_fen).set("tradeState", "REFUND"),
+            &Update::new()
+                .inc("refundedFen", refund_fen)
+                .set("tradeState", "REFUND"),
             UpdateOptions::default(),
         )
         .await
         .map_err(|e| store_error(suite, e))?;
     if reserved.is_none() {
-        return Err(pay_error(suite, StatusCode::TOO_MANY_REQUESTS, "FREQUENCY_LIMITED", "并发退款, 请重试"));
+        return Err(pay_error(
+            suite,
+            StatusCode::TOO_MANY_REQUESTS,
+            "FREQUENCY_LIMITED",
+            "并发退款, 请重试",
+        ));
     }
     let now = suite.clock.now();
-    let notify_url = body["notify_url"].as_str().or(order["notifyUrl"].as_str()).unwrap_or_default().to_owned();
+    let notify_url = body["notify_url"]
+        .as_str()
+        .or(order["notifyUrl"].as_str())
+        .unwrap_or_default()
+        .to_owned();
     let record = json!({
         "_id": out_refund_no, "refundId": format!("5030{}", random_from(DIGITS, 25)), "outTradeNo": no,
         "transactionId": order["transactionId"], "refund": refund_fen, "total": total, "reason": body["reason"],
@@ -338,7 +562,12 @@ async fn refund(suite: &Suite, req: &Request) -> Result<Response, Response> {
             // Give the reserved amount back: the refund was not recorded.
             let _ = suite
                 .store
-                .update_one(PAY_ORDERS, &Filter::id(&no), &Update::new().inc("refundedFen", -refund_fen), UpdateOptions::default())
+                .update_one(
+                    PAY_ORDERS,
+                    &Filter::id(&no),
+                    &Update::new().inc("refundedFen", -refund_fen),
+                    UpdateOptions::default(),
+                )
                 .await;
             return Err(store_error(suite, e));
         }
@@ -346,10 +575,20 @@ async fn refund(suite: &Suite, req: &Request) -> Result<Response, Response> {
     let delay = suite.options.refund_delay_ms;
     let payload = json!({"url": notify_url, "eventType": "REFUND.SUCCESS", "summary": "退款成功",
         "originalType": "refund", "refundNo": out_refund_no});
-    deliveries::enqueue(suite, DeliveryKind::Refund, out_refund_no, order["openid"].as_str(), payload, delay)
-        .await
-        .map_err(|e| store_error(suite, e))?;
-    Ok(signed(suite, Response::json(StatusCode::OK, &refund_view(&record))))
+    deliveries::enqueue(
+        suite,
+        DeliveryKind::Refund,
+        out_refund_no,
+        order["openid"].as_str(),
+        payload,
+        delay,
+    )
+    .await
+    .map_err(|e| store_error(suite, e))?;
+    Ok(signed(
+        suite,
+        Response::json(StatusCode::OK, &refund_view(&record)),
+    ))
 }
 
 /// Completes a PROCESSING refund (called when its notification is first built).
@@ -402,15 +641,33 @@ pub fn refund_notification(suite: &Suite, r: &Value) -> Value {
 }
 
 async fn query_refund(suite: &Suite, no: &str) -> Result<Response, Response> {
-    match suite.store.get(REFUNDS, no).await.map_err(|e| store_error(suite, e))? {
-        Some(r) => Ok(signed(suite, Response::json(StatusCode::OK, &refund_view(&r)))),
-        None => Err(pay_error(suite, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "退款单不存在")),
+    match suite
+        .store
+        .get(REFUNDS, no)
+        .await
+        .map_err(|e| store_error(suite, e))?
+    {
+        Some(r) => Ok(signed(
+            suite,
+            Response::json(StatusCode::OK, &refund_view(&r)),
+        )),
+        None => Err(pay_error(
+            suite,
+            StatusCode::NOT_FOUND,
+            "RESOURCE_NOT_EXISTS",
+            "退款单不存在",
+        )),
     }
 }
 
 /// Builds the signed notification for one delivery attempt: the resource encrypted with the
 /// APIv3 key, fresh signature time and nonce, the delivery's stable notification id.
-pub async fn notification(suite: &Suite, notify_id: &str, payload: &Value, created_at: i64) -> Result<SignedNotification, String> {
+pub async fn notification(
+    suite: &Suite,
+    notify_id: &str,
+    payload: &Value,
+    created_at: i64,
+) -> Result<SignedNotification, String> {
     let resource = if payload["originalType"] == "refund" {
         let no = payload["refundNo"].as_str().unwrap_or_default();
         let refund = settle_refund(suite, no).await.map_err(|e| e.to_string())?;
@@ -431,5 +688,6 @@ pub async fn notification(suite: &Suite, notify_id: &str, payload: &Value, creat
         timestamp: suite.clock.now(),
         nonce: &nonce,
     };
-    build_notification(&spec, &resource, &suite.pay.apiv3, &suite.pay.signer).map_err(|e| e.to_string())
+    build_notification(&spec, &resource, &suite.pay.apiv3, &suite.pay.signer)
+        .map_err(|e| e.to_string())
 }

@@ -12,8 +12,8 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use wemint::pay::v3::{
-    ApiV3Key, JsapiOrder, MerchantSigner, Notification, PayClient, PayClientConfig, PayError, RsaSigningKey, SignatureHeaders, TradeState,
-    Verifier, VerifyingKey,
+    ApiV3Key, JsapiOrder, MerchantSigner, Notification, PayClient, PayClientConfig, PayError,
+    RsaSigningKey, SignatureHeaders, TradeState, Verifier, VerifyingKey,
 };
 use wemint::store::{Filter, FindOptions};
 use wemint_emulator::deliveries::{DELIVERIES, WECHATPAY_SCHEDULE};
@@ -32,35 +32,67 @@ async fn suite(dir: &tempfile::TempDir, retry_factor: f64) -> Arc<Suite> {
 
 fn verifier(suite: &Suite) -> Verifier {
     let v = Verifier::new();
-    v.add_public_key(&suite.keys.platform_key_id, VerifyingKey::from_der(&suite.keys.platform_public_der()).unwrap());
+    v.add_public_key(
+        &suite.keys.platform_key_id,
+        VerifyingKey::from_der(&suite.keys.platform_public_der()).unwrap(),
+    );
     v
 }
 
 fn pay_client(suite: &Suite, merchant_key_der: &[u8], notify_url: &str) -> PayClient {
-    let signer = MerchantSigner::new(&suite.keys.mchid, &suite.keys.merchant_serial, RsaSigningKey::from_pkcs8_der(merchant_key_der).unwrap());
+    let signer = MerchantSigner::new(
+        &suite.keys.mchid,
+        &suite.keys.merchant_serial,
+        RsaSigningKey::from_pkcs8_der(merchant_key_der).unwrap(),
+    );
     let mut config = PayClientConfig::new(notify_url);
     config.base_url = suite.base_url();
     config.public_key_id = Some(suite.keys.platform_key_id.clone());
-    PayClient::new(config, Arc::new(signer), verifier(suite), Arc::new(ApiV3Key::new(&suite.keys.apiv3_key).unwrap()))
-        .unwrap()
-        .with_retry(wemint::outbound::Retry::none())
+    PayClient::new(
+        config,
+        Arc::new(signer),
+        verifier(suite),
+        Arc::new(ApiV3Key::new(&suite.keys.apiv3_key).unwrap()),
+    )
+    .unwrap()
+    .with_retry(wemint::outbound::Retry::none())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pay_client_round_trip_and_bad_signatures_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let suite = suite(&dir, 0.001).await;
-    let client = pay_client(&suite, &suite.keys.merchant_private_der(), "https://example.com/payNotify");
-    let order = JsapiOrder::new(&suite.keys.appid, "陶瓷马克杯", "WM20261123A0001", 9800, suite.keys.openid_for("alice"));
+    let client = pay_client(
+        &suite,
+        &suite.keys.merchant_private_der(),
+        "https://example.com/payNotify",
+    );
+    let order = JsapiOrder::new(
+        &suite.keys.appid,
+        "陶瓷马克杯",
+        "WM20261123A0001",
+        9800,
+        suite.keys.openid_for("alice"),
+    );
     // The client verifies our response signature (public-key mode) or fails.
-    let prepay = client.jsapi_prepay(&order).await.expect("prepay accepted and response verified");
+    let prepay = client
+        .jsapi_prepay(&order)
+        .await
+        .expect("prepay accepted and response verified");
     assert!(prepay.prepay_id.starts_with("wx"));
-    let t = client.query_by_out_trade_no("WM20261123A0001").await.unwrap();
+    let t = client
+        .query_by_out_trade_no("WM20261123A0001")
+        .await
+        .unwrap();
     assert_eq!(t.trade_state, TradeState::NotPay);
 
     // Another merchant key: WeChat answers 401 SIGN_ERROR.
     let other = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let forged = pay_client(&suite, other.as_der().unwrap().as_ref(), "https://example.com/payNotify");
+    let forged = pay_client(
+        &suite,
+        other.as_der().unwrap().as_ref(),
+        "https://example.com/payNotify",
+    );
     match forged.query_by_out_trade_no("WM20261123A0001").await {
         Err(PayError::Api(e)) => {
             assert_eq!(e.status, 401);
@@ -70,11 +102,26 @@ async fn pay_client_round_trip_and_bad_signatures_are_refused() {
     }
 
     // A tampered body under a valid header is refused too.
-    let signer = MerchantSigner::new(&suite.keys.mchid, &suite.keys.merchant_serial, RsaSigningKey::from_pkcs8_der(&suite.keys.merchant_private_der()).unwrap());
+    let signer = MerchantSigner::new(
+        &suite.keys.mchid,
+        &suite.keys.merchant_serial,
+        RsaSigningKey::from_pkcs8_der(&suite.keys.merchant_private_der()).unwrap(),
+    );
     let now = suite.clock.now();
-    let auth = signer.authorization("POST", "/v3/pay/transactions/out-trade-no/WM20261123A0001/close", now, "NONCE123", br#"{"mchid":"1"}"#).unwrap();
+    let auth = signer
+        .authorization(
+            "POST",
+            "/v3/pay/transactions/out-trade-no/WM20261123A0001/close",
+            now,
+            "NONCE123",
+            br#"{"mchid":"1"}"#,
+        )
+        .unwrap();
     let res = reqwest::Client::new()
-        .post(format!("{}/v3/pay/transactions/out-trade-no/WM20261123A0001/close", suite.base_url()))
+        .post(format!(
+            "{}/v3/pay/transactions/out-trade-no/WM20261123A0001/close",
+            suite.base_url()
+        ))
         .header("authorization", auth)
         .header("user-agent", "test")
         .header("content-type", "application/json")
@@ -85,7 +132,14 @@ async fn pay_client_round_trip_and_bad_signatures_are_refused() {
     assert_eq!(res.status(), 401);
     // The close itself, properly signed, answers 204 and the order is CLOSED.
     client.close("WM20261123A0001").await.expect("close");
-    assert_eq!(client.query_by_out_trade_no("WM20261123A0001").await.unwrap().trade_state, TradeState::Closed);
+    assert_eq!(
+        client
+            .query_by_out_trade_no("WM20261123A0001")
+            .await
+            .unwrap()
+            .trade_state,
+        TradeState::Closed
+    );
     suite.shutdown().await;
 }
 
@@ -107,17 +161,31 @@ async fn notifications_retry_on_the_compressed_schedule_and_verify() {
         tokio::spawn(wemint_emulator::http::serve(
             listener,
             move |req: Request| {
-                let (received, verifier, apiv3) = (Arc::clone(&received), verifier.clone(), Arc::clone(&apiv3));
+                let (received, verifier, apiv3) =
+                    (Arc::clone(&received), verifier.clone(), Arc::clone(&apiv3));
                 async move {
-                    let headers = SignatureHeaders::from_header_map(&req.headers).expect("signature headers");
+                    let headers =
+                        SignatureHeaders::from_header_map(&req.headers).expect("signature headers");
                     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                    let parsed = wemint::pay::v3::parse_notification(&verifier, &apiv3, &headers, &req.body, now).expect("verifies and decrypts");
-                    let Notification::TransactionSuccess { id, transaction } = parsed else { panic!("not a transaction: {parsed:?}") };
+                    let parsed = wemint::pay::v3::parse_notification(
+                        &verifier, &apiv3, &headers, &req.body, now,
+                    )
+                    .expect("verifies and decrypts");
+                    let Notification::TransactionSuccess { id, transaction } = parsed else {
+                        panic!("not a transaction: {parsed:?}")
+                    };
                     assert_eq!(transaction.trade_state, TradeState::Success);
                     let mut r = received.lock().unwrap();
-                    r.push((Instant::now(), id, req.header("wechatpay-nonce").unwrap_or_default().to_owned()));
+                    r.push((
+                        Instant::now(),
+                        id,
+                        req.header("wechatpay-nonce").unwrap_or_default().to_owned(),
+                    ));
                     if r.len() <= 3 {
-                        Response::json(StatusCode::INTERNAL_SERVER_ERROR, &json!({"code": "FAIL", "message": "失败"}))
+                        Response::json(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            &json!({"code": "FAIL", "message": "失败"}),
+                        )
                     } else {
                         Response::empty(StatusCode::NO_CONTENT)
                     }
@@ -128,14 +196,35 @@ async fn notifications_retry_on_the_compressed_schedule_and_verify() {
     }
 
     let client = pay_client(&suite, &suite.keys.merchant_private_der(), &notify_url);
-    let order = JsapiOrder::new(&suite.keys.appid, "VIP", "WM20261123B0001", 1800, suite.keys.openid_for("bob"));
+    let order = JsapiOrder::new(
+        &suite.keys.appid,
+        "VIP",
+        "WM20261123B0001",
+        1800,
+        suite.keys.openid_for("bob"),
+    );
     client.jsapi_prepay(&order).await.unwrap();
-    wemint_emulator::wechat_pay::pay(&suite, "WM20261123B0001").await.expect("pays once");
-    assert!(wemint_emulator::wechat_pay::pay(&suite, "WM20261123B0001").await.is_err(), "a paid order cannot be paid again");
+    wemint_emulator::wechat_pay::pay(&suite, "WM20261123B0001")
+        .await
+        .expect("pays once");
+    assert!(
+        wemint_emulator::wechat_pay::pay(&suite, "WM20261123B0001")
+            .await
+            .is_err(),
+        "a paid order cannot be paid again"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let delivery = loop {
-        let docs = suite.store.find(DELIVERIES, &Filter::eq("ref", "WM20261123B0001"), &FindOptions::new()).await.unwrap();
+        let docs = suite
+            .store
+            .find(
+                DELIVERIES,
+                &Filter::eq("ref", "WM20261123B0001"),
+                &FindOptions::new(),
+            )
+            .await
+            .unwrap();
         if docs.len() == 1 && docs[0]["state"] == "delivered" {
             break docs[0].clone();
         }
@@ -144,10 +233,16 @@ async fn notifications_retry_on_the_compressed_schedule_and_verify() {
     };
     let attempts = delivery["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 4, "{attempts:?}");
-    assert_eq!(attempts.iter().map(|a| a["ok"] == json!(true)).collect::<Vec<_>>(), [false, false, false, true]);
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| a["ok"] == json!(true))
+            .collect::<Vec<_>>(),
+        [false, false, false, true]
+    );
     assert_eq!(attempts[0]["status"], 500);
 
-    let r = received.lock().unwrap();
+    let r = received.lock().unwrap().clone();
     assert_eq!(r.len(), 4);
     // Same notification id, fresh signature nonce per attempt.
     assert!(r.iter().all(|(_, id, _)| *id == r[0].1));
@@ -157,13 +252,23 @@ async fn notifications_retry_on_the_compressed_schedule_and_verify() {
     for (i, secs) in WECHATPAY_SCHEDULE.iter().take(3).enumerate() {
         let gap = r[i + 1].0 - r[i].0;
         let expected = Duration::from_secs_f64(*secs as f64 * factor);
-        assert!(gap >= expected, "retry {} came after {gap:?}, expected at least {expected:?}", i + 1);
-        assert!(gap < expected + Duration::from_millis(800), "retry {} too late: {gap:?}", i + 1);
+        assert!(
+            gap >= expected,
+            "retry {} came after {gap:?}, expected at least {expected:?}",
+            i + 1
+        );
+        assert!(
+            gap < expected + Duration::from_millis(800),
+            "retry {} too late: {gap:?}",
+            i + 1
+        );
     }
-    drop(r);
 
     // The paid transaction is visible to a query.
-    let t = client.query_by_out_trade_no("WM20261123B0001").await.unwrap();
+    let t = client
+        .query_by_out_trade_no("WM20261123B0001")
+        .await
+        .unwrap();
     assert_eq!(t.trade_state, TradeState::Success);
     assert!(t.transaction_id.is_some());
     suite.shutdown().await;
@@ -174,7 +279,15 @@ async fn get(url: &str) -> Value {
 }
 
 async fn post(url: &str, body: Value) -> Value {
-    reqwest::Client::new().post(url).json(&body).send().await.unwrap().json().await.unwrap()
+    reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,41 +298,98 @@ async fn wechat_codes_tokens_and_checks() {
     let k = &suite.keys;
     let minted = post(&format!("{base}/dev/login"), json!({"user": "carol"})).await;
     let code = minted["code"].as_str().unwrap();
-    let url = |code: &str, secret: &str| format!("{base}/sns/jscode2session?appid={}&secret={secret}&js_code={code}&grant_type=authorization_code", k.appid);
+    let url = |code: &str, secret: &str| {
+        format!(
+            "{base}/sns/jscode2session?appid={}&secret={secret}&js_code={code}&grant_type=authorization_code",
+            k.appid
+        )
+    };
     assert_eq!(get(&url(code, "wrong")).await["errcode"], 40125);
     let session = get(&url(code, &k.appsecret)).await;
     assert_eq!(session["openid"], json!(k.openid_for("carol")));
-    assert!(session.get("errcode").is_none(), "success carries no errcode: {session}");
+    assert!(
+        session.get("errcode").is_none(),
+        "success carries no errcode: {session}"
+    );
     assert_eq!(session["session_key"].as_str().unwrap().len(), 24);
-    assert_eq!(get(&url(code, &k.appsecret)).await["errcode"], 40163, "a code works once");
+    assert_eq!(
+        get(&url(code, &k.appsecret)).await["errcode"],
+        40163,
+        "a code works once"
+    );
     assert_eq!(get(&url("nope", &k.appsecret)).await["errcode"], 40029);
 
-    let token_req = json!({"grant_type": "client_credential", "appid": k.appid, "secret": k.appsecret});
+    let token_req =
+        json!({"grant_type": "client_credential", "appid": k.appid, "secret": k.appsecret});
     let t1 = post(&format!("{base}/cgi-bin/stable_token"), token_req.clone()).await;
     let t2 = post(&format!("{base}/cgi-bin/stable_token"), token_req).await;
-    assert_eq!(t1["access_token"], t2["access_token"], "normal mode returns the same token");
+    assert_eq!(
+        t1["access_token"], t2["access_token"],
+        "normal mode returns the same token"
+    );
     assert!(t1["expires_in"].as_i64().unwrap() > 7000);
-    assert_eq!(wemint_emulator::wechat_api::counter(&suite, "stable_token").await, 2);
+    assert_eq!(
+        wemint_emulator::wechat_api::counter(&suite, "stable_token").await,
+        2
+    );
     let token = t1["access_token"].as_str().unwrap();
 
     let check = |content: &str| json!({"content": content, "version": 2, "scene": 3, "openid": k.openid_for("carol")});
-    let bad = post(&format!("{base}/wxa/msg_sec_check?access_token=forged"), check("hello")).await;
+    let bad = post(
+        &format!("{base}/wxa/msg_sec_check?access_token=forged"),
+        check("hello"),
+    )
+    .await;
     assert_eq!(bad["errcode"], 40001);
-    let pass = post(&format!("{base}/wxa/msg_sec_check?access_token={token}"), check("hello")).await;
+    let pass = post(
+        &format!("{base}/wxa/msg_sec_check?access_token={token}"),
+        check("hello"),
+    )
+    .await;
     assert_eq!(pass["result"]["suggest"], "pass");
-    let risky = post(&format!("{base}/wxa/msg_sec_check?access_token={token}"), check("best casino in town")).await;
+    let risky = post(
+        &format!("{base}/wxa/msg_sec_check?access_token={token}"),
+        check("best casino in town"),
+    )
+    .await;
     assert_eq!(risky["result"]["suggest"], "risky");
     assert_eq!(risky["errcode"], 0);
-    let unknown_user = post(&format!("{base}/wxa/msg_sec_check?access_token={token}"), json!({"content": "x", "version": 2, "scene": 1, "openid": "oNobody"})).await;
+    let unknown_user = post(
+        &format!("{base}/wxa/msg_sec_check?access_token={token}"),
+        json!({"content": "x", "version": 2, "scene": 1, "openid": "oNobody"}),
+    )
+    .await;
     assert_eq!(unknown_user["errcode"], 40003);
 
     // xpay: pay_sig over uri&body with the AppKey; a wrong one is refused.
-    let body = json!({"openid": k.openid_for("carol"), "env": 0, "order_id": "nope0001"}).to_string();
-    let sig = wemint::wechat::session_signature(&k.xpay_appkey, format!("/xpay/query_order&{body}").as_bytes());
-    let r = reqwest::Client::new().post(format!("{base}/xpay/query_order?access_token={token}&pay_sig=bad")).body(body.clone()).send().await.unwrap();
+    let body =
+        json!({"openid": k.openid_for("carol"), "env": 0, "order_id": "nope0001"}).to_string();
+    let sig = wemint::wechat::session_signature(
+        &k.xpay_appkey,
+        format!("/xpay/query_order&{body}").as_bytes(),
+    );
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{base}/xpay/query_order?access_token={token}&pay_sig=bad"
+        ))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["errcode"], 268_490_003);
-    let r = reqwest::Client::new().post(format!("{base}/xpay/query_order?access_token={token}&pay_sig={sig}")).body(body).send().await.unwrap();
-    assert_eq!(r.json::<Value>().await.unwrap()["errcode"], 268_490_002, "signature fine, order unknown");
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{base}/xpay/query_order?access_token={token}&pay_sig={sig}"
+        ))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errcode"],
+        268_490_002,
+        "signature fine, order unknown"
+    );
     suite.shutdown().await;
 }
 
@@ -231,28 +401,50 @@ async fn seed_import_is_idempotent_and_all_or_nothing() {
     let snapshot = |store: Arc<dyn wemint::store::Store>| async move {
         let mut all = Vec::new();
         for c in ["products", "plans", "contents"] {
-            all.push(store.find(c, &Filter::all_of([]), &FindOptions::new().sort_asc("_id")).await.unwrap());
+            all.push(
+                store
+                    .find(c, &Filter::all_of([]), &FindOptions::new().sort_asc("_id"))
+                    .await
+                    .unwrap(),
+            );
         }
         all
     };
     let before = snapshot(Arc::clone(&store)).await;
     let second = seed.import(&store).await.unwrap();
     assert_eq!(first, second);
-    assert_eq!(before, snapshot(Arc::clone(&store)).await, "a second import changes nothing");
+    assert_eq!(
+        before,
+        snapshot(Arc::clone(&store)).await,
+        "a second import changes nothing"
+    );
     assert_eq!(before[0].len(), seed.products.len());
-    assert_eq!(before[0].iter().find(|p| p["_id"] == "mug-ceramic-350").unwrap()["stock"], 40);
+    assert_eq!(
+        before[0]
+            .iter()
+            .find(|p| p["_id"] == "mug-ceramic-350")
+            .unwrap()["stock"],
+        40
+    );
 
     // A bad file writes nothing.
     let empty = wemint::store::open("sqlite::memory:").await.unwrap();
     let mut bad = seed.clone();
     bad.products[0].price_fen = wemint::domain::money::Fen::ZERO;
     assert!(bad.import(&empty).await.is_err());
-    assert_eq!(empty.count("products", &Filter::all_of([])).await.unwrap(), 0);
+    assert_eq!(
+        empty.count("products", &Filter::all_of([])).await.unwrap(),
+        0
+    );
 
     // A changed definition replaces the old one (optional fields removed).
     let mut changed = seed.clone();
     changed.products[0].description = None;
     changed.import(&store).await.unwrap();
-    let p = store.get("products", &changed.products[0].sku).await.unwrap().unwrap();
+    let p = store
+        .get("products", &changed.products[0].sku)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(p.get("description").is_none());
 }
