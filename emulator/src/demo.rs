@@ -47,6 +47,31 @@ const PNG: &[u8] = &[
     0x42, 0x60, 0x82,
 ];
 
+/// The 1×1 PNG with a `tEXt` chunk (`Comment`) carrying `text`, inserted before IEND.
+pub fn png_with_text(text: &str) -> Vec<u8> {
+    let iend = PNG.len() - 12;
+    let mut data = b"Comment\0".to_vec();
+    data.extend_from_slice(text.as_bytes());
+    let mut chunk = Vec::new();
+    chunk.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut typed = b"tEXt".to_vec();
+    typed.extend_from_slice(&data);
+    chunk.extend_from_slice(&typed);
+    chunk.extend_from_slice(&crc32(&typed).to_be_bytes());
+    [&PNG[..iend], &chunk, &PNG[iend..]].concat()
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
 /// A client of a running suite, acting as dev users.
 pub struct Client {
     base: String,

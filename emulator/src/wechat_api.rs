@@ -106,6 +106,77 @@ pub async fn mint_code(suite: &Suite, user: &str) -> Result<Value, Response> {
     Ok(json!({"code": code, "user": user, "openid": openid, "expiresAt": now + CODE_TTL_SECS}))
 }
 
+/// Mints a phone-number button code for a dev user (`POST /dev/phoneCode {user, phone}`).
+pub async fn mint_phone_code(suite: &Suite, user: &str, phone: &str) -> Result<Value, Response> {
+    let digits = phone.trim_start_matches("+86").trim();
+    if digits.len() != 11 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Response::json(
+            StatusCode::BAD_REQUEST,
+            &json!({"code": "BAD_PHONE", "message": "phone must be 11 digits (mainland China)"}),
+        ));
+    }
+    let code = random_from(ALNUM, 32);
+    let now = suite.clock.now();
+    let openid = suite.keys.openid_for(user);
+    suite
+        .store
+        .insert(
+            CODES,
+            json!({"_id": code, "kind": "phone", "user": user, "openid": openid, "phone": digits,
+                "createdAt": now, "expiresAt": now + CODE_TTL_SECS}),
+        )
+        .await
+        .map_err(internal)?;
+    Ok(json!({"code": code, "openid": openid, "expiresAt": now + CODE_TTL_SECS}))
+}
+
+async fn phone_number(suite: &Suite, req: &Request) -> Response {
+    let Ok(body) = req.json::<Value>() else {
+        return wx_error(47001, "data format error");
+    };
+    let Some(code) = body["code"].as_str() else {
+        return wx_error(41008, "missing code");
+    };
+    let now = suite.clock.now();
+    let spent = suite
+        .store
+        .update_one(
+            CODES,
+            &Filter::id(code).and(Filter::eq("kind", "phone")).and(Filter::exists("usedAt", false)),
+            &Update::new().set("usedAt", now),
+            UpdateOptions::default(),
+        )
+        .await;
+    let doc = match spent {
+        Ok(Some(doc)) if doc["expiresAt"].as_i64().unwrap_or(0) >= now => doc,
+        Ok(_) => return wx_error(40029, "invalid code"),
+        Err(e) => return internal(e),
+    };
+    if body["openid"].as_str().is_some_and(|o| Some(o) != doc["openid"].as_str()) {
+        return wx_error(40029, "invalid code (belongs to another user)");
+    }
+    let phone = doc["phone"].as_str().unwrap_or_default();
+    ok(json!({"phone_info": {"phoneNumber": format!("+86{phone}"), "purePhoneNumber": phone, "countryCode": "86",
+        "watermark": {"timestamp": now, "appid": suite.keys.appid}}}))
+}
+
+/// `getwxacodeunlimit`: a PNG (the real one is a Mini Program code image; here a small
+/// placeholder PNG whose text chunk carries the scene and page, so tests can read them back).
+fn unlimited_code(req: &Request) -> Response {
+    let Ok(body) = req.json::<Value>() else {
+        return wx_error(47001, "data format error");
+    };
+    let scene = body["scene"].as_str().unwrap_or_default();
+    if scene.is_empty() || scene.len() > 32 {
+        return wx_error(40169, "invalid length for scene, or the data is not json string");
+    }
+    let page = body["page"].as_str().unwrap_or("");
+    if page.starts_with('/') {
+        return wx_error(41030, "invalid page rule: no leading /");
+    }
+    Response::bytes(StatusCode::OK, "image/png", crate::demo::png_with_text(&format!("scene={scene}&page={page}")))
+}
+
 async fn code2session(suite: &Suite, req: &Request) -> Response {
     let keys = &suite.keys;
     if req.param("appid").as_deref() != Some(keys.appid.as_str()) {
