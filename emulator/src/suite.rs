@@ -432,8 +432,17 @@ async fn dev(suite: &Suite, req: &Request) -> Option<Response> {
             }
         }
         (&Method::POST, "/dev/phoneCode") => {
-            let user = body["user"].as_str().map(str::to_owned).unwrap_or_else(|| dev_user(req));
-            match crate::wechat_api::mint_phone_code(suite, &user, body["phone"].as_str().unwrap_or("13800138000")).await {
+            let user = body["user"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| dev_user(req));
+            match crate::wechat_api::mint_phone_code(
+                suite,
+                &user,
+                body["phone"].as_str().unwrap_or("13800138000"),
+            )
+            .await
+            {
                 Ok(v) => Response::json(StatusCode::OK, &v),
                 Err(r) => r,
             }

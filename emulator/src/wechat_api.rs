@@ -75,6 +75,8 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
                 "/xpay/query_order" | "/xpay/refund_order" | "/xpay/notify_provide_goods" => {
                     xpay(suite, req).await
                 }
+                "/wxa/business/getuserphonenumber" => phone_number(suite, req).await,
+                "/wxa/getwxacodeunlimit" => unlimited_code(req),
                 _ => wx_error(-1, &format!("api {path} is not emulated by wemint-dev")),
             }
         }
@@ -142,7 +144,9 @@ async fn phone_number(suite: &Suite, req: &Request) -> Response {
         .store
         .update_one(
             CODES,
-            &Filter::id(code).and(Filter::eq("kind", "phone")).and(Filter::exists("usedAt", false)),
+            &Filter::id(code)
+                .and(Filter::eq("kind", "phone"))
+                .and(Filter::exists("usedAt", false)),
             &Update::new().set("usedAt", now),
             UpdateOptions::default(),
         )
@@ -152,12 +156,17 @@ async fn phone_number(suite: &Suite, req: &Request) -> Response {
         Ok(_) => return wx_error(40029, "invalid code"),
         Err(e) => return internal(e),
     };
-    if body["openid"].as_str().is_some_and(|o| Some(o) != doc["openid"].as_str()) {
+    if body["openid"]
+        .as_str()
+        .is_some_and(|o| Some(o) != doc["openid"].as_str())
+    {
         return wx_error(40029, "invalid code (belongs to another user)");
     }
     let phone = doc["phone"].as_str().unwrap_or_default();
-    ok(json!({"phone_info": {"phoneNumber": format!("+86{phone}"), "purePhoneNumber": phone, "countryCode": "86",
-        "watermark": {"timestamp": now, "appid": suite.keys.appid}}}))
+    ok(
+        json!({"phone_info": {"phoneNumber": format!("+86{phone}"), "purePhoneNumber": phone, "countryCode": "86",
+        "watermark": {"timestamp": now, "appid": suite.keys.appid}}}),
+    )
 }
 
 /// `getwxacodeunlimit`: a PNG (the real one is a Mini Program code image; here a small
@@ -168,13 +177,20 @@ fn unlimited_code(req: &Request) -> Response {
     };
     let scene = body["scene"].as_str().unwrap_or_default();
     if scene.is_empty() || scene.len() > 32 {
-        return wx_error(40169, "invalid length for scene, or the data is not json string");
+        return wx_error(
+            40169,
+            "invalid length for scene, or the data is not json string",
+        );
     }
     let page = body["page"].as_str().unwrap_or("");
     if page.starts_with('/') {
         return wx_error(41030, "invalid page rule: no leading /");
     }
-    Response::bytes(StatusCode::OK, "image/png", crate::demo::png_with_text(&format!("scene={scene}&page={page}")))
+    Response::bytes(
+        StatusCode::OK,
+        "image/png",
+        crate::demo::png_with_text(&format!("scene={scene}&page={page}")),
+    )
 }
 
 async fn code2session(suite: &Suite, req: &Request) -> Response {
@@ -433,15 +449,9 @@ async fn media_check_async(suite: &Suite, req: &Request) -> Response {
         Ok(false) => return wx_error(40003, "invalid openid"),
         Err(r) => return r,
     }
-    // The verdict is decided by the file name (the URL's last path segment).
-    let name = url
-        .split('?')
-        .next()
-        .unwrap_or(url)
-        .rsplit('/')
-        .next()
-        .unwrap_or(url)
-        .to_owned();
+    // The verdict is decided by the file name: a temp URL's `fileId`, else the URL's last
+    // path segment.
+    let name = media_name(url);
     let (suggest, label, keyword) = verdict_for(suite, &name, true);
     let trace = trace_id();
     let now = suite.clock.now();
@@ -470,6 +480,15 @@ async fn media_check_async(suite: &Suite, req: &Request) -> Response {
         return internal(e);
     }
     ok(json!({"trace_id": trace}))
+}
+
+fn media_name(url: &str) -> String {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let file = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "fileId")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| path.to_owned());
+    file.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
 async fn subscribe_send(suite: &Suite, req: &Request) -> Response {

@@ -448,3 +448,144 @@ async fn seed_import_is_idempotent_and_all_or_nothing() {
         .unwrap();
     assert!(p.get("description").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wechat_client_works_against_the_stand_in() {
+    use wemint::wechat::{
+        Expiry, LinkRequest, MediaCheckRequest, MediaType, Scene, SubscribeMessage, Suggest,
+        TextCheckRequest, UnlimitedCodeRequest, WechatClient, WechatConfig, WechatError,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite(&dir, 0.001).await;
+    let base = suite.base_url();
+    let k = &suite.keys;
+    let client = WechatClient::new(
+        WechatConfig::new(&k.appid, &k.appsecret, Some(&base)),
+        Arc::clone(&suite.store),
+    )
+    .unwrap();
+
+    let code = post(&format!("{base}/dev/login"), json!({"user": "dave"})).await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let session = client.code2session(&code).await.unwrap();
+    assert_eq!(session.openid, k.openid_for("dave"));
+    assert!(matches!(
+        client.code2session(&code).await,
+        Err(WechatError::Api { .. }) | Err(_)
+    ));
+
+    let text = client
+        .msg_sec_check(&TextCheckRequest::new(
+            "hello there",
+            Scene::Forum,
+            &session.openid,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(text.verdict.suggest, Suggest::Pass);
+    let risky = client
+        .msg_sec_check(&TextCheckRequest::new(
+            "赌博 网站",
+            Scene::Forum,
+            &session.openid,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(risky.verdict.suggest, Suggest::Risky);
+    let trace = client
+        .media_check_async(&MediaCheckRequest {
+            media_url: format!("{base}/storage/temp?fileId=x/risky-photo.png"),
+            media_type: MediaType::Image,
+            scene: Scene::Forum,
+            openid: session.openid.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(!trace.is_empty());
+    let link = client
+        .generate_url_link(&LinkRequest {
+            path: Some("pages/shop/index".into()),
+            query: Some("from=oa".into()),
+            expiry: Expiry::InDays(30),
+            env_version: None,
+        })
+        .await
+        .unwrap();
+    assert!(link.starts_with("https://wxaurl.cn/"));
+    let scheme = client
+        .generate_scheme(&LinkRequest {
+            path: Some("pages/shop/index".into()),
+            query: None,
+            expiry: Expiry::InDays(30),
+            env_version: None,
+        })
+        .await
+        .unwrap();
+    assert!(scheme.starts_with("weixin://dl/business/?t="));
+    let image = client
+        .get_unlimited_code(&UnlimitedCodeRequest::new(
+            "ref=abc",
+            Some("pages/shop/index"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(image.content_type, "image/png");
+    assert!(image.bytes.starts_with(b"\x89PNG"));
+    let msg = SubscribeMessage {
+        touser: session.openid.clone(),
+        template_id: "TPL_ORDER_PAID".into(),
+        page: Some("pages/orders/index".into()),
+        data: [("thing1".to_owned(), "陶瓷马克杯".to_owned())]
+            .into_iter()
+            .collect(),
+        miniprogram_state: None,
+        lang: None,
+    };
+    client.send_subscribe_message(&msg).await.unwrap();
+
+    let phone_code = post(
+        &format!("{base}/dev/phoneCode"),
+        json!({"user": "dave", "phone": "13912345678"}),
+    )
+    .await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let phone = client
+        .phone_number(&phone_code, Some(&session.openid))
+        .await
+        .unwrap();
+    assert_eq!(phone.pure_phone_number, "13912345678");
+    // One stable_token fetch served every call: the client caches it in the store.
+    assert_eq!(
+        wemint_emulator::wechat_api::counter(&suite, "stable_token").await,
+        1
+    );
+
+    // The media verdict is pushed to /wxPush (no function here, so it is retried and recorded).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let docs = suite
+            .store
+            .find(
+                DELIVERIES,
+                &Filter::eq("ref", trace.as_str()),
+                &FindOptions::new(),
+            )
+            .await
+            .unwrap();
+        if docs
+            .first()
+            .is_some_and(|d| d["attempts"].as_array().is_some_and(|a| !a.is_empty()))
+        {
+            assert_eq!(docs[0]["event"], "wxa_media_check");
+            assert_eq!(docs[0]["payload"]["result"]["suggest"], "risky");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no push attempt recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    suite.shutdown().await;
+}
