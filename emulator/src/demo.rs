@@ -290,7 +290,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
     step!(
         "catalog (createOrder.catalog)",
         async {
-            let token = ctx.alice.clone().ok_or("needs login")?;
+            let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
             let data = client
                 .call(
                     "alice",
@@ -308,7 +308,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         .await
     );
     step!("buy a physical item (createOrder.create, WeChat Pay JSAPI prepay)", async {
-        let token = ctx.alice.clone().ok_or("needs login")?;
+        let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
         let data = client.call("alice", Some(&token), "createOrder", json!({
             "action": "create", "clientRequestId": format!("demo-{}", crate::keys::random_from(crate::keys::ALNUM, 10)),
             "items": [{"sku": "mug-ceramic-350", "quantity": 2}],
@@ -324,7 +324,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
     step!(
         "pay (wx.requestPayment: paySign checked by the stand-in)",
         async {
-            let params = ctx.physical_params.clone().ok_or("needs the order")?;
+            let params = ctx.physical_params.clone().ok_or("not run: the order step failed")?;
             let (status, reply) = client
                 .post("alice", "/dev/requestPayment", &params, None)
                 .await?;
@@ -341,8 +341,8 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
     step!(
         "notification → order paid (payNotify)",
         async {
-            let token = ctx.alice.clone().ok_or("needs login")?;
-            let id = ctx.physical_order.clone().ok_or("needs the order")?;
+            let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
+            let id = ctx.physical_order.clone().ok_or("not run: the order step failed")?;
             let order = poll(Duration::from_secs(15), || {
                 let (client, token, id) = (&client, token.clone(), id.clone());
                 async move {
@@ -365,7 +365,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         .await
     );
     step!("buy a membership (createOrder.create, virtual payment)", async {
-        let token = ctx.alice.clone().ok_or("needs login")?;
+        let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
         let data = client.call("alice", Some(&token), "createOrder", json!({
             "action": "create", "clientRequestId": format!("demo-{}", crate::keys::random_from(crate::keys::ALNUM, 10)),
             "items": [{"sku": "vip-monthly", "quantity": 1}]
@@ -380,7 +380,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
     step!(
         "pay (wx.requestVirtualPayment: paySig + signature checked)",
         async {
-            let params = ctx.vip_params.clone().ok_or("needs the order")?;
+            let params = ctx.vip_params.clone().ok_or("not run: the order step failed")?;
             let (status, reply) = client
                 .post("alice", "/dev/requestVirtualPayment", &params, None)
                 .await?;
@@ -394,8 +394,8 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
     step!(
         "xpay_goods_deliver_notify → delivered (wxPush)",
         async {
-            let token = ctx.alice.clone().ok_or("needs login")?;
-            let id = ctx.vip_order.clone().ok_or("needs the order")?;
+            let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
+            let id = ctx.vip_order.clone().ok_or("not run: the order step failed")?;
             let order = poll(Duration::from_secs(15), || {
                 let (client, token, id) = (&client, token.clone(), id.clone());
                 async move {
@@ -420,7 +420,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
     step!(
         "gated content unlocked (gatedContent.get)",
         async {
-            let token = ctx.alice.clone().ok_or("needs login")?;
+            let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
             let d = client
                 .call(
                     "alice",
@@ -439,7 +439,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
     step!(
         "post text (ugcUpload.create, msg_sec_check)",
         async {
-            let token = ctx.alice.clone().ok_or("needs login")?;
+            let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
             let d = client
                 .call(
                     "alice",
@@ -462,7 +462,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
     step!(
         "risky text is refused (TEXT_RISKY)",
         async {
-            let token = ctx.alice.clone().ok_or("needs login")?;
+            let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
             match client
                 .call(
                     "alice",
@@ -480,7 +480,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         .await
     );
     step!("post an image (upload → ugcUpload.create → media_check_async → wxa_media_check push)", async {
-        let token = ctx.alice.clone().ok_or("needs login")?;
+        let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
         let (_, who) = client.post("alice", "/dev/whoami", &json!({}), None).await?;
         let openid = who["openid"].as_str().unwrap_or_default().to_owned();
         let path = format!("ugc/{openid}/sunset.png");
@@ -508,9 +508,9 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         Ok((format!("post {} approved after the media check", post["id"]), post))
     }.await);
     step!("refund (createOrder.refund as admin → REFUND.SUCCESS → payNotify)", async {
-        let admin = ctx.admin.clone().ok_or("needs the admin login")?;
-        let token = ctx.alice.clone().ok_or("needs login")?;
-        let id = ctx.physical_order.clone().ok_or("needs the paid order")?;
+        let admin = ctx.admin.clone().ok_or("not run: the admin login step failed")?;
+        let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
+        let id = ctx.physical_order.clone().ok_or("not run: the physical order step failed")?;
         let r = client.call("admin", Some(&admin), "createOrder", json!({"action": "refund", "orderId": id, "refundNo": format!("RF{}", crate::keys::random_from(crate::keys::ALNUM, 12)), "reason": "demo"})).await?;
         let order = poll(Duration::from_secs(15), || {
             let (client, token, id) = (&client, token.clone(), id.clone());
