@@ -135,10 +135,10 @@ pub async fn admin_token(suite: &Suite) -> Result<String, Response> {
         if reply["ok"] != json!(true) {
             return Err(Response::json(StatusCode::OK, &reply));
         }
-        if reply["data"]["user"]["role"] == json!("admin") {
-            if let Some(token) = reply["data"]["token"].as_str() {
-                return Ok(token.to_owned());
-            }
+        if reply["data"]["user"]["role"] == json!("admin")
+            && let Some(token) = reply["data"]["token"].as_str()
+        {
+            return Ok(token.to_owned());
         }
         if attempt == 0 {
             promote_admin(suite).await.map_err(internal)?;

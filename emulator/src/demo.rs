@@ -324,7 +324,10 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
     step!(
         "pay (wx.requestPayment: paySign checked by the stand-in)",
         async {
-            let params = ctx.physical_params.clone().ok_or("not run: the order step failed")?;
+            let params = ctx
+                .physical_params
+                .clone()
+                .ok_or("not run: the order step failed")?;
             let (status, reply) = client
                 .post("alice", "/dev/requestPayment", &params, None)
                 .await?;
@@ -342,7 +345,10 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         "notification → order paid (payNotify)",
         async {
             let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
-            let id = ctx.physical_order.clone().ok_or("not run: the order step failed")?;
+            let id = ctx
+                .physical_order
+                .clone()
+                .ok_or("not run: the order step failed")?;
             let order = poll(Duration::from_secs(15), || {
                 let (client, token, id) = (&client, token.clone(), id.clone());
                 async move {
@@ -380,7 +386,10 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
     step!(
         "pay (wx.requestVirtualPayment: paySig + signature checked)",
         async {
-            let params = ctx.vip_params.clone().ok_or("not run: the order step failed")?;
+            let params = ctx
+                .vip_params
+                .clone()
+                .ok_or("not run: the order step failed")?;
             let (status, reply) = client
                 .post("alice", "/dev/requestVirtualPayment", &params, None)
                 .await?;
@@ -395,7 +404,10 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         "xpay_goods_deliver_notify → delivered (wxPush)",
         async {
             let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
-            let id = ctx.vip_order.clone().ok_or("not run: the order step failed")?;
+            let id = ctx
+                .vip_order
+                .clone()
+                .ok_or("not run: the order step failed")?;
             let order = poll(Duration::from_secs(15), || {
                 let (client, token, id) = (&client, token.clone(), id.clone());
                 async move {
