@@ -8,8 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
+use wemint::pay::xpay as xpay_sig;
 use wemint::store::{Filter, FindOptions, Update, UpdateOptions};
-use wemint::wechat::session_signature;
 
 use crate::deliveries::{self, DeliveryKind};
 use crate::http::{Request, Response};
@@ -549,13 +549,13 @@ async fn generate_link(suite: &Suite, req: &Request, kind: &str) -> Response {
     }
 }
 
-/// `paySig` over `uri&body` with the AppKey (lowercase hex HMAC-SHA256).
+/// `paySig` over `uri&body` with the AppKey (`wemint::pay::xpay`). A body that is not UTF-8
+/// cannot have been signed by a client, so it gets a signature nobody matches.
 fn pay_sig(appkey: &str, uri: &str, body: &[u8]) -> String {
-    let mut msg = Vec::with_capacity(uri.len() + 1 + body.len());
-    msg.extend_from_slice(uri.as_bytes());
-    msg.push(b'&');
-    msg.extend_from_slice(body);
-    session_signature(appkey, &msg)
+    match std::str::from_utf8(body) {
+        Ok(text) => xpay_sig::pay_sig(&xpay_sig::AppKey::new(appkey), uri, text),
+        Err(_) => String::from("-"),
+    }
 }
 
 fn sig_eq(a: &str, b: &str) -> bool {
@@ -749,7 +749,7 @@ pub async fn request_virtual_payment(
     let signature = body["signature"].as_str().unwrap_or_default();
     let Some(session) = sessions.iter().find(|doc| {
         let key = doc["sessionKey"].as_str().unwrap_or_default();
-        sig_eq(signature, &session_signature(key, sign_data.as_bytes()))
+        sig_eq(signature, &xpay_sig::user_signature(key, sign_data))
     }) else {
         return fail(268_490_003, "signature error (user session_key)");
     };

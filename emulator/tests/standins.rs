@@ -589,3 +589,108 @@ async fn the_wechat_client_works_against_the_stand_in() {
     }
     suite.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_payment_and_the_xpay_client() {
+    use wemint::pay::xpay::{
+        AppKey, Env, Mode, OrderRef, OrderStatus, RefundRequest, SignData, XpayClient,
+        virtual_payment,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite(&dir, 0.001).await;
+    let base = suite.base_url();
+    let k = &suite.keys;
+    // The user logs in (the stand-in remembers the session_key xpay's signature uses).
+    let code = post(&format!("{base}/dev/login"), json!({"user": "erin"})).await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let session = get(&format!(
+        "{base}/sns/jscode2session?appid={}&secret={}&js_code={code}&grant_type=authorization_code",
+        k.appid, k.appsecret
+    ))
+    .await;
+    let session_key = session["session_key"].as_str().unwrap();
+    let sign_data = SignData {
+        offer_id: k.xpay_offer_id.clone(),
+        buy_quantity: 1,
+        env: Env::Production,
+        currency_type: "CNY".into(),
+        product_id: Some("vip-monthly".into()),
+        goods_price: Some(1800),
+        out_trade_no: "XP20261123000001".into(),
+        attach: "order:1".into(),
+    };
+    let app_key = AppKey::new(k.xpay_appkey.clone());
+    let params = virtual_payment(&sign_data, Mode::Goods, &app_key, session_key).unwrap();
+    let params = serde_json::to_value(&params).unwrap();
+
+    // A wrong user signature is refused; the right one pays (no user named: found by signature).
+    let mut forged = params.clone();
+    forged["signature"] = json!("00".repeat(32));
+    let r = reqwest::Client::new()
+        .post(format!("{base}/dev/pay"))
+        .json(&json!({"channel": "xpay", "params": forged}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let paid = post(
+        &format!("{base}/dev/pay"),
+        json!({"channel": "xpay", "params": params}),
+    )
+    .await;
+    assert_eq!(paid["ok"], true, "{paid}");
+
+    let token = post(
+        &format!("{base}/cgi-bin/stable_token"),
+        json!({"grant_type": "client_credential", "appid": k.appid, "secret": k.appsecret}),
+    )
+    .await;
+    let token = token["access_token"].as_str().unwrap();
+    let client = XpayClient::new(&base, app_key, Env::Production)
+        .unwrap()
+        .with_retry(wemint::outbound::Retry::none());
+    let order_ref = OrderRef::OrderId("XP20261123000001".into());
+    let order = client
+        .query_order(token, &k.openid_for("erin"), &order_ref)
+        .await
+        .unwrap();
+    assert!(order.status().is_paid());
+    assert_eq!((order.paid_fee, order.left_fee), (1800, 1800));
+    client
+        .notify_provide_goods(token, &order_ref)
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .query_order(token, &k.openid_for("erin"), &order_ref)
+            .await
+            .unwrap()
+            .status(),
+        OrderStatus::Delivered
+    );
+    let refund = RefundRequest {
+        openid: k.openid_for("erin"),
+        order: order_ref.clone(),
+        refund_order_id: "XPR2026112301".into(),
+        left_fee: 1800,
+        refund_fee: 1800,
+        biz_meta: String::new(),
+        refund_reason: "0".into(),
+        req_from: "1".into(),
+    };
+    let result = client.refund_order(token, &refund).await.unwrap();
+    assert_eq!(result.pay_order_id, "XP20261123000001");
+    assert!(
+        client.refund_order(token, &refund).await.is_err(),
+        "the same refund id refunds once"
+    );
+    let after = client
+        .query_order(token, &k.openid_for("erin"), &order_ref)
+        .await
+        .unwrap();
+    assert_eq!(after.status(), OrderStatus::Refunded);
+    assert_eq!(after.left_fee, 0);
+    suite.shutdown().await;
+}
