@@ -58,6 +58,12 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
     let response = match (req.method.clone(), req.path.as_str()) {
         (Method::GET, "/sns/jscode2session") => code2session(suite, req).await,
         (Method::POST, "/cgi-bin/stable_token") => stable_token(suite, req).await,
+        (Method::GET, "/wxa/checksession") => {
+            if let Err(denied) = check_token(suite, req).await {
+                return Some(denied);
+            }
+            check_session(suite, req).await
+        }
         (Method::POST, path)
             if path.starts_with("/wxa/")
                 || path.starts_with("/cgi-bin/")
@@ -106,6 +112,29 @@ pub async fn mint_code(suite: &Suite, user: &str) -> Result<Value, Response> {
         .await
         .map_err(internal)?;
     Ok(json!({"code": code, "user": user, "openid": openid, "expiresAt": now + CODE_TTL_SECS}))
+}
+
+/// `checkSessionKey`: `signature` = hex HMAC-SHA256(session_key, "") of the user's current
+/// session_key; 87009 otherwise.
+async fn check_session(suite: &Suite, req: &Request) -> Response {
+    if req.param("sig_method").as_deref() != Some("hmac_sha256") {
+        return wx_error(87009, "invalid signature method");
+    }
+    let openid = req.param("openid").unwrap_or_default();
+    let session = match suite.store.get(SESSIONS, &openid).await {
+        Ok(Some(doc)) => doc,
+        Ok(None) => return wx_error(40003, "invalid openid"),
+        Err(e) => return internal(e),
+    };
+    let expected = xpay_sig::user_signature(session["sessionKey"].as_str().unwrap_or_default(), "");
+    if req
+        .param("signature")
+        .is_some_and(|s| sig_eq(&s, &expected))
+    {
+        ok(json!({}))
+    } else {
+        wx_error(87009, "invalid signature")
+    }
 }
 
 /// Mints a phone-number button code for a dev user (`POST /dev/phoneCode {user, phone}`).

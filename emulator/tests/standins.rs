@@ -471,6 +471,12 @@ async fn the_wechat_client_works_against_the_stand_in() {
         .to_owned();
     let session = client.code2session(&code).await.unwrap();
     assert_eq!(session.openid, k.openid_for("dave"));
+    assert!(
+        client
+            .check_session_key(&session.openid, &session.session_key)
+            .await
+            .unwrap()
+    );
     assert!(matches!(
         client.code2session(&code).await,
         Err(WechatError::Api { .. }) | Err(_)
