@@ -180,6 +180,43 @@ impl Client {
     }
 }
 
+/// What the suite's outgoing notifications for `reference` (an out_trade_no or a refund
+/// number) went through, for a step that waited in vain.
+async fn delivery_story(client: &Client, reference: &str) -> String {
+    let url = format!("{}/dev/deliveries?ref={reference}", client.base);
+    let Ok(res) = client.http.get(url).send().await else {
+        return String::new();
+    };
+    let Ok(docs) = res.json::<Vec<Value>>().await else {
+        return String::new();
+    };
+    if docs.is_empty() {
+        return format!("; no notification was sent for {reference}");
+    }
+    docs.iter()
+        .map(|d| {
+            let attempts = d["attempts"].as_array().cloned().unwrap_or_default();
+            let last =
+                attempts
+                    .last()
+                    .map_or("none yet".to_owned(), |a| match a["status"].as_u64() {
+                        Some(status) => {
+                            format!("HTTP {status} {}", a["reply"].as_str().unwrap_or_default())
+                        }
+                        None => a["error"].as_str().unwrap_or("no answer").to_owned(),
+                    });
+            format!(
+                "; {} {} is {} after {} attempt(s), last: {}",
+                d["kind"].as_str().unwrap_or_default(),
+                d["event"].as_str().unwrap_or_default(),
+                d["state"].as_str().unwrap_or_default(),
+                attempts.len(),
+                short(&Value::String(last))
+            )
+        })
+        .collect()
+}
+
 async fn poll<F, Fut>(timeout: Duration, mut check: F) -> Result<Value, String>
 where
     F: FnMut() -> Fut,
@@ -256,6 +293,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         async {
             let (token, data) = client.login("alice").await?;
             ctx.alice = Some(token);
+            ctx.alice_openid = data["user"]["openid"].as_str().map(str::to_owned);
             Ok((format!("user {}", short(&data["user"])), data))
         }
         .await
@@ -318,6 +356,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
             return Err(format!("expected a wxpay payment, got {}", short(&data["payment"])));
         }
         ctx.physical_order = data["order"]["id"].as_str().map(str::to_owned);
+        ctx.physical_no = data["order"]["outTradeNo"].as_str().map(str::to_owned);
         ctx.physical_params = Some(data["payment"]["params"].clone());
         Ok((format!("order {} total ¥{:.2}", data["order"]["id"], data["order"]["totalFen"].as_i64().unwrap_or(0) as f64 / 100.0), data))
     }.await);
@@ -365,7 +404,16 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
                         .then_some(d["order"].clone()))
                 }
             })
-            .await?;
+            .await;
+            let order = match order {
+                Ok(o) => o,
+                Err(e) => {
+                    return Err(format!(
+                        "{e}{}",
+                        delivery_story(&client, ctx.physical_no.as_deref().unwrap_or("-")).await
+                    ));
+                }
+            };
             Ok((format!("status {}", order["status"]), order))
         }
         .await
@@ -380,6 +428,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
             return Err(format!("expected an xpay payment, got {}", short(&data["payment"])));
         }
         ctx.vip_order = data["order"]["id"].as_str().map(str::to_owned);
+        ctx.vip_no = data["order"]["outTradeNo"].as_str().map(str::to_owned);
         ctx.vip_params = Some(data["payment"]["params"].clone());
         Ok((format!("order {}", data["order"]["id"]), data))
     }.await);
@@ -424,7 +473,16 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
                         .then_some(d["order"].clone()))
                 }
             })
-            .await?;
+            .await;
+            let order = match order {
+                Ok(o) => o,
+                Err(e) => {
+                    return Err(format!(
+                        "{e}{}",
+                        delivery_story(&client, ctx.vip_no.as_deref().unwrap_or("-")).await
+                    ));
+                }
+            };
             Ok((format!("status {}", order["status"]), order))
         }
         .await
@@ -493,8 +551,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
     );
     step!("post an image (upload → ugcUpload.create → media_check_async → wxa_media_check push)", async {
         let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
-        let (_, who) = client.post("alice", "/dev/whoami", &json!({}), None).await?;
-        let openid = who["openid"].as_str().unwrap_or_default().to_owned();
+        let openid = ctx.alice_openid.clone().ok_or("not run: the login step failed")?;
         let path = format!("ugc/{openid}/sunset.png");
         let res = client
             .http
@@ -530,7 +587,12 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
                 let d = client.call("alice", Some(&token), "createOrder", json!({"action": "get", "orderId": id})).await?;
                 Ok((d["order"]["status"] == json!("refunded")).then_some(d["order"].clone()))
             }
-        }).await?;
+        }).await;
+        let refund_no = r["refund"]["refundNo"].as_str().or(r["refund"]["outRefundNo"].as_str()).unwrap_or("-").to_owned();
+        let order = match order {
+            Ok(o) => o,
+            Err(e) => return Err(format!("{e}{}", delivery_story(&client, &refund_no).await)),
+        };
         Ok((format!("refund {} → order {}", short(&r["refund"]["status"]), order["status"]), order))
     }.await);
     report
@@ -539,9 +601,12 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
 #[derive(Default)]
 struct Ctx {
     alice: Option<String>,
+    alice_openid: Option<String>,
     admin: Option<String>,
     physical_order: Option<String>,
     physical_params: Option<Value>,
+    physical_no: Option<String>,
+    vip_no: Option<String>,
     vip_order: Option<String>,
     vip_params: Option<Value>,
 }

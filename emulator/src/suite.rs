@@ -178,7 +178,10 @@ fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> SuiteError {
 impl Suite {
     /// Prepares the state directory, keys, store and seed, binds the port and starts serving
     /// (stand-ins, gateway, deliveries, functions).
-    pub async fn start(options: SuiteOptions) -> Result<Arc<Suite>, SuiteError> {
+    pub async fn start(mut options: SuiteOptions) -> Result<Arc<Suite>, SuiteError> {
+        // Absolute, so the functions (and `wemint-dev env` output) find the store from anywhere.
+        options.root = std::path::absolute(&options.root)
+            .map_err(|e| io_err("cannot resolve", &options.root, e))?;
         std::fs::create_dir_all(options.root.join("storage"))
             .map_err(|e| io_err("cannot create", &options.root, e))?;
         let (keys, _created) = DevKeys::load_or_create(&options.root.join("keys.json"))?;
@@ -514,6 +517,23 @@ async fn dev(suite: &Suite, req: &Request) -> Option<Response> {
                 "functions": suite.functions.status().await,
             }),
         ),
+        (&Method::GET, "/dev/deliveries") => {
+            let filter = match req.param("ref") {
+                Some(r) => Filter::eq("ref", r),
+                None => Filter::all_of([]),
+            };
+            let options = wemint::store::FindOptions::new()
+                .sort_desc("createdAt")
+                .limit(50);
+            match suite
+                .store
+                .find(deliveries::DELIVERIES, &filter, &options)
+                .await
+            {
+                Ok(docs) => Response::json(StatusCode::OK, &docs),
+                Err(e) => internal(e),
+            }
+        }
         (&Method::GET, "/dev/whoami") => {
             let user = dev_user(req);
             Response::json(
