@@ -251,6 +251,7 @@ impl Sleeper for NoSleep {
 
 struct Setup {
     client: PayClient,
+    base_url: String,
     stand_in: Arc<StandIn>,
     sleeps: Arc<NoSleep>,
     clock: Arc<FixedClock>,
@@ -297,7 +298,7 @@ async fn setup(public_key_mode: bool) -> Setup {
     let base_url = serve(stand_in.clone()).await;
     let verifier = Verifier::new();
     let mut config = PayClientConfig::new("https://example.com/pay/notify");
-    config.base_url = base_url;
+    config.base_url = base_url.clone();
     if public_key_mode {
         let id = c["public_key_id"].as_str().unwrap();
         verifier.add_public_key(
@@ -326,6 +327,7 @@ async fn setup(public_key_mode: bool) -> Setup {
         );
     Setup {
         client,
+        base_url,
         stand_in,
         sleeps,
         clock,
@@ -576,4 +578,50 @@ async fn stand_in_notifications_round_trip_through_the_client() {
     let mut tampered = signed.body.clone();
     tampered[10] ^= 1;
     assert!(client.parse_notification(&headers, &tampered).is_err());
+}
+
+#[tokio::test]
+async fn client_from_typed_settings() {
+    let Setup { base_url, .. } = setup(true).await;
+    let c = common();
+    let config = wemint::config::Config::from_vars([
+        ("WECHATPAY_MCHID", c["mchid"].as_str().unwrap().to_owned()),
+        (
+            "WECHATPAY_MERCHANT_SERIAL",
+            c["merchant_serial_no"].as_str().unwrap().to_owned(),
+        ),
+        (
+            "WECHATPAY_PRIVATE_KEY",
+            read("keys/merchant_private_key.pem"),
+        ),
+        (
+            "WECHATPAY_APIV3_KEY",
+            c["apiv3_key"].as_str().unwrap().to_owned(),
+        ),
+        (
+            "WECHATPAY_PUBLIC_KEY",
+            read("keys/wechatpay_public_key.pem"),
+        ),
+        (
+            "WECHATPAY_PUBLIC_KEY_ID",
+            c["public_key_id"].as_str().unwrap().to_owned(),
+        ),
+        (
+            "WECHATPAY_PLATFORM_CERTS",
+            read("keys/platform_certificate.pem"),
+        ),
+        ("WECHATPAY_API_BASE", base_url),
+        (
+            "WECHATPAY_NOTIFY_URL",
+            "https://example.com/pay/notify".to_owned(),
+        ),
+    ]);
+    let settings = config.wechat_pay().unwrap();
+    let client = PayClient::from_settings(&settings)
+        .unwrap()
+        .with_clock(Arc::new(FixedClock::new(NOW)));
+    assert!(client.verifier().has_public_key());
+    assert_eq!(client.verifier().certificate_count(), 1);
+    let t = client.query_by_out_trade_no("ORD123456").await.unwrap();
+    assert_eq!(t.mchid, "1959139582");
 }

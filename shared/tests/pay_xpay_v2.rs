@@ -566,3 +566,33 @@ async fn v2_unifiedorder_against_stand_in() {
     ));
     assert!(v2::REPLY_SUCCESS.contains("SUCCESS"));
 }
+
+#[tokio::test]
+async fn xpay_client_from_typed_settings_signs_with_the_configured_appkey() {
+    let v = json_file("xpay.json");
+    let handler: Arc<Handler> = Arc::new(move |_, target, body| {
+        let q = query_params(target);
+        let sig = xpay::pay_sig(
+            &AppKey::new(s(&json_file("xpay.json"), "app_key")),
+            "/xpay/notify_provide_goods",
+            std::str::from_utf8(body).unwrap(),
+        );
+        let parsed: Value = serde_json::from_slice(body).unwrap();
+        let ok = q.get("pay_sig") == Some(&sig) && parsed["env"] == 1;
+        (
+            200,
+            json!({"errcode": if ok { 0 } else { 268490003 }, "errmsg": "x"}).to_string(),
+        )
+    });
+    let base = serve(handler).await;
+    let config = wemint::config::Config::from_vars([
+        ("XPAY_APPKEY", s(&v, "app_key")),
+        ("XPAY_OFFER_ID", "8384331751"),
+        ("XPAY_ENV", "1"),
+    ]);
+    let client = XpayClient::from_settings(&config.xpay().unwrap(), &base).unwrap();
+    client
+        .notify_provide_goods("AT", &OrderRef::OrderId("VP12345678".into()))
+        .await
+        .unwrap();
+}

@@ -223,6 +223,15 @@ impl Env {
     }
 }
 
+impl From<crate::config::XpayEnv> for Env {
+    fn from(env: crate::config::XpayEnv) -> Self {
+        match env {
+            crate::config::XpayEnv::Production => Self::Production,
+            crate::config::XpayEnv::Sandbox => Self::Sandbox,
+        }
+    }
+}
+
 impl Serialize for Env {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_i32(self.as_i32())
@@ -517,6 +526,18 @@ impl XpayClient {
             env,
             retry: Retry::default(),
         })
+    }
+
+    /// A client from the typed `XPAY_*` settings and the WeChat API base (`WECHAT_API_BASE`).
+    pub fn from_settings(
+        settings: &crate::config::XpaySettings,
+        api_base: &str,
+    ) -> Result<Self, XpayError> {
+        Self::new(
+            api_base,
+            AppKey::new(settings.appkey.expose().clone()),
+            Env::from(settings.env),
+        )
     }
 
     /// Use another retry policy.

@@ -59,6 +59,14 @@ impl ApiV3Key {
         })
     }
 
+    /// Build from the raw 32 key bytes (as `config::WechatPaySettings::apiv3_key` holds them).
+    pub fn from_bytes(key: &[u8; 32]) -> Result<Self, AeadError> {
+        let unbound = UnboundKey::new(&AES_256_GCM, key).map_err(|_| AeadError::KeyLength(32))?;
+        Ok(Self {
+            key: LessSafeKey::new(unbound),
+        })
+    }
+
     /// Decrypt a resource to bytes.
     pub fn decrypt(
         &self,

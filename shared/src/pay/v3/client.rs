@@ -13,7 +13,7 @@ use http::{HeaderMap, Method, StatusCode};
 
 use super::aead::ApiV3Key;
 use super::certs::{CertificateError, RefreshSchedule, decrypt_certificates};
-use super::keys::{KeyError, PlatformCertificate};
+use super::keys::{KeyError, PlatformCertificate, RsaSigningKey, VerifyingKey};
 use super::models::{
     ErrorBody, JsapiOrder, PrepayResponse, Refund, RefundOrder, Transaction, ValidationError,
     check_id,
@@ -200,6 +200,32 @@ impl PayClient {
             refresh,
             refresh_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Build everything from the typed `WECHATPAY_*` settings: merchant key, verifier (public key
+    /// and/or platform certificates; none means download), APIv3 key, base URL, notify URL.
+    pub fn from_settings(settings: &crate::config::WechatPaySettings) -> Result<Self, PayError> {
+        let key = RsaSigningKey::from_pkcs8_der(settings.private_key_pkcs8_der.expose())?;
+        let signer = Arc::new(MerchantSigner::new(
+            &settings.mchid,
+            &settings.merchant_serial,
+            key,
+        ));
+        let verifier = Verifier::new();
+        if let Some(pk) = &settings.public_key {
+            verifier.add_public_key(&pk.id, VerifyingKey::from_der(&pk.spki_der)?);
+        }
+        for der in &settings.platform_certs_der {
+            verifier.add_certificate(PlatformCertificate::from_der(der)?);
+        }
+        let apiv3 = Arc::new(
+            ApiV3Key::from_bytes(settings.apiv3_key.expose())
+                .map_err(|e| PayError::Config(e.to_string()))?,
+        );
+        let mut config = PayClientConfig::new(settings.notify_url.clone().unwrap_or_default());
+        config.base_url = settings.api_base.clone();
+        config.public_key_id = settings.public_key.as_ref().map(|pk| pk.id.clone());
+        Self::new(config, signer, verifier, apiv3)
     }
 
     /// Use another clock (tests).
