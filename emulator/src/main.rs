@@ -143,6 +143,32 @@ async fn up(args: &Args) -> Result<(), String> {
         };
         println!("    {name:<13} {:<40} {state}", path.display());
     }
+    println!("\n  starting the functions (health check through the gateway):");
+    let alice = suite.keys.openid_for("alice");
+    for (name, _) in FUNCTIONS {
+        let started = std::time::Instant::now();
+        let result = wemint_emulator::gateway::call(
+            &suite,
+            &alice,
+            name,
+            serde_json::json!({"action": "health"}),
+            None,
+        )
+        .await;
+        match result {
+            Ok(reply) if reply["ok"] == serde_json::json!(true) => {
+                println!(
+                    "    {name:<13} ready in {} ms",
+                    started.elapsed().as_millis()
+                );
+            }
+            Ok(reply) => println!("    {name:<13} answered {reply}"),
+            Err(r) => println!(
+                "    {name:<13} NOT READY: {}",
+                String::from_utf8_lossy(&r.body)
+            ),
+        }
+    }
     println!("\n  environment the functions get (full values: wemint-dev env):");
     for (k, v) in suite.function_env() {
         println!("    {k}={}", redact(&k, &v));
