@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wemint::store::sqlite::SqliteStore;
+use wemint::store::sqlite::{SqliteStore, Synchronous};
 use wemint::store::{Filter, Store, Update, UpdateOptions};
 
 fn report(label: &str, ops: u64, elapsed: Duration) {
@@ -168,12 +168,14 @@ async fn dispatch_overhead(calls: u64) {
 
 /// The same conditional transition written directly against rusqlite on the calling thread:
 /// what the Store adds (JSON handling, dispatch) is the difference.
-fn raw_rusqlite_transition(path: &std::path::Path, ops: u64) -> Duration {
+fn raw_rusqlite_transition(path: &std::path::Path, synchronous: &str, ops: u64) -> Duration {
     let mut db = rusqlite::Connection::open(path).unwrap();
     db.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
         .unwrap();
     db.execute_batch(
-        "PRAGMA synchronous=FULL; CREATE TABLE orders (_id TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+        &format!(
+            "PRAGMA synchronous={synchronous}; CREATE TABLE orders (_id TEXT PRIMARY KEY, doc TEXT NOT NULL);"
+        ),
     )
     .unwrap();
     db.execute(
@@ -233,10 +235,24 @@ fn main() {
             ops,
             single_writer_inc(&store, ops).await,
         );
+        let normal = SqliteStore::open_with(dir.path().join("normal.db"), Synchronous::Normal)
+            .await
+            .unwrap();
+        report(
+            "sqlite file synchronous=normal, 1 writer, transition",
+            ops,
+            single_writer_transition(&normal, ops).await,
+        );
         report(
             "raw rusqlite on the caller's thread, same transition",
             ops,
-            raw_rusqlite_transition(&dir.path().join("raw.db"), ops),
+            raw_rusqlite_transition(&dir.path().join("raw.db"), "FULL", ops),
+        );
+        // What the per-commit fsync costs (the store keeps FULL: see docs/collections.md).
+        report(
+            "raw rusqlite, same, synchronous=NORMAL (no fsync/commit)",
+            ops,
+            raw_rusqlite_transition(&dir.path().join("raw-normal.db"), "NORMAL", ops),
         );
         let memory = SqliteStore::open_in_memory().await.unwrap();
         report(

@@ -354,6 +354,22 @@ async fn open_selects_backend_by_uri() {
         open("redis://x").await,
         Err(StoreError::InvalidQuery(_))
     ));
+    let dir = tempfile::tempdir().unwrap();
+    let fast = open(&format!(
+        "sqlite:{}?synchronous=normal",
+        dir.path().join("n.db").display()
+    ))
+    .await
+    .unwrap();
+    fast.insert("c", json!({"_id": "x"})).await.unwrap();
+    assert!(
+        dir.path().join("n.db").exists(),
+        "the query is not part of the file name"
+    );
+    assert!(matches!(
+        open("sqlite:/tmp/x.db?mode=ro").await,
+        Err(StoreError::InvalidQuery(_))
+    ));
     let err = open("sqlite:/nonexistent-dir/x/y.db").await.unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
     #[cfg(feature = "mongodb")]

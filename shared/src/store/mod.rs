@@ -347,13 +347,8 @@ pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
         let store = if rest == ":memory:" {
             sqlite::SqliteStore::open_in_memory().await?
         } else {
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            if path.is_empty() {
-                return Err(StoreError::InvalidQuery(
-                    "`sqlite:` URI needs a file path or `:memory:`".into(),
-                ));
-            }
-            sqlite::SqliteStore::open(path).await?
+            let (path, synchronous) = sqlite_location(rest)?;
+            sqlite::SqliteStore::open_with(path, synchronous).await?
         };
         return Ok(Arc::new(store));
     }
@@ -364,6 +359,30 @@ pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
         "unsupported store URI scheme in `{}`: expected `sqlite:PATH`, `sqlite::memory:`, `mongodb://…` or `mongodb+srv://…`",
         redact_uri(uri)
     )))
+}
+
+/// `PATH` or `PATH?synchronous=full|normal` (the only option), after `sqlite:`.
+fn sqlite_location(rest: &str) -> Result<(&str, sqlite::Synchronous), StoreError> {
+    let (path, query) = match rest.rsplit_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    let path = path.strip_prefix("//").unwrap_or(path);
+    if path.is_empty() {
+        return Err(StoreError::InvalidQuery(
+            "`sqlite:` URI needs a file path or `:memory:`".into(),
+        ));
+    }
+    let synchronous = match query.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("synchronous=full") => sqlite::Synchronous::Full,
+        Some("synchronous=normal") => sqlite::Synchronous::Normal,
+        Some(other) => {
+            return Err(StoreError::InvalidQuery(format!(
+                "unknown `sqlite:` option `{other}`: only `synchronous=full` or `synchronous=normal`"
+            )));
+        }
+    };
+    Ok((path, synchronous))
 }
 
 #[cfg(feature = "mongodb")]
@@ -392,6 +411,24 @@ pub fn redact_uri(uri: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_uris_parse() {
+        use sqlite::Synchronous::{Full, Normal};
+        assert_eq!(sqlite_location("/tmp/a.db").unwrap(), ("/tmp/a.db", Full));
+        assert_eq!(sqlite_location("///tmp/a.db").unwrap(), ("/tmp/a.db", Full));
+        assert_eq!(
+            sqlite_location("data/a.db?synchronous=normal").unwrap(),
+            ("data/a.db", Normal)
+        );
+        assert_eq!(
+            sqlite_location("a.db?synchronous=FULL").unwrap(),
+            ("a.db", Full)
+        );
+        assert!(sqlite_location("a.db?cache=shared").is_err());
+        assert!(sqlite_location("?synchronous=normal").is_err());
+        assert!(sqlite_location("").is_err());
+    }
 
     #[test]
     fn redacts_credentials() {

@@ -55,14 +55,45 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
+/// When a commit reaches the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// fsync at every commit: an acknowledged write survives power loss. The default, because
+    /// an order marked paid must stay paid.
+    #[default]
+    Full,
+    /// fsync only at checkpoints: survives a process crash, may lose the last commits on power
+    /// loss. Tens of times faster on slow disks; for the emulator and tests
+    /// (`sqlite:PATH?synchronous=normal`).
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path`, in WAL mode.
+    /// Opens (creating if needed) the database file at `path`, in WAL mode, with
+    /// [`Synchronous::Full`].
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, Synchronous::Full).await
+    }
+
+    /// [`SqliteStore::open`] with a chosen durability.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        synchronous: Synchronous,
+    ) -> Result<Self, StoreError> {
         let path: PathBuf = path.as_ref().to_owned();
         let location: Arc<str> = path.display().to_string().into();
         let db = blocking(move || {
             let db = Connection::open(&path).map_err(backend)?;
-            configure(&db, true)?;
+            configure(&db, true, synchronous)?;
             Ok(db)
         })
         .await?;
@@ -72,7 +103,7 @@ impl SqliteStore {
     /// A private in-memory database (gone when the store is dropped).
     pub async fn open_in_memory() -> Result<Self, StoreError> {
         let db = Connection::open_in_memory().map_err(backend)?;
-        configure(&db, false)?;
+        configure(&db, false, Synchronous::Full)?;
         Ok(Self::from_connection(db, ":memory:".into()))
     }
 
@@ -115,7 +146,7 @@ where
         .map_err(|e| StoreError::Backend(format!("sqlite worker failed: {e}")))?
 }
 
-fn configure(db: &Connection, file: bool) -> Result<(), StoreError> {
+fn configure(db: &Connection, file: bool, synchronous: Synchronous) -> Result<(), StoreError> {
     db.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
     // A dozen collections times a few statement shapes each.
     db.set_prepared_statement_cache_capacity(128);
@@ -129,8 +160,7 @@ fn configure(db: &Connection, file: bool) -> Result<(), StoreError> {
             )));
         }
     }
-    // Money state changes must survive power loss once acknowledged: fsync every commit.
-    db.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")
+    db.execute_batch(&format!("PRAGMA synchronous={};", synchronous.pragma()))
         .map_err(backend)?;
     Ok(())
 }
