@@ -15,14 +15,15 @@ use hyper_util::rt::TokioExecutor;
 
 pub use wemint_emulator::scf::{self, Outcome, RuntimeApi, ScfInstance, StartOptions};
 
-/// The six functions: (crate / binary name, deployed name).
-pub const FUNCTIONS: [(&str, &str); 6] = [
+/// The functions: (crate / binary name, deployed name).
+pub const FUNCTIONS: [(&str, &str); 7] = [
     ("login", "login"),
     ("create-order", "createOrder"),
     ("pay-notify", "payNotify"),
     ("gated-content", "gatedContent"),
     ("ugc-upload", "ugcUpload"),
     ("wx-push", "wxPush"),
+    ("reconcile", "reconcile"),
 ];
 
 /// A 32-byte session secret for tests.

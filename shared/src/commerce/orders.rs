@@ -153,6 +153,11 @@ impl Commerce {
                 "address must be an object".into(),
             ));
         }
+        if self.appid.is_empty() {
+            return Err(CommerceError::ChannelUnavailable(
+                "any (WECHAT_APPID is not set)",
+            ));
+        }
         if let Some(existing) = self.find_by_request(&caller.openid, request_id).await? {
             return self.replay(caller, existing, &input.items).await;
         }

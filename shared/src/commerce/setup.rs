@@ -68,8 +68,10 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, BoxError> {
 pub async fn from_config(config: &Config) -> Result<(Commerce, Option<Arc<PayClient>>), BoxError> {
     let clock: SharedClock = Arc::new(SystemClock);
     let store = open_store(config).await?;
-    let wechat = config.wechat()?;
-    let mut commerce = Commerce::new(store.clone(), wechat.appid.clone(), clock.clone());
+    // payNotify and reconcile of a WeChat Pay-only deployment need no Mini Program secret.
+    let wechat = optional(config.wechat())?;
+    let appid = wechat.as_ref().map(|w| w.appid.clone()).unwrap_or_default();
+    let mut commerce = Commerce::new(store.clone(), appid, clock.clone());
     let mut client = None;
     if let Some(settings) = optional(config.wechat_pay())? {
         let pay = Arc::new(pay_client(&settings, clock.clone())?);
@@ -77,6 +79,9 @@ pub async fn from_config(config: &Config) -> Result<(Commerce, Option<Arc<PayCli
         client = Some(pay);
     }
     if let Some(xpay) = optional(config.xpay())? {
+        let wechat = wechat.ok_or(ConfigError::Missing {
+            var: "WECHAT_APPID / WECHAT_APPSECRET (virtual payment server calls)".into(),
+        })?;
         let client = crate::wechat::WechatClient::new(
             crate::wechat::WechatConfig::new(
                 wechat.appid.clone(),
