@@ -35,7 +35,7 @@ pub use model::{OrderDoc, RefundDoc, RefundState, collections};
 pub use orders::{CreateInput, Created, ListInput, SearchInput};
 pub use reconcile::ReconcileReport;
 pub use refunds::RefundInput;
-pub use setup::{from_config, open_store, pay_client};
+pub use setup::{from_config, open_store};
 
 use crate::identity::{Caller, DataKey};
 use crate::pay::SharedClock;

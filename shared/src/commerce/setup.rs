@@ -3,12 +3,9 @@
 use std::sync::Arc;
 
 use super::Commerce;
-use crate::config::{Config, ConfigError, StoreSettings, WechatPaySettings};
+use crate::config::{Config, ConfigError, StoreSettings};
 use crate::identity::DataKey;
-use crate::pay::v3::{
-    ApiV3Key, MerchantSigner, PayClient, PayClientConfig, PlatformCertificate, RsaSigningKey,
-    Verifier, VerifyingKey,
-};
+use crate::pay::v3::PayClient;
 use crate::pay::{SharedClock, SystemClock};
 use crate::runtime::BoxError;
 use crate::store::{self, Store};
@@ -21,31 +18,6 @@ fn optional<T>(section: Result<T, ConfigError>) -> Result<Option<T>, ConfigError
         Err(ConfigError::Missing { .. }) => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// The v3 client for the configured merchant (public key mode, a given certificate bundle,
-/// or certificates downloaded on first use).
-pub fn pay_client(settings: &WechatPaySettings, clock: SharedClock) -> Result<PayClient, BoxError> {
-    let key = RsaSigningKey::from_pkcs8_der(settings.private_key_pkcs8_der.expose())?;
-    let signer = Arc::new(MerchantSigner::new(
-        settings.mchid.clone(),
-        settings.merchant_serial.clone(),
-        key,
-    ));
-    let verifier = Verifier::new();
-    if let Some(pk) = &settings.public_key {
-        verifier.add_public_key(&pk.id, VerifyingKey::from_der(&pk.spki_der)?);
-    }
-    for der in &settings.platform_certs_der {
-        verifier.add_certificate(PlatformCertificate::from_der(der)?);
-    }
-    let apiv3 = std::str::from_utf8(settings.apiv3_key.expose())
-        .map_err(|_| "WECHATPAY_APIV3_KEY must be 32 ASCII characters")?;
-    let apiv3 = Arc::new(ApiV3Key::new(apiv3)?);
-    let mut config = PayClientConfig::new(settings.notify_url.clone().unwrap_or_default());
-    config.base_url = settings.api_base.clone();
-    config.public_key_id = settings.public_key.as_ref().map(|k| k.id.clone());
-    Ok(PayClient::new(config, signer, verifier, apiv3)?.with_clock(clock))
 }
 
 /// Opens the store named by `WEMINT_STORE` and declares the collections' indexes.
@@ -74,7 +46,7 @@ pub async fn from_config(config: &Config) -> Result<(Commerce, Option<Arc<PayCli
     let mut commerce = Commerce::new(store.clone(), appid, clock.clone());
     let mut client = None;
     if let Some(settings) = optional(config.wechat_pay())? {
-        let pay = Arc::new(pay_client(&settings, clock.clone())?);
+        let pay = Arc::new(PayClient::from_settings(&settings)?.with_clock(clock.clone()));
         commerce = commerce.with_wxpay(pay.clone());
         client = Some(pay);
     }
@@ -90,10 +62,7 @@ pub async fn from_config(config: &Config) -> Result<(Commerce, Option<Arc<PayCli
             ),
             store,
         )?;
-        let env = match xpay.env {
-            crate::config::XpayEnv::Production => crate::pay::xpay::Env::Production,
-            crate::config::XpayEnv::Sandbox => crate::pay::xpay::Env::Sandbox,
-        };
+        let env = crate::pay::xpay::Env::from(xpay.env);
         let provider = super::gateway::XpayProvider::new(
             &wechat.api_base,
             xpay.appkey.expose(),
