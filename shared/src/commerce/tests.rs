@@ -844,3 +844,136 @@ async fn tenant_plans_extend_the_tenant_subscription() {
     assert_eq!(sub["periodEndAt"], NOW + 60 * 86_400);
     assert_eq!(sub["appliedOrders"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn refund_and_v2_notifications_apply_once() {
+    use crate::pay::v3::models::RefundNotification;
+    let w = world().await;
+    let bob = caller("bob");
+    let created = w
+        .commerce
+        .create_order(&bob, cart("c", &[("tee", 1)]))
+        .await
+        .unwrap();
+    let no = created.order.out_trade_no.clone();
+    // API v2 notification (merchant still on v2): same checks, same single transition.
+    let mut fields = crate::pay::v2::Params::new();
+    fields.insert("fee_type".into(), "CNY".into());
+    let notify = crate::pay::v2::PaymentNotify {
+        appid: APPID.into(),
+        mch_id: MCHID.into(),
+        out_trade_no: no.clone(),
+        transaction_id: "4200000001".into(),
+        total_fee: 9900,
+        openid: "bob".into(),
+        time_end: "20250615230640".into(),
+        attach: None,
+        fields,
+    };
+    let first = w.commerce.apply_v2_notification(&notify).await.unwrap();
+    assert!(matches!(first, PaymentOutcome::Applied { .. }));
+    let again = w.commerce.apply_v2_notification(&notify).await.unwrap();
+    assert!(matches!(again, PaymentOutcome::AlreadyPaid { .. }));
+    let o = order(&w, &created.order.id).await;
+    assert_eq!(
+        (o.status, o.paid_at),
+        (OrderStatus::Fulfilled, Some(1_750_000_000))
+    );
+
+    w.commerce
+        .refund(
+            &caller("admin"),
+            RefundInput {
+                order_id: o.id.clone(),
+                refund_no: "R9".into(),
+                amount_fen: None,
+                reason: None,
+            },
+        )
+        .await
+        .unwrap();
+    let refund = |mchid: &str, status: RefundStatus| RefundNotification {
+        mchid: mchid.into(),
+        out_trade_no: no.clone(),
+        transaction_id: "4200000001".into(),
+        out_refund_no: "R9".into(),
+        refund_id: "5030R9".into(),
+        refund_status: status,
+        success_time: None,
+        user_received_account: None,
+        amount: RefundAmount {
+            total: 9900,
+            refund: 9900,
+            payer_total: None,
+            payer_refund: None,
+            currency: None,
+        },
+    };
+    // Another merchant's notification changes nothing.
+    assert!(
+        !w.commerce
+            .apply_refund_notification("EV-R0", &refund("1", RefundStatus::Success))
+            .await
+            .unwrap()
+    );
+    assert_eq!(order(&w, &o.id).await.status, OrderStatus::Refunding);
+    assert!(
+        w.commerce
+            .apply_refund_notification("EV-R1", &refund(MCHID, RefundStatus::Success))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !w.commerce
+            .apply_refund_notification("EV-R1", &refund(MCHID, RefundStatus::Success))
+            .await
+            .unwrap()
+    );
+    let o = order(&w, &o.id).await;
+    assert_eq!(
+        (o.status, o.refunded_fen.get()),
+        (OrderStatus::Refunded, 9900)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_refund_returns_the_order_to_fulfilled() {
+    let w = world().await;
+    let bob = caller("bob");
+    let created = w
+        .commerce
+        .create_order(&bob, cart("c", &[("tee", 1)]))
+        .await
+        .unwrap();
+    w.commerce
+        .apply_wxpay_transaction(
+            "EV",
+            "v3_notify",
+            &transaction(&created.order.out_trade_no, 9900, "bob"),
+        )
+        .await
+        .unwrap();
+    w.commerce
+        .refund(
+            &caller("admin"),
+            RefundInput {
+                order_id: created.order.id.clone(),
+                refund_no: "RX".into(),
+                amount_fen: Some(crate::domain::money::Fen::new(100).unwrap()),
+                reason: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        w.commerce
+            .settle_refund("RX", RefundState::Closed, None)
+            .await
+            .unwrap()
+    );
+    let o = order(&w, &created.order.id).await;
+    assert_eq!(
+        (o.status, o.refunded_fen.get(), o.refunding_fen.get()),
+        (OrderStatus::Fulfilled, 0, 0)
+    );
+}
