@@ -1,8 +1,9 @@
-//! Pure business logic with no I/O: money, ids, catalog, orders, subscriptions. Functions
-//! load documents, ask this module what the next state is, and write it back with a
-//! conditional update; randomness and time are passed in.
+//! Pure business logic with no I/O: money, ids, catalog, content access, orders,
+//! subscriptions. Functions load documents, ask this module what the next state is, and write
+//! it back with a conditional update; randomness and time are passed in.
 
 pub mod catalog;
+pub mod content;
 pub mod ids;
 pub mod money;
 pub mod order;
