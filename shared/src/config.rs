@@ -494,6 +494,74 @@ impl Config {
             aes_key,
         })
     }
+
+    /// The clock every function reads time from: the system clock, moved by
+    /// `WEMINT_DEV_CLOCK_OFFSET_SECS` seconds when the emulator's dev clock has been advanced
+    /// (unset or `0` in production). Use it for every `now` so expiry follows the dev clock.
+    ///
+    /// # Errors
+    /// The offset is not an integer number of seconds.
+    pub fn clock(&self) -> Result<crate::pay::SharedClock> {
+        const VAR: &str = "WEMINT_DEV_CLOCK_OFFSET_SECS";
+        let offset_secs = match self.get(VAR) {
+            None => 0,
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| invalid(VAR, "must be an integer number of seconds"))?,
+        };
+        Ok(std::sync::Arc::new(OffsetClock { offset_secs }))
+    }
+
+    /// Where protected files are served from: the emulator's local storage when
+    /// `WEMINT_STORAGE_SIGNING_KEY` is set (with `WEMINT_STORAGE_URL`), else CloudBase storage
+    /// of the environment `WEMINT_ENV_ID` through the WeChat API (`WECHAT_*`).
+    ///
+    /// # Errors
+    /// The variables of the chosen mode missing or malformed.
+    pub fn storage(&self) -> Result<StorageSettings> {
+        match self.secret("WEMINT_STORAGE_SIGNING_KEY")? {
+            Some(signing_key) => Ok(StorageSettings::Local {
+                url: parse_url("WEMINT_STORAGE_URL", &self.required("WEMINT_STORAGE_URL")?)?
+                    .trim_end_matches('/')
+                    .to_owned(),
+                signing_key,
+            }),
+            None => Ok(StorageSettings::Cloudbase {
+                env_id: self.required("WEMINT_ENV_ID")?,
+            }),
+        }
+    }
+}
+
+/// The system clock plus a fixed offset (the emulator's dev clock); see [`Config::clock`].
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    /// Seconds added to the system time.
+    pub offset_secs: i64,
+}
+
+impl crate::pay::Clock for OffsetClock {
+    fn now_unix(&self) -> i64 {
+        crate::pay::SystemClock.now_unix() + self.offset_secs
+    }
+}
+
+/// Storage settings, see [`Config::storage`].
+#[derive(Debug)]
+pub enum StorageSettings {
+    /// The emulator's local storage: temp URLs are signed here with the shared key.
+    Local {
+        /// `WEMINT_STORAGE_URL` without a trailing `/`.
+        url: String,
+        /// `WEMINT_STORAGE_SIGNING_KEY` (used as given, as bytes).
+        signing_key: Secret<String>,
+    },
+    /// CloudBase cloud storage (temp URLs from `tcb/batchdownloadfile`).
+    Cloudbase {
+        /// `WEMINT_ENV_ID`: the CloudBase environment id.
+        env_id: String,
+    },
 }
 
 fn parse_url(var: &str, value: &str) -> Result<String> {
@@ -852,5 +920,46 @@ mod tests {
             ("XPAY_ENV", "2"),
         ]);
         assert!(bad.xpay().unwrap_err().to_string().contains("XPAY_ENV"));
+    }
+
+    #[test]
+    fn dev_clock_offset_and_storage_modes() {
+        use crate::pay::Clock as _;
+        let real = crate::pay::SystemClock.now_unix();
+        let cfg = Config::from_vars([("WEMINT_DEV_CLOCK_OFFSET_SECS", "86400")]);
+        let now = cfg.clock().unwrap().now_unix();
+        assert!((real + 86_400..real + 86_400 + 5).contains(&now));
+        let none = Config::from_vars(Vec::<(String, String)>::new());
+        assert!(none.clock().unwrap().now_unix() - real < 5);
+        let bad = Config::from_vars([("WEMINT_DEV_CLOCK_OFFSET_SECS", "1d")]);
+        assert!(bad.clock().is_err());
+
+        let local = Config::from_vars([
+            ("WEMINT_STORAGE_SIGNING_KEY", "key-value-1"),
+            ("WEMINT_STORAGE_URL", "http://127.0.0.1:9/storage/"),
+        ]);
+        let settings = local.storage().unwrap();
+        assert!(!format!("{settings:?}").contains("key-value-1"));
+        match settings {
+            StorageSettings::Local { url, signing_key } => {
+                assert_eq!(url, "http://127.0.0.1:9/storage");
+                assert_eq!(signing_key.expose(), "key-value-1");
+            }
+            other => panic!("{other:?}"),
+        }
+        let missing_url = Config::from_vars([("WEMINT_STORAGE_SIGNING_KEY", "k")]);
+        assert!(
+            missing_url
+                .storage()
+                .unwrap_err()
+                .to_string()
+                .contains("WEMINT_STORAGE_URL")
+        );
+        let cloud = Config::from_vars([("WEMINT_ENV_ID", "prod-1a2b")]);
+        assert!(matches!(
+            cloud.storage().unwrap(),
+            StorageSettings::Cloudbase { env_id } if env_id == "prod-1a2b"
+        ));
+        assert!(none.storage().is_err());
     }
 }

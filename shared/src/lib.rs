@@ -13,6 +13,7 @@ pub mod outbound;
 pub mod pay;
 pub mod ratelimit;
 pub mod runtime;
+pub mod storage;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;
