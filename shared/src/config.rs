@@ -532,7 +532,85 @@ impl Config {
             }),
         }
     }
+
+    /// Renewal reminders (subscribe messages), or `None` when `WEMINT_RENEWAL_TEMPLATE_ID`
+    /// is unset: `WEMINT_RENEWAL_REMIND_DAYS` (days before the period end, default 3, 1–30),
+    /// `WEMINT_RENEWAL_TEMPLATE_FIELDS` (template keys to values: `thing1=plan,time2=periodEnd`
+    /// by default; values are `plan`, `periodEnd`, `price`) and `WEMINT_RENEWAL_PAGE` (the
+    /// page the message opens, default `membership/pages/membership/membership`).
+    ///
+    /// # Errors
+    /// A malformed day count or field list.
+    pub fn renewal_reminders(&self) -> Result<Option<ReminderSettings>> {
+        let Some(template_id) = self.get("WEMINT_RENEWAL_TEMPLATE_ID") else {
+            return Ok(None);
+        };
+        const DAYS: &str = "WEMINT_RENEWAL_REMIND_DAYS";
+        let days = match self.get(DAYS) {
+            None => 3,
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|d| (1..=30).contains(d))
+                .ok_or_else(|| invalid(DAYS, "must be a whole number of days from 1 to 30"))?,
+        };
+        const FIELDS: &str = "WEMINT_RENEWAL_TEMPLATE_FIELDS";
+        let spec = self
+            .get(FIELDS)
+            .unwrap_or_else(|| "thing1=plan,time2=periodEnd".to_owned());
+        let mut fields = Vec::new();
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| invalid(FIELDS, "expected key=value pairs"))?;
+            let value = match value.trim() {
+                "plan" => ReminderField::Plan,
+                "periodEnd" => ReminderField::PeriodEnd,
+                "price" => ReminderField::Price,
+                _ => return Err(invalid(FIELDS, "values must be plan, periodEnd or price")),
+            };
+            fields.push((key.trim().to_owned(), value));
+        }
+        if fields.is_empty() {
+            return Err(invalid(FIELDS, "names no field"));
+        }
+        Ok(Some(ReminderSettings {
+            template_id: template_id.trim().to_owned(),
+            days,
+            fields,
+            page: self
+                .get("WEMINT_RENEWAL_PAGE")
+                .map(|p| p.trim().to_owned())
+                .unwrap_or_else(|| "membership/pages/membership/membership".to_owned()),
+        }))
+    }
 }
+
+/// Renewal reminder settings, see [`Config::renewal_reminders`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReminderSettings {
+    /// The subscribe message template.
+    pub template_id: String,
+    /// Days before the period end a reminder goes out.
+    pub days: u32,
+    /// Template keys and what fills them.
+    pub fields: Vec<(String, ReminderField)>,
+    /// Mini Program page the message opens.
+    pub page: String,
+}
+
+/// A value a renewal reminder can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReminderField {
+    /// The plan title.
+    Plan,
+    /// The period end (China time, `YYYY-MM-DD HH:MM`).
+    PeriodEnd,
+    /// The renewal price (`18.00元`).
+    Price,
+}
+
 
 /// The system clock plus a fixed offset (the emulator's dev clock); see [`Config::clock`].
 #[derive(Debug, Clone, Copy)]
@@ -961,5 +1039,40 @@ mod tests {
             StorageSettings::Cloudbase { env_id } if env_id == "prod-1a2b"
         ));
         assert!(none.storage().is_err());
+    }
+
+    #[test]
+    fn renewal_reminder_settings() {
+        assert_eq!(
+            Config::from_vars(Vec::<(String, String)>::new())
+                .renewal_reminders()
+                .unwrap(),
+            None
+        );
+        let cfg = Config::from_vars([
+            ("WEMINT_RENEWAL_TEMPLATE_ID", "tmpl-1"),
+            ("WEMINT_RENEWAL_TEMPLATE_FIELDS", "thing2=plan, amount3=price"),
+        ]);
+        let r = cfg.renewal_reminders().unwrap().unwrap();
+        assert_eq!(r.days, 3);
+        assert_eq!(
+            r.fields,
+            vec![
+                ("thing2".to_owned(), ReminderField::Plan),
+                ("amount3".to_owned(), ReminderField::Price)
+            ]
+        );
+        for (var, value) in [
+            ("WEMINT_RENEWAL_REMIND_DAYS", "0"),
+            ("WEMINT_RENEWAL_REMIND_DAYS", "x"),
+            ("WEMINT_RENEWAL_TEMPLATE_FIELDS", "thing1=nickname"),
+            ("WEMINT_RENEWAL_TEMPLATE_FIELDS", "thing1"),
+        ] {
+            let cfg = Config::from_vars([("WEMINT_RENEWAL_TEMPLATE_ID", "t"), (var, value)]);
+            assert!(
+                cfg.renewal_reminders().unwrap_err().to_string().contains(var),
+                "{var}={value}"
+            );
+        }
     }
 }

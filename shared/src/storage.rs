@@ -57,6 +57,27 @@ pub trait TokenSource: Send + Sync {
     async fn refresh(&self, rejected: &str) -> Result<String, StorageError>;
 }
 
+/// The shared WeChat token cache is the token source in production.
+#[async_trait]
+impl TokenSource for crate::wechat::WechatClient {
+    async fn token(&self) -> Result<String, StorageError> {
+        self.tokens()
+            .token()
+            .await
+            .map(|t| t.expose().to_owned())
+            .map_err(|e| StorageError::Token(e.to_string()))
+    }
+
+    async fn refresh(&self, rejected: &str) -> Result<String, StorageError> {
+        let rejected = crate::wechat::AccessToken::new(rejected.to_owned());
+        self.tokens()
+            .refresh_after_failure(&rejected)
+            .await
+            .map(|t| t.expose().to_owned())
+            .map_err(|e| StorageError::Token(e.to_string()))
+    }
+}
+
 /// Longest lifetime asked for (CloudBase's default is two hours; protected media uses less).
 pub const MAX_AGE_LIMIT_SECS: i64 = 86_400;
 

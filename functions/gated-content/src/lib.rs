@@ -1,14 +1,400 @@
-//! The `gatedContent` function: builds its handler from the `wemint` library.
+//! The `gatedContent` function: paywalled content and subscription lifecycle.
 //!
-//! Until its business logic lands it answers only what the runtime provides itself: the
-//! `health` action (name, version, run mode).
+//! - `get`: the full content when the caller is entitled (a purchase, their membership, or
+//!   their tenant's plan), else the preview and a paywall of catalog offers; protected media
+//!   only as short-lived URLs with their expiry.
+//! - `list`: contents with the caller's access state.
+//! - `entitlements`: what the caller owns and until when, their subscription and their
+//!   tenant's.
+//! - `cancelSubscription`, `changePlan`: lifecycle (see [`lifecycle`]).
+//! - `subscribeGrant` and the timer: renewal reminders as subscribe messages (see
+//!   [`reminders`]).
+//!
+//! Time comes from one clock ([`wemint::config::Config::clock`]), which follows the
+//! emulator's dev clock, so expiry happens at the right instant in development too.
 
-use wemint::runtime::Function;
+mod access;
+pub mod error;
+mod lifecycle;
+mod reminders;
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wemint::config::{Config, ReminderSettings, StorageSettings};
+use wemint::domain::content::{self, Content, ContentKind, MediaUrl};
+use wemint::identity::{Caller, SessionSigner, TrustedGateway, resolve_caller};
+use wemint::pay::SharedClock;
+use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
+use wemint::storage::{Storage, TokenSource};
+use wemint::store::{Filter, FindOptions, Store};
+use wemint::wechat::{WechatClient, WechatConfig};
+
+use access::{Plans, Scope, Standing, collections as c, subscription_view};
+use error::GatedError;
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "gatedContent";
 
+/// Default lifetime of a protected media URL: long enough to start playing, short enough
+/// that a shared link dies quickly.
+pub const DEFAULT_MEDIA_URL_TTL_SECS: i64 = 600;
+
+/// Everything built once at init.
+pub struct State {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    trusted: Option<TrustedGateway>,
+    signer: SessionSigner,
+    storage: Option<Storage>,
+    wechat: Option<WechatClient>,
+    reminders: Option<ReminderSettings>,
+    media_ttl_secs: i64,
+}
+
+impl State {
+    fn now(&self) -> i64 {
+        self.clock.now_unix()
+    }
+
+    fn caller(&self, req: &CallRequest) -> Result<Caller, ApiError> {
+        resolve_caller(
+            self.trusted,
+            req.identity.platform.as_ref(),
+            req.identity.token(),
+            &self.signer,
+            self.now(),
+        )
+        .map_err(|e| ApiError::unauthenticated(e.to_string()))
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, BoxError> {
+    let uri = match config.store()? {
+        wemint::config::StoreSettings::Sqlite { path } => format!("sqlite:{}", path.display()),
+        wemint::config::StoreSettings::SqliteMemory => "sqlite::memory:".to_owned(),
+        wemint::config::StoreSettings::Mongodb { uri } => uri.expose().clone(),
+    };
+    let store = wemint::store::open(&uri).await?;
+    wemint::store::bootstrap(store.as_ref()).await?;
+    Ok(store)
+}
+
+/// Builds the state from the configuration. Storage and WeChat are optional: without them
+/// protected media and reminders are unavailable (and say so), everything else works.
+pub async fn init(config: Config) -> Result<State, BoxError> {
+    let store = open_store(&config).await?;
+    let clock = config.clock()?;
+    let signer = SessionSigner::new(
+        config.session_secret()?.expose(),
+        SessionSigner::DEFAULT_TTL_SECS,
+    )?;
+    let wechat = match config.wechat() {
+        Ok(w) => Some(WechatClient::new(
+            WechatConfig::new(w.appid, w.appsecret.expose().clone(), Some(&w.api_base)),
+            store.clone(),
+        )?),
+        Err(wemint::config::ConfigError::Missing { var }) if var == "WECHAT_APPID" => None,
+        Err(e) => return Err(e.into()),
+    };
+    let storage = match config.storage() {
+        Ok(settings @ StorageSettings::Local { .. }) => Some(Storage::from_settings(
+            settings,
+            "",
+            None,
+            wemint::outbound::client()?,
+        )?),
+        Ok(settings @ StorageSettings::Cloudbase { .. }) => match &wechat {
+            Some(client) => {
+                let tokens: Arc<dyn TokenSource> = Arc::new(client.clone());
+                let api_base = config.wechat()?.api_base;
+                Some(Storage::from_settings(
+                    settings,
+                    &api_base,
+                    Some(tokens),
+                    wemint::outbound::client()?,
+                )?)
+            }
+            None => return Err("CloudBase storage (WEMINT_ENV_ID) needs WECHAT_APPID and WECHAT_APPSECRET".into()),
+        },
+        // Neither mode configured: content without media still works.
+        Err(wemint::config::ConfigError::Missing { var }) if var == "WEMINT_ENV_ID" => None,
+        Err(e) => return Err(e.into()),
+    };
+    let reminders = config.renewal_reminders()?;
+    if reminders.is_some() && wechat.is_none() {
+        return Err("renewal reminders (WEMINT_RENEWAL_TEMPLATE_ID) need WECHAT_APPID and WECHAT_APPSECRET".into());
+    }
+    Ok(State {
+        store,
+        clock,
+        trusted: config.trust_platform_identity()?,
+        signer,
+        storage,
+        wechat,
+        reminders,
+        media_ttl_secs: DEFAULT_MEDIA_URL_TTL_SECS,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GetInput {
+    content_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListInput {
+    #[serde(default)]
+    kind: Option<ContentKind>,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ScopeInput {
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ChangePlanInput {
+    plan: String,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GrantInput {
+    template_ids: Vec<String>,
+}
+
+fn scope(name: Option<&str>) -> Result<Scope, GatedError> {
+    match name {
+        None | Some("user") => Ok(Scope::User),
+        Some("tenant") => Ok(Scope::Tenant),
+        Some(other) => Err(GatedError::BadRequest(format!(
+            "scope must be `user` or `tenant`, not `{other}`"
+        ))),
+    }
+}
+
+async fn load_content(state: &State, id: &str) -> Result<Content, GatedError> {
+    let valid = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid {
+        return Err(GatedError::ContentNotFound(id.to_owned()));
+    }
+    state
+        .store
+        .get_as::<Content>(c::CONTENTS, id)
+        .await?
+        .ok_or_else(|| GatedError::ContentNotFound(id.to_owned()))
+}
+
+/// Temp URLs for the media a view shows, all with the same expiry.
+async fn media_urls(
+    state: &State,
+    file_ids: &[String],
+) -> Result<std::collections::HashMap<String, MediaUrl>, GatedError> {
+    if file_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let storage = state.storage.as_ref().ok_or(GatedError::NoStorage)?;
+    let urls = storage
+        .temp_urls(file_ids, state.media_ttl_secs, state.now())
+        .await
+        .map_err(GatedError::Media)?;
+    Ok(urls
+        .into_iter()
+        .map(|u| {
+            (
+                u.file_id,
+                MediaUrl {
+                    url: u.url,
+                    expires_at: u.expires_at,
+                },
+            )
+        })
+        .collect())
+}
+
+async fn get(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
+    let caller = state.caller(&req)?;
+    let input: GetInput = req.parse()?;
+    let content = load_content(&state, &input.content_id).await?;
+    let now = state.now();
+    let plans = Plans::load(&state.store).await.map_err(GatedError::from)?;
+    let standing = Standing::load(&state.store, &caller)
+        .await
+        .map_err(GatedError::from)?;
+    let holdings = standing.holdings(now, &plans);
+    match content::decide(&content, &holdings, &plans.lookup()) {
+        Some(via) => {
+            let view = content.full_view();
+            let urls = media_urls(&state, &view.media_file_ids()).await?;
+            Ok(json!({
+                "content": view.into_json(&|id| urls.get(id).cloned()),
+                "access": "granted",
+                "via": via,
+            }))
+        }
+        None => {
+            let view = content.preview_view();
+            let urls = media_urls(&state, &view.media_file_ids()).await?;
+            let catalog = access::active_catalog(&state.store)
+                .await
+                .map_err(GatedError::from)?;
+            let offers = content::offers(&content, &catalog, &plans.lookup());
+            Ok(json!({
+                "content": view.into_json(&|id| urls.get(id).cloned()),
+                "access": "locked",
+                "paywall": {"offers": offers},
+            }))
+        }
+    }
+}
+
+const LIST_DEFAULT: u64 = 20;
+const LIST_MAX: u64 = 50;
+
+async fn list(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
+    let caller = state.caller(&req)?;
+    let input: ListInput = req.parse()?;
+    let limit = input.limit.unwrap_or(LIST_DEFAULT);
+    if !(1..=LIST_MAX).contains(&limit) {
+        return Err(GatedError::BadRequest(format!("limit must be 1 to {LIST_MAX}")).into());
+    }
+    let filter = match input.kind {
+        Some(kind) => Filter::eq("kind", kind.as_str()),
+        None => Filter::All,
+    };
+    let contents: Vec<Content> = state
+        .store
+        .find_as(
+            c::CONTENTS,
+            &filter,
+            &FindOptions::new().sort_desc("publishedAt").limit(limit),
+        )
+        .await
+        .map_err(GatedError::from)?;
+    let now = state.now();
+    let plans = Plans::load(&state.store).await.map_err(GatedError::from)?;
+    let holdings = Standing::load(&state.store, &caller)
+        .await
+        .map_err(GatedError::from)?
+        .holdings(now, &plans);
+    let items: Vec<Value> = contents
+        .iter()
+        .map(|content| {
+            let via = content::decide(content, &holdings, &plans.lookup());
+            let mut v = json!({
+                "id": content.id,
+                "title": content.title,
+                "kind": content.kind.as_str(),
+                "summary": content.summary,
+                "access": if via.is_some() { "granted" } else { "locked" },
+            });
+            if let Some(via) = via {
+                v["via"] = json!(via);
+            }
+            v
+        })
+        .collect();
+    Ok(json!({ "contents": items }))
+}
+
+async fn entitlements(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
+    let caller = state.caller(&req)?;
+    let now = state.now();
+    let plans = Plans::load(&state.store).await.map_err(GatedError::from)?;
+    let standing = Standing::load(&state.store, &caller)
+        .await
+        .map_err(GatedError::from)?;
+    let user_sub = standing.user.as_ref().map(|s| &s.sub);
+    let items: Vec<Value> = standing
+        .entitlements
+        .iter()
+        .map(|e| {
+            let kind = e["kind"].as_str().unwrap_or_default();
+            let mut v = json!({"sku": e["sku"], "kind": kind, "grantedAt": e["grantedAt"]});
+            // A membership lasts as long as the subscription: its period end is the truth.
+            let expires = match (kind, user_sub) {
+                ("membership", Some(sub)) => sub.period_end(),
+                _ => e["expiresAt"].as_i64(),
+            };
+            if let Some(at) = expires {
+                v["expiresAt"] = json!(at);
+                v["active"] = json!(now < at);
+            } else {
+                v["active"] = json!(true);
+            }
+            for field in ["content", "plan", "balance"] {
+                if let Some(x) = e.get(field).filter(|x| !x.is_null()) {
+                    v[field] = x.clone();
+                }
+            }
+            v
+        })
+        .collect();
+    let mut out = json!({ "entitlements": items });
+    if let Some(sub) = user_sub {
+        out["subscription"] = subscription_view(sub, now, &plans);
+    }
+    if let Some((tenant, Some(stored))) = &standing.tenant {
+        let mut v = subscription_view(&stored.sub, now, &plans);
+        v["tenant"] = json!(tenant);
+        out["tenantSubscription"] = v;
+    }
+    Ok(out)
+}
+
+async fn cancel_subscription(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
+    let caller = state.caller(&req)?;
+    let input: ScopeInput = req.parse()?;
+    let scope = scope(input.scope.as_deref())?;
+    Ok(lifecycle::cancel(&state.store, &caller, scope, state.now()).await?)
+}
+
+async fn change_plan(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
+    let caller = state.caller(&req)?;
+    let input: ChangePlanInput = req.parse()?;
+    let scope = scope(input.scope.as_deref())?;
+    Ok(lifecycle::change_plan(&state.store, &caller, scope, &input.plan, state.now()).await?)
+}
+
+async fn subscribe_grant(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
+    let caller = state.caller(&req)?;
+    let input: GrantInput = req.parse()?;
+    let grants =
+        reminders::record_grants(&state.store, &caller.openid, &input.template_ids, state.now())
+            .await?;
+    Ok(json!({ "grants": grants }))
+}
+
 /// The function value `main` runs; tests build it the same way.
-pub fn function() -> Function<()> {
-    Function::new(NAME, env!("CARGO_PKG_VERSION"))
+pub fn function() -> Function<State> {
+    Function::with_init(NAME, env!("CARGO_PKG_VERSION"), init)
+        .callable("get", get)
+        .callable("list", list)
+        .callable("entitlements", entitlements)
+        .callable("cancelSubscription", cancel_subscription)
+        .callable("changePlan", change_plan)
+        .callable("subscribeGrant", subscribe_grant)
+        .default_action("get")
+        .timer(|state: Arc<State>, _timer| async move {
+            let (Some(settings), Some(wechat)) = (&state.reminders, &state.wechat) else {
+                return Ok::<_, ApiError>(json!({"reminders": "not configured"}));
+            };
+            let report = reminders::sweep(&state.store, wechat, settings, state.now()).await?;
+            tracing::info!(?report, "renewal reminders");
+            Ok(json!({ "reminders": report }))
+        })
 }

@@ -1,0 +1,90 @@
+//! The function's errors and the public codes they map to (`docs/errors.md`).
+
+use http::StatusCode;
+use wemint::runtime::ApiError;
+use wemint::store::StoreError;
+use wemint::storage::StorageError;
+
+/// Public error codes of `gatedContent`.
+pub mod codes {
+    /// No content with that id.
+    pub const CONTENT_NOT_FOUND: &str = "CONTENT_NOT_FOUND";
+    /// The caller has no subscription of that scope.
+    pub const SUBSCRIPTION_NOT_FOUND: &str = "SUBSCRIPTION_NOT_FOUND";
+    /// The subscription has run out: buy the plan again instead.
+    pub const SUBSCRIPTION_EXPIRED: &str = "SUBSCRIPTION_EXPIRED";
+    /// No plan with that id.
+    pub const PLAN_NOT_FOUND: &str = "PLAN_NOT_FOUND";
+    /// Not a change this subscription can make (same tier, other kind of plan).
+    pub const PLAN_CHANGE_INVALID: &str = "PLAN_CHANGE_INVALID";
+    /// Protected media could not be given a temp URL right now.
+    pub const MEDIA_UNAVAILABLE: &str = "MEDIA_UNAVAILABLE";
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum GatedError {
+    /// See [`codes::CONTENT_NOT_FOUND`].
+    #[error("content {0} does not exist")]
+    ContentNotFound(String),
+    /// See [`codes::SUBSCRIPTION_NOT_FOUND`].
+    #[error("no {0} subscription")]
+    SubscriptionNotFound(&'static str),
+    /// See [`codes::SUBSCRIPTION_EXPIRED`].
+    #[error("the subscription has expired; buy the plan to start a new one")]
+    SubscriptionExpired,
+    /// See [`codes::PLAN_NOT_FOUND`].
+    #[error("plan {0} does not exist")]
+    PlanNotFound(String),
+    /// See [`codes::PLAN_CHANGE_INVALID`].
+    #[error("{0}")]
+    PlanChangeInvalid(String),
+    /// The caller's tenant role does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request data is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// See [`codes::MEDIA_UNAVAILABLE`].
+    #[error("media is unavailable: {0}")]
+    Media(#[source] StorageError),
+    /// Protected media exists but no storage is configured.
+    #[error("no storage is configured for protected media")]
+    NoStorage,
+    /// The store failed, or kept changing under a conditional write.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<GatedError> for ApiError {
+    fn from(e: GatedError) -> Self {
+        let message = e.to_string();
+        match e {
+            GatedError::ContentNotFound(_) => {
+                ApiError::new(codes::CONTENT_NOT_FOUND, StatusCode::NOT_FOUND, message)
+            }
+            GatedError::SubscriptionNotFound(_) => {
+                ApiError::new(codes::SUBSCRIPTION_NOT_FOUND, StatusCode::NOT_FOUND, message)
+            }
+            GatedError::SubscriptionExpired => {
+                ApiError::new(codes::SUBSCRIPTION_EXPIRED, StatusCode::CONFLICT, message)
+            }
+            GatedError::PlanNotFound(_) => {
+                ApiError::new(codes::PLAN_NOT_FOUND, StatusCode::NOT_FOUND, message)
+            }
+            GatedError::PlanChangeInvalid(_) => {
+                ApiError::new(codes::PLAN_CHANGE_INVALID, StatusCode::CONFLICT, message)
+            }
+            GatedError::Forbidden(_) => ApiError::forbidden(message),
+            GatedError::BadRequest(_) => ApiError::bad_request(message),
+            GatedError::Media(source) => ApiError::new(
+                codes::MEDIA_UNAVAILABLE,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "protected media is unavailable right now; retry shortly",
+            )
+            .with_source(source),
+            GatedError::NoStorage => ApiError::internal(message),
+            GatedError::Store(source) => ApiError::internal(source),
+        }
+    }
+}

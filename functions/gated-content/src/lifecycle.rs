@@ -1,0 +1,191 @@
+//! Subscription lifecycle actions: cancel (access until the period end) and plan changes
+//! (a downgrade is scheduled for the period end; an upgrade is quoted with proration and
+//! bought through createOrder, whose fulfilment applies it).
+//!
+//! Writes are conditional on the document's `version`, the same optimistic concurrency
+//! commerce's renewals use, so a cancel racing a paid renewal never loses either.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use wemint::domain::subscription::{Subscription, SubscriptionError};
+use wemint::identity::{Caller, TenantRole};
+use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
+
+use crate::access::{Plans, Scope, StoredSubscription, collections as c, load_subscription, subject};
+use crate::error::GatedError;
+
+const WRITE_RETRIES: usize = 5;
+
+/// The subscription id the caller may manage in `scope`. Tenant plans are managed by the
+/// tenant's owner and admins.
+pub(crate) fn managed_subject(caller: &Caller, scope: Scope) -> Result<String, GatedError> {
+    match scope {
+        Scope::User => Ok(subject(Scope::User, &caller.openid)),
+        Scope::Tenant => {
+            let tenant = caller
+                .tenant
+                .as_ref()
+                .ok_or(GatedError::SubscriptionNotFound("tenant"))?;
+            if tenant.role < TenantRole::Admin {
+                return Err(GatedError::Forbidden(
+                    "only the tenant's owner or an admin can change its plan".into(),
+                ));
+            }
+            Ok(subject(Scope::Tenant, &tenant.id))
+        }
+    }
+}
+
+/// What a change did, for the reply.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Change {
+    /// Nothing needed writing (already in that state).
+    Unchanged,
+    /// Written.
+    Written,
+}
+
+/// Loads the subscription, lets `apply` change it, and writes the change if there is one,
+/// retrying when a concurrent write moved the version.
+async fn modify<T>(
+    store: &Arc<dyn Store>,
+    id: &str,
+    scope: Scope,
+    now: i64,
+    plans: &Plans,
+    apply: impl Fn(&mut Subscription) -> Result<T, GatedError>,
+) -> Result<(Subscription, T, Change), GatedError> {
+    for _ in 0..WRITE_RETRIES {
+        let StoredSubscription { sub, version, .. } = load_subscription(store, id)
+            .await?
+            .ok_or(GatedError::SubscriptionNotFound(scope.name()))?;
+        if !sub.state(now, &plans.lookup()).has_access() {
+            return Err(GatedError::SubscriptionExpired);
+        }
+        let mut changed = sub.clone();
+        let out = apply(&mut changed)?;
+        if changed == sub {
+            return Ok((changed, out, Change::Unchanged));
+        }
+        let mut update = Update::new()
+            .set("renewPlan", changed.renew_plan.as_str())
+            .inc("version", 1);
+        update = match changed.canceled_at {
+            Some(at) => update.set("canceledAt", at),
+            None => update.unset("canceledAt"),
+        };
+        let filter = Filter::id(id).and(Filter::eq("version", version.map_or(Value::Null, Value::from)));
+        if store
+            .update_one(c::SUBSCRIPTIONS, &filter, &update, UpdateOptions::default())
+            .await?
+            .is_some()
+        {
+            return Ok((changed, out, Change::Written));
+        }
+    }
+    Err(GatedError::Store(StoreError::Backend(format!(
+        "subscription {id} kept changing; giving up after {WRITE_RETRIES} tries"
+    ))))
+}
+
+/// `cancelSubscription`: no renewal expected; access continues to the period end. Canceling
+/// twice keeps the first cancellation time.
+pub(crate) async fn cancel(
+    store: &Arc<dyn Store>,
+    caller: &Caller,
+    scope: Scope,
+    now: i64,
+) -> Result<Value, GatedError> {
+    let id = managed_subject(caller, scope)?;
+    let plans = Plans::load(store).await?;
+    let (sub, (), change) = modify(store, &id, scope, now, &plans, |sub| {
+        sub.cancel(now);
+        Ok(())
+    })
+    .await?;
+    if change == Change::Written {
+        tracing::info!(subscription = %id, "subscription canceled");
+    }
+    Ok(json!({ "subscription": crate::access::subscription_view(&sub, now, &plans) }))
+}
+
+fn plan_change_error(e: SubscriptionError) -> GatedError {
+    match e {
+        SubscriptionError::Expired => GatedError::SubscriptionExpired,
+        SubscriptionError::UnknownPlan(p) => GatedError::PlanNotFound(p),
+        other => GatedError::PlanChangeInvalid(other.to_string()),
+    }
+}
+
+/// `changePlan`: a lower tier is scheduled for the period end (`renewPlan`); a higher tier
+/// is quoted (the prorated difference in fen for the rest of the paid time) and bought
+/// through createOrder; the current plan again undoes a scheduled downgrade.
+pub(crate) async fn change_plan(
+    store: &Arc<dyn Store>,
+    caller: &Caller,
+    scope: Scope,
+    to: &str,
+    now: i64,
+) -> Result<Value, GatedError> {
+    let id = managed_subject(caller, scope)?;
+    let plans = Plans::load(store).await?;
+    let target = plans
+        .get(to)
+        .ok_or_else(|| GatedError::PlanNotFound(to.to_owned()))?;
+    if target.seats.is_some() != (scope == Scope::Tenant) {
+        return Err(GatedError::PlanChangeInvalid(format!(
+            "plan {to} is not a {} plan",
+            scope.name()
+        )));
+    }
+    let stored = load_subscription(store, &id)
+        .await?
+        .ok_or(GatedError::SubscriptionNotFound(scope.name()))?;
+    let lookup = plans.lookup();
+    let current_id = stored
+        .sub
+        .plan_at(now, &lookup)
+        .ok_or(GatedError::SubscriptionExpired)?;
+    let current = plans
+        .get(&current_id)
+        .ok_or_else(|| GatedError::PlanNotFound(current_id.clone()))?;
+    if target.tier > current.tier {
+        let quote = stored
+            .sub
+            .upgrade_quote(&target, now, &lookup)
+            .map_err(plan_change_error)?;
+        return Ok(json!({
+            "change": "upgrade",
+            "quote": {
+                "plan": target.id,
+                "fromPlan": current.id,
+                "amountFen": quote,
+                "quotedAt": now,
+                "periodEndAt": stored.sub.period_end(),
+            },
+            "subscription": crate::access::subscription_view(&stored.sub, now, &plans),
+        }));
+    }
+    let (sub, change, _) = modify(store, &id, scope, now, &plans, |sub| {
+        if target.id == current_id {
+            if sub.renew_plan == target.id {
+                return Err(GatedError::PlanChangeInvalid(format!(
+                    "already on plan {to}"
+                )));
+            }
+            sub.renew_plan = target.id.clone();
+            return Ok("kept");
+        }
+        sub.schedule_downgrade(&target, now, &lookup)
+            .map_err(plan_change_error)?;
+        Ok("downgrade")
+    })
+    .await?;
+    tracing::info!(subscription = %id, change, to, "plan change");
+    Ok(json!({
+        "change": change,
+        "effectiveAt": sub.period_end(),
+        "subscription": crate::access::subscription_view(&sub, now, &plans),
+    }))
+}

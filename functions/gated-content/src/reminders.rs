@@ -1,0 +1,429 @@
+//! Renewal reminders as subscribe messages.
+//!
+//! WeChat lets a Mini Program send one subscribe message per grant: each time the user
+//! accepts a template in `wx.requestSubscribeMessage`, one credit. Grants are kept in
+//! `subscribe_grants` (`_id` = `<openid>:<templateId>`, `credits`), recorded by the
+//! `subscribeGrant` action. The timer finds subscriptions whose period ends within the
+//! configured days and sends one reminder per subscription and period end
+//! (`renewal_reminders`, `_id` = `<subscription>@<periodEnd>`), only while a credit is left.
+//! A renewal moves the period end, so the next period gets its own reminder.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use wemint::config::{ReminderField, ReminderSettings};
+use wemint::domain::subscription::{Subscription, SubscriptionState};
+use wemint::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions};
+use wemint::wechat::{ErrCode, SubscribeMessage, WechatClient};
+
+use crate::access::{Plans, collections as c};
+use crate::error::GatedError;
+
+/// Grants ledger.
+pub(crate) const GRANTS: &str = "subscribe_grants";
+/// Reminders sent (one per subscription and period end).
+pub(crate) const REMINDERS: &str = "renewal_reminders";
+
+const DAY: i64 = 86_400;
+/// `thing` template values are limited to 20 characters.
+const THING_MAX_CHARS: usize = 20;
+
+/// Records that `openid` accepted each template once more (one credit each).
+pub(crate) async fn record_grants(
+    store: &Arc<dyn Store>,
+    openid: &str,
+    template_ids: &[String],
+    now: i64,
+) -> Result<Vec<Value>, GatedError> {
+    if template_ids.is_empty() || template_ids.len() > 3 {
+        return Err(GatedError::BadRequest(
+            "templateIds: 1 to 3 accepted template ids (one wx.requestSubscribeMessage)".into(),
+        ));
+    }
+    let ok = |t: &String| {
+        (1..=128).contains(&t.len())
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if !template_ids.iter().all(ok) {
+        return Err(GatedError::BadRequest(
+            "templateIds must be WeChat template ids".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for template in template_ids {
+        let doc = store
+            .update_one(
+                GRANTS,
+                &Filter::id(format!("{openid}:{template}")),
+                &Update::new()
+                    .inc("credits", 1)
+                    .set("lastGrantedAt", now)
+                    .set_on_insert("openid", openid)
+                    .set_on_insert("templateId", template.as_str()),
+                UpdateOptions::upsert(),
+            )
+            .await?
+            .unwrap_or_default();
+        out.push(json!({"templateId": template, "credits": doc["credits"]}));
+    }
+    Ok(out)
+}
+
+/// Why a send failed.
+#[derive(Debug)]
+pub(crate) enum SendFailure {
+    /// 43101: the user has no grant left at WeChat.
+    Refused,
+    /// Anything else (logged; the credit is kept for the next run).
+    Other(String),
+}
+
+/// Sends subscribe messages; the WeChat client in production.
+pub(crate) trait ReminderSender: Send + Sync {
+    fn send<'a>(
+        &'a self,
+        message: &'a SubscribeMessage,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SendFailure>> + Send + 'a>>;
+}
+
+impl ReminderSender for WechatClient {
+    fn send<'a>(
+        &'a self,
+        message: &'a SubscribeMessage,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SendFailure>> + Send + 'a>> {
+        Box::pin(async move {
+            match self.send_subscribe_message(message).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.errcode() == Some(ErrCode::UserRefused) => Err(SendFailure::Refused),
+                Err(e) => Err(SendFailure::Other(e.to_string())),
+            }
+        })
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SweepReport {
+    /// Subscriptions ending within the window.
+    pub(crate) due: u32,
+    /// Reminders sent now.
+    pub(crate) sent: u32,
+    /// Already reminded for this period.
+    pub(crate) already_sent: u32,
+    /// No grant (credit) to send with.
+    pub(crate) no_grant: u32,
+    /// WeChat said the user has no grant (credits reset).
+    pub(crate) refused: u32,
+    /// Sending failed; retried on the next run.
+    pub(crate) failed: u32,
+}
+
+/// China Standard Time `YYYY-MM-DD HH:MM`, the format `time` template fields take.
+fn cst(unix: i64) -> String {
+    let offset = time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.to_offset(offset).format(&fmt).ok())
+        .unwrap_or_default()
+}
+
+fn message_data(
+    settings: &ReminderSettings,
+    plan_title: &str,
+    price_fen: i64,
+    period_end: i64,
+) -> BTreeMap<String, String> {
+    settings
+        .fields
+        .iter()
+        .map(|(key, field)| {
+            let value = match field {
+                ReminderField::Plan => plan_title.chars().take(THING_MAX_CHARS).collect(),
+                ReminderField::PeriodEnd => cst(period_end),
+                ReminderField::Price => format!("{}.{:02}元", price_fen / 100, price_fen % 100),
+            };
+            (key.clone(), value)
+        })
+        .collect()
+}
+
+/// Who is reminded: the member, or a tenant plan's owner.
+async fn recipient(
+    store: &Arc<dyn Store>,
+    id: &str,
+    doc: &Value,
+) -> Result<Option<String>, StoreError> {
+    if let Some(openid) = id.strip_prefix("user:") {
+        return Ok(Some(openid.to_owned()));
+    }
+    if let Some(tenant) = id.strip_prefix("tenant:") {
+        let owner = store.get(c::TENANTS, tenant).await?.and_then(|t| {
+            t["ownerOpenid"]
+                .as_str()
+                .or_else(|| t["owner"].as_str())
+                .map(str::to_owned)
+        });
+        return Ok(owner);
+    }
+    Ok(doc["owner"].as_str().map(str::to_owned))
+}
+
+/// One timer run: reminds every subscription whose paid (or trial) time ends within
+/// `settings.days` of `now` and that is not canceled, once per period end, when the
+/// recipient has a grant.
+pub(crate) async fn sweep(
+    store: &Arc<dyn Store>,
+    sender: &dyn ReminderSender,
+    settings: &ReminderSettings,
+    now: i64,
+) -> Result<SweepReport, GatedError> {
+    let horizon = now + i64::from(settings.days) * DAY;
+    let plans = Plans::load(store).await?;
+    let docs = store
+        .find(
+            c::SUBSCRIPTIONS,
+            &Filter::gt("periodEndAt", now).and(Filter::lte("periodEndAt", horizon)),
+            &FindOptions::new().sort_asc("periodEndAt").limit(500),
+        )
+        .await?;
+    let mut report = SweepReport::default();
+    for doc in docs {
+        let id = doc["_id"].as_str().unwrap_or_default().to_owned();
+        let Ok(sub) = serde_json::from_value::<Subscription>(doc.clone()) else {
+            tracing::warn!(subscription = %id, "subscription document does not fit; skipped");
+            continue;
+        };
+        let Some(period_end) = sub.period_end().filter(|e| *e > now && *e <= horizon) else {
+            continue;
+        };
+        if !matches!(
+            sub.state(now, &plans.lookup()),
+            SubscriptionState::Active | SubscriptionState::Trial
+        ) {
+            continue;
+        }
+        report.due += 1;
+        let Some(openid) = recipient(store, &id, &doc).await? else {
+            continue;
+        };
+        let reminder_id = format!("{id}@{period_end}");
+        if store.get(REMINDERS, &reminder_id).await?.is_some() {
+            report.already_sent += 1;
+            continue;
+        }
+        let grant = Filter::id(format!("{openid}:{}", settings.template_id));
+        let claimed = store
+            .update_one(
+                GRANTS,
+                &grant.clone().and(Filter::gt("credits", 0)),
+                &Update::new().inc("credits", -1),
+                UpdateOptions::default(),
+            )
+            .await?;
+        if claimed.is_none() {
+            report.no_grant += 1;
+            continue;
+        }
+        let refund = || async {
+            store
+                .update_one(GRANTS, &grant, &Update::new().inc("credits", 1), UpdateOptions::default())
+                .await
+        };
+        let record = json!({
+            "_id": reminder_id, "subscription": id, "openid": openid,
+            "periodEndAt": period_end, "templateId": settings.template_id,
+            "status": "sending", "createdAt": now,
+        });
+        match store.insert(REMINDERS, record).await {
+            Ok(_) => {}
+            Err(StoreError::DuplicateKey { .. }) => {
+                refund().await?;
+                report.already_sent += 1;
+                continue;
+            }
+            Err(e) => {
+                refund().await?;
+                return Err(e.into());
+            }
+        }
+        let renew = plans.get(&sub.renew_plan);
+        let message = SubscribeMessage {
+            touser: openid.clone(),
+            template_id: settings.template_id.clone(),
+            page: Some(settings.page.clone()),
+            data: message_data(
+                settings,
+                renew.as_ref().map_or(sub.renew_plan.as_str(), |p| p.title.as_str()),
+                renew.as_ref().map_or(0, |p| p.price_fen.get()),
+                period_end,
+            ),
+            miniprogram_state: None,
+            lang: None,
+        };
+        match sender.send(&message).await {
+            Ok(()) => {
+                store
+                    .update_one(
+                        REMINDERS,
+                        &Filter::id(reminder_id.as_str()),
+                        &Update::new().set("status", "sent").set("sentAt", now),
+                        UpdateOptions::default(),
+                    )
+                    .await?;
+                report.sent += 1;
+            }
+            Err(failure) => {
+                // Not sent: forget the claim so a later run (or a new grant) can send it.
+                store
+                    .delete_one(REMINDERS, &Filter::id(reminder_id.as_str()))
+                    .await?;
+                match failure {
+                    SendFailure::Refused => {
+                        store
+                            .update_one(GRANTS, &grant, &Update::new().set("credits", 0), UpdateOptions::default())
+                            .await?;
+                        report.refused += 1;
+                    }
+                    SendFailure::Other(reason) => {
+                        tracing::warn!(subscription = %id, %reason, "renewal reminder not sent");
+                        refund().await?;
+                        report.failed += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use wemint::domain::money::Fen;
+    use wemint::domain::subscription::Plan;
+
+    struct Recorder {
+        sent: Mutex<Vec<SubscribeMessage>>,
+        refuse: bool,
+    }
+
+    impl ReminderSender for Recorder {
+        fn send<'a>(
+            &'a self,
+            message: &'a SubscribeMessage,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SendFailure>> + Send + 'a>>
+        {
+            Box::pin(async move {
+                if self.refuse {
+                    return Err(SendFailure::Refused);
+                }
+                self.sent.lock().unwrap().push(message.clone());
+                Ok(())
+            })
+        }
+    }
+
+    const T0: i64 = 1_800_000_000;
+
+    fn settings() -> ReminderSettings {
+        ReminderSettings {
+            template_id: "tmpl".into(),
+            days: 3,
+            fields: vec![
+                ("thing1".into(), ReminderField::Plan),
+                ("time2".into(), ReminderField::PeriodEnd),
+                ("amount3".into(), ReminderField::Price),
+            ],
+            page: "membership/pages/membership/membership".into(),
+        }
+    }
+
+    async fn store_with_subscription(canceled: bool) -> Arc<dyn Store> {
+        let store = wemint::store::open("sqlite::memory:").await.unwrap();
+        let vip = Plan {
+            id: "vip".into(),
+            title: "VIP 会员 月卡 with a rather long name".into(),
+            tier: 1,
+            period_days: 30,
+            price_fen: Fen::new(1800).unwrap(),
+            trial_days: 0,
+            past_due_days: 0,
+            grace_days: 0,
+            seats: None,
+        };
+        let mut doc = serde_json::to_value(&vip).unwrap();
+        doc["_id"] = json!("vip");
+        store.insert(c::PLANS, doc).await.unwrap();
+        let mut sub = Subscription::start(&vip, T0, false);
+        sub.apply_renewal(&vip, "o1", T0, &|_: &str| Some(vip.clone()));
+        if canceled {
+            sub.cancel(T0 + 1);
+        }
+        let mut doc = serde_json::to_value(&sub).unwrap();
+        doc["_id"] = json!("user:o-alice");
+        doc["periodEndAt"] = json!(sub.period_end());
+        doc["version"] = json!(1);
+        store.insert(c::SUBSCRIPTIONS, doc).await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn reminds_once_per_period_and_only_with_a_grant() {
+        let store = store_with_subscription(false).await;
+        let sender = Recorder {
+            sent: Mutex::new(Vec::new()),
+            refuse: false,
+        };
+        let end = T0 + 30 * DAY;
+        // Too early: outside the three-day window.
+        let r = sweep(&store, &sender, &settings(), end - 4 * DAY).await.unwrap();
+        assert_eq!(r.due, 0);
+        // In the window, but no grant yet.
+        let r = sweep(&store, &sender, &settings(), end - 2 * DAY).await.unwrap();
+        assert_eq!((r.due, r.no_grant, r.sent), (1, 1, 0));
+        record_grants(&store, "o-alice", &["tmpl".into()], T0).await.unwrap();
+        record_grants(&store, "o-alice", &["tmpl".into()], T0).await.unwrap();
+        let r = sweep(&store, &sender, &settings(), end - 2 * DAY).await.unwrap();
+        assert_eq!(r.sent, 1);
+        let r = sweep(&store, &sender, &settings(), end - DAY).await.unwrap();
+        assert_eq!((r.sent, r.already_sent), (0, 1), "once per period");
+        let sent = sender.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].touser, "o-alice");
+        assert_eq!(sent[0].data["thing1"].chars().count(), 20);
+        assert_eq!(sent[0].data["amount3"], "18.00元");
+        assert_eq!(sent[0].data["time2"], cst(end));
+        let grant = store.get(GRANTS, "o-alice:tmpl").await.unwrap().unwrap();
+        assert_eq!(grant["credits"], 1, "one credit used, one left");
+    }
+
+    #[tokio::test]
+    async fn canceled_subscriptions_are_not_reminded_and_refusal_resets_credits() {
+        let store = store_with_subscription(true).await;
+        let sender = Recorder {
+            sent: Mutex::new(Vec::new()),
+            refuse: true,
+        };
+        record_grants(&store, "o-alice", &["tmpl".into()], T0).await.unwrap();
+        let end = T0 + 30 * DAY;
+        let r = sweep(&store, &sender, &settings(), end - DAY).await.unwrap();
+        assert_eq!(r, SweepReport::default());
+
+        let store = store_with_subscription(false).await;
+        record_grants(&store, "o-alice", &["tmpl".into()], T0).await.unwrap();
+        let r = sweep(&store, &sender, &settings(), end - DAY).await.unwrap();
+        assert_eq!(r.refused, 1);
+        assert_eq!(store.get(GRANTS, "o-alice:tmpl").await.unwrap().unwrap()["credits"], 0);
+        assert!(store.get(REMINDERS, &format!("user:o-alice@{end}")).await.unwrap().is_none());
+        assert!(
+            record_grants(&store, "o-alice", &[], T0).await.is_err()
+                && record_grants(&store, "o-alice", &["bad id".into()], T0).await.is_err()
+        );
+    }
+}
