@@ -44,7 +44,14 @@ pub fn collections() -> Vec<(&'static str, Vec<IndexSpec>)> {
             ],
         ),
         ("entitlements", vec![IndexSpec::unique(["openid", "sku"])]),
-        ("subscriptions", vec![IndexSpec::unique(["subscriber"])]),
+        (
+            "subscriptions",
+            vec![
+                IndexSpec::unique(["subscriber"]),
+                // The renewal reminder timer looks for periods ending soon.
+                IndexSpec::non_unique(["periodEndAt"]),
+            ],
+        ),
         (
             "refunds",
             vec![
@@ -55,6 +62,13 @@ pub fn collections() -> Vec<(&'static str, Vec<IndexSpec>)> {
         (
             "contents",
             vec![IndexSpec::non_unique(["kind", "publishedAt"])],
+        ),
+        // Subscribe-message grants (`_id` = `<openid>:<templateId>`, `credits`).
+        ("subscribe_grants", vec![IndexSpec::non_unique(["openid"])]),
+        // One renewal reminder per subscription and period end (`_id` = `<subscription>@<end>`).
+        (
+            "renewal_reminders",
+            vec![IndexSpec::non_unique(["subscription"])],
         ),
         (
             "posts",
