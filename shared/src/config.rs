@@ -611,7 +611,6 @@ pub enum ReminderField {
     Price,
 }
 
-
 /// The system clock plus a fixed offset (the emulator's dev clock); see [`Config::clock`].
 #[derive(Debug, Clone, Copy)]
 pub struct OffsetClock {
@@ -1051,7 +1050,10 @@ mod tests {
         );
         let cfg = Config::from_vars([
             ("WEMINT_RENEWAL_TEMPLATE_ID", "tmpl-1"),
-            ("WEMINT_RENEWAL_TEMPLATE_FIELDS", "thing2=plan, amount3=price"),
+            (
+                "WEMINT_RENEWAL_TEMPLATE_FIELDS",
+                "thing2=plan, amount3=price",
+            ),
         ]);
         let r = cfg.renewal_reminders().unwrap().unwrap();
         assert_eq!(r.days, 3);
@@ -1070,7 +1072,10 @@ mod tests {
         ] {
             let cfg = Config::from_vars([("WEMINT_RENEWAL_TEMPLATE_ID", "t"), (var, value)]);
             assert!(
-                cfg.renewal_reminders().unwrap_err().to_string().contains(var),
+                cfg.renewal_reminders()
+                    .unwrap_err()
+                    .to_string()
+                    .contains(var),
                 "{var}={value}"
             );
         }

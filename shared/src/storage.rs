@@ -239,10 +239,7 @@ impl Storage {
                 file_ids
                     .iter()
                     .map(|id| {
-                        let tag = aws_lc_rs::hmac::sign(
-                            key,
-                            format!("{id}\n{expires}").as_bytes(),
-                        );
+                        let tag = aws_lc_rs::hmac::sign(key, format!("{id}\n{expires}").as_bytes());
                         let expires_text = expires.to_string();
                         let sign = hex::encode(tag.as_ref());
                         let url = reqwest::Url::parse_with_params(
@@ -387,7 +384,10 @@ mod tests {
     #[tokio::test]
     async fn local_urls_are_signed_and_expire() {
         let id = "cloud://dev.wemint-dev/media/ep 1.mp3".to_owned();
-        let urls = local().temp_urls(&[id.clone()], 600, 1_000).await.unwrap();
+        let urls = local()
+            .temp_urls(std::slice::from_ref(&id), 600, 1_000)
+            .await
+            .unwrap();
         assert_eq!(urls[0].expires_at, 1_600);
         assert!(urls[0].url.starts_with("http://127.0.0.1:9/storage/temp?"));
         let q = query(&urls[0].url);
@@ -395,7 +395,10 @@ mod tests {
         assert_eq!(q["expires"], "1600");
         // Same value as the emulator's own signer: HMAC-SHA256 over "id\nexpires", hex.
         assert_eq!(q["sign"], sign_local(b"dev-key", &id, 1_600));
-        assert_eq!(verify_local(b"dev-key", &id, 1_600, &q["sign"], 1_599), Ok(()));
+        assert_eq!(
+            verify_local(b"dev-key", &id, 1_600, &q["sign"], 1_599),
+            Ok(())
+        );
         assert_eq!(
             verify_local(b"dev-key", &id, 1_600, &q["sign"], 1_600),
             Err(LocalUrlError::Expired)
@@ -464,7 +467,9 @@ mod tests {
                             let path = req.uri().path().to_owned();
                             let body = req.into_body().collect().await.unwrap().to_bytes();
                             let body: Value = serde_json::from_slice(&body).unwrap();
-                            log.lock().unwrap().push(json!({"path": path, "query": query, "body": body}));
+                            log.lock()
+                                .unwrap()
+                                .push(json!({"path": path, "query": query, "body": body}));
                             let reply = if query.contains("access_token=old") {
                                 json!({"errcode": 42001, "errmsg": "access_token expired"})
                             } else {

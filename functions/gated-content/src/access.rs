@@ -57,7 +57,9 @@ impl Plans {
         let plans: Vec<Plan> = store
             .find_as(c::PLANS, &Filter::All, &FindOptions::new().limit(1000))
             .await?;
-        Ok(Plans(plans.into_iter().map(|p| (p.id.clone(), p)).collect()))
+        Ok(Plans(
+            plans.into_iter().map(|p| (p.id.clone(), p)).collect(),
+        ))
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<Plan> {
@@ -84,13 +86,9 @@ pub(crate) async fn load_subscription(
         return Ok(None);
     };
     let version = doc.get("version").and_then(Value::as_i64);
-    let sub = serde_json::from_value(doc).map_err(|e| {
-        StoreError::InvalidDocument(format!("subscription {id} does not fit: {e}"))
-    })?;
-    Ok(Some(StoredSubscription {
-        sub,
-        version,
-    }))
+    let sub = serde_json::from_value(doc)
+        .map_err(|e| StoreError::InvalidDocument(format!("subscription {id} does not fit: {e}")))?;
+    Ok(Some(StoredSubscription { sub, version }))
 }
 
 /// What the caller holds, as loaded once per request.

@@ -2,8 +2,8 @@
 
 use http::StatusCode;
 use wemint::runtime::ApiError;
-use wemint::store::StoreError;
 use wemint::storage::StorageError;
+use wemint::store::StoreError;
 
 /// Public error codes of `gatedContent`.
 pub mod codes {
@@ -63,9 +63,11 @@ impl From<GatedError> for ApiError {
             GatedError::ContentNotFound(_) => {
                 ApiError::new(codes::CONTENT_NOT_FOUND, StatusCode::NOT_FOUND, message)
             }
-            GatedError::SubscriptionNotFound(_) => {
-                ApiError::new(codes::SUBSCRIPTION_NOT_FOUND, StatusCode::NOT_FOUND, message)
-            }
+            GatedError::SubscriptionNotFound(_) => ApiError::new(
+                codes::SUBSCRIPTION_NOT_FOUND,
+                StatusCode::NOT_FOUND,
+                message,
+            ),
             GatedError::SubscriptionExpired => {
                 ApiError::new(codes::SUBSCRIPTION_EXPIRED, StatusCode::CONFLICT, message)
             }

@@ -116,7 +116,12 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
                     wemint::outbound::client()?,
                 )?)
             }
-            None => return Err("CloudBase storage (WEMINT_ENV_ID) needs WECHAT_APPID and WECHAT_APPSECRET".into()),
+            None => {
+                return Err(
+                    "CloudBase storage (WEMINT_ENV_ID) needs WECHAT_APPID and WECHAT_APPSECRET"
+                        .into(),
+                );
+            }
         },
         // Neither mode configured: content without media still works.
         Err(wemint::config::ConfigError::Missing { var }) if var == "WEMINT_ENV_ID" => None,
@@ -124,7 +129,10 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
     };
     let reminders = config.renewal_reminders()?;
     if reminders.is_some() && wechat.is_none() {
-        return Err("renewal reminders (WEMINT_RENEWAL_TEMPLATE_ID) need WECHAT_APPID and WECHAT_APPSECRET".into());
+        return Err(
+            "renewal reminders (WEMINT_RENEWAL_TEMPLATE_ID) need WECHAT_APPID and WECHAT_APPSECRET"
+                .into(),
+        );
     }
     Ok(State {
         store,
@@ -373,9 +381,13 @@ async fn change_plan(state: Arc<State>, req: CallRequest) -> Result<Value, ApiEr
 async fn subscribe_grant(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
     let caller = state.caller(&req)?;
     let input: GrantInput = req.parse()?;
-    let grants =
-        reminders::record_grants(&state.store, &caller.openid, &input.template_ids, state.now())
-            .await?;
+    let grants = reminders::record_grants(
+        &state.store,
+        &caller.openid,
+        &input.template_ids,
+        state.now(),
+    )
+    .await?;
     Ok(json!({ "grants": grants }))
 }
 

@@ -12,7 +12,9 @@ use wemint::domain::subscription::{Subscription, SubscriptionError};
 use wemint::identity::{Caller, TenantRole};
 use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
 
-use crate::access::{Plans, Scope, StoredSubscription, collections as c, load_subscription, subject};
+use crate::access::{
+    Plans, Scope, StoredSubscription, collections as c, load_subscription, subject,
+};
 use crate::error::GatedError;
 
 const WRITE_RETRIES: usize = 5;
@@ -75,7 +77,10 @@ async fn modify<T>(
             Some(at) => update.set("canceledAt", at),
             None => update.unset("canceledAt"),
         };
-        let filter = Filter::id(id).and(Filter::eq("version", version.map_or(Value::Null, Value::from)));
+        let filter = Filter::id(id).and(Filter::eq(
+            "version",
+            version.map_or(Value::Null, Value::from),
+        ));
         if store
             .update_one(c::SUBSCRIPTIONS, &filter, &update, UpdateOptions::default())
             .await?

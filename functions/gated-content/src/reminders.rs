@@ -231,7 +231,12 @@ pub(crate) async fn sweep(
         }
         let refund = || async {
             store
-                .update_one(GRANTS, &grant, &Update::new().inc("credits", 1), UpdateOptions::default())
+                .update_one(
+                    GRANTS,
+                    &grant,
+                    &Update::new().inc("credits", 1),
+                    UpdateOptions::default(),
+                )
                 .await
         };
         let record = json!({
@@ -258,7 +263,9 @@ pub(crate) async fn sweep(
             page: Some(settings.page.clone()),
             data: message_data(
                 settings,
-                renew.as_ref().map_or(sub.renew_plan.as_str(), |p| p.title.as_str()),
+                renew
+                    .as_ref()
+                    .map_or(sub.renew_plan.as_str(), |p| p.title.as_str()),
                 renew.as_ref().map_or(0, |p| p.price_fen.get()),
                 period_end,
             ),
@@ -285,7 +292,12 @@ pub(crate) async fn sweep(
                 match failure {
                     SendFailure::Refused => {
                         store
-                            .update_one(GRANTS, &grant, &Update::new().set("credits", 0), UpdateOptions::default())
+                            .update_one(
+                                GRANTS,
+                                &grant,
+                                &Update::new().set("credits", 0),
+                                UpdateOptions::default(),
+                            )
                             .await?;
                         report.refused += 1;
                     }
@@ -317,8 +329,7 @@ mod tests {
         fn send<'a>(
             &'a self,
             message: &'a SubscribeMessage,
-        ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SendFailure>> + Send + 'a>>
-        {
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SendFailure>> + Send + 'a>> {
             Box::pin(async move {
                 if self.refuse {
                     return Err(SendFailure::Refused);
@@ -382,16 +393,28 @@ mod tests {
         };
         let end = T0 + 30 * DAY;
         // Too early: outside the three-day window.
-        let r = sweep(&store, &sender, &settings(), end - 4 * DAY).await.unwrap();
+        let r = sweep(&store, &sender, &settings(), end - 4 * DAY)
+            .await
+            .unwrap();
         assert_eq!(r.due, 0);
         // In the window, but no grant yet.
-        let r = sweep(&store, &sender, &settings(), end - 2 * DAY).await.unwrap();
+        let r = sweep(&store, &sender, &settings(), end - 2 * DAY)
+            .await
+            .unwrap();
         assert_eq!((r.due, r.no_grant, r.sent), (1, 1, 0));
-        record_grants(&store, "o-alice", &["tmpl".into()], T0).await.unwrap();
-        record_grants(&store, "o-alice", &["tmpl".into()], T0).await.unwrap();
-        let r = sweep(&store, &sender, &settings(), end - 2 * DAY).await.unwrap();
+        record_grants(&store, "o-alice", &["tmpl".into()], T0)
+            .await
+            .unwrap();
+        record_grants(&store, "o-alice", &["tmpl".into()], T0)
+            .await
+            .unwrap();
+        let r = sweep(&store, &sender, &settings(), end - 2 * DAY)
+            .await
+            .unwrap();
         assert_eq!(r.sent, 1);
-        let r = sweep(&store, &sender, &settings(), end - DAY).await.unwrap();
+        let r = sweep(&store, &sender, &settings(), end - DAY)
+            .await
+            .unwrap();
         assert_eq!((r.sent, r.already_sent), (0, 1), "once per period");
         let sent = sender.sent.lock().unwrap().clone();
         assert_eq!(sent.len(), 1);
@@ -410,20 +433,39 @@ mod tests {
             sent: Mutex::new(Vec::new()),
             refuse: true,
         };
-        record_grants(&store, "o-alice", &["tmpl".into()], T0).await.unwrap();
+        record_grants(&store, "o-alice", &["tmpl".into()], T0)
+            .await
+            .unwrap();
         let end = T0 + 30 * DAY;
-        let r = sweep(&store, &sender, &settings(), end - DAY).await.unwrap();
+        let r = sweep(&store, &sender, &settings(), end - DAY)
+            .await
+            .unwrap();
         assert_eq!(r, SweepReport::default());
 
         let store = store_with_subscription(false).await;
-        record_grants(&store, "o-alice", &["tmpl".into()], T0).await.unwrap();
-        let r = sweep(&store, &sender, &settings(), end - DAY).await.unwrap();
+        record_grants(&store, "o-alice", &["tmpl".into()], T0)
+            .await
+            .unwrap();
+        let r = sweep(&store, &sender, &settings(), end - DAY)
+            .await
+            .unwrap();
         assert_eq!(r.refused, 1);
-        assert_eq!(store.get(GRANTS, "o-alice:tmpl").await.unwrap().unwrap()["credits"], 0);
-        assert!(store.get(REMINDERS, &format!("user:o-alice@{end}")).await.unwrap().is_none());
+        assert_eq!(
+            store.get(GRANTS, "o-alice:tmpl").await.unwrap().unwrap()["credits"],
+            0
+        );
+        assert!(
+            store
+                .get(REMINDERS, &format!("user:o-alice@{end}"))
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(
             record_grants(&store, "o-alice", &[], T0).await.is_err()
-                && record_grants(&store, "o-alice", &["bad id".into()], T0).await.is_err()
+                && record_grants(&store, "o-alice", &["bad id".into()], T0)
+                    .await
+                    .is_err()
         );
     }
 }

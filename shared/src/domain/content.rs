@@ -151,7 +151,11 @@ impl Content {
         if is_course != self.lessons.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err(ContentError::Lessons(self.id.clone()));
         }
-        let lesson_media = self.lessons.iter().flatten().map(|l| l.media_file_id.as_ref());
+        let lesson_media = self
+            .lessons
+            .iter()
+            .flatten()
+            .map(|l| l.media_file_id.as_ref());
         if !valid_media(self.media_file_id.as_ref()) || !lesson_media.clone().all(valid_media) {
             return Err(ContentError::BadMedia(self.id.clone()));
         }
@@ -287,7 +291,8 @@ impl ContentView {
             let lessons: Vec<Value> = lessons
                 .into_iter()
                 .map(|l| {
-                    let mut lv = json!({"title": l.title, "preview": l.preview, "locked": l.locked});
+                    let mut lv =
+                        json!({"title": l.title, "preview": l.preview, "locked": l.locked});
                     if let Some(body) = l.body {
                         lv["body"] = json!(body);
                     }
@@ -362,8 +367,7 @@ fn plan_covers(held: &Plan, required: &str, plans: &impl Fn(&str) -> Option<Plan
     if held.id == required {
         return true;
     }
-    plans(required)
-        .is_some_and(|r| held.tier > r.tier && held.seats.is_some() == r.seats.is_some())
+    plans(required).is_some_and(|r| held.tier > r.tier && held.seats.is_some() == r.seats.is_some())
 }
 
 /// The access decision: `Some(via)` when the caller may see everything, else `None`
@@ -386,13 +390,17 @@ pub fn decide(
         return Some(Via::Purchase { sku: sku.clone() });
     }
     for source in [PlanSource::Membership, PlanSource::Tenant] {
-        let covering = holdings.plans.iter().filter(|h| h.source == source).find(|h| {
-            content
-                .unlocked_by
-                .plans
-                .iter()
-                .any(|r| plan_covers(&h.plan, r, plans))
-        });
+        let covering = holdings
+            .plans
+            .iter()
+            .filter(|h| h.source == source)
+            .find(|h| {
+                content
+                    .unlocked_by
+                    .plans
+                    .iter()
+                    .any(|r| plan_covers(&h.plan, r, plans))
+            });
         if let Some(held) = covering {
             let plan = held.plan.id.clone();
             return Some(match source {
@@ -553,10 +561,7 @@ mod tests {
         assert_eq!(decide(&c, &Holdings::default(), &plans), None);
         let mut free = c;
         free.unlocked_by = UnlockedBy::default();
-        assert_eq!(
-            decide(&free, &Holdings::default(), &plans),
-            Some(Via::Free)
-        );
+        assert_eq!(decide(&free, &Holdings::default(), &plans), Some(Via::Free));
     }
 
     #[test]
@@ -617,7 +622,10 @@ mod tests {
         let c = course();
         let preview = c.preview_view();
         assert_eq!(preview.body, None);
-        assert_eq!(preview.media_file_ids(), vec!["cloud://env.bucket/intro.mp4"]);
+        assert_eq!(
+            preview.media_file_ids(),
+            vec!["cloud://env.bucket/intro.mp4"]
+        );
         let lessons = preview.lessons.clone().unwrap();
         assert_eq!(lessons[0].body.as_deref(), Some("hello"));
         assert!(lessons[1].locked && lessons[1].body.is_none() && lessons[1].media.is_none());
@@ -652,10 +660,32 @@ mod tests {
             description: None,
         };
         let catalog = vec![
-            product("team-m", 19900, ProductKind::TenantPlan { plan: "team".into() }, true),
-            product("vip-y", 16800, ProductKind::Membership { plan: "vip".into() }, true),
-            product("vip-m", 1800, ProductKind::Membership { plan: "vip".into() }, true),
-            product("old", 100, ProductKind::Membership { plan: "vip".into() }, false),
+            product(
+                "team-m",
+                19900,
+                ProductKind::TenantPlan {
+                    plan: "team".into(),
+                },
+                true,
+            ),
+            product(
+                "vip-y",
+                16800,
+                ProductKind::Membership { plan: "vip".into() },
+                true,
+            ),
+            product(
+                "vip-m",
+                1800,
+                ProductKind::Membership { plan: "vip".into() },
+                true,
+            ),
+            product(
+                "old",
+                100,
+                ProductKind::Membership { plan: "vip".into() },
+                false,
+            ),
             product(
                 "rust-101-unlock",
                 4900,
