@@ -11,6 +11,7 @@ use wemint::domain::content::{HeldPlan, Holdings, PlanSource};
 use wemint::domain::subscription::{Plan, Subscription};
 use wemint::identity::Caller;
 use wemint::store::{Filter, FindOptions, Store, StoreError};
+use wemint::tenancy::{Tenancy, TenancyError};
 
 /// Collections read here (written by commerce and `wemint-dev seed`).
 pub(crate) mod collections {
@@ -103,7 +104,14 @@ pub(crate) struct Standing {
 }
 
 impl Standing {
-    pub(crate) async fn load(store: &Arc<dyn Store>, caller: &Caller) -> Result<Self, StoreError> {
+    /// Loads the caller's entitlements and subscriptions. The tenant plan counts only while
+    /// the store still has the caller as a member of the session's tenant (a removed member's
+    /// token does not keep access).
+    pub(crate) async fn load(
+        store: &Arc<dyn Store>,
+        tenancy: &Tenancy,
+        caller: &Caller,
+    ) -> Result<Self, StoreError> {
         let entitlements = store
             .find(
                 c::ENTITLEMENTS,
@@ -115,7 +123,15 @@ impl Standing {
             .filter(|e| e.get("revokedAt").is_none_or(Value::is_null))
             .collect();
         let user = load_subscription(store, &subject(Scope::User, &caller.openid)).await?;
-        let tenant = match &caller.tenant {
+        let member = match &caller.tenant {
+            Some(t) => match tenancy.membership(&t.id, &caller.openid).await {
+                Ok(m) => m,
+                Err(TenancyError::Store(e)) => return Err(e),
+                Err(e) => return Err(StoreError::Backend(e.to_string())),
+            },
+            None => None,
+        };
+        let tenant = match member.as_ref().and(caller.tenant.as_ref()) {
             Some(t) => Some((
                 t.id.clone(),
                 load_subscription(store, &subject(Scope::Tenant, &t.id)).await?,

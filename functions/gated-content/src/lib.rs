@@ -24,11 +24,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wemint::config::{Config, ReminderSettings, StorageSettings};
 use wemint::domain::content::{self, Content, ContentKind, MediaUrl};
-use wemint::identity::{Caller, SessionSigner, TrustedGateway, resolve_caller};
+use wemint::identity::{Authenticator, Caller};
 use wemint::pay::SharedClock;
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 use wemint::storage::{Storage, TokenSource};
 use wemint::store::{Filter, FindOptions, Store};
+use wemint::tenancy::Tenancy;
 use wemint::wechat::{WechatClient, WechatConfig};
 
 use access::{Plans, Scope, Standing, collections as c, subscription_view};
@@ -45,8 +46,8 @@ pub const DEFAULT_MEDIA_URL_TTL_SECS: i64 = 600;
 pub struct State {
     store: Arc<dyn Store>,
     clock: SharedClock,
-    trusted: Option<TrustedGateway>,
-    signer: SessionSigner,
+    auth: Authenticator,
+    tenancy: Tenancy,
     storage: Option<Storage>,
     wechat: Option<WechatClient>,
     reminders: Option<ReminderSettings>,
@@ -59,14 +60,7 @@ impl State {
     }
 
     fn caller(&self, req: &CallRequest) -> Result<Caller, ApiError> {
-        resolve_caller(
-            self.trusted,
-            req.identity.platform.as_ref(),
-            req.identity.token(),
-            &self.signer,
-            self.now(),
-        )
-        .map_err(|e| ApiError::unauthenticated(e.to_string()))
+        self.auth.caller(req)
     }
 }
 
@@ -86,10 +80,8 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, BoxError> {
 pub async fn init(config: Config) -> Result<State, BoxError> {
     let store = open_store(&config).await?;
     let clock = config.clock()?;
-    let signer = SessionSigner::new(
-        config.session_secret()?.expose(),
-        SessionSigner::DEFAULT_TTL_SECS,
-    )?;
+    let auth = Authenticator::from_config(&config)?.with_clock(clock.clone());
+    let tenancy = Tenancy::new(store.clone()).with_clock(clock.clone());
     let wechat = match config.wechat() {
         Ok(w) => Some(WechatClient::new(
             WechatConfig::new(w.appid, w.appsecret.expose().clone(), Some(&w.api_base)),
@@ -137,8 +129,8 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
     Ok(State {
         store,
         clock,
-        trusted: config.trust_platform_identity()?,
-        signer,
+        auth,
+        tenancy,
         storage,
         wechat,
         reminders,
@@ -240,7 +232,7 @@ async fn get(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
     let content = load_content(&state, &input.content_id).await?;
     let now = state.now();
     let plans = Plans::load(&state.store).await.map_err(GatedError::from)?;
-    let standing = Standing::load(&state.store, &caller)
+    let standing = Standing::load(&state.store, &state.tenancy, &caller)
         .await
         .map_err(GatedError::from)?;
     let holdings = standing.holdings(now, &plans);
@@ -295,7 +287,7 @@ async fn list(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
         .map_err(GatedError::from)?;
     let now = state.now();
     let plans = Plans::load(&state.store).await.map_err(GatedError::from)?;
-    let holdings = Standing::load(&state.store, &caller)
+    let holdings = Standing::load(&state.store, &state.tenancy, &caller)
         .await
         .map_err(GatedError::from)?
         .holdings(now, &plans);
@@ -323,7 +315,7 @@ async fn entitlements(state: Arc<State>, req: CallRequest) -> Result<Value, ApiE
     let caller = state.caller(&req)?;
     let now = state.now();
     let plans = Plans::load(&state.store).await.map_err(GatedError::from)?;
-    let standing = Standing::load(&state.store, &caller)
+    let standing = Standing::load(&state.store, &state.tenancy, &caller)
         .await
         .map_err(GatedError::from)?;
     let user_sub = standing.user.as_ref().map(|s| &s.sub);
@@ -368,14 +360,22 @@ async fn cancel_subscription(state: Arc<State>, req: CallRequest) -> Result<Valu
     let caller = state.caller(&req)?;
     let input: ScopeInput = req.parse()?;
     let scope = scope(input.scope.as_deref())?;
-    Ok(lifecycle::cancel(&state.store, &caller, scope, state.now()).await?)
+    Ok(lifecycle::cancel(&state.store, &state.tenancy, &caller, scope, state.now()).await?)
 }
 
 async fn change_plan(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
     let caller = state.caller(&req)?;
     let input: ChangePlanInput = req.parse()?;
     let scope = scope(input.scope.as_deref())?;
-    Ok(lifecycle::change_plan(&state.store, &caller, scope, &input.plan, state.now()).await?)
+    Ok(lifecycle::change_plan(
+        &state.store,
+        &state.tenancy,
+        &caller,
+        scope,
+        &input.plan,
+        state.now(),
+    )
+    .await?)
 }
 
 async fn subscribe_grant(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use wemint::domain::subscription::{Subscription, SubscriptionError};
 use wemint::identity::{Caller, TenantRole};
 use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
+use wemint::tenancy::{Tenancy, TenancyError};
 
 use crate::access::{
     Plans, Scope, StoredSubscription, collections as c, load_subscription, subject,
@@ -20,21 +21,29 @@ use crate::error::GatedError;
 const WRITE_RETRIES: usize = 5;
 
 /// The subscription id the caller may manage in `scope`. Tenant plans are managed by the
-/// tenant's owner and admins.
-pub(crate) fn managed_subject(caller: &Caller, scope: Scope) -> Result<String, GatedError> {
+/// tenant's owner and admins, by their role in the store (not the token's).
+pub(crate) async fn managed_subject(
+    tenancy: &Tenancy,
+    caller: &Caller,
+    scope: Scope,
+) -> Result<String, GatedError> {
     match scope {
         Scope::User => Ok(subject(Scope::User, &caller.openid)),
         Scope::Tenant => {
-            let tenant = caller
-                .tenant
-                .as_ref()
-                .ok_or(GatedError::SubscriptionNotFound("tenant"))?;
-            if tenant.role < TenantRole::Admin {
+            let tenant = match tenancy.scope(caller).await {
+                Ok(t) => t,
+                Err(TenancyError::NoActiveTenant) => {
+                    return Err(GatedError::SubscriptionNotFound("tenant"));
+                }
+                Err(TenancyError::Store(e)) => return Err(e.into()),
+                Err(e) => return Err(GatedError::Forbidden(e.to_string())),
+            };
+            if tenant.role() < TenantRole::Admin {
                 return Err(GatedError::Forbidden(
                     "only the tenant's owner or an admin can change its plan".into(),
                 ));
             }
-            Ok(subject(Scope::Tenant, &tenant.id))
+            Ok(subject(Scope::Tenant, tenant.tenant_id()))
         }
     }
 }
@@ -98,11 +107,12 @@ async fn modify<T>(
 /// twice keeps the first cancellation time.
 pub(crate) async fn cancel(
     store: &Arc<dyn Store>,
+    tenancy: &Tenancy,
     caller: &Caller,
     scope: Scope,
     now: i64,
 ) -> Result<Value, GatedError> {
-    let id = managed_subject(caller, scope)?;
+    let id = managed_subject(tenancy, caller, scope).await?;
     let plans = Plans::load(store).await?;
     let (sub, (), change) = modify(store, &id, scope, now, &plans, |sub| {
         sub.cancel(now);
@@ -128,12 +138,13 @@ fn plan_change_error(e: SubscriptionError) -> GatedError {
 /// through createOrder; the current plan again undoes a scheduled downgrade.
 pub(crate) async fn change_plan(
     store: &Arc<dyn Store>,
+    tenancy: &Tenancy,
     caller: &Caller,
     scope: Scope,
     to: &str,
     now: i64,
 ) -> Result<Value, GatedError> {
-    let id = managed_subject(caller, scope)?;
+    let id = managed_subject(tenancy, caller, scope).await?;
     let plans = Plans::load(store).await?;
     let target = plans
         .get(to)
