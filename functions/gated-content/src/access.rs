@@ -40,10 +40,11 @@ impl Scope {
     }
 }
 
-/// The `subscriptions` document id of a subscriber (the key commerce's fulfilment writes).
+/// The `subscriptions` document id of a subscriber, as commerce's fulfilment writes it: the
+/// openid for a membership, `tenant:<id>` for a tenant plan.
 pub(crate) fn subject(scope: Scope, id: &str) -> String {
     match scope {
-        Scope::User => format!("user:{id}"),
+        Scope::User => id.to_owned(),
         Scope::Tenant => format!("tenant:{id}"),
     }
 }

@@ -64,21 +64,10 @@ impl State {
     }
 }
 
-async fn open_store(config: &Config) -> Result<Arc<dyn Store>, BoxError> {
-    let uri = match config.store()? {
-        wemint::config::StoreSettings::Sqlite { path } => format!("sqlite:{}", path.display()),
-        wemint::config::StoreSettings::SqliteMemory => "sqlite::memory:".to_owned(),
-        wemint::config::StoreSettings::Mongodb { uri } => uri.expose().clone(),
-    };
-    let store = wemint::store::open(&uri).await?;
-    wemint::store::bootstrap(store.as_ref()).await?;
-    Ok(store)
-}
-
 /// Builds the state from the configuration. Storage and WeChat are optional: without them
 /// protected media and reminders are unavailable (and say so), everything else works.
 pub async fn init(config: Config) -> Result<State, BoxError> {
-    let store = open_store(&config).await?;
+    let store = wemint::commerce::open_store(&config).await?;
     let clock = config.clock()?;
     let auth = Authenticator::from_config(&config)?.with_clock(clock.clone());
     let tenancy = Tenancy::new(store.clone()).with_clock(clock.clone());

@@ -152,25 +152,16 @@ fn message_data(
         .collect()
 }
 
-/// Who is reminded: the member, or a tenant plan's owner.
-async fn recipient(
-    store: &Arc<dyn Store>,
-    id: &str,
-    doc: &Value,
-) -> Result<Option<String>, StoreError> {
-    if let Some(openid) = id.strip_prefix("user:") {
-        return Ok(Some(openid.to_owned()));
+/// Who is reminded: the member (the subscription id is their openid), or a tenant plan's
+/// owner.
+async fn recipient(store: &Arc<dyn Store>, id: &str) -> Result<Option<String>, StoreError> {
+    match id.strip_prefix("tenant:") {
+        Some(tenant) => Ok(store
+            .get(c::TENANTS, tenant)
+            .await?
+            .and_then(|t| t["ownerOpenid"].as_str().map(str::to_owned))),
+        None => Ok(Some(id.to_owned())),
     }
-    if let Some(tenant) = id.strip_prefix("tenant:") {
-        let owner = store.get(c::TENANTS, tenant).await?.and_then(|t| {
-            t["ownerOpenid"]
-                .as_str()
-                .or_else(|| t["owner"].as_str())
-                .map(str::to_owned)
-        });
-        return Ok(owner);
-    }
-    Ok(doc["owner"].as_str().map(str::to_owned))
 }
 
 /// One timer run: reminds every subscription whose paid (or trial) time ends within
@@ -208,7 +199,7 @@ pub(crate) async fn sweep(
             continue;
         }
         report.due += 1;
-        let Some(openid) = recipient(store, &id, &doc).await? else {
+        let Some(openid) = recipient(store, &id).await? else {
             continue;
         };
         let reminder_id = format!("{id}@{period_end}");
@@ -377,7 +368,7 @@ mod tests {
             sub.cancel(T0 + 1);
         }
         let mut doc = serde_json::to_value(&sub).unwrap();
-        doc["_id"] = json!("user:o-alice");
+        doc["_id"] = json!("o-alice");
         doc["periodEndAt"] = json!(sub.period_end());
         doc["version"] = json!(1);
         store.insert(c::SUBSCRIPTIONS, doc).await.unwrap();
@@ -456,7 +447,7 @@ mod tests {
         );
         assert!(
             store
-                .get(REMINDERS, &format!("user:o-alice@{end}"))
+                .get(REMINDERS, &format!("o-alice@{end}"))
                 .await
                 .unwrap()
                 .is_none()

@@ -425,8 +425,20 @@ impl Commerce {
                     .ok_or(CommerceError::TenantRequired)?;
                 let subscriber = format!("tenant:{tenant}");
                 self.renew(&subscriber, plan, order, line.quantity, paid_at)
+                    .await?;
+                // The plan's seats are what inviting members is checked against.
+                let seats = self.plan(plan).await?.and_then(|p| p.seats);
+                match crate::tenancy::Tenancy::new(self.store.clone())
+                    .set_plan(tenant, Some(plan.as_str()), seats)
                     .await
-                    .map(|_| ())
+                {
+                    Ok(_) => Ok(()),
+                    Err(crate::tenancy::TenancyError::Store(e)) => Err(e.into()),
+                    Err(e) => {
+                        tracing::warn!(tenant, error = %e, "tenant plan paid for an unknown tenant");
+                        Ok(())
+                    }
+                }
             }
         }
     }
