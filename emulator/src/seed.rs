@@ -4,7 +4,7 @@
 //!
 //! File format (documented in `docs/emulator.md`):
 //! `{"products": [Product…], "plans": [Plan…], "contents": [Content…]}` where `Product` and
-//! `Plan` are the serde shapes of `wemint::domain`, and `Content` is [`Content`] below.
+//! `Plan` are the serde shapes of `wemint::domain`, and `Content` is `wemint::domain::content::Content`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,54 +22,8 @@ pub const PLANS: &str = "plans";
 /// Collection holding contents (`_id` = content id).
 pub const CONTENTS: &str = "contents";
 
-/// One piece of gated content, as stored in `contents` and written in seed files.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Content {
-    /// Stable id, unique.
-    pub id: String,
-    /// `article`, `course`, `audio` or `video`.
-    pub kind: String,
-    /// Title shown in lists and on the paywall.
-    pub title: String,
-    /// Free preview text.
-    pub summary: String,
-    /// The paid body (markdown).
-    pub body: String,
-    /// Course lessons, in order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lessons: Option<Vec<Lesson>>,
-    /// Storage fileId of the paid media (audio/video), served through a temp URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_file_id: Option<String>,
-    /// What unlocks it: owning any of these skus, or an active subscription to any plan.
-    pub unlocked_by: UnlockedBy,
-}
-
-/// One lesson of a course.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Lesson {
-    /// Lesson title.
-    pub title: String,
-    /// Lesson body (markdown).
-    pub body: String,
-    /// Optional media fileId.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_file_id: Option<String>,
-}
-
-/// The entitlements that open a content.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UnlockedBy {
-    /// Skus whose purchase unlocks it (content unlocks).
-    #[serde(default)]
-    pub skus: Vec<String>,
-    /// Plans whose active subscription unlocks it (memberships, tenant plans).
-    #[serde(default)]
-    pub plans: Vec<String>,
-}
+/// Contents are `wemint::domain::content`'s model, the one `gatedContent` reads.
+pub use wemint::domain::content::{Content, Lesson, UnlockedBy};
 
 /// A seed file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,8 +67,6 @@ pub struct SeedReport {
     /// Contents written.
     pub contents: usize,
 }
-
-const CONTENT_KINDS: [&str; 4] = ["article", "course", "audio", "video"];
 
 impl SeedFile {
     /// Parses a seed file.
@@ -171,27 +123,12 @@ impl SeedFile {
         }
         let mut ids = HashSet::new();
         for content in &self.contents {
-            if !valid_key(&content.id) {
-                return Err(SeedError::Invalid(format!(
-                    "content id `{}` must be 1-64 characters of [A-Za-z0-9_-.]",
-                    content.id
-                )));
-            }
+            content
+                .validate()
+                .map_err(|e| SeedError::Invalid(e.to_string()))?;
             if !ids.insert(content.id.as_str()) {
                 return Err(SeedError::Invalid(format!(
                     "content {} appears twice",
-                    content.id
-                )));
-            }
-            if !CONTENT_KINDS.contains(&content.kind.as_str()) {
-                return Err(SeedError::Invalid(format!(
-                    "content {}: kind must be one of {CONTENT_KINDS:?}",
-                    content.id
-                )));
-            }
-            if content.title.is_empty() {
-                return Err(SeedError::Invalid(format!(
-                    "content {}: title is empty",
                     content.id
                 )));
             }
@@ -295,8 +232,9 @@ async fn upsert<T: Serialize>(
             update = update.unset(*name);
         }
     }
-    // Contents are published when first imported; re-imports keep the date.
-    if collection == CONTENTS {
+    // Contents are published when first imported (unless the file dates them); re-imports
+    // keep the date.
+    if collection == CONTENTS && !fields.contains_key("publishedAt") {
         update = update.set_on_insert("publishedAt", now_secs());
     }
     store

@@ -59,13 +59,10 @@ fn local_file(suite: &Suite, cloud_path: &str) -> Option<PathBuf> {
     checked_path(cloud_path).map(|p| suite.options.root.join("storage").join(p))
 }
 
-/// The signature of a temp URL.
+/// The signature of a temp URL: `wemint::storage`'s, so the functions sign URLs offline that
+/// this storage accepts.
 pub fn sign(key: &str, file_id: &str, expires: i64) -> String {
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.as_bytes());
-    hex::encode(aws_lc_rs::hmac::sign(
-        &key,
-        format!("{file_id}\n{expires}").as_bytes(),
-    ))
+    wemint::storage::sign_local(key.as_bytes(), file_id, expires)
 }
 
 /// A temp URL for `file_id` valid `max_age` seconds on the dev clock.
@@ -250,14 +247,14 @@ fn serve_temp(suite: &Suite, req: &Request) -> Response {
     let Ok(expires) = expires.parse::<i64>() else {
         return Response::text(StatusCode::BAD_REQUEST, "expires must be Unix seconds");
     };
-    let expected = sign(&suite.keys.storage_key, &id, expires);
-    if aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), sig.as_bytes())
-        .is_err()
-    {
-        return Response::text(StatusCode::FORBIDDEN, "signature does not match");
-    }
-    if expires < suite.clock.now() {
-        return Response::text(StatusCode::FORBIDDEN, "temp URL expired");
+    if let Err(e) = wemint::storage::verify_local(
+        suite.keys.storage_key.as_bytes(),
+        &id,
+        expires,
+        &sig,
+        suite.clock.now(),
+    ) {
+        return Response::text(StatusCode::FORBIDDEN, &e.to_string());
     }
     let Some(path) = cloud_path(&id).and_then(|p| local_file(suite, p)) else {
         return Response::text(StatusCode::BAD_REQUEST, "not a fileID");
