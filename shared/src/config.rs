@@ -340,6 +340,36 @@ impl Config {
             .map_err(|_| invalid(VAR, "expected `cloudbase-event`, `cloudbase-run` or unset"))
     }
 
+    /// `WEMINT_ADMIN_OPENIDS`: comma-separated openids the operator makes project
+    /// administrators (`login` records them as `role: admin`). Empty when unset.
+    pub fn admin_openids(&self) -> Vec<String> {
+        self.get("WEMINT_ADMIN_OPENIDS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `WEMINT_DEV_CLOCK_OFFSET_SECS`: seconds wemint-dev adds to the system time (its movable
+    /// dev clock); 0 when unset. Never set in production.
+    ///
+    /// # Errors
+    /// Not an integer.
+    pub fn dev_clock_offset_secs(&self) -> Result<i64> {
+        const VAR: &str = "WEMINT_DEV_CLOCK_OFFSET_SECS";
+        match self.get(VAR) {
+            None => Ok(0),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| invalid(VAR, "must be an integer number of seconds")),
+        }
+    }
+
     /// The Mini Program credentials.
     ///
     /// # Errors

@@ -373,7 +373,7 @@ impl Authenticator {
                     reason: e.to_string(),
                 }
             })?;
-        Ok(Self::new(config.trust_platform_identity()?, signer))
+        Ok(Self::new(config.trust_platform_identity()?, signer).with_clock(clock(config)?))
     }
 
     /// An authenticator trusting `trusted` (if any) and verifying tokens with `signer`.
@@ -428,6 +428,30 @@ impl Authenticator {
         let now = self.now();
         let token = self.signer.issue(claims, now);
         (token, now + self.signer.ttl_secs())
+    }
+}
+
+/// The clock functions should use: the system clock, plus `WEMINT_DEV_CLOCK_OFFSET_SECS` when
+/// wemint-dev has moved its dev clock (so tokens, windows and expiries agree with the emulator).
+///
+/// # Errors
+/// A malformed offset.
+pub fn clock(config: &Config) -> Result<SharedClock, ConfigError> {
+    let offset = config.dev_clock_offset_secs()?;
+    if offset == 0 {
+        Ok(Arc::new(SystemClock))
+    } else {
+        Ok(Arc::new(OffsetClock(offset)))
+    }
+}
+
+/// System time plus a fixed offset (the dev clock).
+#[derive(Debug)]
+struct OffsetClock(i64);
+
+impl crate::pay::Clock for OffsetClock {
+    fn now_unix(&self) -> i64 {
+        SystemClock.now_unix().saturating_add(self.0)
     }
 }
 
@@ -726,6 +750,15 @@ mod tests {
             auth.caller(&request(Some(injected), None)).unwrap().openid,
             "o-run"
         );
+        let shifted = Config::from_vars([
+            ("WEMINT_SESSION_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("WEMINT_DEV_CLOCK_OFFSET_SECS", "86400"),
+        ]);
+        let later = Authenticator::from_config(&shifted).unwrap();
+        let diff = later.now() - auth.now();
+        assert!((86_399..=86_401).contains(&diff), "{diff}");
+        let bad = Config::from_vars([("WEMINT_DEV_CLOCK_OFFSET_SECS", "soon")]);
+        assert!(clock(&bad).is_err());
         let short = Config::from_vars([("WEMINT_SESSION_SECRET", "short")]);
         assert!(Authenticator::from_config(&short).is_err());
     }

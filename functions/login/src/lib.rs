@@ -20,7 +20,7 @@ use wemint::identity::{
     Authenticator, Caller, DataKey, SessionClaims, TenantMembership, TenantRole, USERS, User,
     UserRole,
 };
-use wemint::pay::{SharedClock, SystemClock};
+use wemint::pay::SharedClock;
 use wemint::ratelimit::{Limit, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 use wemint::store::{self, Filter, Store, StoreError, Update, UpdateOptions};
@@ -52,6 +52,7 @@ pub struct State {
     tenancy: Tenancy,
     limits: RateLimiter,
     clock: SharedClock,
+    admins: Vec<String>,
 }
 
 impl State {
@@ -72,7 +73,16 @@ impl State {
             wechat,
             data_key,
             clock,
+            admins: Vec::new(),
         }
+    }
+
+    /// Openids the operator makes administrators (`WEMINT_ADMIN_OPENIDS`): their login
+    /// records `role: admin`. Others keep the role stored (set by the operator or seed).
+    #[must_use]
+    pub fn with_admins(mut self, admins: Vec<String>) -> Self {
+        self.admins = admins;
+        self
     }
 
     /// The store (tests look at the stored documents).
@@ -112,13 +122,9 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
         ),
         store.clone(),
     )?;
-    Ok(State::new(
-        store,
-        Arc::new(client),
-        auth,
-        data_key,
-        Arc::new(SystemClock),
-    ))
+    let clock = wemint::identity::clock(&config)?;
+    Ok(State::new(store, Arc::new(client), auth, data_key, clock)
+        .with_admins(config.admin_openids()))
 }
 
 /// The function value `main` runs.
@@ -231,8 +237,12 @@ async fn upsert_user(
         .set("sessionKeyAt", now)
         .set("lastLoginAt", now)
         .set_on_insert("openid", openid)
-        .set_on_insert("role", "user")
         .set_on_insert("createdAt", now);
+    update = if state.admins.iter().any(|a| a == openid) {
+        update.set("role", "admin")
+    } else {
+        update.set_on_insert("role", "user")
+    };
     if let Some(unionid) = &session.unionid {
         update = update.set("unionid", unionid.as_str());
     }

@@ -230,6 +230,19 @@ async fn admin_role_is_kept_and_carried_in_the_token() {
 }
 
 #[tokio::test]
+async fn operator_listed_admins_become_admins_at_login() {
+    let wechat = ScriptedWechat::default()
+        .with_user("c1", "o-ops", None)
+        .with_user("c2", "o-user", None);
+    let (s, _) = state(wechat).await;
+    let s = s.with_admins(vec!["o-ops".into()]);
+    let ops = login(&s, &input("c1")).await.unwrap();
+    assert_eq!(ops["user"]["role"], json!("admin"));
+    let user = login(&s, &input("c2")).await.unwrap();
+    assert_eq!(user["user"]["role"], json!("user"));
+}
+
+#[tokio::test]
 async fn tenant_lifecycle_and_isolation() {
     let wechat = ScriptedWechat::default()
         .with_user("a", "o-alice", None)
