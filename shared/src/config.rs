@@ -98,6 +98,17 @@ pub enum StoreSettings {
     },
 }
 
+impl StoreSettings {
+    /// The URI `wemint::store::open` takes (contains the password for MongoDB: never log it).
+    pub fn uri(&self) -> String {
+        match self {
+            StoreSettings::Sqlite { path } => format!("sqlite:{}", path.display()),
+            StoreSettings::SqliteMemory => "sqlite::memory:".to_owned(),
+            StoreSettings::Mongodb { uri } => uri.expose().clone(),
+        }
+    }
+}
+
 /// Mini Program credentials (`WECHAT_*`).
 #[derive(Clone, Debug)]
 pub struct WechatSettings {
@@ -225,6 +236,12 @@ impl Config {
             Vars::Map(map) => map.get(name).cloned(),
         }?;
         (!value.trim().is_empty()).then_some(value)
+    }
+
+    /// An optional plain (non-secret) setting a single function reads, trimmed; unset and
+    /// blank are `None`. Sections above are for settings shared by several functions.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.get(name).map(|v| v.trim().to_owned())
     }
 
     fn required(&self, name: &str) -> Result<String> {

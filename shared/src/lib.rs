@@ -9,6 +9,7 @@ pub mod commerce;
 pub mod config;
 pub mod domain;
 pub mod identity;
+pub mod moderation;
 pub mod outbound;
 pub mod pay;
 pub mod ratelimit;

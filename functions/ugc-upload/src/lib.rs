@@ -1,14 +1,273 @@
-//! The `ugcUpload` function: builds its handler from the `wemint` library.
+//! The `ugcUpload` function: user posts under content security (`docs/api.md`).
 //!
-//! Until its business logic lands it answers only what the runtime provides itself: the
-//! `health` action (name, version, run mode).
+//! Actions: `create` (default), `list`, `delete` (author or admin), and for admins the review
+//! queue: `queue`, `approve`, `reject`. The moderation itself (checks, states, results,
+//! notices) is [`wemint::moderation`]; this crate adds the caller, the limits and the replies.
 
-use wemint::runtime::Function;
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wemint::config::Config;
+use wemint::domain::moderation::Decision;
+use wemint::identity::Authenticator;
+use wemint::moderation::{
+    DAILY_QUOTA_EXCEEDED, MediaInput, Moderation, NoticeTemplate, Post, WechatChecks,
+};
+use wemint::pay::{SharedClock, SystemClock};
+use wemint::ratelimit::{Limit, RateLimitError, RateLimiter};
+use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
+use wemint::store;
+use wemint::wechat::{WechatClient, WechatConfig};
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "ugcUpload";
 
-/// The function value `main` runs; tests build it the same way.
-pub fn function() -> Function<()> {
-    Function::new(NAME, env!("CARGO_PKG_VERSION"))
+/// Posts per author per minute (bursts from a script, not from a person).
+pub const CREATE_LIMIT: Limit = Limit::per_minute(5);
+/// Posts per author per day (UTC day): [`DAILY_QUOTA_EXCEEDED`] beyond.
+pub const DAILY_QUOTA: Limit = Limit::per_day(30);
+/// Deletions per user per minute.
+pub const DELETE_LIMIT: Limit = Limit::per_minute(30);
+/// List pages per user per minute.
+pub const LIST_LIMIT: Limit = Limit::per_minute(120);
+/// Default and largest page of `list` and `queue`.
+const DEFAULT_PAGE: u64 = 20;
+const MAX_PAGE: u64 = 50;
+
+/// Everything the handlers share, built once at init.
+pub struct State {
+    moderation: Moderation,
+    auth: Authenticator,
+    limits: RateLimiter,
+}
+
+impl State {
+    /// State from its parts (tests; [`init`] builds it from the environment).
+    pub fn new(moderation: Moderation, auth: Authenticator, clock: SharedClock) -> Self {
+        Self {
+            limits: RateLimiter::new(moderation.store().clone()).with_clock(clock.clone()),
+            auth: auth.with_clock(clock),
+            moderation,
+        }
+    }
+
+    /// The moderation service (tests look at stored posts).
+    pub fn moderation(&self) -> &Moderation {
+        &self.moderation
+    }
+}
+
+/// Reads the settings, opens and bootstraps the store, builds the WeChat client.
+///
+/// # Errors
+/// A missing or malformed setting, an unreachable store.
+pub async fn init(config: Config) -> Result<State, BoxError> {
+    let auth = Authenticator::from_config(&config)?;
+    let wechat = config.wechat()?;
+    let store = store::open(&config.store()?.uri()).await?;
+    store::bootstrap(store.as_ref()).await?;
+    let client = WechatClient::new(
+        WechatConfig::new(
+            wechat.appid,
+            wechat.appsecret.expose().clone(),
+            Some(&wechat.api_base),
+        ),
+        store.clone(),
+    )?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let moderation = Moderation::new(
+        store,
+        Arc::new(WechatChecks::new(client, &wechat.api_base)),
+        clock.clone(),
+    )
+    .with_notice(NoticeTemplate::from_config(&config));
+    Ok(State::new(moderation, auth, clock))
+}
+
+/// The function value `main` runs.
+pub fn function() -> Function<State> {
+    Function::with_init(NAME, env!("CARGO_PKG_VERSION"), init)
+        .callable("create", |s: Arc<State>, req| async move {
+            create(&s, &req).await
+        })
+        .callable(
+            "list",
+            |s: Arc<State>, req| async move { list(&s, &req).await },
+        )
+        .callable("delete", |s: Arc<State>, req| async move {
+            delete(&s, &req).await
+        })
+        .callable("queue", |s: Arc<State>, req| async move {
+            queue(&s, &req).await
+        })
+        .callable("approve", |s: Arc<State>, req| async move {
+            decide(&s, &req, Decision::Approve).await
+        })
+        .callable("reject", |s: Arc<State>, req| async move {
+            decide(&s, &req, Decision::Reject).await
+        })
+        .default_action("create")
+}
+
+#[derive(Deserialize)]
+struct CreateInput {
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    media: Vec<MediaInput>,
+}
+
+/// `create`: validates, counts the author's limits, checks and stores the post.
+///
+/// # Errors
+/// `UNAUTHENTICATED`, `BAD_REQUEST`, `TEXT_TOO_LONG`, `TOO_MANY_MEDIA`, `MEDIA_NOT_OWNED`,
+/// `MEDIA_TYPE_UNSUPPORTED`, `RATE_LIMITED`, `DAILY_QUOTA_EXCEEDED`, `TEXT_RISKY`,
+/// `WECHAT_BUSY`, `INTERNAL`.
+pub async fn create(state: &State, req: &CallRequest) -> Result<Value, ApiError> {
+    let caller = state.auth.caller(req)?;
+    let input: CreateInput = req.parse()?;
+    // Input errors first: they cost the author nothing.
+    Moderation::validate(&caller.openid, input.text.trim(), &input.media)?;
+    state
+        .limits
+        .check(&caller.openid, "ugcUpload.create", CREATE_LIMIT)
+        .await?;
+    match state
+        .limits
+        .hit(&caller.openid, "ugcUpload.daily", DAILY_QUOTA)
+        .await
+    {
+        Ok(_) => {}
+        Err(RateLimitError::Limited {
+            retry_after_secs, ..
+        }) => {
+            return Err(ApiError::new(
+                DAILY_QUOTA_EXCEEDED,
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("at most {} posts a day", DAILY_QUOTA.max),
+            )
+            .with_retry_after(retry_after_secs));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let post = state
+        .moderation
+        .create(&caller.openid, &input.text, &input.media)
+        .await?;
+    Ok(json!({ "post": post.view() }))
+}
+
+#[derive(Deserialize)]
+struct ListInput {
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+fn page(limit: Option<u64>) -> Result<u64, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "`limit` must be 1 to {MAX_PAGE}"
+        ))),
+    }
+}
+
+fn views(posts: &[Post]) -> Value {
+    json!({ "posts": posts.iter().map(Post::view).collect::<Vec<_>>() })
+}
+
+/// `list`: approved posts and the caller's own, newest first.
+///
+/// # Errors
+/// `UNAUTHENTICATED`, `BAD_REQUEST`, `POST_NOT_FOUND` (unknown `before`), `RATE_LIMITED`,
+/// `INTERNAL`.
+pub async fn list(state: &State, req: &CallRequest) -> Result<Value, ApiError> {
+    let caller = state.auth.caller(req)?;
+    let input: ListInput = req.parse()?;
+    let limit = page(input.limit)?;
+    state
+        .limits
+        .check(&caller.openid, "ugcUpload.list", LIST_LIMIT)
+        .await?;
+    let posts = state
+        .moderation
+        .list(&caller.openid, input.before.as_deref(), limit)
+        .await?;
+    Ok(views(&posts))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PostInput {
+    post_id: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn post_input(req: &CallRequest) -> Result<PostInput, ApiError> {
+    let input: PostInput = req.parse()?;
+    if input.post_id.is_empty() || input.post_id.len() > 64 {
+        return Err(ApiError::bad_request("`postId` must be 1 to 64 characters"));
+    }
+    Ok(input)
+}
+
+/// `delete`: the author or an admin.
+///
+/// # Errors
+/// `UNAUTHENTICATED`, `BAD_REQUEST`, `POST_NOT_FOUND`, `FORBIDDEN`, `RATE_LIMITED`, `INTERNAL`.
+pub async fn delete(state: &State, req: &CallRequest) -> Result<Value, ApiError> {
+    let caller = state.auth.caller(req)?;
+    let input = post_input(req)?;
+    state
+        .limits
+        .check(&caller.openid, "ugcUpload.delete", DELETE_LIMIT)
+        .await?;
+    state
+        .moderation
+        .delete(&caller.openid, caller.admin, &input.post_id)
+        .await?;
+    Ok(json!({ "deleted": true }))
+}
+
+/// `queue`: posts in `in_review`, oldest first (admins only).
+///
+/// # Errors
+/// `UNAUTHENTICATED`, `FORBIDDEN`, `BAD_REQUEST`, `INTERNAL`.
+pub async fn queue(state: &State, req: &CallRequest) -> Result<Value, ApiError> {
+    let caller = state.auth.caller(req)?;
+    caller.require_admin()?;
+    let input: ListInput = req.parse()?;
+    let posts = state.moderation.queue(page(input.limit)?).await?;
+    Ok(views(&posts))
+}
+
+/// `approve` / `reject` (with `reason`): admins only; the author is told.
+///
+/// # Errors
+/// `UNAUTHENTICATED`, `FORBIDDEN`, `BAD_REQUEST`, `POST_NOT_FOUND`, `CONFLICT` (the post is
+/// not in a state the decision applies to), `INTERNAL`.
+pub async fn decide(
+    state: &State,
+    req: &CallRequest,
+    decision: Decision,
+) -> Result<Value, ApiError> {
+    let caller = state.auth.caller(req)?;
+    caller.require_admin()?;
+    let input = post_input(req)?;
+    let post = state
+        .moderation
+        .decide(
+            &caller.openid,
+            &input.post_id,
+            decision,
+            input.reason.as_deref(),
+        )
+        .await?;
+    Ok(json!({ "post": post.view() }))
 }

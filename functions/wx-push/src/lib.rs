@@ -1,14 +1,446 @@
-//! The `wxPush` function: builds its handler from the `wemint` library.
+//! The `wxPush` function: the Mini Program / Official Account message push endpoint
+//! (`docs/api.md`, `docs/wechat.md`).
 //!
-//! Until its business logic lands it answers only what the runtime provides itself: the
-//! `health` action (name, version, run mode).
+//! - `GET`: URL verification (`signature` over token, timestamp, nonce; answer `echostr`).
+//! - `POST`: the push, verified before anything is read: `msg_signature` over the ciphertext
+//!   and our appid inside it in safe mode (`signature` in plaintext mode). A push that fails
+//!   any check is refused (`401`/`403`/`400`) and changes nothing.
+//! - Retried pushes (WeChat retries 3 times when it gets no answer within 5 s) are recognised
+//!   by `wemint::wechat::push::receipts` and answered `success` without handling them again;
+//!   every handler is also idempotent on its own key.
+//!
+//! Routes: `wxa_media_check` → the post's moderation state (by trace id);
+//! `subscribe_msg_popup_event` → subscribe-message grants; Official Account `subscribe` and
+//! menu events → the funnel (the follower is stored in `followers`; the reply is a text with a
+//! link into the Mini Program); `xpay_goods_deliver_notify` → not yet routed (answered with
+//! an error so WeChat keeps retrying until commerce fulfilment is wired; nothing is faked).
 
-use wemint::runtime::Function;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use http::{Method, StatusCode};
+use wemint::config::Config;
+use wemint::moderation::{Moderation, NoticeTemplate, WechatChecks};
+use wemint::pay::{SharedClock, SystemClock};
+use wemint::runtime::{ApiError, BoxError, Function, WebhookRequest, WebhookResponse};
+use wemint::store::{self, Filter, Store, StoreError, Update, UpdateOptions};
+use wemint::wechat::push::receipts;
+use wemint::wechat::{
+    EnvVersion, Expiry, LinkRequest, OpenedPush, PushCrypto, PushError, PushKind, PushQuery, Reply,
+    Stamp, WechatClient, WechatConfig,
+};
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "wxPush";
 
-/// The function value `main` runs; tests build it the same way.
-pub fn function() -> Function<()> {
-    Function::new(NAME, env!("CARGO_PKG_VERSION"))
+/// Collection of Official Account followers (`_id` = openid).
+pub const FOLLOWERS: &str = "followers";
+
+/// Where the funnel sends followers, and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Funnel {
+    /// Mini Program page opened (`WEMINT_FUNNEL_PATH`, default `pages/index/index`).
+    pub path: String,
+    /// Text before the link (`WEMINT_FUNNEL_TEXT`).
+    pub greeting: String,
+    /// The Mini Program's appid (for the plaintext scheme fallback).
+    pub mini_program_appid: String,
+}
+
+/// Makes the link into the Mini Program: a URL Link from WeChat, or the plaintext URL Scheme
+/// (`weixin://dl/business/?appid=…&path=…&query=…`, needs the path declared in the Mini
+/// Program console) when WeChat cannot make one now.
+pub trait LinkMaker: Send + Sync {
+    /// A URL Link for `req`.
+    fn url_link<'a>(
+        &'a self,
+        req: &'a LinkRequest,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
+}
+
+impl LinkMaker for WechatClient {
+    fn url_link<'a>(
+        &'a self,
+        req: &'a LinkRequest,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>> {
+        Box::pin(async move {
+            match self.generate_url_link(req).await {
+                Ok(link) => Some(link),
+                Err(e) => {
+                    tracing::warn!(error = %e, "URL Link failed; using the plaintext scheme");
+                    None
+                }
+            }
+        })
+    }
+}
+
+/// Everything the handler shares, built once at init.
+pub struct State {
+    /// Mini Program pushes (our appid).
+    crypto: PushCrypto,
+    /// Official Account pushes, when `WX_OA_APPID` is set (same token and key).
+    oa_crypto: Option<PushCrypto>,
+    /// Whether an EncodingAESKey is configured (safe mode); without one, encrypted pushes
+    /// are refused.
+    safe_mode: bool,
+    moderation: Moderation,
+    links: Arc<dyn LinkMaker>,
+    funnel: Funnel,
+    clock: SharedClock,
+}
+
+impl State {
+    /// State from its parts (tests; [`init`] builds it from the environment).
+    pub fn new(
+        crypto: PushCrypto,
+        oa_crypto: Option<PushCrypto>,
+        moderation: Moderation,
+        links: Arc<dyn LinkMaker>,
+        funnel: Funnel,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            crypto,
+            oa_crypto,
+            safe_mode: true,
+            moderation,
+            links,
+            funnel,
+            clock,
+        }
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        self.moderation.store()
+    }
+}
+
+/// Reads the settings, opens and bootstraps the store, builds the WeChat client.
+///
+/// # Errors
+/// A missing or malformed setting, an unreachable store.
+pub async fn init(config: Config) -> Result<State, BoxError> {
+    let push = config.wx_push()?;
+    let wechat = config.wechat()?;
+    // PushCrypto takes the EncodingAESKey text: 43 base64 characters of the 32 bytes.
+    let (eak, safe_mode) = match &push.aes_key {
+        Some(key) => {
+            let mut s = base64::engine::general_purpose::STANDARD.encode(key.expose());
+            s.truncate(43);
+            (s, true)
+        }
+        None => ("A".repeat(43), false),
+    };
+    let crypto = PushCrypto::new(push.token.expose(), &eak, &wechat.appid)?;
+    let oa_crypto = match config.optional("WX_OA_APPID") {
+        Some(appid) => Some(PushCrypto::new(push.token.expose(), &eak, &appid)?),
+        None => None,
+    };
+    let store = store::open(&config.store()?.uri()).await?;
+    store::bootstrap(store.as_ref()).await?;
+    let client = WechatClient::new(
+        WechatConfig::new(
+            wechat.appid.clone(),
+            wechat.appsecret.expose().clone(),
+            Some(&wechat.api_base),
+        ),
+        store.clone(),
+    )?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let moderation = Moderation::new(
+        store,
+        Arc::new(WechatChecks::new(client.clone(), &wechat.api_base)),
+        clock.clone(),
+    )
+    .with_notice(NoticeTemplate::from_config(&config));
+    let funnel = Funnel {
+        path: config
+            .optional("WEMINT_FUNNEL_PATH")
+            .unwrap_or_else(|| "pages/index/index".to_owned()),
+        greeting: config
+            .optional("WEMINT_FUNNEL_TEXT")
+            .unwrap_or_else(|| "欢迎关注！点这里进入小程序：".to_owned()),
+        mini_program_appid: wechat.appid,
+    };
+    let mut state = State::new(
+        crypto,
+        oa_crypto,
+        moderation,
+        Arc::new(client),
+        funnel,
+        clock,
+    );
+    state.safe_mode = safe_mode;
+    Ok(state)
+}
+
+/// The function value `main` runs: one webhook taking every path.
+pub fn function() -> Function<State> {
+    Function::with_init(NAME, env!("CARGO_PKG_VERSION"), init)
+        .webhook("/", |s: Arc<State>, req| async move {
+            Ok(handle(&s, &req).await)
+        })
+}
+
+fn refusal(err: &PushError) -> WebhookResponse {
+    let status = match err {
+        PushError::BadSignature | PushError::MissingParam(_) => StatusCode::UNAUTHORIZED,
+        PushError::AppidMismatch { .. } => StatusCode::FORBIDDEN,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    tracing::warn!(error = %err, status = status.as_u16(), "push refused");
+    WebhookResponse::text(status, "refused")
+}
+
+/// Serves one request to the push URL.
+pub async fn handle(state: &State, req: &WebhookRequest) -> WebhookResponse {
+    let query = PushQuery::from_pairs(req.query.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    match req.method {
+        Method::GET => match state.crypto.verify_url(&query) {
+            Ok(echo) => WebhookResponse::text(StatusCode::OK, echo.to_owned()),
+            Err(e) => refusal(&e),
+        },
+        Method::POST => {
+            if query.is_encrypted() && !state.safe_mode {
+                return refusal(&PushError::InvalidAesKey);
+            }
+            let opened = match open(state, &query, &req.body) {
+                Ok(o) => o,
+                Err(e) => return refusal(&e),
+            };
+            match dispatch(state, &opened).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    // Not recorded: WeChat's retry gets another chance.
+                    tracing::error!(error = %e, "push handling failed");
+                    WebhookResponse::from_error(&e)
+                }
+            }
+        }
+        _ => WebhookResponse::text(StatusCode::METHOD_NOT_ALLOWED, "GET or POST"),
+    }
+}
+
+/// Opens with the Mini Program's appid, then (if configured) the Official Account's.
+fn open(state: &State, query: &PushQuery, body: &[u8]) -> Result<(OpenedPush, bool), PushError> {
+    match state.crypto.open(query, body) {
+        Err(PushError::AppidMismatch { found }) => match &state.oa_crypto {
+            Some(oa) => oa.open(query, body).map(|o| (o, true)),
+            None => Err(PushError::AppidMismatch { found }),
+        },
+        other => other.map(|o| (o, false)),
+    }
+}
+
+fn internal(e: impl Into<wemint::runtime::BoxError>) -> ApiError {
+    ApiError::internal(e.into())
+}
+
+async fn dispatch(
+    state: &State,
+    (opened, oa): &(OpenedPush, bool),
+) -> Result<WebhookResponse, ApiError> {
+    let message = &opened.message;
+    let crypto = if *oa {
+        state.oa_crypto.as_ref().unwrap_or(&state.crypto)
+    } else {
+        &state.crypto
+    };
+    let store = state.store().as_ref();
+    if receipts::already_handled(store, message)
+        .await
+        .map_err(internal)?
+    {
+        tracing::info!(key = %message.dedupe_key(), "push already handled");
+        return Ok(success());
+    }
+    let now = state.clock.now_unix();
+    let reply = match &message.kind {
+        PushKind::MediaCheck(result) => {
+            let outcome = state
+                .moderation
+                .apply_media_result(&result.trace_id, result.verdict)
+                .await?;
+            tracing::info!(trace_id = %result.trace_id, ?outcome, "media check result");
+            Reply::Success
+        }
+        PushKind::SubscribeMsgPopup(decisions) => {
+            for d in decisions.iter().filter(|d| d.status.starts_with("accept")) {
+                state
+                    .moderation
+                    .grant(&message.from_user_name, &d.template_id)
+                    .await?;
+            }
+            Reply::Success
+        }
+        PushKind::Subscribe { event_key, .. } => {
+            follow(
+                state,
+                &message.from_user_name,
+                &message.to_user_name,
+                event_key.as_deref(),
+                now,
+            )
+            .await
+            .map_err(internal)?;
+            let scene = event_key
+                .as_deref()
+                .and_then(|k| k.strip_prefix("qrscene_"));
+            message.text_reply(funnel_text(state, scene).await, now)
+        }
+        PushKind::MenuClick { event_key } => {
+            touch_follower(state, &message.from_user_name, event_key, now)
+                .await
+                .map_err(internal)?;
+            message.text_reply(funnel_text(state, None).await, now)
+        }
+        PushKind::Unsubscribe => {
+            state
+                .store()
+                .update_one(
+                    FOLLOWERS,
+                    &Filter::id(&message.from_user_name),
+                    &Update::new()
+                        .set("subscribed", false)
+                        .set("unsubscribedAt", now)
+                        .set("updatedAt", now),
+                    UpdateOptions::default(),
+                )
+                .await
+                .map_err(internal)?;
+            Reply::Success
+        }
+        PushKind::XpayGoodsDeliver(_) => {
+            tracing::error!("xpay_goods_deliver_notify received but fulfilment is not wired");
+            return Err(ApiError::new(
+                "XPAY_NOT_HANDLED",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "virtual-payment delivery is not handled by this deployment",
+            ));
+        }
+        _ => Reply::Success,
+    };
+    receipts::record_handled(store, message, now.saturating_mul(1000))
+        .await
+        .map_err(internal)?;
+    let stamp = Stamp::generate(now).map_err(|_| internal("random source failed"))?;
+    let body = crypto.reply_body(opened, &reply, &stamp);
+    let content_type = if matches!(reply, Reply::Success) {
+        "text/plain; charset=utf-8"
+    } else {
+        opened.format.content_type()
+    };
+    Ok(WebhookResponse::with_body(
+        StatusCode::OK,
+        content_type,
+        body,
+    ))
+}
+
+fn success() -> WebhookResponse {
+    WebhookResponse::text(StatusCode::OK, "success")
+}
+
+/// Stores (or re-activates) a follower.
+async fn follow(
+    state: &State,
+    openid: &str,
+    account: &str,
+    event_key: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut update = Update::new()
+        .set("subscribed", true)
+        .set("account", account)
+        .set("subscribedAt", now)
+        .set("updatedAt", now)
+        .set_on_insert("openid", openid)
+        .set_on_insert("firstSubscribedAt", now);
+    if let Some(k) = event_key {
+        update = update.set("source", k);
+    }
+    upsert(state.store().as_ref(), openid, &update).await
+}
+
+async fn touch_follower(
+    state: &State,
+    openid: &str,
+    menu_key: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let update = Update::new()
+        .set("lastMenuKey", menu_key)
+        .set("updatedAt", now)
+        .set_on_insert("openid", openid)
+        .set_on_insert("subscribed", true)
+        .set_on_insert("firstSubscribedAt", now);
+    upsert(state.store().as_ref(), openid, &update).await
+}
+
+async fn upsert(store: &dyn Store, openid: &str, update: &Update) -> Result<(), StoreError> {
+    for attempt in 0..2 {
+        match store
+            .update_one(
+                FOLLOWERS,
+                &Filter::id(openid),
+                update,
+                UpdateOptions::upsert(),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(StoreError::DuplicateKey { .. }) if attempt == 0 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The funnel text: greeting and a link into the Mini Program (`from=oa`, plus the QR scene).
+async fn funnel_text(state: &State, scene: Option<&str>) -> String {
+    let scene = scene.filter(|s| {
+        s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+    });
+    let query = match scene {
+        Some(s) => format!("from=oa&scene={s}"),
+        None => "from=oa".to_owned(),
+    };
+    let req = LinkRequest {
+        path: Some(state.funnel.path.clone()),
+        query: Some(query.clone()),
+        expiry: Expiry::InDays(30),
+        env_version: Some(EnvVersion::Release),
+    };
+    let link = match state.links.url_link(&req).await {
+        Some(link) => link,
+        None => plaintext_scheme(&state.funnel.mini_program_appid, &state.funnel.path, &query),
+    };
+    format!("{}{link}", state.funnel.greeting)
+}
+
+/// WeChat's plaintext URL Scheme (no API call; the path must be declared in the console).
+pub fn plaintext_scheme(appid: &str, path: &str, query: &str) -> String {
+    let encoded: String = query
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("weixin://dl/business/?appid={appid}&path={path}&query={encoded}")
+}
+
+/// The `followers` document for `openid` (tests and the emulator).
+///
+/// # Errors
+/// Store failures.
+pub async fn follower(
+    store: &dyn Store,
+    openid: &str,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    store.get(FOLLOWERS, openid).await
 }

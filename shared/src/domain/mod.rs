@@ -1,10 +1,11 @@
 //! Pure business logic with no I/O: money, ids, catalog, content access, orders,
-//! subscriptions. Functions load documents, ask this module what the next state is, and write
+//! subscriptions, moderation. Functions load documents, ask this module what the next state is, and write
 //! it back with a conditional update; randomness and time are passed in.
 
 pub mod catalog;
 pub mod content;
 pub mod ids;
+pub mod moderation;
 pub mod money;
 pub mod order;
 pub mod subscription;

@@ -84,6 +84,13 @@ pub fn collections() -> Vec<(&'static str, Vec<IndexSpec>)> {
                 IndexSpec::non_unique(["postId"]),
             ],
         ),
+        // `_id` is the openid: one document per Official Account follower.
+        (
+            "followers",
+            vec![IndexSpec::non_unique(["subscribed", "updatedAt"])],
+        ),
+        // `_id` is `<openid>:<templateId>`.
+        ("subscribe_grants", vec![IndexSpec::non_unique(["openid"])]),
         ("wechat_tokens", vec![IndexSpec::unique(["appid", "kind"])]),
         (
             "wechat_push_receipts",
