@@ -1,6 +1,6 @@
 //! Pure business logic with no I/O: money, ids, catalog, content access, orders,
-//! subscriptions, moderation. Functions load documents, ask this module what the next state is, and write
-//! it back with a conditional update; randomness and time are passed in.
+//! subscriptions, moderation. Functions load documents, ask this module what the next state
+//! is, and write it back with a conditional update; randomness and time are passed in.
 
 pub mod catalog;
 pub mod content;
