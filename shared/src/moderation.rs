@@ -4,8 +4,8 @@
 //!
 //! Collections (`docs/collections.md`): `posts` (one document per post, with a `rev` counter
 //! every write is conditional on, so concurrent results cannot overwrite each other),
-//! `moderation_jobs` (one per image check, unique `traceId`), `subscribe_grants` (how many
-//! one-time subscribe-message sends a user granted per template).
+//! `moderation_jobs` (one per image check, unique `traceId`), `subscribe_grants` (`credits`: how
+//! many one-time subscribe-message sends a user granted per template).
 //!
 //! Race between an image check's result and the post being stored: if the push arrives before
 //! the job exists, the result is kept as an orphan job (no `postId`); `create` then finds it
@@ -36,7 +36,8 @@ use crate::wechat::{
 pub const POSTS: &str = "posts";
 /// Collection of image checks waiting for (or holding) their result.
 pub const JOBS: &str = "moderation_jobs";
-/// Collection of subscribe-message grants (`_id` = `<openid>:<templateId>`).
+/// Collection of subscribe-message grants (`_id` = `<openid>:<templateId>`, `credits`),
+/// shared with gatedContent's renewal reminders.
 pub const GRANTS: &str = "subscribe_grants";
 
 /// Public code: the text was judged violating (`msg_sec_check` risky).
@@ -448,6 +449,11 @@ impl Moderation {
     pub fn with_notice(mut self, notice: Option<NoticeTemplate>) -> Self {
         self.notice = notice;
         self
+    }
+
+    /// The template of the result notice, if configured.
+    pub fn notice_template_id(&self) -> Option<&str> {
+        self.notice.as_ref().map(|n| n.template_id.as_str())
     }
 
     /// The store.
@@ -872,8 +878,8 @@ impl Moderation {
     pub async fn grant(&self, openid: &str, template_id: &str) -> Result<(), ModerationError> {
         let id = format!("{openid}:{template_id}");
         let update = Update::new()
-            .inc("count", 1)
-            .set("updatedAt", self.now())
+            .inc("credits", 1)
+            .set("lastGrantedAt", self.now())
             .set_on_insert("openid", openid)
             .set_on_insert("templateId", template_id);
         for attempt in 0..2 {
@@ -902,8 +908,8 @@ impl Moderation {
             .store
             .update_one(
                 GRANTS,
-                &Filter::id(&grant_id).and(Filter::gt("count", 0)),
-                &Update::new().inc("count", -1).set("updatedAt", now),
+                &Filter::id(&grant_id).and(Filter::gt("credits", 0)),
+                &Update::new().inc("credits", -1),
                 UpdateOptions::default(),
             )
             .await?

@@ -266,7 +266,13 @@ async fn dispatch(
             Reply::Success
         }
         PushKind::SubscribeMsgPopup(decisions) => {
-            for d in decisions.iter().filter(|d| d.status.starts_with("accept")) {
+            // Only the post-result template: gatedContent records its own templates
+            // (`subscribeGrant`), so counting those here too would double their credits.
+            let ours = state.moderation.notice_template_id();
+            for d in decisions
+                .iter()
+                .filter(|d| d.status.starts_with("accept") && Some(d.template_id.as_str()) == ours)
+            {
                 state
                     .moderation
                     .grant(&message.from_user_name, &d.template_id)

@@ -89,8 +89,6 @@ pub fn collections() -> Vec<(&'static str, Vec<IndexSpec>)> {
             "followers",
             vec![IndexSpec::non_unique(["subscribed", "updatedAt"])],
         ),
-        // `_id` is `<openid>:<templateId>`.
-        ("subscribe_grants", vec![IndexSpec::non_unique(["openid"])]),
         ("wechat_tokens", vec![IndexSpec::unique(["appid", "kind"])]),
         (
             "wechat_push_receipts",
