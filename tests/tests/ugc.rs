@@ -473,3 +473,42 @@ async fn url_verification_and_official_account_funnel() {
     assert_eq!(f["subscribed"], false);
     assert_eq!(f["lastMenuKey"], "OPEN_APP");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xpay_delivery_push_reaches_commerce_fulfilment() {
+    let s = Suite::start("ugc-xpay").await;
+    let ours = crypto(APPID, PUSH_TOKEN);
+    let push = json!({"ToUserName": "gh_e2e_ugc", "FromUserName": "oXpaySystem", "CreateTime": 1_700_000_900,
+        "MsgType": "event", "Event": "xpay_goods_deliver_notify", "OpenId": "oBuyer",
+        "OutTradeNo": "WM1700000000UNKNOWN000001", "Env": 1,
+        "WeChatPayInfo": {"MchOrderNo": "M1", "TransactionId": "T1", "PaidTime": 1_700_000_890},
+        "GoodsInfo": {"ProductId": "coins-100", "Quantity": 1, "OrigPrice": 1000, "ActualPrice": 1000, "Attach": ""}});
+    let store = s.store().await;
+
+    // Forged (another app's key frame): refused, commerce never sees it.
+    let forged = seal(&crypto("wxSomeoneElse0001", PUSH_TOKEN), &push, None);
+    assert_eq!(deliver(&s.push, &forged).await.0, 403);
+    assert_eq!(
+        store.count("payment_events", &Filter::All).await.unwrap(),
+        0
+    );
+
+    // Verified: handed to commerce (an order it does not know is recorded as such, nothing
+    // granted) and acknowledged in the JSON WeChat expects; a retry is acknowledged again and
+    // recorded once.
+    let sealed = seal(&ours, &push, None);
+    for _ in 0..2 {
+        let (st, body) = deliver(&s.push, &sealed).await;
+        assert_eq!(st, 200);
+        let ack: Value = serde_json::from_slice(&body).expect("JSON ack");
+        assert_eq!(ack["ErrCode"], 0, "{ack}");
+    }
+    let events = store
+        .find("payment_events", &Filter::All, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["eventId"], "xpay:WM1700000000UNKNOWN000001");
+    assert_eq!(events[0]["result"], "unknown_order");
+    assert_eq!(store.count("entitlements", &Filter::All).await.unwrap(), 0);
+}

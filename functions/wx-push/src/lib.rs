@@ -12,13 +12,15 @@
 //! Routes: `wxa_media_check` → the post's moderation state (by trace id);
 //! `subscribe_msg_popup_event` → subscribe-message grants; Official Account `subscribe` and
 //! menu events → the funnel (the follower is stored in `followers`; the reply is a text with a
-//! link into the Mini Program); `xpay_goods_deliver_notify` → not yet routed (answered with
-//! an error so WeChat keeps retrying until commerce fulfilment is wired; nothing is faked).
+//! link into the Mini Program); `xpay_goods_deliver_notify` → [`Commerce::deliver_xpay`], the
+//! same fulfilment payNotify uses (answered `{"ErrCode":0,"ErrMsg":"Success"}` once handled,
+//! a 5xx when the store fails so WeChat redelivers).
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 use http::{Method, StatusCode};
+use wemint::commerce::{Commerce, XpayDelivery};
 use wemint::config::Config;
 use wemint::moderation::{Moderation, NoticeTemplate, WechatChecks};
 use wemint::pay::{SharedClock, SystemClock};
@@ -85,6 +87,7 @@ pub struct State {
     /// are refused.
     safe_mode: bool,
     moderation: Moderation,
+    commerce: Commerce,
     links: Arc<dyn LinkMaker>,
     funnel: Funnel,
     clock: SharedClock,
@@ -100,10 +103,16 @@ impl State {
         funnel: Funnel,
         clock: SharedClock,
     ) -> Self {
+        let commerce = Commerce::new(
+            moderation.store().clone(),
+            crypto.appid().to_owned(),
+            clock.clone(),
+        );
         Self {
             crypto,
             oa_crypto,
             safe_mode: true,
+            commerce,
             moderation,
             links,
             funnel,
@@ -253,6 +262,12 @@ async fn dispatch(
         .map_err(internal)?
     {
         tracing::info!(key = %message.dedupe_key(), "push already handled");
+        if matches!(message.kind, PushKind::XpayGoodsDeliver(_)) {
+            return Ok(WebhookResponse::json(
+                StatusCode::OK,
+                &wemint::pay::xpay::deliver_ack(),
+            ));
+        }
         return Ok(success());
     }
     let now = state.clock.now_unix();
@@ -317,13 +332,8 @@ async fn dispatch(
                 .map_err(internal)?;
             Reply::Success
         }
-        PushKind::XpayGoodsDeliver(_) => {
-            tracing::error!("xpay_goods_deliver_notify received but fulfilment is not wired");
-            return Err(ApiError::new(
-                "XPAY_NOT_HANDLED",
-                StatusCode::SERVICE_UNAVAILABLE,
-                "virtual-payment delivery is not handled by this deployment",
-            ));
+        PushKind::XpayGoodsDeliver(payload) => {
+            return deliver_xpay(state, message, payload, now).await;
         }
         _ => Reply::Success,
     };
@@ -341,6 +351,40 @@ async fn dispatch(
         StatusCode::OK,
         content_type,
         body,
+    ))
+}
+
+/// Virtual-payment delivery: verified above, parsed by `wemint::pay::xpay`, fulfilled by
+/// commerce (idempotent per `OutTradeNo`). Every outcome but a failure is acknowledged; a
+/// malformed payload is refused (400) and changes nothing.
+async fn deliver_xpay(
+    state: &State,
+    message: &wemint::wechat::PushMessage,
+    payload: &serde_json::Value,
+    now: i64,
+) -> Result<WebhookResponse, ApiError> {
+    let push = match wemint::pay::xpay::parse_goods_deliver_notify(payload) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "xpay delivery push unreadable");
+            return Ok(WebhookResponse::text(
+                StatusCode::BAD_REQUEST,
+                "unreadable delivery",
+            ));
+        }
+    };
+    let outcome = state
+        .commerce
+        .deliver_xpay(&XpayDelivery::from(&push))
+        .await
+        .map_err(internal)?;
+    tracing::info!(out_trade_no = %push.out_trade_no, ?outcome, "xpay delivery");
+    receipts::record_handled(state.store().as_ref(), message, now.saturating_mul(1000))
+        .await
+        .map_err(internal)?;
+    Ok(WebhookResponse::json(
+        StatusCode::OK,
+        &wemint::pay::xpay::deliver_ack(),
     ))
 }
 
