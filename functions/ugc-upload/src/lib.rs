@@ -271,3 +271,6 @@ pub async fn decide(
         .await?;
     Ok(json!({ "post": post.view() }))
 }
+
+#[cfg(test)]
+mod tests;
