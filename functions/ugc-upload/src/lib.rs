@@ -19,7 +19,7 @@ use wemint::pay::{SharedClock, SystemClock};
 use wemint::ratelimit::{Limit, RateLimitError, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 use wemint::store;
-use wemint::wechat::{WechatClient, WechatConfig};
+use wemint::wechat::WechatClient;
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "ugcUpload";
@@ -68,14 +68,7 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
     let wechat = config.wechat()?;
     let store = store::open(&config.store()?.uri()).await?;
     store::bootstrap(store.as_ref()).await?;
-    let client = WechatClient::new(
-        WechatConfig::new(
-            wechat.appid,
-            wechat.appsecret.expose().clone(),
-            Some(&wechat.api_base),
-        ),
-        store.clone(),
-    )?;
+    let client = WechatClient::from_settings(&wechat, store.clone())?;
     let clock: SharedClock = Arc::new(SystemClock);
     let moderation = Moderation::new(
         store,

@@ -29,7 +29,7 @@ use wemint::store::{self, Filter, Store, StoreError, Update, UpdateOptions};
 use wemint::wechat::push::receipts;
 use wemint::wechat::{
     EnvVersion, Expiry, LinkRequest, OpenedPush, PushCrypto, PushError, PushKind, PushQuery, Reply,
-    Stamp, WechatClient, WechatConfig,
+    Stamp, WechatClient,
 };
 
 /// The deployed (CloudBase) name of this function.
@@ -148,14 +148,7 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
     };
     let store = store::open(&config.store()?.uri()).await?;
     store::bootstrap(store.as_ref()).await?;
-    let client = WechatClient::new(
-        WechatConfig::new(
-            wechat.appid.clone(),
-            wechat.appsecret.expose().clone(),
-            Some(&wechat.api_base),
-        ),
-        store.clone(),
-    )?;
+    let client = WechatClient::from_settings(&wechat, store.clone())?;
     let clock: SharedClock = Arc::new(SystemClock);
     let moderation = Moderation::new(
         store,

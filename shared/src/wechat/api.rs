@@ -337,6 +337,23 @@ impl WechatClient {
         Ok(WechatClient { http, tokens })
     }
 
+    /// A client for the app `config.wechat()` describes (appid, secret, API base), sharing
+    /// `store`'s token cache.
+    ///
+    /// # Errors
+    /// If the outbound HTTP client cannot be built.
+    pub fn from_settings(
+        settings: &crate::config::WechatSettings,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, WechatError> {
+        let config = WechatConfig::new(
+            settings.appid.clone(),
+            settings.appsecret.expose().clone(),
+            Some(&settings.api_base),
+        );
+        Self::new(config, store)
+    }
+
     /// Our appid.
     pub fn appid(&self) -> &str {
         &self.http.config.appid
