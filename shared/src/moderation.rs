@@ -26,6 +26,7 @@ use crate::domain::moderation::{
 };
 use crate::pay::SharedClock;
 use crate::runtime::ApiError;
+use crate::storage::{Storage, StorageError};
 use crate::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions};
 use crate::wechat::{
     MediaCheckRequest, MediaType, Scene, SubscribeMessage, Suggest, TextCheckRequest, Verdict,
@@ -187,85 +188,79 @@ pub trait ContentCheck: Send + Sync {
 }
 
 /// [`ContentCheck`] through the real client. Images are handed to WeChat as a temporary
-/// download URL from CloudBase storage (`POST /tcb/batchdownloadfile` on the same API base,
-/// with the shared access token).
-#[derive(Debug, Clone)]
+/// download URL from cloud storage ([`crate::storage::Storage`]: CloudBase
+/// `tcb/batchdownloadfile`, or the emulator's signed local URLs).
+#[derive(Clone)]
 pub struct WechatChecks {
     client: WechatClient,
-    api_base: String,
+    storage: Option<Storage>,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for WechatChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatChecks")
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WechatChecks {
-    /// Checks through `client`; `api_base` is `WECHAT_API_BASE` (the storage API lives there).
-    pub fn new(client: WechatClient, api_base: &str) -> Self {
+    /// Checks through `client`; `storage` makes the image URLs (without it, images are
+    /// refused: a function that only sends notices needs none).
+    pub fn new(client: WechatClient, storage: Option<Storage>, clock: SharedClock) -> Self {
         Self {
             client,
-            api_base: api_base.trim_end_matches('/').to_owned(),
+            storage,
+            clock,
         }
     }
 
-    /// A temporary https URL for a `cloud://` file id.
+    /// Storage from `config.storage()` (`WEMINT_ENV_ID` for CloudBase, or the emulator's
+    /// `WEMINT_STORAGE_URL` + `WEMINT_STORAGE_SIGNING_KEY`); none when it is not configured.
+    ///
+    /// # Errors
+    /// A malformed storage setting, or the outbound client failing to build.
+    pub fn from_config(
+        config: &crate::config::Config,
+        client: WechatClient,
+        api_base: &str,
+        clock: SharedClock,
+    ) -> Result<Self, crate::runtime::BoxError> {
+        let storage = match config.storage() {
+            Ok(settings) => Some(Storage::from_settings(
+                settings,
+                api_base,
+                Some(Arc::new(client.clone())),
+                crate::outbound::client()?,
+            )?),
+            Err(crate::config::ConfigError::Missing { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Self::new(client, storage, clock))
+    }
+
+    /// A temporary URL for a `cloud://` file id.
     async fn download_url(&self, file_id: &str) -> Result<String, WechatError> {
-        let file = rules::parse_file_id(file_id)
-            .ok_or_else(|| WechatError::InvalidRequest("not a cloud:// file id".into()))?;
-        let body = json!({
-            "env": file.env,
-            "file_list": [{"fileid": file_id, "max_age": MEDIA_URL_MAX_AGE_SECS}],
-        });
-        let url = format!("{}/tcb/batchdownloadfile", self.api_base);
-        let reply: Value = self
-            .client
-            .with_token(|token| {
-                let (url, body) = (&url, &body);
-                async move {
-                    let http = crate::outbound::client()
-                        .map_err(|e| WechatError::Transport(e.to_string()))?;
-                    let resp = http
-                        .post(url.as_str())
-                        .query(&[("access_token", token.expose())])
-                        .json(body)
-                        .send()
-                        .await
-                        .map_err(|e| WechatError::Transport(e.to_string()))?;
-                    if !resp.status().is_success() {
-                        return Err(WechatError::Status(resp.status().as_u16()));
-                    }
-                    let v: Value = resp
-                        .json()
-                        .await
-                        .map_err(|e| WechatError::Decode(e.to_string()))?;
-                    match v.get("errcode").and_then(Value::as_i64) {
-                        Some(code) if code != 0 => Err(WechatError::api(
-                            code,
-                            v.get("errmsg").and_then(Value::as_str).unwrap_or_default(),
-                        )),
-                        _ => Ok(v),
-                    }
-                }
-            })
-            .await?;
-        let entry = reply
-            .get("file_list")
-            .and_then(Value::as_array)
-            .and_then(|l| l.first())
-            .ok_or_else(|| WechatError::Decode("batchdownloadfile: empty file_list".into()))?;
-        if let Some(code) = entry.get("status").and_then(Value::as_i64)
-            && code != 0
-        {
-            return Err(WechatError::api(
-                code,
-                entry
-                    .get("errmsg")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
-            ));
-        }
-        entry
-            .get("download_url")
-            .and_then(Value::as_str)
-            .filter(|u| !u.is_empty())
-            .map(str::to_owned)
-            .ok_or_else(|| WechatError::Decode("batchdownloadfile: no download_url".into()))
+        let storage = self
+            .storage
+            .as_ref()
+            .ok_or_else(|| WechatError::InvalidRequest("no cloud storage configured".into()))?;
+        let urls = storage
+            .temp_urls(
+                &[file_id.to_owned()],
+                MEDIA_URL_MAX_AGE_SECS,
+                self.clock.now_unix(),
+            )
+            .await
+            .map_err(|e| match e {
+                StorageError::Token(m) | StorageError::Transport(m) => WechatError::Transport(m),
+                other => WechatError::InvalidRequest(other.to_string()),
+            })?;
+        urls.into_iter()
+            .next()
+            .map(|u| u.url)
+            .ok_or_else(|| WechatError::Decode("storage returned no URL".into()))
     }
 }
 

@@ -72,7 +72,12 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
     let clock: SharedClock = Arc::new(SystemClock);
     let moderation = Moderation::new(
         store,
-        Arc::new(WechatChecks::new(client, &wechat.api_base)),
+        Arc::new(WechatChecks::from_config(
+            &config,
+            client,
+            &wechat.api_base,
+            clock.clone(),
+        )?),
         clock.clone(),
     )
     .with_notice(NoticeTemplate::from_config(&config));

@@ -304,6 +304,7 @@ pub fn env(wechat: &WechatStandIn, db: &DbDir) -> Vec<(String, String)> {
         ("WECHAT_APPID", APPID.to_owned()),
         ("WECHAT_APPSECRET", APPSECRET.to_owned()),
         ("WECHAT_API_BASE", wechat.base()),
+        ("WEMINT_ENV_ID", ENV_ID.to_owned()),
         ("WX_PUSH_TOKEN", PUSH_TOKEN.to_owned()),
         ("WX_PUSH_AES_KEY", PUSH_EAK.to_owned()),
         ("WEMINT_POST_NOTICE_TEMPLATE", TEMPLATE.to_owned()),
