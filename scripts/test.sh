@@ -38,4 +38,13 @@ if [ -n "$summary" ]; then
 else
     echo "tests: $totals"
 fi
+step "local suite: Mini Program tests, wemint-dev demo, console in Chromium, client e2e"
+scripts/test-suite.sh
+
+echo
+if [ -n "$summary" ]; then
+    echo "nextest: ${summary#"${summary%%[![:space:]]*}"}"
+else
+    echo "tests: $totals"
+fi
 echo "all checks green in $(( $(date +%s) - started ))s"
