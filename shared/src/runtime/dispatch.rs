@@ -392,8 +392,9 @@ impl Service {
         EventReply::Response(reply)
     }
 
-    /// Routes an HTTP request: a webhook by path prefix, else `GET /` / `GET /health` for health,
-    /// else `POST` as a callable (action from the path's last segment or the body).
+    /// Routes an HTTP request: `…/health` (GET or POST) answers health even on a function whose
+    /// webhook takes every path (wxPush at `/`), then a webhook by path prefix, else `GET /` for
+    /// health, else `POST` as a callable (action from the path's last segment or the body).
     /// `platform_headers`: whether `X-WX-*` headers are collected as `cloudbase-run` claims
     /// (only when the request reached our own listener, never from an HTTP access event).
     pub(crate) async fn handle_http(
@@ -416,6 +417,11 @@ impl Service {
         invocation: Invocation,
         platform_headers: bool,
     ) -> WebhookResponse {
+        let segment = req.path.rsplit('/').find(|s| !s.is_empty());
+        let probe = matches!(req.method, Method::GET | Method::POST);
+        if probe && segment == Some(super::function::HEALTH) {
+            return envelope_response(Ok(self.health()));
+        }
         if let Some(handler) = self.webhook_for(&req.path) {
             let req = WebhookRequest {
                 method: req.method,
@@ -427,8 +433,7 @@ impl Service {
             };
             return self.webhook(handler, req).await;
         }
-        let segment = req.path.rsplit('/').find(|s| !s.is_empty());
-        if req.method == Method::GET && matches!(segment, None | Some(super::function::HEALTH)) {
+        if req.method == Method::GET && segment.is_none() {
             return envelope_response(Ok(self.health()));
         }
         if req.method != Method::POST {
