@@ -151,9 +151,8 @@ impl PushQuery {
     /// Parses a raw query string (`a=b&c=d`, percent-encoded).
     pub fn parse(query: &str) -> Self {
         let mut q = PushQuery::default();
-        for pair in query.trim_start_matches('?').split('&') {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            q.set(&percent_decode(k), percent_decode(v));
+        for (k, v) in form_urlencoded::parse(query.trim_start_matches('?').as_bytes()) {
+            q.set(&k, v.into_owned());
         }
         q
     }
@@ -191,33 +190,6 @@ impl PushQuery {
 
 fn param<'q>(value: &'q Option<String>, name: &'static str) -> Result<&'q str, PushError> {
     value.as_deref().ok_or(PushError::MissingParam(name))
-}
-
-/// `%XX` and `+` decoding; invalid escapes are kept literally (they then fail the signature).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A push that passed every check: signature, decryption, appid, parsing.
@@ -841,6 +813,10 @@ mod tests {
         assert_eq!(q.nonce.as_deref(), Some("1 2"));
         assert_eq!(q.openid.as_deref(), Some("o x"));
         assert!(q.is_encrypted());
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        // Invalid escapes stay literal (they then fail the signature check).
+        assert_eq!(
+            PushQuery::parse("nonce=%zz%4").nonce.as_deref(),
+            Some("%zz%4")
+        );
     }
 }
