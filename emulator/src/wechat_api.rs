@@ -802,10 +802,21 @@ pub async fn request_virtual_payment(
     if mode == "short_series_goods" && price <= 0 {
         return fail(-1, "goodsPrice must be positive fen");
     }
+    // A discounted sale charges activitySellingPrice: 40% to 100% of the item price.
+    let selling = match data.get("activitySellingPrice").and_then(Value::as_i64) {
+        Some(s) if s > price || s * 10 < price * 4 => {
+            return fail(
+                -15001,
+                "activitySellingPrice must be 40% to 100% of goodsPrice",
+            );
+        }
+        Some(s) => s,
+        None => price,
+    };
     let now = suite.clock.now();
     let wx_order_id = format!("X{}", random_from(crate::keys::DIGITS, 24));
     let wxpay_order_id = format!("4200{}", random_from(crate::keys::DIGITS, 24));
-    let fee = price * quantity;
+    let fee = selling * quantity;
     let order = json!({
         "_id": out_trade_no, "openid": openid, "mode": mode, "productId": data["productId"], "quantity": quantity,
         "orderFee": fee, "paidFee": fee, "refundFee": 0, "status": 2, "env": data["env"], "attach": data["attach"],
@@ -823,7 +834,7 @@ pub async fn request_virtual_payment(
         "ToUserName": suite.gh_id(), "FromUserName": openid, "CreateTime": now, "MsgType": "event",
         "Event": "xpay_goods_deliver_notify", "OpenId": openid, "OutTradeNo": out_trade_no, "Env": data["env"],
         "WeChatPayInfo": {"MchOrderNo": wxpay_order_id, "TransactionId": wxpay_order_id, "PaidTime": now},
-        "GoodsInfo": {"ProductId": data["productId"], "Quantity": quantity, "OrigPrice": price, "ActualPrice": price, "Attach": data["attach"]}
+        "GoodsInfo": {"ProductId": data["productId"], "Quantity": quantity, "OrigPrice": price * quantity, "ActualPrice": fee, "Attach": data["attach"]}
     });
     if let Err(e) = deliveries::enqueue(
         suite,

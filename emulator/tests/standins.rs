@@ -624,6 +624,7 @@ async fn virtual_payment_and_the_xpay_client() {
         currency_type: "CNY".into(),
         product_id: Some("vip-monthly".into()),
         goods_price: Some(1800),
+        activity_selling_price: None,
         out_trade_no: "XP20261123000001".into(),
         attach: "order:1".into(),
     };

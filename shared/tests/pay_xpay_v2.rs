@@ -53,6 +53,7 @@ fn xpay_vectors() {
         currency_type: "CNY".into(),
         product_id: Some("vip_month".into()),
         goods_price: Some(1990),
+        activity_selling_price: None,
         out_trade_no: "VP57865369231211784148".into(),
         attach: "content:premium".into(),
     };
@@ -87,11 +88,24 @@ fn xpay_sign_data_validation() {
         currency_type: "CNY".into(),
         product_id: Some("p".into()),
         goods_price: Some(100),
+        activity_selling_price: None,
         out_trade_no: "VP12345678".into(),
         attach: String::new(),
     };
     let k = AppKey::new("k");
     assert!(xpay::virtual_payment(&base, Mode::Goods, &k, "sk").is_ok());
+    let discounted = SignData {
+        activity_selling_price: Some(40),
+        ..base.clone()
+    };
+    let params = xpay::virtual_payment(&discounted, Mode::Goods, &k, "sk").unwrap();
+    assert!(
+        params
+            .sign_data
+            .contains(r#""goodsPrice":100,"activitySellingPrice":40,"#),
+        "selling price follows goodsPrice: {}",
+        params.sign_data
+    );
     for bad in [
         SignData {
             out_trade_no: "_VP12345678".into(),
@@ -107,10 +121,19 @@ fn xpay_sign_data_validation() {
         },
         SignData {
             goods_price: Some(0),
+            activity_selling_price: None,
             ..base.clone()
         },
         SignData {
             product_id: None,
+            ..base.clone()
+        },
+        SignData {
+            activity_selling_price: Some(39),
+            ..base.clone()
+        },
+        SignData {
+            activity_selling_price: Some(101),
             ..base.clone()
         },
     ] {

@@ -256,6 +256,7 @@ impl Shop {
                         quantity: 1,
                     }],
                     address: None,
+                    upgrade: None,
                 },
             )
             .await

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use wemint::domain::money::Fen;
 use wemint::domain::subscription::{Subscription, SubscriptionError};
 use wemint::identity::{Caller, TenantRole};
 use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
@@ -80,6 +81,8 @@ async fn modify<T>(
             return Ok((changed, out, Change::Unchanged));
         }
         let mut update = Update::new()
+            .set("segments", to_json(&changed.segments)?)
+            .set("appliedOrders", to_json(&changed.applied_orders)?)
             .set("renewPlan", changed.renew_plan.as_str())
             .inc("version", 1);
         update = match changed.canceled_at {
@@ -101,6 +104,11 @@ async fn modify<T>(
     Err(GatedError::Store(StoreError::Backend(format!(
         "subscription {id} kept changing; giving up after {WRITE_RETRIES} tries"
     ))))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<Value, GatedError> {
+    serde_json::to_value(value)
+        .map_err(|e| GatedError::Store(StoreError::InvalidDocument(e.to_string())))
 }
 
 /// `cancelSubscription`: no renewal expected; access continues to the period end. Canceling
@@ -171,15 +179,42 @@ pub(crate) async fn change_plan(
             .sub
             .upgrade_quote(&target, now, &lookup)
             .map_err(plan_change_error)?;
+        if quote.amount == Fen::ZERO {
+            // Only free trial time is left: nothing to buy, the trial moves to the plan now.
+            let key = format!("trial-upgrade:{}:{now}", target.id);
+            let (sub, _, _) = modify(store, &id, scope, now, &plans, |sub| {
+                sub.apply_upgrade(&target, &key, quote.from, quote.until, &lookup)
+                    .map_err(plan_change_error)
+            })
+            .await?;
+            if let Some(tenant) = id.strip_prefix("tenant:") {
+                tenancy
+                    .set_plan(tenant, Some(target.id.as_str()), target.seats)
+                    .await
+                    .map_err(|e| match e {
+                        TenancyError::Store(e) => GatedError::Store(e),
+                        other => GatedError::Forbidden(other.to_string()),
+                    })?;
+            }
+            tracing::info!(subscription = %id, to, "trial upgraded");
+            return Ok(json!({
+                "change": "upgrade",
+                "applied": true,
+                "subscription": crate::access::subscription_view(&sub, now, &plans),
+            }));
+        }
         return Ok(json!({
             "change": "upgrade",
+            "applied": false,
             "quote": {
                 "plan": target.id,
-                "fromPlan": current.id,
-                "amountFen": quote,
+                "fromPlan": quote.from_plan,
+                "amountFen": quote.amount,
                 "quotedAt": now,
-                "periodEndAt": stored.sub.period_end(),
+                "periodEndAt": quote.until,
             },
+            // Pay for it with createOrder `create` and this data (plus a clientRequestId).
+            "checkout": { "upgrade": { "plan": target.id, "scope": scope.name() } },
             "subscription": crate::access::subscription_view(&stored.sub, now, &plans),
         }));
     }

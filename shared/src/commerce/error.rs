@@ -2,8 +2,9 @@
 
 use http::StatusCode;
 
-use crate::domain::money::MoneyError;
+use crate::domain::money::{Fen, MoneyError};
 use crate::domain::order::{PricingError, RefundError};
+use crate::domain::subscription::SubscriptionError;
 use crate::runtime::ApiError;
 use crate::store::StoreError;
 
@@ -35,6 +36,18 @@ pub mod codes {
     pub const ORDER_SINGLE_PRODUCT: &str = "ORDER_SINGLE_PRODUCT";
     /// A tenant plan is bought for the active tenant: create or switch to one first.
     pub const TENANT_REQUIRED: &str = "TENANT_REQUIRED";
+    /// No subscription to upgrade.
+    pub const SUBSCRIPTION_NOT_FOUND: &str = "SUBSCRIPTION_NOT_FOUND";
+    /// The subscription has no access any more: buy a period instead.
+    pub const SUBSCRIPTION_EXPIRED: &str = "SUBSCRIPTION_EXPIRED";
+    /// No such plan.
+    pub const PLAN_NOT_FOUND: &str = "PLAN_NOT_FOUND";
+    /// Not a higher tier, the wrong kind of plan, nothing to pay, or the paid time is over.
+    pub const PLAN_CHANGE_INVALID: &str = "PLAN_CHANGE_INVALID";
+    /// No active product sells the plan.
+    pub const PLAN_NOT_FOR_SALE: &str = "PLAN_NOT_FOR_SALE";
+    /// Virtual payment cannot charge the prorated amount (outside 40–100% of the item price).
+    pub const UPGRADE_PRICE_UNSUPPORTED: &str = "UPGRADE_PRICE_UNSUPPORTED";
 }
 
 /// Why a commerce operation failed. Each variant maps to one public code.
@@ -76,6 +89,30 @@ pub enum CommerceError {
     /// A tenant plan needs an active tenant.
     #[error("a tenant plan is bought for the active tenant: create or switch to a tenant first")]
     TenantRequired,
+    /// The caller has no subscription of that scope.
+    #[error("no {0} subscription to upgrade")]
+    SubscriptionNotFound(&'static str),
+    /// The plan change cannot be made.
+    #[error(transparent)]
+    PlanChange(#[from] SubscriptionError),
+    /// The plan change does not make sense as asked.
+    #[error("{0}")]
+    PlanChangeInvalid(String),
+    /// No active product sells the plan.
+    #[error("plan {0} is not on sale")]
+    PlanNotForSale(String),
+    /// The prorated amount cannot go through virtual payment.
+    #[error(
+        "the upgrade costs {amount}; virtual payment can charge {min} to {max} for this plan's item: switch at renewal instead"
+    )]
+    UpgradePriceUnsupported {
+        /// The prorated amount.
+        amount: Fen,
+        /// 40% of the item price, rounded up.
+        min: Fen,
+        /// The item price.
+        max: Fen,
+    },
     /// The payment channel the goods need is not configured on this deployment.
     #[error("payment channel {0} is not configured")]
     ChannelUnavailable(&'static str),
@@ -151,6 +188,28 @@ impl From<CommerceError> for ApiError {
             E::TenantRequired => {
                 ApiError::new(codes::TENANT_REQUIRED, StatusCode::CONFLICT, message)
             }
+            E::SubscriptionNotFound(_) => ApiError::new(
+                codes::SUBSCRIPTION_NOT_FOUND,
+                StatusCode::NOT_FOUND,
+                message,
+            ),
+            E::PlanChange(SubscriptionError::Expired) => {
+                ApiError::new(codes::SUBSCRIPTION_EXPIRED, StatusCode::CONFLICT, message)
+            }
+            E::PlanChange(SubscriptionError::UnknownPlan(_)) => {
+                ApiError::new(codes::PLAN_NOT_FOUND, StatusCode::NOT_FOUND, message)
+            }
+            E::PlanChange(_) | E::PlanChangeInvalid(_) => {
+                ApiError::new(codes::PLAN_CHANGE_INVALID, StatusCode::CONFLICT, message)
+            }
+            E::PlanNotForSale(_) => {
+                ApiError::new(codes::PLAN_NOT_FOR_SALE, StatusCode::CONFLICT, message)
+            }
+            E::UpgradePriceUnsupported { .. } => ApiError::new(
+                codes::UPGRADE_PRICE_UNSUPPORTED,
+                StatusCode::CONFLICT,
+                message,
+            ),
             E::ChannelUnavailable(_) => ApiError::new(
                 codes::PAYMENT_PROVIDER_ERROR,
                 StatusCode::SERVICE_UNAVAILABLE,

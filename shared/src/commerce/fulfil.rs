@@ -352,8 +352,15 @@ impl Commerce {
     /// of times, concurrently.
     pub(crate) async fn fulfil(&self, order: &OrderDoc) -> Result<(), CommerceError> {
         let paid_at = order.paid_at.unwrap_or_else(|| self.now());
-        for line in &order.items {
-            self.grant(order, line, paid_at).await?;
+        if let Some(terms) = &order.upgrade {
+            if let Err(reason) = self.grant_upgrade(order, terms, paid_at).await? {
+                // Paid for something that can no longer be given: the money goes back.
+                return self.refund_unfulfilled(order, &reason).await;
+            }
+        } else {
+            for line in &order.items {
+                self.grant(order, line, paid_at).await?;
+            }
         }
         let now = self.now();
         // Only a payment is finished here: a refund in flight is not overwritten.
@@ -407,15 +414,7 @@ impl Commerce {
                 let until = self
                     .renew(&order.owner, plan, order, line.quantity, paid_at)
                     .await?;
-                let update = Update::new()
-                    .set_on_insert("openid", order.owner.as_str())
-                    .set_on_insert("sku", line.sku.as_str())
-                    .set_on_insert("kind", kind_name(&line.kind))
-                    .set_on_insert("plan", plan.as_str())
-                    .set_on_insert("grantedAt", paid_at)
-                    .set(marker(&order.id), paid_at)
-                    .set("expiresAt", until);
-                self.upsert_once(&format!("{}:{}", order.owner, line.sku), &order.id, update)
+                self.record_membership(order, line, plan, until, paid_at)
                     .await
             }
             ProductKind::TenantPlan { plan } => {
@@ -426,19 +425,51 @@ impl Commerce {
                 let subscriber = format!("tenant:{tenant}");
                 self.renew(&subscriber, plan, order, line.quantity, paid_at)
                     .await?;
-                // The plan's seats are what inviting members is checked against.
-                let seats = self.plan(plan).await?.and_then(|p| p.seats);
-                match crate::tenancy::Tenancy::new(self.store.clone())
-                    .set_plan(tenant, Some(plan.as_str()), seats)
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(crate::tenancy::TenancyError::Store(e)) => Err(e.into()),
-                    Err(e) => {
-                        tracing::warn!(tenant, error = %e, "tenant plan paid for an unknown tenant");
-                        Ok(())
-                    }
+                match self.plan(plan).await? {
+                    Some(plan) => self.set_tenant_plan(tenant, &plan).await,
+                    None => Ok(()),
                 }
+            }
+        }
+    }
+
+    /// Records the membership entitlement `<openid>:<sku>` with the paid time's end, once
+    /// per order.
+    pub(super) async fn record_membership(
+        &self,
+        order: &OrderDoc,
+        line: &OrderLine,
+        plan: &str,
+        until: i64,
+        paid_at: i64,
+    ) -> Result<(), CommerceError> {
+        let update = Update::new()
+            .set_on_insert("openid", order.owner.as_str())
+            .set_on_insert("sku", line.sku.as_str())
+            .set_on_insert("kind", kind_name(&line.kind))
+            .set_on_insert("plan", plan)
+            .set_on_insert("grantedAt", paid_at)
+            .set(marker(&order.id), paid_at)
+            .set("expiresAt", until);
+        self.upsert_once(&format!("{}:{}", order.owner, line.sku), &order.id, update)
+            .await
+    }
+
+    /// Gives the tenant the plan and its seats (what inviting members is checked against).
+    pub(super) async fn set_tenant_plan(
+        &self,
+        tenant: &str,
+        plan: &Plan,
+    ) -> Result<(), CommerceError> {
+        match crate::tenancy::Tenancy::new(self.store.clone())
+            .set_plan(tenant, Some(plan.id.as_str()), plan.seats)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(crate::tenancy::TenancyError::Store(e)) => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "tenant plan paid for an unknown tenant");
+                Ok(())
             }
         }
     }
@@ -481,16 +512,9 @@ impl Commerce {
             )))
         })?;
         for _ in 0..SUBSCRIPTION_RETRIES {
-            let existing = self.store.get(c::SUBSCRIPTIONS, subject).await?;
-            let version = existing
-                .as_ref()
-                .and_then(|d| d.get("version"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            let mut sub = match &existing {
-                Some(doc) => serde_json::from_value::<Subscription>(doc.clone())
-                    .map_err(|e| StoreError::InvalidDocument(e.to_string()))?,
-                None => Subscription::start(&plan, paid_at, false),
+            let (mut sub, version) = match self.load_subscription(subject).await? {
+                Some((sub, version)) => (sub, Some(version)),
+                None => (Subscription::start(&plan, paid_at, false), None),
             };
             let plans = self.plans_for(&sub, &plan).await?;
             let lookup = |id: &str| plans.get(id).cloned();
@@ -509,42 +533,9 @@ impl Commerce {
             if !changed {
                 return Ok(until);
             }
-            let body = serde_json::to_value(&sub)
-                .map_err(|e| StoreError::InvalidDocument(e.to_string()))?;
-            let written = if existing.is_none() {
-                let mut doc = body;
-                doc["_id"] = json!(subject);
-                doc["subscriber"] = json!(subject);
-                doc["plan"] = json!(plan.id);
-                doc["periodEndAt"] = json!(until);
-                doc["version"] = json!(1);
-                match self.store.insert(c::SUBSCRIPTIONS, doc).await {
-                    Ok(_) => true,
-                    Err(StoreError::DuplicateKey { .. }) => false,
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                let mut update = Update::new()
-                    .set("segments", body["segments"].clone())
-                    .set("renewPlan", body["renewPlan"].clone())
-                    .set("appliedOrders", body["appliedOrders"].clone())
-                    .set("plan", plan.id.as_str())
-                    .set("periodEndAt", until)
-                    .inc("version", 1);
-                update = match sub.canceled_at {
-                    Some(at) => update.set("canceledAt", at),
-                    None => update.unset("canceledAt"),
-                };
-                self.store
-                    .update_one(
-                        c::SUBSCRIPTIONS,
-                        &Filter::id(subject).and(Filter::eq("version", version)),
-                        &update,
-                        UpdateOptions::default(),
-                    )
-                    .await?
-                    .is_some()
-            };
+            let written = self
+                .save_subscription(subject, version, &sub, &plan.id)
+                .await?;
             if written {
                 tracing::info!(subject, plan = %plan.id, until, order = %order.id, "subscription extended");
                 return Ok(until);
@@ -555,7 +546,56 @@ impl Commerce {
         ))))
     }
 
-    async fn plans_for(
+    /// Writes a subscription: inserts it when `version` is `None`, else replaces its time
+    /// and plan fields on condition that the stored `version` is still `version`. Returns
+    /// whether it was written (false: someone else wrote first; read again and retry).
+    pub(super) async fn save_subscription(
+        &self,
+        subject: &str,
+        version: Option<Value>,
+        sub: &Subscription,
+        plan: &str,
+    ) -> Result<bool, CommerceError> {
+        let body =
+            serde_json::to_value(sub).map_err(|e| StoreError::InvalidDocument(e.to_string()))?;
+        let until = sub.period_end();
+        let Some(version) = version else {
+            let mut doc = body;
+            doc["_id"] = json!(subject);
+            doc["subscriber"] = json!(subject);
+            doc["plan"] = json!(plan);
+            doc["periodEndAt"] = json!(until);
+            doc["version"] = json!(1);
+            return match self.store.insert(c::SUBSCRIPTIONS, doc).await {
+                Ok(_) => Ok(true),
+                Err(StoreError::DuplicateKey { .. }) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        };
+        let mut update = Update::new()
+            .set("segments", body["segments"].clone())
+            .set("renewPlan", body["renewPlan"].clone())
+            .set("appliedOrders", body["appliedOrders"].clone())
+            .set("plan", plan)
+            .set("periodEndAt", json!(until))
+            .inc("version", 1);
+        update = match sub.canceled_at {
+            Some(at) => update.set("canceledAt", at),
+            None => update.unset("canceledAt"),
+        };
+        Ok(self
+            .store
+            .update_one(
+                c::SUBSCRIPTIONS,
+                &Filter::id(subject).and(Filter::eq("version", version)),
+                &update,
+                UpdateOptions::default(),
+            )
+            .await?
+            .is_some())
+    }
+
+    pub(super) async fn plans_for(
         &self,
         sub: &Subscription,
         plan: &Plan,

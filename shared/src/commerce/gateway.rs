@@ -95,8 +95,11 @@ pub struct XpayPurchase<'a> {
     pub product_id: &'a str,
     /// Units.
     pub quantity: u32,
-    /// Unit price, fen.
+    /// Unit price, fen: the item's registered price (`goodsPrice`).
     pub unit_price_fen: i64,
+    /// What is actually charged per unit when lower (`activitySellingPrice`, at least 40% of
+    /// the price): prorated upgrades.
+    pub selling_price_fen: Option<i64>,
     /// The order's merchant number.
     pub out_trade_no: &'a str,
     /// Echoed in the delivery push (the order id).
@@ -228,6 +231,7 @@ impl XpayGateway for XpayProvider {
             currency_type: "CNY".into(),
             product_id: Some(purchase.product_id.to_owned()),
             goods_price: Some(purchase.unit_price_fen),
+            activity_selling_price: purchase.selling_price_fen,
             out_trade_no: purchase.out_trade_no.to_owned(),
             attach: purchase.attach.to_owned(),
         };

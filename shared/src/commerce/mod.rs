@@ -8,8 +8,9 @@
 //! (each grant document records the orders applied to it), so a crash between "paid" and
 //! "fulfilled" is finished by whoever sees the order next.
 //!
-//! - [`Commerce::create_order`] prices the cart from the catalog, reserves stock with a
-//!   conditional `$inc`, stores the order and returns the payment parameters.
+//! - [`Commerce::create_order`] prices the cart from the catalog (or a plan upgrade from the
+//!   subscription, see [`upgrade`]), reserves stock with a conditional `$inc`, stores the
+//!   order and returns the payment parameters.
 //! - [`Commerce::apply_wxpay_transaction`] / [`Commerce::deliver_xpay`] take a verified payment
 //!   to paid and fulfilled.
 //! - [`Commerce::reconcile`] closes expired orders, finds payments whose notification was
@@ -23,6 +24,7 @@ mod orders;
 mod reconcile;
 mod refunds;
 mod setup;
+mod upgrade;
 
 use std::sync::Arc;
 
@@ -31,11 +33,12 @@ pub use fulfil::{DeliveryOutcome, PaymentOutcome, XpayDelivery};
 pub use gateway::{
     WxpayGateway, XpayFailure, XpayGateway, XpayOrderState, XpayProvider, XpayPurchase,
 };
-pub use model::{OrderDoc, RefundDoc, RefundState, collections};
+pub use model::{OrderDoc, RefundDoc, RefundState, SubscriptionScope, UpgradeTerms, collections};
 pub use orders::{CreateInput, Created, ListInput, SearchInput};
 pub use reconcile::ReconcileReport;
 pub use refunds::RefundInput;
 pub use setup::{from_config, open_store};
+pub use upgrade::UpgradeRequest;
 
 use crate::identity::{Caller, DataKey};
 use crate::pay::SharedClock;

@@ -114,9 +114,45 @@ pub struct OrderDoc {
     /// WeChat's transaction id once paid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction_id: Option<String>,
-    /// Why the order is held for review.
+    /// Why the order is held for review (or was refunded without being fulfilled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_reason: Option<String>,
+    /// Set when the order buys a plan upgrade rather than a period: what it moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeTerms>,
+}
+
+/// Whose subscription an upgrade is for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionScope {
+    /// The buyer's own membership.
+    #[default]
+    User,
+    /// The plan of the buyer's active tenant (managed by its owner and admins).
+    Tenant,
+}
+
+/// What an upgrade order buys: the time `[from, until)` of `subscriber`'s subscription moved
+/// from `fromPlan` (or any lower tier) to `plan`, priced when the order was created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeTerms {
+    /// The plan moved to.
+    pub plan: String,
+    /// The plan in force when quoted.
+    pub from_plan: String,
+    /// User or tenant.
+    pub scope: SubscriptionScope,
+    /// The `subscriptions` id (openid or `tenant:<id>`).
+    pub subscriber: String,
+    /// Start of the upgraded time, Unix seconds (the quote time).
+    pub from: i64,
+    /// End of the upgraded time (the period end when quoted).
+    pub until: i64,
+    /// Catalog price of the plan's product: virtual payment's `goodsPrice`, with the
+    /// prorated amount as the selling price.
+    pub list_price_fen: Fen,
 }
 
 impl OrderDoc {
@@ -147,6 +183,15 @@ impl OrderDoc {
         });
         if let Some(paid_at) = self.paid_at {
             v["paidAt"] = json!(paid_at);
+        }
+        if let Some(up) = &self.upgrade {
+            v["upgrade"] = json!({
+                "plan": up.plan,
+                "fromPlan": up.from_plan,
+                "scope": up.scope,
+                "from": up.from,
+                "until": up.until,
+            });
         }
         v
     }
@@ -332,6 +377,7 @@ mod tests {
             sign_data: None,
             transaction_id: None,
             review_reason: None,
+            upgrade: None,
         };
         let v = serde_json::to_value(&doc).unwrap();
         assert_eq!(v["_id"], "o1");

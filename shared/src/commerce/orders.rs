@@ -8,10 +8,12 @@ use serde_json::{Value, json};
 use super::Commerce;
 use super::error::CommerceError;
 use super::gateway::XpayPurchase;
-use super::model::{OrderDoc, Prepay, Reservation, collections as c, product_view};
+use super::model::{OrderDoc, Prepay, Reservation, UpgradeTerms, collections as c, product_view};
+use super::upgrade::UpgradeRequest;
 use crate::domain::catalog::{Channel, Product, ProductKind};
 use crate::domain::ids::OutTradeNo;
-use crate::domain::order::{CartLine, OrderStatus, price_cart};
+use crate::domain::money::Fen;
+use crate::domain::order::{CartLine, OrderLine, OrderStatus, price_cart};
 use crate::domain::subscription::Plan;
 use crate::identity::Caller;
 use crate::pay::v3::{JsapiOrder, PayError};
@@ -31,7 +33,12 @@ pub struct CreateInput {
     /// Client-generated, unique per checkout.
     pub client_request_id: String,
     /// What and how many (any price the client adds is ignored).
+    #[serde(default)]
     pub items: Vec<CartLine>,
+    /// Instead of `items`: buy an upgrade of a running subscription to a higher plan, priced
+    /// by proration on the server.
+    #[serde(default)]
+    pub upgrade: Option<UpgradeRequest>,
     /// Shipping address for physical goods.
     #[serde(default)]
     pub address: Option<Value>,
@@ -68,6 +75,17 @@ pub struct SearchInput {
     /// Page size (≤ 50, default 20).
     #[serde(default)]
     pub limit: Option<u64>,
+}
+
+/// An order priced and checked, before stock is taken and it is stored.
+pub(super) struct Draft {
+    pub(super) channel: Channel,
+    pub(super) lines: Vec<OrderLine>,
+    pub(super) total: Fen,
+    pub(super) reservations: Vec<Reservation>,
+    /// The tenant the order is for (tenant plans).
+    pub(super) tenant: Option<String>,
+    pub(super) upgrade: Option<UpgradeTerms>,
 }
 
 /// What `create` returns: the order and the payment parameters (none once it is not payable).
@@ -159,39 +177,26 @@ impl Commerce {
             ));
         }
         if let Some(existing) = self.find_by_request(&caller.openid, request_id).await? {
-            return self.replay(caller, existing, &input.items).await;
+            return self.replay(caller, existing, &input).await;
         }
 
-        // Price from the catalog; the client's prices never reach this point.
-        let mut products: HashMap<String, Product> = HashMap::new();
-        for line in &input.items {
-            if products.contains_key(&line.sku) || line.sku.is_empty() || line.sku.len() > 64 {
-                continue;
+        let draft = match &input.upgrade {
+            Some(request) if input.items.is_empty() => self.price_upgrade(caller, request).await?,
+            Some(_) => {
+                return Err(CommerceError::BadRequest(
+                    "send either items or upgrade, not both".into(),
+                ));
             }
-            if let Some(doc) = self.store.get(c::PRODUCTS, &line.sku).await? {
-                let product: Product = serde_json::from_value(doc)
-                    .map_err(|e| StoreError::InvalidDocument(e.to_string()))?;
-                products.insert(line.sku.clone(), product);
-            }
-        }
-        let priced = price_cart(&input.items, |sku| products.get(sku))?;
+            None => self.price_items(caller, &input.items).await?,
+        };
 
         // Everything that can refuse the order is checked before stock is taken.
-        let tenant = caller.tenant.as_ref().map(|t| t.id.clone());
-        if priced
-            .lines
-            .iter()
-            .any(|l| matches!(l.kind, ProductKind::TenantPlan { .. }))
-            && tenant.is_none()
-        {
-            return Err(CommerceError::TenantRequired);
-        }
-        let session_key = match priced.channel {
+        let session_key = match draft.channel {
             Channel::Xpay => {
                 if self.xpay.is_none() {
                     return Err(CommerceError::ChannelUnavailable("xpay"));
                 }
-                if priced.lines.len() != 1 {
+                if draft.lines.len() != 1 {
                     return Err(CommerceError::SingleProduct);
                 }
                 Some(self.session_key(&caller.openid).await?)
@@ -203,16 +208,7 @@ impl Commerce {
                 None
             }
         };
-
-        let counted: Vec<Reservation> = priced
-            .lines
-            .iter()
-            .filter(|l| products.get(&l.sku).is_some_and(|p| p.stock.is_some()))
-            .map(|l| Reservation {
-                sku: l.sku.clone(),
-                quantity: l.quantity,
-            })
-            .collect();
+        let counted = draft.reservations;
         self.reserve(&counted).await?;
 
         let now = self.now();
@@ -221,19 +217,19 @@ impl Commerce {
             out_trade_no: OutTradeNo::generate(now, (self.random)()).to_string(),
             owner: caller.openid.clone(),
             appid: self.appid.clone(),
-            tenant,
+            tenant: draft.tenant,
             client_request_id: request_id.to_owned(),
             status: OrderStatus::Created,
-            channel: priced.channel,
-            items: priced.lines,
-            total_fen: priced.total,
+            channel: draft.channel,
+            items: draft.lines,
+            total_fen: draft.total,
             created_at: now,
             expires_at: now + self.order_ttl_secs,
             paid_at: None,
             fulfilled_at: None,
             closed_at: None,
-            refunded_fen: crate::domain::money::Fen::ZERO,
-            refunding_fen: crate::domain::money::Fen::ZERO,
+            refunded_fen: Fen::ZERO,
+            refunding_fen: Fen::ZERO,
             address: input.address.clone(),
             reservations: counted.clone(),
             stock_released: false,
@@ -241,6 +237,7 @@ impl Commerce {
             sign_data: None,
             transaction_id: None,
             review_reason: None,
+            upgrade: draft.upgrade,
         };
         match self.store.insert_as(c::ORDERS, &order).await {
             Ok(_) => {}
@@ -251,7 +248,7 @@ impl Commerce {
                     .find_by_request(&caller.openid, request_id)
                     .await?
                     .ok_or_else(|| CommerceError::Conflict("order number collision".into()))?;
-                return self.replay(caller, existing, &input.items).await;
+                return self.replay(caller, existing, &input).await;
             }
             Err(e) => {
                 self.unreserve(&counted).await;
@@ -263,14 +260,65 @@ impl Commerce {
         self.payment_for(order, session_key).await
     }
 
+    /// Prices a cart from the catalog; the client's prices never reach this point.
+    async fn price_items(
+        &self,
+        caller: &Caller,
+        items: &[CartLine],
+    ) -> Result<Draft, CommerceError> {
+        let mut products: HashMap<String, Product> = HashMap::new();
+        for line in items {
+            if products.contains_key(&line.sku) || line.sku.is_empty() || line.sku.len() > 64 {
+                continue;
+            }
+            if let Some(doc) = self.store.get(c::PRODUCTS, &line.sku).await? {
+                let product: Product = serde_json::from_value(doc)
+                    .map_err(|e| StoreError::InvalidDocument(e.to_string()))?;
+                products.insert(line.sku.clone(), product);
+            }
+        }
+        let priced = price_cart(items, |sku| products.get(sku))?;
+        let tenant = caller.tenant.as_ref().map(|t| t.id.clone());
+        if priced
+            .lines
+            .iter()
+            .any(|l| matches!(l.kind, ProductKind::TenantPlan { .. }))
+            && tenant.is_none()
+        {
+            return Err(CommerceError::TenantRequired);
+        }
+        let reservations = priced
+            .lines
+            .iter()
+            .filter(|l| products.get(&l.sku).is_some_and(|p| p.stock.is_some()))
+            .map(|l| Reservation {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+            })
+            .collect();
+        Ok(Draft {
+            channel: priced.channel,
+            lines: priced.lines,
+            total: priced.total,
+            reservations,
+            tenant,
+            upgrade: None,
+        })
+    }
+
     /// The answer to a repeated `create`: same order, and its payment parameters while payable.
     async fn replay(
         &self,
         caller: &Caller,
         order: OrderDoc,
-        items: &[CartLine],
+        input: &CreateInput,
     ) -> Result<Created, CommerceError> {
-        if !same_cart(items, &order) {
+        let same = match (&order.upgrade, &input.upgrade) {
+            (Some(terms), Some(asked)) => terms.plan == asked.plan && terms.scope == asked.scope,
+            (None, None) => same_cart(&input.items, &order),
+            _ => false,
+        };
+        if !same {
             return Err(CommerceError::Conflict(
                 "clientRequestId was already used for a different cart".into(),
             ));
@@ -352,12 +400,20 @@ impl Commerce {
                     Some(sign_data) => xpay.resign(sign_data, &session_key),
                     None => {
                         let line = order.items.first().ok_or(CommerceError::SingleProduct)?;
+                        // An upgrade sells the plan's item at the prorated amount.
+                        let (unit_price, selling_price) = match &order.upgrade {
+                            Some(terms) => {
+                                (terms.list_price_fen.get(), Some(line.unit_price_fen.get()))
+                            }
+                            None => (line.unit_price_fen.get(), None),
+                        };
                         let params = xpay
                             .payment_params(
                                 &XpayPurchase {
                                     product_id: &line.sku,
                                     quantity: line.quantity,
-                                    unit_price_fen: line.unit_price_fen.get(),
+                                    unit_price_fen: unit_price,
+                                    selling_price_fen: selling_price,
                                     out_trade_no: &order.out_trade_no,
                                     attach: &order.id,
                                 },

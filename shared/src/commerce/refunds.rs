@@ -49,6 +49,16 @@ impl Commerce {
         input: RefundInput,
     ) -> Result<RefundDoc, CommerceError> {
         self.require_admin(caller).await?;
+        self.request_refund(&caller.openid, input).await
+    }
+
+    /// Starts a refund asked for by `requested_by` (an admin's openid, or `system` for
+    /// automatic refunds), after the same checks.
+    pub(crate) async fn request_refund(
+        &self,
+        requested_by: &str,
+        input: RefundInput,
+    ) -> Result<RefundDoc, CommerceError> {
         if !valid_refund_no(&input.refund_no) {
             return Err(CommerceError::BadRequest(
                 "refundNo must be 1-64 characters of [0-9A-Za-z_-|*@]".into(),
@@ -102,7 +112,7 @@ impl Commerce {
             reason: input.reason.clone(),
             status: RefundState::Processing,
             reserved: false,
-            requested_by: caller.openid.clone(),
+            requested_by: requested_by.to_owned(),
             created_at: now,
             attempted_at: 0,
             settled_at: None,

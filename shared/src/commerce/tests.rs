@@ -124,7 +124,8 @@ impl XpayGateway for FakeXpay {
     ) -> Result<Value, XpayFailure> {
         let sign_data = json!({
             "productId": purchase.product_id, "buyQuantity": purchase.quantity,
-            "goodsPrice": purchase.unit_price_fen, "outTradeNo": purchase.out_trade_no,
+            "goodsPrice": purchase.unit_price_fen, "activitySellingPrice": purchase.selling_price_fen,
+            "outTradeNo": purchase.out_trade_no,
         })
         .to_string();
         Ok(self.resign(&sign_data, session_key))
@@ -272,6 +273,7 @@ fn cart(request: &str, items: &[(&str, u32)]) -> CreateInput {
             })
             .collect(),
         address: None,
+        upgrade: None,
     }
 }
 
@@ -976,4 +978,431 @@ async fn a_failed_refund_returns_the_order_to_fulfilled() {
         (o.status, o.refunded_fen.get(), o.refunding_fen.get()),
         (OrderStatus::Fulfilled, 0, 0)
     );
+}
+
+/// Adds the `vip-pro` plan (tier 2 above `vip`) and its products.
+async fn add_pro_plan(w: &World, products: &[Value]) {
+    w.store
+        .insert(
+            "plans",
+            json!({"_id":"vip-pro","id":"vip-pro","title":"VIP Pro","tier":2,"periodDays":30,"priceFen":3600}),
+        )
+        .await
+        .unwrap();
+    for p in products {
+        w.store.insert("products", p.clone()).await.unwrap();
+    }
+}
+
+fn upgrade_to(request: &str, plan: &str) -> CreateInput {
+    serde_json::from_value(json!({"clientRequestId": request, "upgrade": {"plan": plan}})).unwrap()
+}
+
+const DAY: i64 = 86_400;
+
+#[tokio::test]
+async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_once() {
+    let w = world().await;
+    add_pro_plan(
+        &w,
+        &[
+            json!({"_id":"pro-month","sku":"pro-month","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"active":true}),
+        ],
+    )
+    .await;
+    let alice = caller("alice");
+    let vip = w
+        .commerce
+        .create_order(&alice, cart("m", &[("vip-month", 1)]))
+        .await
+        .unwrap();
+    let delivery = XpayDelivery {
+        openid: "alice".into(),
+        out_trade_no: vip.order.out_trade_no.clone(),
+        env: 0,
+        product_id: "vip-month".into(),
+        quantity: 1,
+        actual_price: 1800,
+        transaction_id: String::new(),
+        paid_time: NOW,
+    };
+    w.commerce.deliver_xpay(&delivery).await.unwrap();
+
+    // 27 days left: pro for them is 3240, the unused vip days are worth 1620.
+    w.clock.set(NOW + 3 * DAY);
+    let up = w
+        .commerce
+        .create_order(&alice, upgrade_to("up-1", "vip-pro"))
+        .await
+        .unwrap();
+    assert_eq!(up.order.total_fen.get(), 1620);
+    assert_eq!(up.order.items[0].sku, "pro-month");
+    let view = up.order.view();
+    assert_eq!(view["upgrade"]["fromPlan"], "vip");
+    assert_eq!(
+        (
+            view["upgrade"]["from"].as_i64(),
+            view["upgrade"]["until"].as_i64()
+        ),
+        (Some(NOW + 3 * DAY), Some(NOW + 30 * DAY))
+    );
+    let sign_data: Value = serde_json::from_str(
+        up.payment.as_ref().unwrap()["params"]["signData"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&sign_data["goodsPrice"], &sign_data["activitySellingPrice"]),
+        (&json!(3600), &json!(1620)),
+        "the item at its registered price, sold at the prorated amount"
+    );
+    // The same request is the same order; the same key for a cart is a conflict.
+    let again = w
+        .commerce
+        .create_order(&alice, upgrade_to("up-1", "vip-pro"))
+        .await
+        .unwrap();
+    assert_eq!(again.order.id, up.order.id);
+    assert!(matches!(
+        w.commerce
+            .create_order(&alice, cart("up-1", &[("pro-month", 1)]))
+            .await,
+        Err(CommerceError::Conflict(_))
+    ));
+
+    let paid = XpayDelivery {
+        out_trade_no: up.order.out_trade_no.clone(),
+        product_id: "pro-month".into(),
+        actual_price: 1620,
+        paid_time: NOW + 3 * DAY + 60,
+        ..delivery.clone()
+    };
+    for expected_first in [true, false] {
+        let outcome = w.commerce.deliver_xpay(&paid).await.unwrap();
+        assert_eq!(
+            matches!(outcome, PaymentOutcome::Applied { .. }),
+            expected_first,
+            "{outcome:?}"
+        );
+    }
+    let sub = w
+        .store
+        .get("subscriptions", "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub["periodEndAt"], NOW + 30 * DAY, "no day added or lost");
+    assert_eq!(sub["renewPlan"], "vip-pro");
+    let segments = sub["segments"].as_array().unwrap();
+    assert_eq!(
+        segments
+            .iter()
+            .map(|s| (s["plan"].as_str().unwrap(), s["start"].as_i64().unwrap()))
+            .collect::<Vec<_>>(),
+        vec![("vip", NOW), ("vip-pro", NOW + 3 * DAY)],
+        "the quoted window moved, from the quote time"
+    );
+    assert_eq!(sub["appliedOrders"].as_array().unwrap().len(), 2);
+    let ent = w
+        .store
+        .get("entitlements", "alice:pro-month")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ent["plan"].as_str(), ent["expiresAt"].as_i64()),
+        (Some("vip-pro"), Some(NOW + 30 * DAY))
+    );
+    assert_eq!(order(&w, &up.order.id).await.status, OrderStatus::Fulfilled);
+    // On the higher plan now: another upgrade to it is refused and stores nothing.
+    let refused = w
+        .commerce
+        .create_order(&alice, upgrade_to("up-2", "vip-pro"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        crate::runtime::ApiError::from(refused).code(),
+        codes::PLAN_CHANGE_INVALID
+    );
+}
+
+#[tokio::test]
+async fn xpay_cannot_charge_a_tiny_upgrade_but_wechat_pay_can() {
+    let w = world().await;
+    add_pro_plan(
+        &w,
+        &[
+            json!({"_id":"pro-month","sku":"pro-month","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"active":true}),
+        ],
+    )
+    .await;
+    let alice = caller("alice");
+    let vip = w
+        .commerce
+        .create_order(&alice, cart("m", &[("vip-wx", 1)]))
+        .await
+        .unwrap();
+    w.commerce
+        .apply_wxpay_transaction(
+            "e1",
+            "v3_notify",
+            &transaction(&vip.order.out_trade_no, 1800, "alice"),
+        )
+        .await
+        .unwrap();
+    // One day left: 120 - 60 = 60 fen, under 40% of the 3600 item.
+    w.clock.set(NOW + 29 * DAY);
+    let err = w
+        .commerce
+        .create_order(&alice, upgrade_to("u", "vip-pro"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CommerceError::UpgradePriceUnsupported { amount, min, max }
+            if (amount.get(), min.get(), max.get()) == (60, 1440, 3600)),
+        "{err:?}"
+    );
+    assert_eq!(
+        w.store
+            .count("orders", &Filter::eq("openid", "alice"))
+            .await
+            .unwrap(),
+        1,
+        "a refused upgrade stores no order"
+    );
+    w.store
+        .insert(
+            "products",
+            json!({"_id":"pro-wx","sku":"pro-wx","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"channel":"wxpay","active":true}),
+        )
+        .await
+        .unwrap();
+    let up = w
+        .commerce
+        .create_order(&alice, upgrade_to("u", "vip-pro"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (up.order.channel, up.order.total_fen.get()),
+        (crate::domain::catalog::Channel::Wxpay, 60)
+    );
+
+    // Bad requests: unknown plan, a lower plan, nothing to upgrade, both items and upgrade.
+    for (input, code) in [
+        (upgrade_to("x1", "gold"), codes::PLAN_NOT_FOUND),
+        (upgrade_to("x2", "vip"), codes::PLAN_CHANGE_INVALID),
+        (upgrade_to("x3", "team"), codes::PLAN_CHANGE_INVALID),
+    ] {
+        let err = w.commerce.create_order(&alice, input).await.unwrap_err();
+        assert_eq!(crate::runtime::ApiError::from(err).code(), code);
+    }
+    let err = w
+        .commerce
+        .create_order(&caller("bob"), upgrade_to("x4", "vip-pro"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        crate::runtime::ApiError::from(err).code(),
+        codes::SUBSCRIPTION_NOT_FOUND
+    );
+    let mut both = upgrade_to("x5", "vip-pro");
+    both.items = vec![CartLine {
+        sku: "mug".into(),
+        quantity: 1,
+    }];
+    assert!(matches!(
+        w.commerce.create_order(&alice, both).await,
+        Err(CommerceError::BadRequest(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_second_paid_upgrade_of_the_same_time_is_refunded_in_full() {
+    let w = world().await;
+    add_pro_plan(
+        &w,
+        &[
+            json!({"_id":"pro-wx","sku":"pro-wx","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"channel":"wxpay","active":true}),
+        ],
+    )
+    .await;
+    let alice = caller("alice");
+    let vip = w
+        .commerce
+        .create_order(&alice, cart("m", &[("vip-wx", 1)]))
+        .await
+        .unwrap();
+    w.commerce
+        .apply_wxpay_transaction(
+            "e1",
+            "v3_notify",
+            &transaction(&vip.order.out_trade_no, 1800, "alice"),
+        )
+        .await
+        .unwrap();
+    w.clock.set(NOW + 10 * DAY);
+    // Two checkouts opened (two devices); both get paid.
+    let first = w
+        .commerce
+        .create_order(&alice, upgrade_to("a", "vip-pro"))
+        .await
+        .unwrap();
+    let second = w
+        .commerce
+        .create_order(&alice, upgrade_to("b", "vip-pro"))
+        .await
+        .unwrap();
+    assert_eq!(first.order.total_fen, second.order.total_fen);
+    let total = first.order.total_fen.get();
+    for (event, o) in [("e2", &first), ("e3", &second)] {
+        w.commerce
+            .apply_wxpay_transaction(
+                event,
+                "v3_notify",
+                &transaction(&o.order.out_trade_no, total, "alice"),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        order(&w, &first.order.id).await.status,
+        OrderStatus::Fulfilled
+    );
+    let refunded = order(&w, &second.order.id).await;
+    assert_eq!(refunded.status, OrderStatus::Refunding);
+    assert_eq!(refunded.refunding_fen.get(), total);
+    assert!(
+        refunded
+            .review_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("upgrade not applied")),
+        "{:?}",
+        refunded.review_reason
+    );
+    let sent = w.wxpay.refunds.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].out_refund_no, format!("AU{}", second.order.id));
+    assert_eq!(sent[0].refund_fen, total);
+    let sub = w
+        .store
+        .get("subscriptions", "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    let applied: Vec<&str> = sub["appliedOrders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        applied,
+        vec![vip.order.id.as_str(), first.order.id.as_str()]
+    );
+    // Redelivered, the second payment starts no second refund.
+    w.commerce
+        .apply_wxpay_transaction(
+            "e3",
+            "v3_notify",
+            &transaction(&second.order.out_trade_no, total, "alice"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.wxpay.refunds.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_tenant_plan_upgrade_is_bought_by_an_admin_and_raises_the_seats() {
+    let w = world().await;
+    w.store
+        .insert(
+            "plans",
+            json!({"_id":"team-pro","id":"team-pro","title":"Team Pro","tier":3,"periodDays":30,"priceFen":19800,"seats":20}),
+        )
+        .await
+        .unwrap();
+    w.store
+        .insert(
+            "products",
+            json!({"_id":"team-pro","sku":"team-pro","title":"Team Pro","priceFen":19800,"kind":{"type":"tenant_plan","plan":"team-pro"},"active":true}),
+        )
+        .await
+        .unwrap();
+    let tenancy = crate::tenancy::Tenancy::new(w.store.clone());
+    let (tenant, _) = tenancy.create("alice", "Acme").await.unwrap();
+    let mut owner = caller("alice");
+    owner.tenant = Some(TenantMembership {
+        id: tenant.id.clone(),
+        role: TenantRole::Owner,
+    });
+    let team = w
+        .commerce
+        .create_order(&owner, cart("t", &[("team", 1)]))
+        .await
+        .unwrap();
+    w.commerce
+        .deliver_xpay(&XpayDelivery {
+            openid: "alice".into(),
+            out_trade_no: team.order.out_trade_no.clone(),
+            env: 0,
+            product_id: "team".into(),
+            quantity: 1,
+            actual_price: 9900,
+            transaction_id: "T".into(),
+            paid_time: NOW,
+        })
+        .await
+        .unwrap();
+    w.clock.set(NOW + 3 * DAY);
+    // Someone who is not a member (or only a member) cannot buy it for the tenant.
+    let mut outsider = caller("bob");
+    outsider.tenant = owner.tenant.clone();
+    let input: CreateInput = serde_json::from_value(
+        json!({"clientRequestId": "tu", "upgrade": {"plan": "team-pro", "scope": "tenant"}}),
+    )
+    .unwrap();
+    assert!(matches!(
+        w.commerce.create_order(&outsider, input.clone()).await,
+        Err(CommerceError::Forbidden(_))
+    ));
+    assert!(matches!(
+        w.commerce
+            .create_order(&caller("alice"), input.clone())
+            .await,
+        Err(CommerceError::TenantRequired)
+    ));
+    let up = w.commerce.create_order(&owner, input).await.unwrap();
+    // 27 of 30 days: 17820 - 8910 = 8910, within 40–100% of the 19800 item.
+    assert_eq!(up.order.total_fen.get(), 8910);
+    w.commerce
+        .deliver_xpay(&XpayDelivery {
+            openid: "alice".into(),
+            out_trade_no: up.order.out_trade_no.clone(),
+            env: 0,
+            product_id: "team-pro".into(),
+            quantity: 1,
+            actual_price: 8910,
+            transaction_id: "T2".into(),
+            paid_time: NOW + 3 * DAY,
+        })
+        .await
+        .unwrap();
+    let tenant = tenancy.tenant(&tenant.id).await.unwrap().unwrap();
+    let tenant = serde_json::to_value(&tenant).unwrap();
+    assert_eq!(
+        (tenant["plan"].as_str(), tenant["seats"].as_u64()),
+        (Some("team-pro"), Some(20))
+    );
+    let sub = w
+        .store
+        .get(
+            "subscriptions",
+            &format!("tenant:{}", tenant["_id"].as_str().unwrap()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub["renewPlan"], "team-pro");
+    assert_eq!(sub["periodEndAt"], NOW + 30 * DAY);
 }

@@ -125,6 +125,9 @@ pub enum SubscriptionError {
     /// Nothing is running to change.
     #[error("subscription has expired")]
     Expired,
+    /// The paid time is over (past due or in grace): there is nothing left to upgrade.
+    #[error("the paid period has ended; renew at the new plan instead")]
+    PeriodEnded,
     /// Amount arithmetic failed.
     #[error(transparent)]
     Money(#[from] MoneyError),
@@ -140,8 +143,30 @@ pub enum Applied {
         /// End of the paid time.
         until: i64,
     },
+    /// The window `[from, until)` moved to a higher plan; the period end did not move.
+    Upgraded {
+        /// Start of the upgraded time.
+        from: i64,
+        /// End of the upgraded time.
+        until: i64,
+    },
     /// The order was applied before; nothing changed.
     AlreadyApplied,
+}
+
+/// The price of an upgrade and the window of time it buys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeQuote {
+    /// The plan moved to.
+    pub plan: String,
+    /// The plan in force when quoted.
+    pub from_plan: String,
+    /// What to pay, fen (zero when only trial time is left).
+    pub amount: Fen,
+    /// Start of the upgraded time (the quote time).
+    pub from: i64,
+    /// End of the upgraded time (the period end when quoted).
+    pub until: i64,
 }
 
 impl Subscription {
@@ -257,79 +282,121 @@ impl Subscription {
         self.canceled_at.get_or_insert(now);
     }
 
-    /// What an upgrade to `to` costs at `now`: the new plan's price for the remaining paid
-    /// time (rounded up) minus the unused value of what was paid (rounded down), never
-    /// negative. Trial time costs and credits nothing.
+    /// What moving to the higher-tier plan `to` costs at `now`: for the rest of the covered
+    /// time (`now` to the period end), each stretch on a lower tier costs the new plan's
+    /// price for that time (rounded up) minus the unused value of what was paid for it
+    /// (rounded down), never below zero. Trial time costs and credits nothing.
+    ///
+    /// The quote names its window; [`Subscription::apply_upgrade`] with the same window moves
+    /// exactly the time that was paid for, however late the payment arrives.
     pub fn upgrade_quote(
         &self,
         to: &Plan,
         now: i64,
         plans: &impl Fn(&str) -> Option<Plan>,
-    ) -> Result<Fen, SubscriptionError> {
+    ) -> Result<UpgradeQuote, SubscriptionError> {
         let current = self.current_plan(now, plans)?;
         if to.tier <= current.tier {
             return Err(SubscriptionError::NotAnUpgrade(to.id.clone()));
         }
+        let until = self.period_end().unwrap_or(now);
+        if until <= now {
+            return Err(SubscriptionError::PeriodEnded);
+        }
         let mut cost = Fen::ZERO;
         let mut credit = Fen::ZERO;
-        for segment in self.segments.iter().filter(|s| s.end > now && !s.trial) {
-            let remaining = segment.end - segment.start.max(now);
-            let old = plans(&segment.plan)
-                .ok_or_else(|| SubscriptionError::UnknownPlan(segment.plan.clone()))?;
-            credit =
-                credit.checked_add(old.price_fen.mul_div_floor(remaining, old.period_secs())?)?;
-            cost = cost.checked_add(to.price_fen.mul_div_ceil(remaining, to.period_secs())?)?;
+        for (segment, old, start, end) in self.lower_tier_stretches(to, now, until, plans)? {
+            if segment.trial {
+                continue;
+            }
+            let secs = end - start;
+            credit = credit.checked_add(old.price_fen.mul_div_floor(secs, old.period_secs())?)?;
+            cost = cost.checked_add(to.price_fen.mul_div_ceil(secs, to.period_secs())?)?;
         }
-        Ok(cost.checked_sub(credit).unwrap_or(Fen::ZERO))
+        Ok(UpgradeQuote {
+            plan: to.id.clone(),
+            from_plan: current.id,
+            amount: cost.checked_sub(credit).unwrap_or(Fen::ZERO),
+            from: now,
+            until,
+        })
     }
 
-    /// Applies a paid upgrade: from `paid_at` on, all covered time is on plan `to`; the
-    /// period end does not move. Future renewals buy `to`.
+    /// Applies an upgrade to `to` bought by `order_id` for the window `[from, until)` (the
+    /// quote's): every lower-tier stretch inside it moves to `to`; time outside it (a renewal
+    /// paid since the quote, say) keeps its plan, and no day is added or removed. Future
+    /// renewals buy `to`. Fails with [`SubscriptionError::NotAnUpgrade`] when nothing in the
+    /// window is below `to` any more (another upgrade got there first).
     pub fn apply_upgrade(
         &mut self,
         to: &Plan,
         order_id: &str,
-        paid_at: i64,
+        from: i64,
+        until: i64,
         plans: &impl Fn(&str) -> Option<Plan>,
     ) -> Result<Applied, SubscriptionError> {
         if self.applied_orders.iter().any(|o| o == order_id) {
             return Ok(Applied::AlreadyApplied);
         }
-        let current = self.current_plan(paid_at, plans)?;
-        if to.tier <= current.tier {
+        if self
+            .lower_tier_stretches(to, from, until, plans)?
+            .is_empty()
+        {
             return Err(SubscriptionError::NotAnUpgrade(to.id.clone()));
         }
-        let mut segments = Vec::with_capacity(self.segments.len() + 1);
+        let mut segments = Vec::with_capacity(self.segments.len() + 2);
         for segment in self.segments.drain(..) {
-            if segment.end <= paid_at {
+            let lower = plans(&segment.plan).is_some_and(|p| p.tier < to.tier);
+            let (start, end) = (segment.start.max(from), segment.end.min(until));
+            if !lower || start >= end {
                 segments.push(segment);
-            } else if segment.start < paid_at {
-                segments.push(Segment {
-                    end: paid_at,
-                    ..segment.clone()
-                });
-                segments.push(Segment {
-                    plan: to.id.clone(),
-                    start: paid_at,
-                    ..segment
-                });
-            } else {
-                segments.push(Segment {
-                    plan: to.id.clone(),
-                    ..segment
-                });
+                continue;
             }
+            segments.push(Segment {
+                end: start,
+                ..segment.clone()
+            });
+            segments.push(Segment {
+                plan: to.id.clone(),
+                start,
+                end,
+                trial: segment.trial,
+            });
+            segments.push(Segment {
+                start: end,
+                ..segment
+            });
         }
         for segment in segments {
             self.push_segment(segment);
         }
         self.renew_plan = to.id.clone();
         self.applied_orders.push(order_id.to_owned());
-        let until = self.period_end().unwrap_or(paid_at);
-        Ok(Applied::Extended {
-            from: paid_at,
-            until,
-        })
+        Ok(Applied::Upgraded { from, until })
+    }
+
+    /// The parts of segments inside `[from, until)` whose plan is below `to`'s tier, with
+    /// that plan and the part's bounds.
+    fn lower_tier_stretches(
+        &self,
+        to: &Plan,
+        from: i64,
+        until: i64,
+        plans: &impl Fn(&str) -> Option<Plan>,
+    ) -> Result<Vec<(&Segment, Plan, i64, i64)>, SubscriptionError> {
+        let mut out = Vec::new();
+        for segment in &self.segments {
+            let (start, end) = (segment.start.max(from), segment.end.min(until));
+            if start >= end {
+                continue;
+            }
+            let plan = plans(&segment.plan)
+                .ok_or_else(|| SubscriptionError::UnknownPlan(segment.plan.clone()))?;
+            if plan.tier < to.tier {
+                out.push((segment, plan, start, end));
+            }
+        }
+        Ok(out)
     }
 
     /// Schedules a downgrade: paid time keeps its plan, the next renewal buys `to`.
@@ -501,16 +568,77 @@ mod tests {
         sub.apply_renewal(&basic, "o1", T0, &plans);
         // Half the period left: pro costs 3000 for it, basic credits 1500.
         let half = T0 + 15 * DAY;
-        assert_eq!(sub.upgrade_quote(&pro, half, &plans).unwrap().get(), 1500);
+        let quote = sub.upgrade_quote(&pro, half, &plans).unwrap();
+        assert_eq!(quote.amount.get(), 1500);
+        assert_eq!((quote.from, quote.until), (half, T0 + 30 * DAY));
+        assert_eq!(quote.from_plan, "basic");
         assert!(matches!(
             sub.upgrade_quote(&basic, half, &plans),
             Err(SubscriptionError::NotAnUpgrade(_))
         ));
-        sub.apply_upgrade(&pro, "up1", half, &plans).unwrap();
+        assert_eq!(
+            sub.apply_upgrade(&pro, "up1", quote.from, quote.until, &plans),
+            Ok(Applied::Upgraded {
+                from: half,
+                until: T0 + 30 * DAY
+            })
+        );
         assert_eq!(sub.plan_at(half - 1, &plans).as_deref(), Some("basic"));
         assert_eq!(sub.plan_at(half, &plans).as_deref(), Some("pro"));
         assert_eq!(sub.period_end(), Some(T0 + 30 * DAY));
         assert_eq!(sub.renew_plan, "pro");
+        // The same order again changes nothing; another order finds nothing left to move.
+        let before = sub.clone();
+        assert_eq!(
+            sub.apply_upgrade(&pro, "up1", quote.from, quote.until, &plans),
+            Ok(Applied::AlreadyApplied)
+        );
+        assert_eq!(
+            sub.apply_upgrade(&pro, "up2", quote.from, quote.until, &plans),
+            Err(SubscriptionError::NotAnUpgrade("pro".into()))
+        );
+        assert_eq!(sub, before);
+    }
+
+    #[test]
+    fn upgrade_paid_after_a_renewal_moves_only_the_quoted_window() {
+        let basic = plans("basic").unwrap();
+        let pro = plans("pro").unwrap();
+        let mut sub = Subscription::start(&basic, T0, false);
+        sub.apply_renewal(&basic, "o1", T0, &plans);
+        let quote = sub.upgrade_quote(&pro, T0 + 10 * DAY, &plans).unwrap();
+        // A renewal lands between the quote and the upgrade's payment.
+        sub.apply_renewal(&basic, "o2", T0 + 11 * DAY, &plans);
+        sub.apply_upgrade(&pro, "up", quote.from, quote.until, &plans)
+            .unwrap();
+        assert_eq!(sub.plan_at(T0 + 29 * DAY, &plans).as_deref(), Some("pro"));
+        assert_eq!(sub.plan_at(T0 + 31 * DAY, &plans).as_deref(), Some("basic"));
+        assert_eq!(sub.paid_secs(), 60 * DAY);
+    }
+
+    #[test]
+    fn upgrade_during_trial_costs_nothing() {
+        let basic = plans("basic").unwrap();
+        let pro = plans("pro").unwrap();
+        let mut sub = Subscription::start(&basic, T0, true);
+        let quote = sub.upgrade_quote(&pro, T0 + DAY, &plans).unwrap();
+        assert_eq!(quote.amount, Fen::ZERO);
+        sub.apply_upgrade(&pro, "up", quote.from, quote.until, &plans)
+            .unwrap();
+        assert_eq!(sub.state(T0 + DAY, &plans), SubscriptionState::Trial);
+        assert_eq!(sub.plan_at(T0 + DAY, &plans).as_deref(), Some("pro"));
+        assert_eq!(sub.paid_secs(), 0);
+    }
+
+    #[test]
+    fn upgrade_rounds_in_whole_fen_against_the_seller_never_the_buyer_twice() {
+        let basic = plans("basic").unwrap();
+        let pro = plans("pro").unwrap();
+        let mut sub = Subscription::start(&basic, T0, false);
+        sub.apply_renewal(&basic, "o1", T0, &plans);
+        // 1 second left: pro 6000/2592000 → ceil 1 fen; basic credit floor 0.
+        let quote = sub.upgrade_quote(&pro, T0 + 30 * DAY - 1, &plans).unwrap();
+        assert_eq!(quote.amount.get(), 1);
     }
 
     #[test]
@@ -581,8 +709,28 @@ mod tests {
                         let pro = plans("pro").unwrap();
                         let id = format!("u{order}");
                         let before = (sub.paid_secs(), sub.period_end());
-                        if sub.apply_upgrade(&pro, &id, now, &plans).is_ok() {
-                            distinct.insert(id);
+                        let had_access = sub.state(now, &plans).has_access();
+                        match sub.upgrade_quote(&pro, now, &plans) {
+                            Ok(quote) => {
+                                prop_assert!(had_access);
+                                // Never more than the new plan's price for the window.
+                                let window = quote.until - quote.from;
+                                prop_assert!(quote.amount.get() <= pro.price_fen.mul_div_ceil(window, pro.period_secs()).unwrap().get());
+                                let applied = sub.apply_upgrade(&pro, &id, quote.from, quote.until, &plans);
+                                if distinct.insert(id) {
+                                    prop_assert_eq!(applied, Ok(Applied::Upgraded { from: quote.from, until: quote.until }));
+                                    let plan_now = sub.plan_at(now, &plans);
+                                    prop_assert_eq!(plan_now.as_deref(), Some("pro"));
+                                } else {
+                                    prop_assert_eq!(applied, Ok(Applied::AlreadyApplied));
+                                }
+                            }
+                            Err(_) => {
+                                // Expired, past the paid time, or on pro already.
+                                prop_assert!(!had_access
+                                    || sub.period_end().is_some_and(|end| end <= now)
+                                    || sub.plan_at(now, &plans).as_deref() == Some("pro"));
+                            }
                         }
                         prop_assert_eq!((sub.paid_secs(), sub.period_end()), before, "upgrades move no days");
                     }

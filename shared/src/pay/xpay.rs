@@ -275,6 +275,9 @@ pub struct SignData {
     /// Unit price in fen (goods mode only); WeChat checks it against the item's price.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub goods_price: Option<i64>,
+    /// Lower price actually charged (goods mode, with `goodsPrice`): 40% to 100% of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity_selling_price: Option<i64>,
     /// 8–32 characters of `[0-9A-Za-z_-|*@]`, not starting with `_`; single use.
     pub out_trade_no: String,
     /// Echoed in the delivery push.
@@ -307,15 +310,27 @@ impl SignData {
                 if self.product_id.as_deref().is_none_or(str::is_empty) {
                     return Err(invalid("productId", "required in goods mode"));
                 }
-                if self.goods_price.is_none_or(|p| p <= 0) {
+                let Some(price) = self.goods_price.filter(|p| *p > 0) else {
                     return Err(invalid(
                         "goodsPrice",
                         "required in goods mode, positive fen",
                     ));
+                };
+                // WeChat: the selling price is at least 40% of the item price.
+                if let Some(selling) = self.activity_selling_price
+                    && (selling > price || selling.saturating_mul(10) < price.saturating_mul(4))
+                {
+                    return Err(invalid(
+                        "activitySellingPrice",
+                        "must be 40% to 100% of goodsPrice",
+                    ));
                 }
             }
             Mode::Coin => {
-                if self.product_id.is_some() || self.goods_price.is_some() {
+                if self.product_id.is_some()
+                    || self.goods_price.is_some()
+                    || self.activity_selling_price.is_some()
+                {
                     return Err(invalid("productId", "not allowed in coin mode"));
                 }
             }
