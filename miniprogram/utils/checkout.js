@@ -78,17 +78,34 @@ async function pollOrder(api, orderId, opts) {
 }
 
 /**
- * The whole flow. `items: [{sku, quantity}]`, `clientRequestId` reused when the user retries
- * the same checkout (the server then returns the same order). Resolves
- * `{order, outcome}` with outcome 'paid', 'pending' (paid UI done but not confirmed yet),
- * 'cancelled' (user closed the payment UI) or a final status such as 'closed'.
+ * createOrder `create` data for either `items` (goods, memberships, renewals) or `upgrade`
+ * (`{plan, scope?}` from gatedContent changePlan: the server prices the prorated difference).
+ */
+function createData(params) {
+  const { items, upgrade, address, clientRequestId } = params;
+  if (!items === !upgrade) throw new TypeError('checkout takes exactly one of items or upgrade');
+  const data = { action: 'create', clientRequestId };
+  if (items) {
+    data.items = items.map((i) => ({ sku: i.sku, quantity: i.quantity }));
+  } else {
+    data.upgrade = { plan: upgrade.plan };
+    if (upgrade.scope) data.upgrade.scope = upgrade.scope;
+  }
+  if (address) data.address = address;
+  return data;
+}
+
+/**
+ * The whole flow. `items: [{sku, quantity}]` or `upgrade: {plan, scope?}`, `clientRequestId`
+ * reused when the user retries the same checkout (the server then returns the same order).
+ * Resolves `{order, outcome}` with outcome 'paid', 'pending' (paid UI done but not confirmed
+ * yet), 'cancelled' (user closed the payment UI) or a final status such as 'closed'.
  */
 async function checkout(params) {
-  const { api, items, address, clientRequestId, onStage } = params;
+  const { api, onStage } = params;
   const w = params.wx || (typeof wx !== 'undefined' ? wx : undefined);
   const stage = (s, extra) => onStage && onStage(s, extra);
-  const data = { action: 'create', clientRequestId, items: items.map((i) => ({ sku: i.sku, quantity: i.quantity })) };
-  if (address) data.address = address;
+  const data = createData(params);
   stage('creating');
   let created;
   try {

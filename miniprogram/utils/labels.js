@@ -74,6 +74,13 @@ const ERRORS = Object.freeze({
   MEDIA_TYPE_UNSUPPORTED: '暂只支持图片',
   DAILY_QUOTA_EXCEEDED: '今天发布次数已用完',
   POST_NOT_FOUND: '帖子不存在',
+  SUBSCRIPTION_NOT_FOUND: '还没有开通会员',
+  SUBSCRIPTION_EXPIRED: '会员已过期，请重新开通',
+  PLAN_NOT_FOUND: '会员方案不存在',
+  PLAN_NOT_FOR_SALE: '该方案暂未开放购买',
+  PLAN_CHANGE_INVALID: '当前会员状态无法切换到该方案',
+  // Virtual payment takes only some amounts; buying the plan itself starts at the period end.
+  UPGRADE_PRICE_UNSUPPORTED: '补差价金额暂时无法支付，可选择在当前会员到期后切换到该方案',
 });
 
 function orderStatusLabel(status) {

@@ -1,6 +1,6 @@
 const { load, mount, setClient, CLIENTS, text, flush } = require('../helpers/sim');
 const { fakeApi, ApiError } = require('../helpers/fake-api');
-const { formatTime } = require('../../utils/labels');
+const { formatTime, ERRORS, SUBSCRIPTION_STATE } = require('../../utils/labels');
 
 const PLANS = [
   { sku: 'vip-basic-month', title: '基础会员（月）', priceFen: 1500, channel: 'xpay', kind: 'membership', active: true, plan: { id: 'basic', title: '基础会员', tier: 1, periodDays: 30 } },
@@ -64,6 +64,190 @@ describe('membership page', () => {
     expect(page.querySelectorAll('.plan-action')).toHaveLength(0);
     expect(text(page.querySelector('.plans'))).toContain('请升级微信');
     expect(text(page.querySelector('.plans'))).not.toContain('¥');
+  });
+
+  /** A basic member (period end 1800000000) whose entitlements follow `state.sub`. */
+  function member(extra, sub) {
+    const state = { sub: sub || { plan: 'basic', state: 'active', periodEndAt: 1800000000, renewPlan: 'basic' } };
+    const api = fakeApi(Object.assign({
+      'createOrder.catalog': { products: PLANS },
+      'gatedContent.entitlements': () => ({ entitlements: [], subscription: state.sub }),
+    }, extra(state)));
+    return { api, state };
+  }
+  const upgradeTap = { currentTarget: { dataset: { sku: 'vip-pro-month', action: 'upgrade' } } };
+  const QUOTE = {
+    change: 'upgrade',
+    applied: false,
+    quote: { plan: 'pro', fromPlan: 'basic', amountFen: 750, quotedAt: 1799000000, periodEndAt: 1800000000 },
+    checkout: { upgrade: { plan: 'pro', scope: 'user' } },
+    subscription: { plan: 'basic', state: 'active', periodEndAt: 1800000000, renewPlan: 'basic' },
+  };
+  const upOrder = (status) => ({ id: 'o9', status, channel: 'xpay', totalFen: 750, upgrade: { plan: 'pro', fromPlan: 'basic', scope: 'user', from: 1799000000, until: 1800000000 } });
+  const xpay = { channel: 'xpay', params: { mode: 'short_series_goods', signData: '{}', paySig: 'a', signature: 'b' } };
+
+  test('upgrade: changePlan quote shown in a modal, then createOrder with upgrade (not items) is paid', async () => {
+    setClient(CLIENTS.android);
+    const { api } = member((state) => ({
+      'gatedContent.changePlan': QUOTE,
+      'createOrder.create': { order: upOrder('created'), payment: xpay },
+      'createOrder.get': () => {
+        state.sub = { plan: 'pro', state: 'active', periodEndAt: 1800000000, renewPlan: 'pro' };
+        return { order: upOrder('fulfilled') };
+      },
+    }));
+    wx.showModal = jest.fn((o) => o.success({ confirm: true }));
+    wx.requestVirtualPayment = jest.fn((o) => o.success({}));
+    const page = mount(id);
+    await page.instance.onLoad({});
+    await page.instance.onPlanTap(upgradeTap);
+    expect(api.of('gatedContent', 'changePlan')[0].data).toEqual({ action: 'changePlan', plan: 'pro' });
+    expect(wx.showModal).toHaveBeenCalledTimes(1);
+    expect(wx.showModal.mock.calls[0][0].content).toBe(`升级到专业会员，补差价 ¥7.50，有效期至 ${formatTime(1800000000)}`);
+    const create = api.of('createOrder', 'create');
+    expect(create).toHaveLength(1);
+    expect(create[0].data.upgrade).toEqual({ plan: 'pro', scope: 'user' });
+    expect(create[0].data.items).toBeUndefined();
+    const order = api.calls.map((c) => `${c.name}.${c.action}`);
+    expect(order.indexOf('gatedContent.changePlan')).toBeLessThan(order.indexOf('createOrder.create'));
+    expect(text(page.querySelector('.status'))).toBe('支付成功，已升级到专业会员');
+    expect(text(page.querySelector('.plan-title'))).toBe('专业会员');
+  });
+
+  test('upgrade: declining the quote buys nothing; a cancelled payment keeps its clientRequestId and amount', async () => {
+    setClient(CLIENTS.android);
+    const { api } = member(() => ({
+      'gatedContent.changePlan': () => ({ ...QUOTE, quote: { ...QUOTE.quote, amountFen: 700 } }),
+      'createOrder.create': { order: upOrder('created'), payment: xpay },
+      'createOrder.get': { order: upOrder('created') },
+    }));
+    wx.showModal = jest.fn((o) => o.success({ confirm: false }));
+    const page = mount(id);
+    await page.instance.onLoad({});
+    await page.instance.onPlanTap(upgradeTap);
+    expect(api.of('createOrder', 'create')).toHaveLength(0);
+
+    wx.showModal = jest.fn((o) => o.success({ confirm: true }));
+    wx.requestVirtualPayment = jest.fn((o) => o.fail({ errMsg: 'requestVirtualPayment:fail cancel', errCode: -2 }));
+    await page.instance.onPlanTap(upgradeTap);
+    expect(text(page.querySelector('.status'))).toBe('已取消支付');
+    await page.instance.onPlanTap(upgradeTap);
+    const creates = api.of('createOrder', 'create');
+    expect(creates).toHaveLength(2);
+    expect(creates[1].data.clientRequestId).toBe(creates[0].data.clientRequestId);
+    // The retry pays the order already made (¥7.50), not the newer quote (¥7.00).
+    expect(wx.showModal.mock.calls[0][0].content).toContain('¥7.00');
+    expect(wx.showModal.mock.calls[1][0].content).toContain('¥7.50');
+  });
+
+  test('upgrade applied at once (only trial time left): no modal, no order, the page reloads', async () => {
+    setClient(CLIENTS.android);
+    const { api } = member((state) => ({
+      'gatedContent.changePlan': () => {
+        state.sub = { plan: 'pro', state: 'trial', periodEndAt: 1800000000, renewPlan: 'pro' };
+        return { change: 'upgrade', applied: true, subscription: state.sub };
+      },
+    }), { plan: 'basic', state: 'trial', periodEndAt: 1800000000, renewPlan: 'basic' });
+    wx.showModal = jest.fn((o) => o.success({ confirm: true }));
+    const page = mount(id);
+    await page.instance.onLoad({});
+    await page.instance.onPlanTap(upgradeTap);
+    expect(wx.showModal).not.toHaveBeenCalled();
+    expect(api.of('createOrder', 'create')).toHaveLength(0);
+    expect(api.of('gatedContent', 'entitlements')).toHaveLength(2);
+    expect(text(page.querySelector('.plan-title'))).toBe('专业会员');
+    expect(text(page.querySelector('.status'))).toBe('已升级到专业会员');
+  });
+
+  test('UPGRADE_PRICE_UNSUPPORTED: says so and offers buying the plan from the period end', async () => {
+    setClient(CLIENTS.android);
+    const { api } = member(() => ({
+      'gatedContent.changePlan': QUOTE,
+      'createOrder.create': (data) => (data.upgrade ? new ApiError('UPGRADE_PRICE_UNSUPPORTED', 'amount') : { order: { id: 'o10', status: 'paid' }, payment: null }),
+    }));
+    const answers = [true, false, true, true];
+    wx.showModal = jest.fn((o) => o.success({ confirm: answers.shift() }));
+    const page = mount(id);
+    await page.instance.onLoad({});
+    await page.instance.onPlanTap(upgradeTap);
+    expect(text(page.querySelector('.error'))).toBe(ERRORS.UPGRADE_PRICE_UNSUPPORTED);
+    expect(wx.showModal.mock.calls[1][0].title).toBe('到期后切换');
+    expect(wx.showModal.mock.calls[1][0].content).toBe(`购买专业会员（¥30.00），当前会员到期后（${formatTime(1800000000)}）生效`);
+    expect(api.of('createOrder', 'create')).toHaveLength(1);
+
+    await page.instance.onPlanTap(upgradeTap);
+    const creates = api.of('createOrder', 'create');
+    expect(creates).toHaveLength(3);
+    expect(creates[2].data.items).toEqual([{ sku: 'vip-pro-month', quantity: 1 }]);
+    expect(creates[2].data.upgrade).toBeUndefined();
+    expect(text(page.querySelector('.status'))).toBe('支付成功，会员已生效');
+  });
+
+  test('changePlan errors show their messages', async () => {
+    setClient(CLIENTS.android);
+    const codes = ['PLAN_CHANGE_INVALID', 'SUBSCRIPTION_EXPIRED', 'PLAN_NOT_FOR_SALE'];
+    member(() => ({ 'gatedContent.changePlan': () => new ApiError(codes.shift(), 'no') }));
+    const page = mount(id);
+    await page.instance.onLoad({});
+    for (const code of ['PLAN_CHANGE_INVALID', 'SUBSCRIPTION_EXPIRED', 'PLAN_NOT_FOR_SALE']) {
+      await page.instance.onPlanTap(upgradeTap);
+      expect(text(page.querySelector('.error'))).toBe(ERRORS[code]);
+    }
+  });
+
+  test('downgrade: lower tier switches at the period end; the switch shows and can be undone', async () => {
+    setClient(CLIENTS.android);
+    const { api } = member((state) => ({
+      'gatedContent.changePlan': (data) => {
+        state.sub = { ...state.sub, renewPlan: data.plan };
+        return data.plan === 'pro' ? { change: 'kept', subscription: state.sub } : { change: 'downgrade', effectiveAt: 1802592000, subscription: state.sub };
+      },
+    }), { plan: 'pro', state: 'active', periodEndAt: 1802592000, renewPlan: 'pro' });
+    const page = mount(id);
+    await page.instance.onLoad({});
+    expect(page.querySelectorAll('.plan').map((n) => text(n))).toEqual([
+      '基础会员（月） ¥15.00 30 天 到期后切换',
+      '专业会员（月） ¥30.00 30 天 续费',
+    ]);
+    expect(page.querySelector('.renew-plan')).toBeUndefined();
+    await page.instance.onPlanTap({ currentTarget: { dataset: { sku: 'vip-basic-month', action: 'downgrade' } } });
+    expect(api.of('gatedContent', 'changePlan')[0].data).toEqual({ action: 'changePlan', plan: 'basic' });
+    expect(api.of('createOrder', 'create')).toHaveLength(0);
+    expect(text(page.querySelector('.status'))).toBe(`将于 ${formatTime(1802592000)} 切换为基础会员`);
+    expect(text(page.querySelector('.renew-plan'))).toBe('到期后切换为基础会员 保留当前方案');
+    expect(page.querySelectorAll('.plan').map((n) => text(n))).toEqual([
+      '基础会员（月） ¥15.00 30 天 到期后生效',
+      '专业会员（月） ¥30.00 30 天 续费',
+    ]);
+
+    await page.instance.onKeep();
+    expect(api.of('gatedContent', 'changePlan')[1].data).toEqual({ action: 'changePlan', plan: 'pro' });
+    expect(text(page.querySelector('.status'))).toBe('已保留专业会员');
+    expect(page.querySelector('.renew-plan')).toBeUndefined();
+  });
+
+  test('cancel: confirmed, then cancelSubscription; canceled state shows and no cancel button', async () => {
+    setClient(CLIENTS.android);
+    const { api } = member((state) => ({
+      'gatedContent.cancelSubscription': () => {
+        state.sub = { ...state.sub, state: 'canceled', canceledAt: 1799000000 };
+        return { subscription: state.sub };
+      },
+    }));
+    wx.showModal = jest.fn((o) => o.success({ confirm: false }));
+    const page = mount(id);
+    await page.instance.onLoad({});
+    expect(page.querySelector('.cancel-sub')).toBeTruthy();
+    await page.instance.onCancelSub();
+    expect(api.of('gatedContent', 'cancelSubscription')).toHaveLength(0);
+
+    wx.showModal = jest.fn((o) => o.success({ confirm: true }));
+    await page.instance.onCancelSub();
+    expect(wx.showModal.mock.calls[0][0].content).toContain(formatTime(1800000000));
+    expect(api.of('gatedContent', 'cancelSubscription')[0].data).toEqual({ action: 'cancelSubscription' });
+    expect(text(page.querySelector('.status'))).toBe(`已取消，可使用至 ${formatTime(1800000000)}`);
+    expect(text(page.querySelector('.sub-state'))).toBe(SUBSCRIPTION_STATE.canceled);
+    expect(page.querySelector('.cancel-sub')).toBeUndefined();
   });
 });
 

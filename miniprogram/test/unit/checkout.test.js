@@ -117,3 +117,26 @@ test('SESSION_KEY_MISSING: one fresh login, then the same create again', async (
   expect(creates).toHaveLength(2);
   expect(creates[1].data.clientRequestId).toBe('ck8');
 });
+
+test('upgrade: create carries upgrade (no items), then the order is paid like any other', async () => {
+  const upOrder = { ...order('created'), channel: 'xpay', totalFen: 750, upgrade: { plan: 'pro', fromPlan: 'basic', scope: 'user', from: 1, until: 2 } };
+  const api = scriptedApi({
+    create: () => ({ order: upOrder, payment: xpayPayment }),
+    get: () => ({ order: { ...upOrder, status: 'fulfilled' } }),
+  });
+  const w = { requestVirtualPayment: jest.fn((o) => o.success({})) };
+  const r = await checkout({ api, wx: w, upgrade: { plan: 'pro', scope: 'user', extra: 'x' }, clientRequestId: 'ck9', poll: fastPoll });
+  expect(r.outcome).toBe('paid');
+  expect(api.calls[0].data).toEqual({ action: 'create', clientRequestId: 'ck9', upgrade: { plan: 'pro', scope: 'user' } });
+  expect(w.requestVirtualPayment).toHaveBeenCalledTimes(1);
+  const noScope = scriptedApi({ create: () => ({ order: { ...upOrder, status: 'paid' }, payment: null }) });
+  await checkout({ api: noScope, wx: w, upgrade: { plan: 'pro' }, clientRequestId: 'ck10', poll: fastPoll });
+  expect(noScope.calls[0].data).toEqual({ action: 'create', clientRequestId: 'ck10', upgrade: { plan: 'pro' } });
+});
+
+test('exactly one of items or upgrade: both or neither is refused before any call', async () => {
+  const api = scriptedApi({});
+  await expect(checkout({ api, wx: {}, items: [{ sku: 'tee', quantity: 1 }], upgrade: { plan: 'pro' }, clientRequestId: 'ck11' })).rejects.toThrow(TypeError);
+  await expect(checkout({ api, wx: {}, clientRequestId: 'ck12' })).rejects.toThrow(TypeError);
+  expect(api.calls).toHaveLength(0);
+});
