@@ -946,3 +946,169 @@ async fn stock_never_goes_negative_under_32_concurrent_orders_for_the_last_items
         0
     );
 }
+
+const DAY: i64 = 86_400;
+
+/// Seeds `vip` and `vip-pro` (one tier up, twice the price), both sold through WeChat Pay, and
+/// Alice's `vip` subscription started `days_in` days ago.
+async fn seed_plans(w: &World, days_in: i64) -> i64 {
+    let t = now();
+    for (id, tier, price) in [("vip", 1, 1800), ("vip-pro", 2, 3600)] {
+        w.store
+            .insert(
+                "plans",
+                json!({"_id": id, "id": id, "title": id, "tier": tier, "periodDays": 30,
+                    "priceFen": price}),
+            )
+            .await
+            .unwrap();
+        w.store
+            .insert(
+                "products",
+                json!({"_id": format!("{id}-wx"), "sku": format!("{id}-wx"), "title": format!("{id} month"),
+                    "priceFen": price, "kind": {"type": "membership", "plan": id},
+                    "channel": "wxpay", "active": true}),
+            )
+            .await
+            .unwrap();
+    }
+    let (start, end) = (t - days_in * DAY, t - days_in * DAY + 30 * DAY);
+    w.store
+        .insert(
+            "subscriptions",
+            json!({"_id": "o-alice", "subscriber": "o-alice", "plan": "vip",
+                "segments": [{"plan": "vip", "start": start, "end": end}],
+                "renewPlan": "vip", "appliedOrders": ["seed"], "periodEndAt": end, "version": 1}),
+        )
+        .await
+        .unwrap();
+    end
+}
+
+#[tokio::test]
+async fn an_upgrade_is_quoted_bought_and_applied_once_through_the_real_functions() {
+    let w = world(10).await;
+    let end = seed_plans(&w, 6).await;
+    let gated = start("gated-content", &w.env).await;
+    let ask = |action: &str, data: Value| {
+        let mut event = data;
+        event["action"] = json!(action);
+        event["token"] = json!(token("o-alice"));
+        event
+    };
+
+    // gatedContent quotes: 24 of 30 days left, 2880 for vip-pro minus 1440 unused vip.
+    let out = gated
+        .invoke_json(&ask("changePlan", json!({"plan": "vip-pro"})))
+        .await
+        .unwrap();
+    assert_eq!(out["ok"], true, "{out}");
+    let quote = &out["data"]["quote"];
+    assert_eq!(
+        (
+            out["data"]["change"].as_str(),
+            out["data"]["applied"].as_bool()
+        ),
+        (Some("upgrade"), Some(false))
+    );
+    let amount = quote["amountFen"].as_i64().unwrap();
+    assert!((1439..=1441).contains(&amount), "prorated: {amount}");
+    assert_eq!(quote["periodEndAt"], end);
+    let checkout = out["data"]["checkout"]["upgrade"].clone();
+    assert_eq!(checkout, json!({"plan": "vip-pro", "scope": "user"}));
+
+    // createOrder sells it through the plan's product at the prorated amount.
+    let created = w
+        .call(
+            "o-alice",
+            "create",
+            json!({"clientRequestId": "up-1", "upgrade": checkout}),
+        )
+        .await;
+    assert_eq!(created["ok"], true, "{created}");
+    let order = created["data"]["order"].clone();
+    let id = order["id"].as_str().unwrap().to_owned();
+    let no = order["outTradeNo"].as_str().unwrap().to_owned();
+    let total = order["totalFen"].as_i64().unwrap();
+    assert!(
+        (amount - 1..=amount).contains(&total),
+        "{total} vs {amount}"
+    );
+    assert_eq!(order["upgrade"]["plan"], "vip-pro");
+    assert_eq!(order["upgrade"]["until"], end);
+    assert_eq!(created["data"]["payment"]["channel"], "wxpay");
+    let prepaid = w.pay.orders.lock().unwrap()[&no].clone();
+    assert_eq!(
+        prepaid["amount"]["total"], total,
+        "WeChat Pay asked for the amount"
+    );
+    assert!(prepaid["description"].as_str().unwrap().contains("vip-pro"));
+    let replay = w
+        .call(
+            "o-alice",
+            "create",
+            json!({"clientRequestId": "up-1", "upgrade": {"plan": "vip-pro"}}),
+        )
+        .await;
+    assert_eq!(replay["data"]["order"]["id"], id.as_str());
+
+    // Nothing changes before the payment; the verified notification, delivered three times,
+    // moves the rest of the period once.
+    assert_eq!(
+        w.store
+            .get("subscriptions", "o-alice")
+            .await
+            .unwrap()
+            .unwrap()["version"],
+        1
+    );
+    let resource = w.paid_resource(&no, total, "o-alice");
+    let n = w
+        .pay
+        .notification("TRANSACTION.SUCCESS", "transaction", &resource, 0);
+    for _ in 0..3 {
+        assert_eq!(w.deliver(&n).await["statusCode"], 204);
+    }
+    assert_eq!(w.order(&id).await["status"], "fulfilled");
+    let sub = w
+        .store
+        .get("subscriptions", "o-alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub["periodEndAt"], end, "no day added or lost");
+    assert_eq!(sub["appliedOrders"], json!(["seed", id]));
+    let segments = sub["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), 2, "{sub}");
+    assert_eq!(
+        (segments[0]["plan"].as_str(), segments[1]["plan"].as_str()),
+        (Some("vip"), Some("vip-pro"))
+    );
+    assert_eq!(segments[0]["end"], segments[1]["start"]);
+    assert_eq!(segments[1]["end"], end);
+
+    let ent = gated
+        .invoke_json(&ask("entitlements", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(ent["data"]["subscription"]["plan"], "vip-pro", "{ent}");
+    assert_eq!(ent["data"]["subscription"]["renewPlan"], "vip-pro");
+
+    // On vip-pro now: a second upgrade is refused before any order is stored.
+    let again = w
+        .call(
+            "o-alice",
+            "create",
+            json!({"clientRequestId": "up-2", "upgrade": {"plan": "vip-pro"}}),
+        )
+        .await;
+    assert_eq!(again["error"]["code"], "PLAN_CHANGE_INVALID", "{again}");
+    let bob = w
+        .call(
+            "o-bob",
+            "create",
+            json!({"clientRequestId": "up-3", "upgrade": {"plan": "vip-pro"}}),
+        )
+        .await;
+    assert_eq!(bob["error"]["code"], "SUBSCRIPTION_NOT_FOUND", "{bob}");
+}

@@ -786,3 +786,43 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+#[tokio::test]
+async fn an_upgrade_during_the_free_trial_applies_at_once_without_an_order() {
+    let w = World::new().await;
+    let f = w.function(0).await;
+    let (start, end) = (f.now - DAY, f.now + 6 * DAY);
+    w.store
+        .insert(
+            "subscriptions",
+            json!({"_id": "o-carol", "subscriber": "o-carol", "plan": "vip",
+                "segments": [{"plan": "vip", "start": start, "end": end, "trial": true}],
+                "renewPlan": "vip", "appliedOrders": [], "periodEndAt": end, "version": 1}),
+        )
+        .await
+        .unwrap();
+    let carol = f.token("o-carol", None);
+    let out = f.ok(&carol, "changePlan", json!({"plan": "vip-pro"})).await;
+    assert_eq!(
+        (out["change"].as_str(), out["applied"].as_bool()),
+        (Some("upgrade"), Some(true)),
+        "{out}"
+    );
+    assert_eq!(out["subscription"]["plan"], "vip-pro");
+    assert_eq!(out["subscription"]["state"], "trial");
+    assert_eq!(
+        out["subscription"]["periodEndAt"], end,
+        "the trial keeps its end"
+    );
+    assert_eq!(
+        w.store
+            .count("orders", &wemint::store::Filter::eq("openid", "o-carol"))
+            .await
+            .unwrap(),
+        0
+    );
+    let again = f
+        .call(&carol, "changePlan", json!({"plan": "vip-pro"}))
+        .await;
+    assert_eq!(again["error"]["code"], "PLAN_CHANGE_INVALID", "{again}");
+}
