@@ -1,7 +1,8 @@
 /**
  * End to end against a running wemint-dev: utils/api.js with a real-HTTP wx shim.
  * login → checkout a physical product (WeChat Pay) → pay through the emulator → paid;
- * then a locked content → its paywall offer (virtual payment) → paid → content unlocked.
+ * then a locked content → its paywall offer (virtual payment) → paid → content unlocked;
+ * then a membership → changePlan quotes the upgrade → the prorated difference paid → upgraded.
  *
  *   WEMINT_DEV_URL=http://127.0.0.1:8787 npm run test:e2e
  *
@@ -97,5 +98,35 @@ suite('Mini Program client against wemint-dev', () => {
     }
     const list = await api.call('gatedContent', { action: 'list', limit: 50 });
     expect(list.contents.find((c) => c.id === locked.id).access).toBe('granted');
+  });
+
+  test('membership upgrade: subscribe → changePlan quote → pay the difference → on the higher plan', async () => {
+    const { products } = await api.call('createOrder', { action: 'catalog', kind: 'membership' });
+    const tiers = products.filter((p) => p.plan && typeof p.plan.tier === 'number').sort((a, b) => a.plan.tier - b.plan.tier);
+    expect(tiers.length).toBeGreaterThan(1);
+    const [lower, higher] = [tiers[0], tiers[tiers.length - 1]];
+
+    const bought = await checkout({ api, wx: shim, items: [{ sku: lower.sku, quantity: 1 }], clientRequestId: newRequestId('e2e'), poll: POLL });
+    expect(bought.outcome).toBe('paid');
+    const before = await api.call('gatedContent', { action: 'entitlements' });
+    expect(before.subscription.plan).toBe(lower.plan.id);
+
+    const change = await api.call('gatedContent', { action: 'changePlan', plan: higher.plan.id });
+    expect(change.change).toBe('upgrade');
+    expect(change.applied).toBe(false);
+    // Almost the whole period is left: close to the price difference, never more than the plan.
+    expect(change.quote.amountFen).toBeGreaterThan(0);
+    expect(change.quote.amountFen).toBeLessThanOrEqual(higher.priceFen);
+    expect(change.quote.periodEndAt).toBe(before.subscription.periodEndAt);
+
+    const paid = await checkout({ api, wx: shim, upgrade: change.checkout.upgrade, clientRequestId: newRequestId('e2e'), poll: POLL });
+    expect(paid.outcome).toBe('paid');
+    expect(Math.abs(paid.order.totalFen - change.quote.amountFen)).toBeLessThanOrEqual(1);
+    expect(paid.order.upgrade.plan).toBe(higher.plan.id);
+    log(`upgraded ${lower.plan.id} → ${higher.plan.id} for ${paid.order.totalFen} fen via ${paid.order.channel}`);
+
+    const after = await api.call('gatedContent', { action: 'entitlements' });
+    expect(after.subscription.plan).toBe(higher.plan.id);
+    expect(after.subscription.periodEndAt).toBe(before.subscription.periodEndAt);
   });
 });
