@@ -549,6 +549,40 @@ async fn canceled_keeps_access_until_the_period_end_then_ends_without_grace() {
     assert_eq!(f.get(&alice, "podcast-1").await["access"], "locked");
     let ents = f.ok(&alice, "entitlements", json!({})).await;
     assert_eq!(ents["subscription"]["state"], "expired");
+    // Too late to take the cancellation back.
+    let late = f.call(&alice, "resumeSubscription", json!({})).await;
+    assert_eq!(late["error"]["code"], "SUBSCRIPTION_EXPIRED", "{late}");
+}
+
+#[tokio::test]
+async fn a_cancellation_taken_back_in_time_restores_the_grace_days() {
+    let w = World::new().await;
+    let f = w.function(0).await;
+    let paid_at = f.now;
+    w.shop().buy("o-alice", None, "vip-monthly", paid_at).await;
+    let alice = f.token("o-alice", None);
+    f.ok(&alice, "cancelSubscription", json!({})).await;
+    let out = f.ok(&alice, "resumeSubscription", json!({})).await;
+    assert_eq!(out["subscription"]["state"], "active", "{out}");
+    assert!(out["subscription"].get("canceledAt").is_none());
+    // Past due (3 days) and grace (2 days) apply at the end again.
+    assert_eq!(out["subscription"]["accessEndsAt"], paid_at + 35 * DAY);
+    let again = f.ok(&alice, "resumeSubscription", json!({})).await;
+    assert_eq!(
+        again["subscription"], out["subscription"],
+        "resuming twice changes nothing"
+    );
+    drop(f);
+    let f = w.function(paid_at + 31 * DAY - w.t0).await;
+    let alice = f.token("o-alice", None);
+    assert_eq!(f.get(&alice, "podcast-1").await["access"], "granted");
+    let ents = f.ok(&alice, "entitlements", json!({})).await;
+    assert_eq!(ents["subscription"]["state"], "past_due");
+    // Nobody else's: a user without a subscription gets SUBSCRIPTION_NOT_FOUND.
+    let bob = f
+        .call(&f.token("o-bob", None), "resumeSubscription", json!({}))
+        .await;
+    assert_eq!(bob["error"]["code"], "SUBSCRIPTION_NOT_FOUND", "{bob}");
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! - `list`: contents with the caller's access state.
 //! - `entitlements`: what the caller owns and until when, their subscription and their
 //!   tenant's.
-//! - `cancelSubscription`, `changePlan`: lifecycle (see [`lifecycle`]).
+//! - `cancelSubscription`, `resumeSubscription`, `changePlan`: lifecycle (see [`lifecycle`]).
 //! - `subscribeGrant` and the timer: renewal reminders as subscribe messages (see
 //!   [`reminders`]).
 //!
@@ -352,6 +352,13 @@ async fn cancel_subscription(state: Arc<State>, req: CallRequest) -> Result<Valu
     Ok(lifecycle::cancel(&state.store, &state.tenancy, &caller, scope, state.now()).await?)
 }
 
+async fn resume_subscription(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
+    let caller = state.caller(&req)?;
+    let input: ScopeInput = req.parse()?;
+    let scope = scope(input.scope.as_deref())?;
+    Ok(lifecycle::resume(&state.store, &state.tenancy, &caller, scope, state.now()).await?)
+}
+
 async fn change_plan(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
     let caller = state.caller(&req)?;
     let input: ChangePlanInput = req.parse()?;
@@ -387,6 +394,7 @@ pub fn function() -> Function<State> {
         .callable("list", list)
         .callable("entitlements", entitlements)
         .callable("cancelSubscription", cancel_subscription)
+        .callable("resumeSubscription", resume_subscription)
         .callable("changePlan", change_plan)
         .callable("subscribeGrant", subscribe_grant)
         .default_action("get")

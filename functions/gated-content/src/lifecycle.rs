@@ -133,6 +133,29 @@ pub(crate) async fn cancel(
     Ok(json!({ "subscription": crate::access::subscription_view(&sub, now, &plans) }))
 }
 
+/// `resumeSubscription`: takes a cancellation back while the paid time runs (renewal reminders
+/// and the past-due and grace days apply again). Resuming a subscription that is not canceled
+/// changes nothing; one whose canceled time ended is `SUBSCRIPTION_EXPIRED`.
+pub(crate) async fn resume(
+    store: &Arc<dyn Store>,
+    tenancy: &Tenancy,
+    caller: &Caller,
+    scope: Scope,
+    now: i64,
+) -> Result<Value, GatedError> {
+    let id = managed_subject(tenancy, caller, scope).await?;
+    let plans = Plans::load(store).await?;
+    let lookup = plans.lookup();
+    let (sub, (), change) = modify(store, &id, scope, now, &plans, |sub| {
+        sub.resume(now, &lookup).map_err(plan_change_error)
+    })
+    .await?;
+    if change == Change::Written {
+        tracing::info!(subscription = %id, "subscription resumed");
+    }
+    Ok(json!({ "subscription": crate::access::subscription_view(&sub, now, &plans) }))
+}
+
 fn plan_change_error(e: SubscriptionError) -> GatedError {
     match e {
         SubscriptionError::Expired => GatedError::SubscriptionExpired,

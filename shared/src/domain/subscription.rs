@@ -282,6 +282,21 @@ impl Subscription {
         self.canceled_at.get_or_insert(now);
     }
 
+    /// Takes a cancellation back while the paid time runs: renewals are expected again and
+    /// past-due and grace days apply at the end. Refused once the canceled time has ended
+    /// (there is nothing left to resume: buy a period instead).
+    pub fn resume(
+        &mut self,
+        now: i64,
+        plans: &impl Fn(&str) -> Option<Plan>,
+    ) -> Result<(), SubscriptionError> {
+        if !self.state(now, plans).has_access() {
+            return Err(SubscriptionError::Expired);
+        }
+        self.canceled_at = None;
+        Ok(())
+    }
+
     /// What moving to the higher-tier plan `to` costs at `now`: for the rest of the covered
     /// time (`now` to the period end), each stretch on a lower tier costs the new plan's
     /// price for that time (rounded up) minus the unused value of what was paid for it
@@ -558,6 +573,23 @@ mod tests {
         );
         assert!(sub.state(T0 + 29 * DAY, &plans).has_access());
         assert_eq!(sub.state(T0 + 30 * DAY, &plans), SubscriptionState::Expired);
+        // Taken back while running: active again, with past due and grace at the end.
+        let mut resumed = sub.clone();
+        resumed.resume(T0 + 2 * DAY, &plans).unwrap();
+        assert_eq!(
+            resumed.state(T0 + 2 * DAY, &plans),
+            SubscriptionState::Active
+        );
+        assert_eq!(
+            resumed.state(T0 + 30 * DAY, &plans),
+            SubscriptionState::PastDue
+        );
+        // Too late once the canceled time ended.
+        assert_eq!(
+            sub.resume(T0 + 30 * DAY, &plans),
+            Err(SubscriptionError::Expired)
+        );
+        assert!(sub.canceled_at.is_some());
     }
 
     #[test]
@@ -659,6 +691,7 @@ mod tests {
         Advance(i64),
         Renew { order: u8, pro: bool },
         Cancel,
+        Resume,
         Upgrade { order: u8 },
     }
 
@@ -667,6 +700,7 @@ mod tests {
             (1i64..40 * DAY).prop_map(Event::Advance),
             (0u8..6, any::<bool>()).prop_map(|(order, pro)| Event::Renew { order, pro }),
             Just(Event::Cancel),
+            Just(Event::Resume),
             (0u8..6).prop_map(|order| Event::Upgrade { order }),
         ]
     }
@@ -705,6 +739,10 @@ mod tests {
                         }
                     }
                     Event::Cancel => sub.cancel(now),
+                    Event::Resume => {
+                        let had_access = sub.state(now, &plans).has_access();
+                        prop_assert_eq!(sub.resume(now, &plans).is_ok(), had_access);
+                    }
                     Event::Upgrade { order } => {
                         let pro = plans("pro").unwrap();
                         let id = format!("u{order}");
