@@ -238,6 +238,7 @@ describe('membership page', () => {
     const page = mount(id);
     await page.instance.onLoad({});
     expect(page.querySelector('.cancel-sub')).toBeTruthy();
+    expect(page.querySelector('.resume-sub')).toBeUndefined();
     await page.instance.onCancelSub();
     expect(api.of('gatedContent', 'cancelSubscription')).toHaveLength(0);
 
@@ -248,6 +249,62 @@ describe('membership page', () => {
     expect(text(page.querySelector('.status'))).toBe(`已取消，可使用至 ${formatTime(1800000000)}`);
     expect(text(page.querySelector('.sub-state'))).toBe(SUBSCRIPTION_STATE.canceled);
     expect(page.querySelector('.cancel-sub')).toBeUndefined();
+    expect(text(page.querySelector('.resume-sub'))).toBe('恢复订阅');
+  });
+
+  test('resume button only for canceled subscriptions', async () => {
+    setClient(CLIENTS.android);
+    for (const state of ['trial', 'active', 'past_due', 'grace', 'expired', 'canceled']) {
+      member(() => ({}), { plan: 'basic', state, periodEndAt: 1800000000, renewPlan: 'basic' });
+      const page = mount(id);
+      await page.instance.onLoad({});
+      expect([state, !!page.querySelector('.resume-sub')]).toEqual([state, state === 'canceled']);
+    }
+    fakeApi({ 'createOrder.catalog': { products: PLANS }, 'gatedContent.entitlements': { entitlements: [] } });
+    const none = mount(id);
+    await none.instance.onLoad({});
+    expect(none.querySelector('.resume-sub')).toBeUndefined();
+  });
+
+  test('resume: resumeSubscription, then the page reloads as active with the cancel button back', async () => {
+    setClient(CLIENTS.android);
+    const { api } = member((state) => ({
+      'gatedContent.resumeSubscription': () => {
+        state.sub = { plan: 'basic', state: 'active', periodEndAt: 1800000000, renewPlan: 'basic' };
+        return { subscription: state.sub };
+      },
+    }), { plan: 'basic', state: 'canceled', canceledAt: 1799000000, periodEndAt: 1800000000, renewPlan: 'basic' });
+    wx.showModal = jest.fn((o) => o.success({ confirm: true }));
+    const page = mount(id);
+    await page.instance.onLoad({});
+    expect(page.querySelector('.cancel-sub')).toBeUndefined();
+    await page.instance.onResumeSub();
+    expect(api.of('gatedContent', 'resumeSubscription').map((c) => c.data)).toEqual([{ action: 'resumeSubscription' }]);
+    expect(api.of('gatedContent', 'entitlements')).toHaveLength(2);
+    expect(text(page.querySelector('.status'))).toBe('已恢复订阅');
+    expect(text(page.querySelector('.sub-state'))).toBe(SUBSCRIPTION_STATE.active);
+    expect(page.querySelector('.resume-sub')).toBeUndefined();
+    expect(page.querySelector('.cancel-sub')).toBeTruthy();
+    expect(page.data.busySku).toBe('');
+    // Nothing is lost by resuming, so no confirmation step.
+    expect(wx.showModal).not.toHaveBeenCalled();
+  });
+
+  test('resume errors show their messages and leave the page canceled', async () => {
+    setClient(CLIENTS.android);
+    const codes = ['SUBSCRIPTION_EXPIRED', 'SUBSCRIPTION_NOT_FOUND'];
+    const { api } = member(() => ({ 'gatedContent.resumeSubscription': () => new ApiError(codes.shift(), 'no') }),
+      { plan: 'basic', state: 'canceled', canceledAt: 1799000000, periodEndAt: 1800000000, renewPlan: 'basic' });
+    const page = mount(id);
+    await page.instance.onLoad({});
+    for (const code of ['SUBSCRIPTION_EXPIRED', 'SUBSCRIPTION_NOT_FOUND']) {
+      await page.instance.onResumeSub();
+      expect(text(page.querySelector('.error'))).toBe(ERRORS[code]);
+      expect(page.querySelector('.status')).toBeUndefined();
+      expect(page.querySelector('.resume-sub')).toBeTruthy();
+    }
+    expect(api.of('gatedContent', 'resumeSubscription')).toHaveLength(2);
+    expect(api.of('gatedContent', 'entitlements')).toHaveLength(1);
   });
 });
 

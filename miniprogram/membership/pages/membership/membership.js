@@ -2,7 +2,8 @@
  * The caller's membership (gatedContent `entitlements` → `subscription`) and the plans on sale
  * (catalog products of kind `membership`): renew the current plan, upgrade to a higher tier
  * (gatedContent `changePlan` quotes the prorated difference, createOrder buys it), switch to a
- * lower tier at the next renewal, subscribe, or cancel. Paying goes through the shared checkout.
+ * lower tier at the next renewal, subscribe, cancel, or resume a cancelled one before it ends.
+ * Paying goes through the shared checkout.
  */
 const { getApi } = require('../../../utils/api');
 const { loadCatalog } = require('../../../utils/catalog');
@@ -70,6 +71,8 @@ Component({
               periodEndText: formatTime(s.periodEndAt),
               renewPlanTitle: switching ? titleOf(renewTo) || s.renewPlan : '',
               canCancel: renewing,
+              // Cancelled but paid time left: resuming brings back renewal reminders (xpay has no auto-debit).
+              canResume: s.state === 'canceled',
               // A scheduled switch can be undone by choosing the current plan again ("kept").
               canKeep: renewing && switching,
             }
@@ -224,6 +227,19 @@ Component({
         const res = await getApi().call('gatedContent', { action: 'cancelSubscription' });
         const s = (res && res.subscription) || {};
         this.setData({ statusText: `已取消，可使用至 ${formatTime(typeof s.periodEndAt === 'number' ? s.periodEndAt : sub.periodEndAt)}` });
+        await this.load();
+      } catch (err) {
+        this.setData({ errorText: errorMessage(err) });
+      }
+      this.setData({ busySku: '' });
+    },
+    /** Undoes a cancellation while the paid time runs; once it has ended the plan must be bought again. */
+    async onResumeSub() {
+      if (this.data.busySku || !this.data.sub) return;
+      this.setData({ busySku: ':resume', statusText: '', errorText: '' });
+      try {
+        await getApi().call('gatedContent', { action: 'resumeSubscription' });
+        this.setData({ statusText: '已恢复订阅' });
         await this.load();
       } catch (err) {
         this.setData({ errorText: errorMessage(err) });
