@@ -175,8 +175,16 @@ impl Commerce {
                 let goods_match = order.items.len() == 1
                     && order.items[0].sku == delivery.product_id
                     && i64::from(order.items[0].quantity) == delivery.quantity;
+                let env_match = self
+                    .xpay
+                    .as_ref()
+                    .is_none_or(|x| i64::from(x.env().as_i32()) == delivery.env);
                 if !goods_match || order.channel != Channel::Xpay {
                     self.hold_for_review(&order, "delivery push names other goods")
+                        .await?
+                } else if !env_match {
+                    // A sandbox payment is not money: it must never grant in production.
+                    self.hold_for_review(&order, "delivery push from the other virtual payment environment (sandbox vs production)")
                         .await?
                 } else {
                     let observed = Observed {

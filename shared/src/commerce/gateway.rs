@@ -118,6 +118,11 @@ pub trait XpayGateway: Send + Sync {
     ) -> Result<Value, XpayFailure>;
     /// The same parameters for an already serialised `signData` (idempotent replays).
     fn resign(&self, sign_data: &str, session_key: &str) -> Value;
+    /// The environment orders are placed in (`XPAY_ENV`): a delivery push from the other one
+    /// (a sandbox payment reaching production) moves no goods.
+    fn env(&self) -> crate::pay::xpay::Env {
+        crate::pay::xpay::Env::Production
+    }
     /// `query_order`.
     async fn query(&self, openid: &str, out_trade_no: &str) -> Result<XpayOrderState, XpayFailure>;
     /// `refund_order`; `left_fee` is what is still refundable.
@@ -241,6 +246,10 @@ impl XpayGateway for XpayProvider {
             message: e.to_string(),
             retryable: false,
         })
+    }
+
+    fn env(&self) -> crate::pay::xpay::Env {
+        self.env
     }
 
     fn resign(&self, sign_data: &str, session_key: &str) -> Value {

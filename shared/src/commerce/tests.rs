@@ -797,7 +797,7 @@ async fn virtual_goods_use_xpay_and_deliveries_grant_once() {
             product_id: "vip-month".into(),
             quantity: 1,
             actual_price: 1,
-            ..delivery
+            ..delivery.clone()
         })
         .await
         .unwrap();
@@ -808,6 +808,32 @@ async fn virtual_goods_use_xpay_and_deliveries_grant_once() {
             .await
             .unwrap()
             .is_none()
+    );
+    // A sandbox (Env 1) delivery for a production deployment grants nothing.
+    let sandbox = w
+        .commerce
+        .create_order(&alice, cart("s", &[("article-1", 1)]))
+        .await
+        .unwrap();
+    let outcome = w
+        .commerce
+        .deliver_xpay(&XpayDelivery {
+            out_trade_no: sandbox.order.out_trade_no.clone(),
+            product_id: "article-1".into(),
+            quantity: 1,
+            actual_price: 600,
+            env: 1,
+            ..delivery
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome, PaymentOutcome::Review { reason, .. } if reason.contains("sandbox")),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        order(&w, &sandbox.order.id).await.status,
+        OrderStatus::Review
     );
     let _ = &w.data_key;
 }
