@@ -402,7 +402,8 @@ impl Commerce {
                     .set_on_insert("kind", kind_name(&line.kind))
                     .set_on_insert("content", content.as_str())
                     .set_on_insert("grantedAt", paid_at)
-                    .set(marker(&order.id), paid_at);
+                    .set(marker(&order.id), paid_at)
+                    .unset("revokedAt");
                 self.upsert_once(&format!("{}:{}", order.owner, line.sku), &order.id, update)
                     .await
             }
@@ -458,7 +459,8 @@ impl Commerce {
             .set_on_insert("plan", plan)
             .set_on_insert("grantedAt", paid_at)
             .set(marker(&order.id), paid_at)
-            .set("expiresAt", until);
+            .set("expiresAt", until)
+            .unset("revokedAt");
         self.upsert_once(&format!("{}:{}", order.owner, line.sku), &order.id, update)
             .await
     }
@@ -584,6 +586,7 @@ impl Commerce {
             .set("segments", body["segments"].clone())
             .set("renewPlan", body["renewPlan"].clone())
             .set("appliedOrders", body["appliedOrders"].clone())
+            .set("revokedOrders", json!(sub.revoked_orders))
             .set("plan", plan)
             .set("periodEndAt", json!(until))
             .inc("version", 1);

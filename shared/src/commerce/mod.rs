@@ -23,6 +23,7 @@ pub mod model;
 mod orders;
 mod reconcile;
 mod refunds;
+mod revoke;
 mod setup;
 mod upgrade;
 

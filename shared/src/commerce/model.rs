@@ -117,6 +117,9 @@ pub struct OrderDoc {
     /// Why the order is held for review (or was refunded without being fulfilled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_reason: Option<String>,
+    /// Whether the grants of this (fully refunded) order were taken back.
+    #[serde(default)]
+    pub grants_revoked: bool,
     /// Set when the order buys a plan upgrade rather than a period: what it moves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeTerms>,
@@ -377,6 +380,7 @@ mod tests {
             sign_data: None,
             transaction_id: None,
             review_reason: None,
+            grants_revoked: false,
             upgrade: None,
         };
         let v = serde_json::to_value(&doc).unwrap();

@@ -237,6 +237,7 @@ impl Commerce {
             sign_data: None,
             transaction_id: None,
             review_reason: None,
+            grants_revoked: false,
             upgrade: draft.upgrade,
         };
         match self.store.insert_as(c::ORDERS, &order).await {

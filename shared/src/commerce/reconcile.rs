@@ -33,6 +33,8 @@ pub struct ReconcileReport {
     pub refunds_retried: u32,
     /// Refunds that reached a final state.
     pub refunds_settled: u32,
+    /// Fully refunded orders whose grants were taken back here (an interrupted revocation).
+    pub revoked: u32,
     /// Steps that failed (logged; retried next run).
     pub errors: u32,
 }
@@ -111,6 +113,25 @@ impl Commerce {
                 Err(e) => {
                     report.errors += 1;
                     tracing::warn!(refund = %refund.refund_no, error = %e, "reconcile: refund");
+                }
+            }
+        }
+        // 4. Fully refunded orders whose grants were not taken back (interrupted).
+        let refunded: Vec<OrderDoc> = self
+            .store
+            .find_as(
+                c::ORDERS,
+                &Filter::eq("status", OrderStatus::Refunded.as_str())
+                    .and(Filter::ne("grantsRevoked", true)),
+                &FindOptions::new().limit(BATCH),
+            )
+            .await?;
+        for order in refunded {
+            match self.revoke_grants(&order).await {
+                Ok(()) => report.revoked += 1,
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::warn!(order = %order.id, error = %e, "reconcile: taking back grants");
                 }
             }
         }

@@ -408,17 +408,22 @@ impl Commerce {
                 .and(Filter::eq("status", OrderStatus::Refunding.as_str()))
                 .and(Filter::eq("refundedFen", order.refunded_fen.get()))
                 .and(Filter::eq("refundingFen", order.refunding_fen.get()));
-            if self
+            if let Some(settled) = self
                 .store
-                .update_one(
+                .update_one_as::<OrderDoc>(
                     c::ORDERS,
                     &filter,
                     &Update::new().set("status", target.as_str()),
                     UpdateOptions::default(),
                 )
                 .await?
-                .is_some()
             {
+                if target == OrderStatus::Refunded
+                    && let Err(e) = self.revoke_grants(&settled).await
+                {
+                    // The reconciliation timer finishes it (`grantsRevoked` is still false).
+                    tracing::warn!(order = %settled.id, error = %e, "taking back grants failed");
+                }
                 return Ok(());
             }
             match self.store.get_as::<OrderDoc>(c::ORDERS, &order.id).await? {

@@ -1151,6 +1151,43 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
         crate::runtime::ApiError::from(refused).code(),
         codes::PLAN_CHANGE_INVALID
     );
+
+    // Refunded in full on day 5: from then on the time is back on vip.
+    w.clock.set(NOW + 5 * DAY);
+    w.commerce
+        .refund(
+            &caller("admin"),
+            RefundInput {
+                order_id: up.order.id.clone(),
+                refund_no: "RFND-UP-1".into(),
+                amount_fen: None,
+                reason: None,
+            },
+        )
+        .await
+        .unwrap();
+    let sub = w
+        .store
+        .get("subscriptions", "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    let segments: Vec<(&str, i64)> = sub["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["plan"].as_str().unwrap(), s["start"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        segments,
+        vec![
+            ("vip", NOW),
+            ("vip-pro", NOW + 3 * DAY),
+            ("vip", NOW + 5 * DAY)
+        ]
+    );
+    assert_eq!(sub["renewPlan"], "vip");
+    assert_eq!(sub["periodEndAt"], NOW + 30 * DAY);
 }
 
 #[tokio::test]
@@ -1326,6 +1363,22 @@ async fn a_second_paid_upgrade_of_the_same_time_is_refunded_in_full() {
         applied,
         vec![vip.order.id.as_str(), first.order.id.as_str()]
     );
+    // The automatic refund settles: the upgrade that did apply stays.
+    w.commerce
+        .settle_refund(&sent[0].out_refund_no, RefundState::Success, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        order(&w, &second.order.id).await.status,
+        OrderStatus::Refunded
+    );
+    let after = w
+        .store
+        .get("subscriptions", "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after["segments"], sub["segments"], "nothing to take back");
     // Redelivered, the second payment starts no second refund.
     w.commerce
         .apply_wxpay_transaction(
@@ -1431,4 +1484,116 @@ async fn a_tenant_plan_upgrade_is_bought_by_an_admin_and_raises_the_seats() {
         .unwrap();
     assert_eq!(sub["renewPlan"], "team-pro");
     assert_eq!(sub["periodEndAt"], NOW + 30 * DAY);
+}
+
+#[tokio::test]
+async fn a_full_refund_takes_back_what_the_order_granted() {
+    let w = world().await;
+    let alice = caller("alice");
+    let admin = caller("admin");
+    let mut n = 0;
+    // Buys `sku` x `quantity` through virtual payment at the current clock.
+    let mut buy = async |sku: &str, quantity: u32, price: i64| {
+        n += 1;
+        let created = w
+            .commerce
+            .create_order(&alice, cart(&format!("r{n}"), &[(sku, quantity)]))
+            .await
+            .unwrap();
+        let delivery = XpayDelivery {
+            openid: "alice".into(),
+            out_trade_no: created.order.out_trade_no.clone(),
+            env: 0,
+            product_id: sku.into(),
+            quantity: i64::from(quantity),
+            actual_price: price * i64::from(quantity),
+            transaction_id: String::new(),
+            paid_time: crate::pay::Clock::now_unix(w.clock.as_ref()),
+        };
+        w.commerce.deliver_xpay(&delivery).await.unwrap();
+        (created.order.id, delivery)
+    };
+    let (article, _) = buy("article-1", 1, 600).await;
+    let (coins, coins_push) = buy("coins-100", 2, 1000).await;
+    let (month1, _) = buy("vip-month", 1, 1800).await;
+    w.clock.set(NOW + DAY);
+    let (month2, _) = buy("vip-month", 1, 1800).await;
+    assert_eq!(
+        w.store
+            .get("subscriptions", "alice")
+            .await
+            .unwrap()
+            .unwrap()["periodEndAt"],
+        NOW + 60 * DAY
+    );
+    // Alice spends 150 of her 200 coins.
+    w.store
+        .update_one(
+            "entitlements",
+            &Filter::id("alice:coins"),
+            &crate::store::Update::new().set("balance", 50),
+            crate::store::UpdateOptions::default(),
+        )
+        .await
+        .unwrap();
+
+    w.clock.set(NOW + 2 * DAY);
+    for (i, id) in [&article, &coins, &month2].into_iter().enumerate() {
+        let refund = w
+            .commerce
+            .refund(
+                &admin,
+                RefundInput {
+                    order_id: id.clone(),
+                    refund_no: format!("RFND-000{i}"),
+                    amount_fen: None,
+                    reason: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(refund.status, RefundState::Success);
+        let o = order(&w, id).await;
+        assert_eq!((o.status, o.grants_revoked), (OrderStatus::Refunded, true));
+    }
+    let entitlement = |id: &'static str| {
+        let store = w.store.clone();
+        async move { store.get("entitlements", id).await.unwrap().unwrap() }
+    };
+    assert!(entitlement("alice:article-1").await["revokedAt"].is_i64());
+    let wallet = entitlement("alice:coins").await;
+    assert_eq!(
+        (
+            wallet["balance"].as_i64(),
+            wallet["coinsShortfall"].as_i64()
+        ),
+        (Some(0), Some(150)),
+        "never below zero; the spent part is recorded"
+    );
+    // The refunded month comes off the end; the first month stays.
+    let sub = w
+        .store
+        .get("subscriptions", "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub["periodEndAt"], NOW + 30 * DAY);
+    assert_eq!(sub["revokedOrders"], json!([month2]));
+    let membership = entitlement("alice:vip-month").await;
+    assert_eq!(membership["expiresAt"], NOW + 30 * DAY);
+    assert!(
+        membership["revokedAt"].is_null(),
+        "still granted by {month1}"
+    );
+
+    // A late duplicate of a refunded payment grants nothing again.
+    let again = w.commerce.deliver_xpay(&coins_push).await.unwrap();
+    assert!(
+        matches!(again, PaymentOutcome::AlreadyPaid { .. }),
+        "{again:?}"
+    );
+    assert_eq!(entitlement("alice:coins").await["balance"], 0);
+    // Bought again, the content opens again.
+    buy("article-1", 1, 600).await;
+    assert!(entitlement("alice:article-1").await["revokedAt"].is_null());
 }

@@ -42,7 +42,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn period_secs(&self) -> i64 {
+    /// Length of one period in seconds.
+    pub fn period_secs(&self) -> i64 {
         i64::from(self.period_days) * DAY
     }
 
@@ -108,6 +109,10 @@ pub struct Subscription {
     /// Orders already applied, so a duplicated notification changes nothing.
     #[serde(default)]
     pub applied_orders: Vec<String>,
+    /// Applied orders refunded and taken back (each at most once; they stay in
+    /// `applied_orders`, so a late duplicate notification cannot apply them again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_orders: Vec<String>,
 }
 
 /// Why an operation on a subscription was refused.
@@ -154,6 +159,20 @@ pub enum Applied {
     AlreadyApplied,
 }
 
+/// What taking a refunded order back did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    /// Taken back; the covered time now ends at `period_end` (`None`: nothing left).
+    Done {
+        /// End of the covered time after the change.
+        period_end: Option<i64>,
+    },
+    /// The order never changed this subscription (nothing to take back).
+    NotApplied,
+    /// Taken back before; nothing changed.
+    AlreadyRevoked,
+}
+
 /// The price of an upgrade and the window of time it buys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpgradeQuote {
@@ -188,6 +207,7 @@ impl Subscription {
             canceled_at: None,
             renew_plan: plan.id.clone(),
             applied_orders: Vec::new(),
+            revoked_orders: Vec::new(),
         }
     }
 
@@ -412,6 +432,94 @@ impl Subscription {
             }
         }
         Ok(out)
+    }
+
+    /// Takes back the `secs` of paid time a refunded renewal order added, from the end of the
+    /// covered time (the most recently bought days), never time before `now`: days already
+    /// used stay used. Once per order, and only for an order that was applied.
+    pub fn revoke_renewal(&mut self, order_id: &str, secs: i64, now: i64) -> Revoked {
+        if let Some(done) = self.revocation_check(order_id) {
+            return done;
+        }
+        let mut left = secs.max(0);
+        while left > 0 {
+            let Some(last) = self.segments.last_mut() else {
+                break;
+            };
+            let cut = left.min(last.end - last.start.max(now));
+            if cut <= 0 {
+                break;
+            }
+            last.end -= cut;
+            left -= cut;
+            if last.end <= last.start {
+                self.segments.pop();
+            }
+        }
+        self.revoked_orders.push(order_id.to_owned());
+        Revoked::Done {
+            period_end: self.period_end(),
+        }
+    }
+
+    /// Takes back a refunded upgrade: the part of its window `[from, until)` still to come
+    /// (from `now`) that is on `to` goes back to `back_to`. Once per order, and only for an
+    /// order that was applied (an upgrade refunded because it could not apply changes
+    /// nothing).
+    pub fn revoke_upgrade(
+        &mut self,
+        order_id: &str,
+        to: &str,
+        back_to: &str,
+        window: (i64, i64),
+        now: i64,
+    ) -> Revoked {
+        if let Some(done) = self.revocation_check(order_id) {
+            return done;
+        }
+        let (from, until) = (window.0.max(now), window.1);
+        let mut segments = Vec::with_capacity(self.segments.len() + 2);
+        for segment in self.segments.drain(..) {
+            let (start, end) = (segment.start.max(from), segment.end.min(until));
+            if segment.plan != to || start >= end {
+                segments.push(segment);
+                continue;
+            }
+            segments.push(Segment {
+                end: start,
+                ..segment.clone()
+            });
+            segments.push(Segment {
+                plan: back_to.to_owned(),
+                start,
+                end,
+                trial: segment.trial,
+            });
+            segments.push(Segment {
+                start: end,
+                ..segment
+            });
+        }
+        for segment in segments {
+            self.push_segment(segment);
+        }
+        if self.renew_plan == to {
+            self.renew_plan = back_to.to_owned();
+        }
+        self.revoked_orders.push(order_id.to_owned());
+        Revoked::Done {
+            period_end: self.period_end(),
+        }
+    }
+
+    fn revocation_check(&self, order_id: &str) -> Option<Revoked> {
+        if self.revoked_orders.iter().any(|o| o == order_id) {
+            Some(Revoked::AlreadyRevoked)
+        } else if !self.applied_orders.iter().any(|o| o == order_id) {
+            Some(Revoked::NotApplied)
+        } else {
+            None
+        }
     }
 
     /// Schedules a downgrade: paid time keeps its plan, the next renewal buys `to`.
@@ -671,6 +779,56 @@ mod tests {
         // 1 second left: pro 6000/2592000 → ceil 1 fen; basic credit floor 0.
         let quote = sub.upgrade_quote(&pro, T0 + 30 * DAY - 1, &plans).unwrap();
         assert_eq!(quote.amount.get(), 1);
+    }
+
+    #[test]
+    fn a_refunded_renewal_gives_back_the_latest_days_but_never_used_ones() {
+        let basic = plans("basic").unwrap();
+        let mut sub = Subscription::start(&basic, T0, false);
+        sub.apply_renewal(&basic, "o1", T0, &plans);
+        sub.apply_renewal(&basic, "o2", T0 + DAY, &plans);
+        assert_eq!(sub.period_end(), Some(T0 + 60 * DAY));
+        assert_eq!(
+            sub.revoke_renewal("o2", 30 * DAY, T0 + 2 * DAY),
+            Revoked::Done {
+                period_end: Some(T0 + 30 * DAY)
+            }
+        );
+        assert_eq!(
+            sub.revoke_renewal("o2", 30 * DAY, T0 + 2 * DAY),
+            Revoked::AlreadyRevoked
+        );
+        assert_eq!(sub.revoke_renewal("o9", 30 * DAY, T0), Revoked::NotApplied);
+        // Refunded on day 10: the ten used days stay, access ends now.
+        sub.revoke_renewal("o1", 30 * DAY, T0 + 10 * DAY);
+        assert_eq!(sub.period_end(), Some(T0 + 10 * DAY));
+        assert_eq!(sub.state(T0 + 10 * DAY, &plans), SubscriptionState::PastDue);
+        // A late duplicate of a refunded order's notification adds nothing.
+        assert_eq!(
+            sub.apply_renewal(&basic, "o2", T0 + 11 * DAY, &plans),
+            Applied::AlreadyApplied
+        );
+    }
+
+    #[test]
+    fn a_refunded_upgrade_puts_the_rest_of_its_window_back() {
+        let basic = plans("basic").unwrap();
+        let pro = plans("pro").unwrap();
+        let mut sub = Subscription::start(&basic, T0, false);
+        sub.apply_renewal(&basic, "o1", T0, &plans);
+        let q = sub.upgrade_quote(&pro, T0 + 5 * DAY, &plans).unwrap();
+        sub.apply_upgrade(&pro, "up", q.from, q.until, &plans)
+            .unwrap();
+        assert_eq!(
+            sub.revoke_upgrade("up-other", "pro", "basic", (q.from, q.until), T0 + 6 * DAY),
+            Revoked::NotApplied,
+            "an upgrade that never applied takes nothing back"
+        );
+        sub.revoke_upgrade("up", "pro", "basic", (q.from, q.until), T0 + 8 * DAY);
+        assert_eq!(sub.plan_at(T0 + 7 * DAY, &plans).as_deref(), Some("pro"));
+        assert_eq!(sub.plan_at(T0 + 8 * DAY, &plans).as_deref(), Some("basic"));
+        assert_eq!(sub.period_end(), Some(T0 + 30 * DAY));
+        assert_eq!(sub.renew_plan, "basic");
     }
 
     #[test]
