@@ -580,6 +580,24 @@ impl Config {
         }
     }
 
+    /// `WEMINT_MODERATION_TIMEOUT_SECS`: how long WeChat gets to deliver an image verdict
+    /// before the post goes to the administrators' queue (60 s to 7 days; default 1800).
+    ///
+    /// # Errors
+    /// A value that is not a whole number of seconds in range.
+    pub fn moderation_timeout_secs(&self) -> Result<i64> {
+        const VAR: &str = "WEMINT_MODERATION_TIMEOUT_SECS";
+        match self.get(VAR) {
+            None => Ok(crate::moderation::DEFAULT_VERDICT_TIMEOUT_SECS),
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|s| (60..=7 * 86_400).contains(s))
+                .ok_or_else(|| invalid(VAR, "must be whole seconds from 60 to 604800")),
+        }
+    }
+
     /// Renewal reminders (subscribe messages), or `None` when `WEMINT_RENEWAL_TEMPLATE_ID`
     /// is unset: `WEMINT_RENEWAL_REMIND_DAYS` (days before the period end, default 3, 1–30),
     /// `WEMINT_RENEWAL_TEMPLATE_FIELDS` (template keys to values: `thing1=plan,time2=periodEnd`

@@ -60,6 +60,24 @@ pub const WECHAT_BUSY: &str = "WECHAT_BUSY";
 
 /// Attempts of a conditional post update before giving up (each loser re-reads).
 const MAX_WRITE_ATTEMPTS: usize = 8;
+/// Posts handled per sweep (the timer runs again soon).
+const SWEEP_BATCH: u64 = 100;
+/// How long a media result waits for the post it belongs to (the post is stored seconds
+/// after the check is submitted; a day is generous).
+const ORPHAN_TTL_SECS: i64 = 86_400;
+/// Default time WeChat gets to deliver an image verdict before a person looks instead
+/// (`WEMINT_MODERATION_TIMEOUT_SECS`).
+pub const DEFAULT_VERDICT_TIMEOUT_SECS: i64 = 1800;
+
+/// What one maintenance sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepReport {
+    /// Pending posts sent to the review queue.
+    pub escalated: u32,
+    /// Media results dropped because their post never appeared.
+    pub orphans_dropped: u64,
+}
 /// How long a temporary download URL handed to `media_check_async` lives.
 const MEDIA_URL_MAX_AGE_SECS: i64 = 7200;
 
@@ -660,9 +678,14 @@ impl Moderation {
                 // An admin's decision stands; a machine verdict only moves an open post.
                 if post.decided_by.is_none() && !post.status.is_final() {
                     post.status = post.machine_status();
-                    if post.status == PostStatus::Rejected {
-                        post.reason =
-                            Some(format!("image judged violating (label {})", verdict.label));
+                    match post.status {
+                        PostStatus::Rejected => {
+                            post.reason =
+                                Some(format!("image judged violating (label {})", verdict.label));
+                        }
+                        // Whatever held it (an overdue verdict) no longer applies.
+                        PostStatus::Approved => post.reason = None,
+                        _ => {}
                     }
                 }
                 Some(())
@@ -765,6 +788,59 @@ impl Moderation {
             .sort_desc("_id")
             .limit(limit);
         Ok(self.store.find_as::<Post>(POSTS, &filter, &opts).await?)
+    }
+
+    /// The maintenance sweep (the ugcUpload timer): posts still waiting for WeChat's image
+    /// verdict after `timeout_secs` go to the administrators' queue (`in_review`; a verdict
+    /// that arrives later still applies), and media results that never found their post are
+    /// dropped after a day.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn sweep(&self, timeout_secs: i64) -> Result<SweepReport, ModerationError> {
+        let now = self.now();
+        let mut report = SweepReport::default();
+        let stale: Vec<Post> = self
+            .store
+            .find_as(
+                POSTS,
+                &Filter::eq("status", PostStatus::Pending.as_str())
+                    .and(Filter::lt("createdAt", now - timeout_secs)),
+                &FindOptions::new().sort_asc("createdAt").limit(SWEEP_BATCH),
+            )
+            .await?;
+        let minutes = timeout_secs / 60;
+        for post in stale {
+            let moved = self
+                .modify(&post.id, |p| {
+                    if p.status != PostStatus::Pending || p.decided_by.is_some() {
+                        return None;
+                    }
+                    p.status = PostStatus::InReview;
+                    p.reason = Some(format!(
+                        "no verdict from WeChat content security within {minutes} minutes: waiting for an administrator"
+                    ));
+                    Some(())
+                })
+                .await;
+            match moved {
+                Ok(Some(_)) => {
+                    report.escalated += 1;
+                    tracing::warn!(post = %post.id, "moderation verdict overdue: sent to review");
+                }
+                Ok(None) | Err(ModerationError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        report.orphans_dropped = self
+            .store
+            .delete_many(
+                JOBS,
+                &Filter::exists("postId", false)
+                    .and(Filter::lt("createdAt", now - ORPHAN_TTL_SECS)),
+            )
+            .await?;
+        Ok(report)
     }
 
     /// Posts waiting for a human, oldest first.

@@ -512,3 +512,131 @@ async fn xpay_delivery_push_reaches_commerce_fulfilment() {
     assert_eq!(events[0]["result"], "unknown_order");
     assert_eq!(store.count("entitlements", &Filter::All).await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_image_verdicts_go_to_the_review_queue_and_a_late_verdict_still_applies() {
+    let s = Suite::start("ugc-overdue").await;
+    let alice = "oAliceLate";
+    let (_, v) = call(
+        &s.ugc,
+        alice,
+        false,
+        "create",
+        json!({"media": [{"fileId": file_id(alice, "late.jpg"), "type": "image"}]}),
+    )
+    .await;
+    let id = v["data"]["post"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(v["data"]["post"]["status"], "pending");
+
+    // The ugcUpload timer (SCF timer event) with a ten-minute allowance.
+    let mut vars = env(&s.wechat, &s.db);
+    vars.push(("WEMINT_MODERATION_TIMEOUT_SECS".into(), "600".into()));
+    let mut options = wemint_e2e::StartOptions {
+        api: wemint_e2e::RuntimeApi::Scf,
+        ..wemint_e2e::StartOptions::default()
+    };
+    for (k, v) in vars {
+        options = options.env(k, v);
+    }
+    let timer = wemint_e2e::ScfInstance::start(&wemint_e2e::function_binary("ugc-upload"), options)
+        .await
+        .expect("ugc-upload starts");
+    let sweep = || async {
+        let out = timer
+            .invoke_json(&json!({"Type": "Timer", "TriggerName": "moderation-sweep",
+                "Time": "2026-11-24T01:00:00Z", "Message": ""}))
+            .await
+            .unwrap();
+        assert_eq!(out["ok"], true, "{out}");
+        out["data"]["moderation"].clone()
+    };
+    assert_eq!(sweep().await["escalated"], 0, "not overdue yet");
+
+    // Twenty minutes later there is still no verdict: an administrator takes over.
+    let store = s.store().await;
+    store
+        .update_one(
+            "posts",
+            &Filter::id(id.as_str()),
+            &wemint::store::Update::new().inc("createdAt", -1200),
+            wemint::store::UpdateOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sweep().await["escalated"], 1);
+    assert_eq!(sweep().await["escalated"], 0, "moved once");
+    let (_, v) = call(&s.ugc, "oAdminLate", true, "queue", json!({})).await;
+    assert_eq!(ids(&v), vec![id.clone()]);
+    let p = own_post(&s.ugc, alice, &id).await;
+    assert_eq!(p["status"], "in_review");
+    assert!(p["reason"].as_str().unwrap().contains("10 minutes"), "{p}");
+
+    // WeChat's verdict arrives after all: it still decides the post.
+    let trace = s.wechat.media_calls()[0].trace_id.clone();
+    let ours = crypto(APPID, PUSH_TOKEN);
+    assert_eq!(
+        deliver(
+            &s.push,
+            &seal(&ours, &media_result(&trace, "pass", 100), None)
+        )
+        .await
+        .0,
+        200
+    );
+    let p = own_post(&s.ugc, alice, &id).await;
+    assert_eq!(p["status"], "approved");
+    assert!(p.get("reason").is_none(), "{p}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wx_push_timer_drops_receipts_past_their_ttl_only() {
+    use wemint::wechat::push::receipts::{RECEIPT_COLLECTION, RECEIPT_TTL_MS};
+    let s = Suite::start("push-receipts").await;
+    let store = s.store().await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (id, created) in [
+        ("old", now_ms - RECEIPT_TTL_MS - 60_000),
+        ("new", now_ms - 60_000),
+    ] {
+        store
+            .insert(
+                RECEIPT_COLLECTION,
+                json!({"_id": id, "createdAt": created, "expiresAt": created + RECEIPT_TTL_MS}),
+            )
+            .await
+            .unwrap();
+    }
+    let mut options = wemint_e2e::StartOptions {
+        api: wemint_e2e::RuntimeApi::Scf,
+        ..wemint_e2e::StartOptions::default()
+    };
+    for (k, v) in env(&s.wechat, &s.db) {
+        options = options.env(k, v);
+    }
+    let push = wemint_e2e::ScfInstance::start(&wemint_e2e::function_binary("wx-push"), options)
+        .await
+        .expect("wx-push starts");
+    let out = push
+        .invoke_json(&json!({"Type": "Timer", "TriggerName": "receipts-purge",
+            "Time": "2026-11-24T01:00:00Z", "Message": ""}))
+        .await
+        .unwrap();
+    assert_eq!(out["data"]["receiptsPurged"], 1, "{out}");
+    assert!(
+        store
+            .get(RECEIPT_COLLECTION, "old")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get(RECEIPT_COLLECTION, "new")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

@@ -1,7 +1,8 @@
 //! The `ugcUpload` function: user posts under content security (`docs/api.md`).
 //!
 //! Actions: `create` (default), `list`, `delete` (author or admin), and for admins the review
-//! queue: `queue`, `approve`, `reject`. The moderation itself (checks, states, results,
+//! queue: `queue`, `approve`, `reject`. Its timer sends posts whose image verdict is overdue
+//! (`WEMINT_MODERATION_TIMEOUT_SECS`) to that queue. The moderation itself (checks, states, results,
 //! notices) is [`wemint::moderation`]; this crate adds the caller, the limits and the replies.
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use wemint::identity::Authenticator;
 use wemint::moderation::{
     DAILY_QUOTA_EXCEEDED, MediaInput, Moderation, NoticeTemplate, Post, WechatChecks,
 };
-use wemint::pay::{SharedClock, SystemClock};
+use wemint::pay::SharedClock;
 use wemint::ratelimit::{Limit, RateLimitError, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 use wemint::store;
@@ -41,6 +42,7 @@ pub struct State {
     moderation: Moderation,
     auth: Authenticator,
     limits: RateLimiter,
+    verdict_timeout_secs: i64,
 }
 
 impl State {
@@ -50,7 +52,15 @@ impl State {
             limits: RateLimiter::new(moderation.store().clone()).with_clock(clock.clone()),
             auth: auth.with_clock(clock),
             moderation,
+            verdict_timeout_secs: wemint::moderation::DEFAULT_VERDICT_TIMEOUT_SECS,
         }
+    }
+
+    /// How long WeChat gets to deliver an image verdict before a person looks instead.
+    #[must_use]
+    pub fn with_verdict_timeout(mut self, secs: i64) -> Self {
+        self.verdict_timeout_secs = secs;
+        self
     }
 
     /// The moderation service (tests look at stored posts).
@@ -69,7 +79,9 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
     let store = store::open(&config.store()?.uri()).await?;
     store::bootstrap(store.as_ref()).await?;
     let client = WechatClient::from_settings(&wechat, store.clone())?;
-    let clock: SharedClock = Arc::new(SystemClock);
+    // The configured clock follows the emulator's dev clock, so overdue verdicts can be
+    // tried locally by moving time.
+    let clock: SharedClock = config.clock()?;
     let moderation = Moderation::new(
         store,
         Arc::new(WechatChecks::from_config(
@@ -81,7 +93,7 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
         clock.clone(),
     )
     .with_notice(NoticeTemplate::from_config(&config));
-    Ok(State::new(moderation, auth, clock))
+    Ok(State::new(moderation, auth, clock).with_verdict_timeout(config.moderation_timeout_secs()?))
 }
 
 /// The function value `main` runs.
@@ -107,6 +119,17 @@ pub fn function() -> Function<State> {
             decide(&s, &req, Decision::Reject).await
         })
         .default_action("create")
+        .timer(|s: Arc<State>, _timer| async move {
+            let report = s
+                .moderation
+                .sweep(s.verdict_timeout_secs)
+                .await
+                .map_err(ApiError::from)?;
+            // Ended rate-limit windows (of every function) are dropped here too.
+            let windows = s.limits.purge_expired().await.map_err(ApiError::internal)?;
+            tracing::info!(?report, windows, "moderation sweep");
+            Ok::<_, ApiError>(json!({ "moderation": report, "rateLimitWindowsPurged": windows }))
+        })
 }
 
 #[derive(Deserialize)]

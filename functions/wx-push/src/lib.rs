@@ -188,6 +188,15 @@ pub fn function() -> Function<State> {
         .webhook("/", |s: Arc<State>, req| async move {
             Ok(handle(&s, &req).await)
         })
+        // Push receipts only need to outlive WeChat's retries; the timer drops older ones.
+        .timer(|s: Arc<State>, _timer| async move {
+            let now_ms = s.clock.now_unix().saturating_mul(1000);
+            let purged = receipts::purge_expired(s.moderation.store().as_ref(), now_ms)
+                .await
+                .map_err(ApiError::internal)?;
+            tracing::info!(purged, "push receipts purged");
+            Ok::<_, ApiError>(serde_json::json!({ "receiptsPurged": purged }))
+        })
 }
 
 fn refusal(err: &PushError) -> WebhookResponse {
