@@ -118,6 +118,38 @@ pub fn fixture_options(api: RuntimeApi) -> StartOptions {
     .env("WEMINT_SESSION_SECRET", SESSION_SECRET)
 }
 
+/// Starts the real function `binary` under the SCF runtime API with exactly `env`.
+///
+/// # Panics
+/// When the function does not start.
+pub async fn start_scf(
+    binary: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> ScfInstance {
+    let mut options = StartOptions {
+        api: RuntimeApi::Scf,
+        ..StartOptions::default()
+    };
+    for (k, v) in env {
+        options = options.env(k, v);
+    }
+    ScfInstance::start(&function_binary(binary), options)
+        .await
+        .unwrap_or_else(|e| panic!("{binary} did not start: {e}"))
+}
+
+/// Fires the timer trigger `name` once and returns the reply's `data`.
+///
+/// # Panics
+/// When the invocation fails or the reply is not `ok`.
+pub async fn fire_timer(f: &ScfInstance, name: &str) -> serde_json::Value {
+    let event = serde_json::json!({"Type": "Timer", "TriggerName": name,
+        "Time": "2026-11-24T00:00:00Z", "Message": ""});
+    let out = f.invoke_json(&event).await.expect("timer invocation");
+    assert_eq!(out["ok"], true, "timer {name}: {out}");
+    out["data"].clone()
+}
+
 /// An HTTP response as the tests see it.
 #[derive(Debug)]
 pub struct HttpReply {

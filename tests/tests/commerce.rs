@@ -23,8 +23,8 @@ use wemint::pay::v3::server::{
 use wemint::pay::v3::{ApiV3Key, RsaSigningKey, VerifyingKey, sign::pay_sign_message};
 use wemint::store::{Filter, Store, Update, UpdateOptions};
 use wemint_e2e::{
-    HttpInstance, RuntimeApi, SESSION_SECRET, ScfInstance, StartOptions, VECTORS, function_binary,
-    function_env, http,
+    HttpInstance, RuntimeApi, SESSION_SECRET, ScfInstance, StartOptions, VECTORS, fire_timer,
+    function_binary, function_env, http,
 };
 
 const DATA_KEY: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
@@ -865,14 +865,9 @@ async fn a_paid_order_whose_notification_was_lost_is_fulfilled_by_reconciliation
             .unwrap();
     }
     let reconcile = start("reconcile", &w.env).await;
-    let out = reconcile
-        .invoke_json(&json!({"Type": "Timer", "TriggerName": "every-minute",
-            "Time": "2026-11-24T00:00:00Z", "Message": ""}))
-        .await
-        .unwrap();
-    assert_eq!(out["ok"], true, "{out}");
+    let out = fire_timer(&reconcile, "every-minute").await;
     assert_eq!(
-        (out["data"]["paid"].as_i64(), out["data"]["closed"].as_i64()),
+        (out["paid"].as_i64(), out["closed"].as_i64()),
         (Some(1), Some(1)),
         "{out}"
     );
@@ -890,13 +885,9 @@ async fn a_paid_order_whose_notification_was_lost_is_fulfilled_by_reconciliation
         10
     );
     // A second run finds nothing to do.
-    let out = reconcile
-        .invoke_json(&json!({"Type": "Timer", "TriggerName": "every-minute",
-            "Time": "2026-11-24T00:01:00Z", "Message": ""}))
-        .await
-        .unwrap();
+    let out = fire_timer(&reconcile, "every-minute").await;
     assert_eq!(
-        (out["data"]["paid"].as_i64(), out["data"]["closed"].as_i64()),
+        (out["paid"].as_i64(), out["closed"].as_i64()),
         (Some(0), Some(0))
     );
 }

@@ -6,7 +6,7 @@ mod login_support;
 
 use serde_json::{Value, json};
 use wemint::store::{Filter, FindOptions, Store};
-use wemint_e2e::{RuntimeApi, ScfInstance, StartOptions, function_binary};
+use wemint_e2e::{ScfInstance, fire_timer, start_scf};
 use wemint_emulator::suite::{Suite, SuiteOptions};
 use wemint_emulator::wechat_api::MESSAGES;
 
@@ -14,23 +14,19 @@ const DAY: i64 = 86_400;
 const TEMPLATE: &str = "tmpl-renewal-e2e";
 
 async fn start_gated(suite: &Suite) -> ScfInstance {
-    let mut options = StartOptions {
-        api: RuntimeApi::Scf,
-        ..StartOptions::default()
-    };
-    for (k, v) in suite.function_env() {
-        options = options.env(k, v);
-    }
-    options = options
-        .env("WEMINT_RENEWAL_TEMPLATE_ID", TEMPLATE)
-        .env("WEMINT_RENEWAL_REMIND_DAYS", "3")
-        .env(
-            "WEMINT_RENEWAL_TEMPLATE_FIELDS",
-            "thing1=plan,time2=periodEnd,amount3=price",
-        );
-    ScfInstance::start(&function_binary("gated-content"), options)
-        .await
-        .expect("gatedContent starts with the suite's environment")
+    let mut env = suite.function_env();
+    env.extend(
+        [
+            ("WEMINT_RENEWAL_TEMPLATE_ID", TEMPLATE),
+            ("WEMINT_RENEWAL_REMIND_DAYS", "3"),
+            (
+                "WEMINT_RENEWAL_TEMPLATE_FIELDS",
+                "thing1=plan,time2=periodEnd,amount3=price",
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    start_scf("gated-content", env).await
 }
 
 /// A `vip` subscription of `openid` ending at `end`, canceled or not.
@@ -46,13 +42,7 @@ async fn subscription(store: &dyn Store, openid: &str, end: i64, canceled: bool)
 }
 
 async fn sweep(f: &ScfInstance) -> Value {
-    let out = f
-        .invoke_json(&json!({"Type": "Timer", "TriggerName": "renewal-reminders",
-            "Time": "2026-11-24T01:00:00Z", "Message": ""}))
-        .await
-        .unwrap();
-    assert_eq!(out["ok"], true, "{out}");
-    out["data"]["reminders"].clone()
+    fire_timer(f, "renewal-reminders").await["reminders"].clone()
 }
 
 async fn messages(store: &dyn Store) -> Vec<Value> {

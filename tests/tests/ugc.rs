@@ -531,25 +531,9 @@ async fn overdue_image_verdicts_go_to_the_review_queue_and_a_late_verdict_still_
     // The ugcUpload timer (SCF timer event) with a ten-minute allowance.
     let mut vars = env(&s.wechat, &s.db);
     vars.push(("WEMINT_MODERATION_TIMEOUT_SECS".into(), "600".into()));
-    let mut options = wemint_e2e::StartOptions {
-        api: wemint_e2e::RuntimeApi::Scf,
-        ..wemint_e2e::StartOptions::default()
-    };
-    for (k, v) in vars {
-        options = options.env(k, v);
-    }
-    let timer = wemint_e2e::ScfInstance::start(&wemint_e2e::function_binary("ugc-upload"), options)
-        .await
-        .expect("ugc-upload starts");
-    let sweep = || async {
-        let out = timer
-            .invoke_json(&json!({"Type": "Timer", "TriggerName": "moderation-sweep",
-                "Time": "2026-11-24T01:00:00Z", "Message": ""}))
-            .await
-            .unwrap();
-        assert_eq!(out["ok"], true, "{out}");
-        out["data"]["moderation"].clone()
-    };
+    let timer = wemint_e2e::start_scf("ugc-upload", vars).await;
+    let sweep =
+        || async { wemint_e2e::fire_timer(&timer, "moderation-sweep").await["moderation"].clone() };
     assert_eq!(sweep().await["escalated"], 0, "not overdue yet");
 
     // Twenty minutes later there is still no verdict: an administrator takes over.
@@ -609,22 +593,9 @@ async fn the_wx_push_timer_drops_receipts_past_their_ttl_only() {
             .await
             .unwrap();
     }
-    let mut options = wemint_e2e::StartOptions {
-        api: wemint_e2e::RuntimeApi::Scf,
-        ..wemint_e2e::StartOptions::default()
-    };
-    for (k, v) in env(&s.wechat, &s.db) {
-        options = options.env(k, v);
-    }
-    let push = wemint_e2e::ScfInstance::start(&wemint_e2e::function_binary("wx-push"), options)
-        .await
-        .expect("wx-push starts");
-    let out = push
-        .invoke_json(&json!({"Type": "Timer", "TriggerName": "receipts-purge",
-            "Time": "2026-11-24T01:00:00Z", "Message": ""}))
-        .await
-        .unwrap();
-    assert_eq!(out["data"]["receiptsPurged"], 1, "{out}");
+    let push = wemint_e2e::start_scf("wx-push", env(&s.wechat, &s.db)).await;
+    let out = wemint_e2e::fire_timer(&push, "receipts-purge").await;
+    assert_eq!(out["receiptsPurged"], 1, "{out}");
     assert!(
         store
             .get(RECEIPT_COLLECTION, "old")
