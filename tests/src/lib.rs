@@ -150,6 +150,54 @@ pub async fn fire_timer(f: &ScfInstance, name: &str) -> serde_json::Value {
     out["data"].clone()
 }
 
+/// A local stand-in server (WeChat, WeChat Pay) for one test: `handler` answers on a free
+/// 127.0.0.1 port, through the emulator's HTTP layer, until the value is dropped.
+pub struct StandIn {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    _stop: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl StandIn {
+    /// Starts serving `handler` on the current tokio runtime.
+    ///
+    /// # Panics
+    /// When no local port can be bound.
+    pub async fn start<H, Fut>(handler: H) -> Self
+    where
+        H: Fn(wemint_emulator::http::Request) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = wemint_emulator::http::Response> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a local port");
+        let addr = listener.local_addr().expect("local address");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(wemint_emulator::http::serve(listener, handler, stopped));
+        Self {
+            addr,
+            _stop: std::sync::Arc::new(stop),
+        }
+    }
+
+    /// Serves the synchronous `handler` over shared `state` (what the test inspects).
+    pub async fn serving<S: Send + Sync + 'static>(
+        state: std::sync::Arc<S>,
+        handler: fn(&S, &wemint_emulator::http::Request) -> wemint_emulator::http::Response,
+    ) -> Self {
+        Self::start(move |req| {
+            let state = state.clone();
+            async move { handler(&state, &req) }
+        })
+        .await
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
 /// An HTTP response as the tests see it.
 #[derive(Debug)]
 pub struct HttpReply {

@@ -7,14 +7,11 @@
 //! Built by `cargo build --workspace --bins` (scripts/test.sh) before running.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response};
 use serde_json::{Value, json};
 use wemint::identity::{DataKey, SessionClaims, SessionSigner};
 use wemint::pay::v3::server::{
@@ -23,9 +20,10 @@ use wemint::pay::v3::server::{
 use wemint::pay::v3::{ApiV3Key, RsaSigningKey, VerifyingKey, sign::pay_sign_message};
 use wemint::store::{Filter, Store, Update, UpdateOptions};
 use wemint_e2e::{
-    HttpInstance, RuntimeApi, SESSION_SECRET, ScfInstance, StartOptions, VECTORS, fire_timer,
-    function_binary, function_env, http,
+    HttpInstance, RuntimeApi, SESSION_SECRET, ScfInstance, StandIn, StartOptions, VECTORS,
+    fire_timer, function_binary, function_env, http,
 };
+use wemint_emulator::http::{Request, Response};
 
 const DATA_KEY: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
 
@@ -66,22 +64,20 @@ struct PayStandIn {
 }
 
 impl PayStandIn {
-    fn signed(&self, status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    fn signed(&self, status: StatusCode, body: Vec<u8>) -> Response {
         let headers = self
             .signer
             .sign(&body, now(), &wemint::pay::random_string(32))
             .unwrap();
-        let mut resp = Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .header("Request-ID", "standin-1");
+        let mut resp = Response::bytes(status, "application/json", body)
+            .with_header("Request-ID", "standin-1");
         for (k, v) in headers.pairs() {
-            resp = resp.header(k, v);
+            resp = resp.with_header(k, &v);
         }
-        resp.body(Full::new(Bytes::from(body))).unwrap()
+        resp
     }
 
-    fn json(&self, status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    fn json(&self, status: StatusCode, body: &Value) -> Response {
         self.signed(status, serde_json::to_vec(body).unwrap())
     }
 
@@ -104,36 +100,24 @@ impl PayStandIn {
         Some(tx)
     }
 
-    async fn handle(
-        self: Arc<Self>,
-        req: Request<hyper::body::Incoming>,
-    ) -> Result<Response<Full<Bytes>>, Infallible> {
-        let method = req.method().clone();
-        let target = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default();
-        let auth = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body = req.into_body().collect().await.unwrap().to_bytes();
+    fn handle(&self, req: &Request) -> Response {
+        let method = req.method.clone();
+        let target = req.path_and_query();
+        let auth = req.header("authorization").unwrap_or_default().to_owned();
+        let body = &req.body;
         if let Err(e) = self
             .merchant
-            .verify_request(&auth, method.as_str(), &target, &body, now())
+            .verify_request(&auth, method.as_str(), &target, body, now())
         {
             self.bad_signatures.fetch_add(1, Ordering::SeqCst);
-            return Ok(self.json(
+            return self.json(
                 StatusCode::UNAUTHORIZED,
                 &json!({"code": "SIGN_ERROR", "message": e.to_string()}),
-            ));
+            );
         }
         let path = target.split('?').next().unwrap_or_default().to_owned();
-        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let resp = if method == Method::POST && path == "/v3/pay/transactions/jsapi" {
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if method == Method::POST && path == "/v3/pay/transactions/jsapi" {
             let no = body["out_trade_no"].as_str().unwrap().to_owned();
             self.prepays.fetch_add(1, Ordering::SeqCst);
             self.orders.lock().unwrap().insert(no.clone(), body);
@@ -167,8 +151,7 @@ impl PayStandIn {
                 StatusCode::NOT_FOUND,
                 &json!({"code": "NOT_FOUND", "message": target}),
             )
-        };
-        Ok(resp)
+        }
     }
 
     /// A notification signed with the WeChat Pay public key's private half, `age` seconds old.
@@ -200,32 +183,13 @@ impl PayStandIn {
     }
 }
 
-async fn serve(state: Arc<PayStandIn>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| state.clone().handle(req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 // ---------------------------------------------------------------------------------------------
 // The world: store file, stand-in, functions.
 
 struct World {
     store: Arc<dyn Store>,
     pay: Arc<PayStandIn>,
+    _server: StandIn,
     env: Vec<(String, String)>,
     create: ScfInstance,
     notify: ScfInstance,
@@ -311,7 +275,8 @@ async fn world(mug_stock: i64) -> World {
         refunds: Mutex::default(),
         bad_signatures: AtomicU32::new(0),
     });
-    let base = serve(pay.clone()).await;
+    let server = StandIn::serving(pay.clone(), PayStandIn::handle).await;
+    let base = server.base();
     let mut env: Vec<(String, String)> = function_env()
         .into_iter()
         .filter(|(k, _)| {
@@ -333,6 +298,7 @@ async fn world(mug_stock: i64) -> World {
     World {
         store,
         pay,
+        _server: server,
         env,
         create,
         notify,

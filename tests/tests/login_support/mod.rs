@@ -5,22 +5,16 @@
 #![allow(unreachable_pub, dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use wemint_e2e::StandIn;
+use wemint_emulator::http::{Request, Response};
 
 pub const APPID: &str = "wxe2elogin0000001";
 pub const APPSECRET: &str = "e2e-login-app-secret";
@@ -45,7 +39,7 @@ struct Book {
 /// 40029.
 #[derive(Clone)]
 pub struct WechatStandIn {
-    pub addr: SocketAddr,
+    server: Arc<StandIn>,
     book: Arc<Mutex<Book>>,
 }
 
@@ -54,33 +48,17 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 impl WechatStandIn {
     /// Starts listening on a free local port (served on the current tokio runtime).
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let book = Arc::new(Mutex::new(Book::default()));
-        let serving = book.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let book = serving.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let book = book.clone();
-                        async move { Ok::<_, hyper::Error>(handle(&book, req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { addr, book }
+        let server = StandIn::serving(book.clone(), handle).await;
+        Self {
+            server: Arc::new(server),
+            book,
+        }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base()
     }
 
     /// A fresh single-use login code for `openid`.
@@ -114,39 +92,19 @@ impl WechatStandIn {
     }
 }
 
-fn reply(value: &Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(value.to_string())))
-        .expect("response")
+fn reply(value: &Value) -> Response {
+    Response::json(StatusCode::OK, value)
 }
 
-fn err(code: i64, msg: &str) -> Response<Full<Bytes>> {
+fn err(code: i64, msg: &str) -> Response {
     reply(&json!({"errcode": code, "errmsg": format!("{msg} rid: 6565aa-e2e")}))
 }
 
-fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-async fn handle(book: &Mutex<Book>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn handle(book: &Mutex<Book>, req: &Request) -> Response {
     book.lock().unwrap().calls += 1;
-    let path = req.uri().path().to_owned();
-    let q = query(&req);
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let path = req.path.clone();
+    let q: HashMap<String, String> = req.params().into_iter().collect();
+    let body: Value = req.json().unwrap_or(Value::Null);
     match path.as_str() {
         "/sns/jscode2session" => {
             if q.get("appid").map(String::as_str) != Some(APPID)
@@ -200,10 +158,7 @@ async fn handle(book: &Mutex<Book>, req: Request<Incoming>) -> Response<Full<Byt
                 "phoneNumber": PHONE, "purePhoneNumber": "13800138000", "countryCode": "86",
                 "watermark": {"timestamp": 1_700_000_000, "appid": APPID}}}))
         }
-        _ => Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .body(Full::new(Bytes::new()))
-            .expect("response"),
+        _ => Response::not_found(&path),
     }
 }
 

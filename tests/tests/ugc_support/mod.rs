@@ -5,24 +5,18 @@
 
 #![allow(unreachable_pub, dead_code)]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use wemint::identity::{SessionClaims, SessionSigner};
 use wemint::wechat::{PushCrypto, PushFormat, SealedPush, Stamp};
+use wemint_e2e::StandIn;
+use wemint_emulator::http::{Request, Response};
 
 pub const APPID: &str = "wxe2eugc000000001";
 pub const APPSECRET: &str = "e2e-ugc-app-secret";
@@ -57,38 +51,22 @@ struct Book {
 /// decides each verdict and delivers it as a sealed push, like WeChat does later.
 #[derive(Clone)]
 pub struct WechatStandIn {
-    pub addr: SocketAddr,
+    server: Arc<StandIn>,
     book: Arc<Mutex<Book>>,
 }
 
 impl WechatStandIn {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let book = Arc::new(Mutex::new(Book::default()));
-        let serving = book.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let book = serving.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let book = book.clone();
-                        async move { Ok::<_, hyper::Error>(handle(&book, req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { addr, book }
+        let server = StandIn::serving(book.clone(), handle).await;
+        Self {
+            server: Arc::new(server),
+            book,
+        }
     }
 
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base()
     }
 
     pub fn media_calls(&self) -> Vec<MediaCall> {
@@ -104,31 +82,18 @@ impl WechatStandIn {
     }
 }
 
-fn reply(value: &Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(value.to_string())))
-        .expect("response")
+fn reply(value: &Value) -> Response {
+    Response::json(StatusCode::OK, value)
 }
 
-fn err(code: i64, msg: &str) -> Response<Full<Bytes>> {
+fn err(code: i64, msg: &str) -> Response {
     reply(&json!({"errcode": code, "errmsg": msg}))
 }
 
-async fn handle(book: &Mutex<Book>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path().to_owned();
-    let token_ok = req.uri().query().is_some_and(|q| {
-        q.split('&')
-            .any(|kv| kv == format!("access_token={ACCESS_TOKEN}"))
-    });
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+fn handle(book: &Mutex<Book>, req: &Request) -> Response {
+    let path = req.path.clone();
+    let token_ok = req.param("access_token").as_deref() == Some(ACCESS_TOKEN);
+    let body: Value = req.json().unwrap_or(Value::Null);
     if path == "/cgi-bin/stable_token" {
         if body["appid"] != json!(APPID) || body["secret"] != json!(APPSECRET) {
             return err(40125, "invalid appsecret");
@@ -190,10 +155,7 @@ async fn handle(book: &Mutex<Book>, req: Request<Incoming>) -> Response<Full<Byt
             book.lock().unwrap().link_requests.push(body);
             reply(&json!({"errcode": 0, "errmsg": "ok", "url_link": URL_LINK}))
         }
-        _ => Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .body(Full::new(Bytes::new()))
-            .expect("response"),
+        _ => Response::not_found(&path),
     }
 }
 
