@@ -860,3 +860,77 @@ async fn an_upgrade_during_the_free_trial_applies_at_once_without_an_order() {
         .await;
     assert_eq!(again["error"]["code"], "PLAN_CHANGE_INVALID", "{again}");
 }
+
+#[tokio::test]
+async fn a_free_trial_once_before_any_subscription_and_a_purchase_starts_at_its_end() {
+    let w = World::new().await;
+    for (plan, days) in [("vip", 7), ("team", 14)] {
+        w.store
+            .update_one(
+                "plans",
+                &wemint::store::Filter::id(plan),
+                &wemint::store::Update::new().set("trialDays", days),
+                wemint::store::UpdateOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let f = w.function(0).await;
+    let carol = f.token("o-carol", None);
+    let out = f.ok(&carol, "startTrial", json!({"plan": "vip"})).await;
+    assert_eq!(out["subscription"]["state"], "trial", "{out}");
+    let trial_end = out["subscription"]["periodEndAt"].as_i64().unwrap();
+    assert_eq!(trial_end, f.now + 7 * DAY);
+    assert_eq!(f.get(&carol, "podcast-1").await["access"], "granted");
+    // A retry is the same trial; a second trial, or one on a plan without trials, is refused.
+    let again = f.ok(&carol, "startTrial", json!({"plan": "vip"})).await;
+    assert_eq!(again["subscription"], out["subscription"]);
+    let dave = f.token("o-dave", None);
+    for (token, plan, code) in [
+        (&carol, "vip-pro", "TRIAL_UNAVAILABLE"),
+        (&dave, "vip-pro", "TRIAL_UNAVAILABLE"),
+        (&dave, "team", "PLAN_CHANGE_INVALID"),
+    ] {
+        let out = f.call(token, "startTrial", json!({"plan": plan})).await;
+        assert_eq!(out["error"]["code"], code, "{plan}: {out}");
+    }
+
+    // Paying during the trial adds the month after the trial's last day.
+    w.shop()
+        .buy("o-carol", None, "vip-monthly", f.now + DAY)
+        .await;
+    let ents = f.ok(&carol, "entitlements", json!({})).await;
+    assert_eq!(ents["subscription"]["periodEndAt"], trial_end + 30 * DAY);
+    assert_eq!(
+        ents["subscription"]["state"], "trial",
+        "still in the trial days"
+    );
+    drop(f);
+    let f = w.function(8 * DAY).await;
+    let carol = f.token("o-carol", None);
+    let ents = f.ok(&carol, "entitlements", json!({})).await;
+    assert_eq!(ents["subscription"]["state"], "active");
+    let late = f.call(&carol, "startTrial", json!({"plan": "vip"})).await;
+    assert_eq!(
+        late["error"]["code"], "TRIAL_UNAVAILABLE",
+        "subscribed before: {late}"
+    );
+
+    // A tenant's owner starts the team trial: the tenant gets the plan's seats.
+    let tenancy = Tenancy::new(w.store.clone());
+    let (acme, _) = tenancy.create("o-olivia", "Acme").await.unwrap();
+    let owner = f.token("o-olivia", Some((&acme.id, TenantRole::Owner)));
+    let out = f
+        .ok(
+            &owner,
+            "startTrial",
+            json!({"plan": "team", "scope": "tenant"}),
+        )
+        .await;
+    assert_eq!(out["subscription"]["state"], "trial", "{out}");
+    let tenant = tenancy.tenant(&acme.id).await.unwrap().unwrap();
+    assert_eq!(
+        (tenant.plan.as_deref(), tenant.seats),
+        (Some("team"), Some(2))
+    );
+}

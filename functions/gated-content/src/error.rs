@@ -17,6 +17,8 @@ pub mod codes {
     pub const PLAN_NOT_FOUND: &str = "PLAN_NOT_FOUND";
     /// Not a change this subscription can make (same tier, other kind of plan).
     pub const PLAN_CHANGE_INVALID: &str = "PLAN_CHANGE_INVALID";
+    /// No free trial here: the plan has none, or the subscriber has subscribed before.
+    pub const TRIAL_UNAVAILABLE: &str = "TRIAL_UNAVAILABLE";
     /// Protected media could not be given a temp URL right now.
     pub const MEDIA_UNAVAILABLE: &str = "MEDIA_UNAVAILABLE";
 }
@@ -39,6 +41,9 @@ pub enum GatedError {
     /// See [`codes::PLAN_CHANGE_INVALID`].
     #[error("{0}")]
     PlanChangeInvalid(String),
+    /// See [`codes::TRIAL_UNAVAILABLE`].
+    #[error("{0}")]
+    TrialUnavailable(String),
     /// The caller's tenant role does not allow it.
     #[error("{0}")]
     Forbidden(String),
@@ -76,6 +81,9 @@ impl From<GatedError> for ApiError {
             }
             GatedError::PlanChangeInvalid(_) => {
                 ApiError::new(codes::PLAN_CHANGE_INVALID, StatusCode::CONFLICT, message)
+            }
+            GatedError::TrialUnavailable(_) => {
+                ApiError::new(codes::TRIAL_UNAVAILABLE, StatusCode::CONFLICT, message)
             }
             GatedError::Forbidden(_) => ApiError::forbidden(message),
             GatedError::BadRequest(_) => ApiError::bad_request(message),

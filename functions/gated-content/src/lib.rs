@@ -6,7 +6,8 @@
 //! - `list`: contents with the caller's access state.
 //! - `entitlements`: what the caller owns and until when, their subscription and their
 //!   tenant's.
-//! - `cancelSubscription`, `resumeSubscription`, `changePlan`: lifecycle (see [`lifecycle`]).
+//! - `startTrial`, `cancelSubscription`, `resumeSubscription`, `changePlan`: lifecycle (see
+//!   [`lifecycle`]).
 //! - `subscribeGrant` and the timer: renewal reminders as subscribe messages (see
 //!   [`reminders`]).
 //!
@@ -359,19 +360,30 @@ async fn resume_subscription(state: Arc<State>, req: CallRequest) -> Result<Valu
     Ok(lifecycle::resume(&state.store, &state.tenancy, &caller, scope, state.now()).await?)
 }
 
-async fn change_plan(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
+/// The two actions that name a target plan.
+#[derive(Clone, Copy)]
+enum PlanAction {
+    StartTrial,
+    Change,
+}
+
+async fn plan_action(
+    state: Arc<State>,
+    req: CallRequest,
+    action: PlanAction,
+) -> Result<Value, ApiError> {
     let caller = state.caller(&req)?;
     let input: ChangePlanInput = req.parse()?;
     let scope = scope(input.scope.as_deref())?;
-    Ok(lifecycle::change_plan(
-        &state.store,
-        &state.tenancy,
-        &caller,
-        scope,
-        &input.plan,
-        state.now(),
-    )
-    .await?)
+    let (store, tenancy, now) = (&state.store, &state.tenancy, state.now());
+    Ok(match action {
+        PlanAction::StartTrial => {
+            lifecycle::start_trial(store, tenancy, &caller, scope, &input.plan, now).await?
+        }
+        PlanAction::Change => {
+            lifecycle::change_plan(store, tenancy, &caller, scope, &input.plan, now).await?
+        }
+    })
 }
 
 async fn subscribe_grant(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
@@ -393,9 +405,14 @@ pub fn function() -> Function<State> {
         .callable("get", get)
         .callable("list", list)
         .callable("entitlements", entitlements)
+        .callable("startTrial", |s: Arc<State>, req| {
+            plan_action(s, req, PlanAction::StartTrial)
+        })
         .callable("cancelSubscription", cancel_subscription)
         .callable("resumeSubscription", resume_subscription)
-        .callable("changePlan", change_plan)
+        .callable("changePlan", |s: Arc<State>, req| {
+            plan_action(s, req, PlanAction::Change)
+        })
         .callable("subscribeGrant", subscribe_grant)
         .default_action("get")
         .timer(|state: Arc<State>, _timer| async move {

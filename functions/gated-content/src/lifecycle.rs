@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use wemint::domain::money::Fen;
-use wemint::domain::subscription::{Subscription, SubscriptionError};
+use wemint::domain::subscription::{Plan, Subscription, SubscriptionError};
 use wemint::identity::{Caller, TenantRole};
 use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
 use wemint::tenancy::{Tenancy, TenancyError};
@@ -156,6 +156,84 @@ pub(crate) async fn resume(
     Ok(json!({ "subscription": crate::access::subscription_view(&sub, now, &plans) }))
 }
 
+/// `startTrial`: the plan's free trial, once per subscriber and only before any
+/// subscription (paid or trial) exists. Asking again for the trial just started returns it.
+/// A tenant trial gives the tenant the plan's seats, like a paid tenant plan.
+pub(crate) async fn start_trial(
+    store: &Arc<dyn Store>,
+    tenancy: &Tenancy,
+    caller: &Caller,
+    scope: Scope,
+    plan_id: &str,
+    now: i64,
+) -> Result<Value, GatedError> {
+    let id = managed_subject(tenancy, caller, scope).await?;
+    let plans = Plans::load(store).await?;
+    let plan = plan_for(&plans, plan_id, scope)?;
+    if plan.trial_days == 0 {
+        return Err(GatedError::TrialUnavailable(format!(
+            "plan {plan_id} has no free trial"
+        )));
+    }
+    let trial = Subscription::start(&plan, now, true);
+    let doc = wemint::commerce::new_subscription_doc(&id, &trial, &plan.id)
+        .map_err(|e| GatedError::Store(StoreError::InvalidDocument(e.to_string())))?;
+    let sub = match store.insert(c::SUBSCRIPTIONS, doc).await {
+        Ok(_) => {
+            tracing::info!(subscription = %id, plan = plan_id, "free trial started");
+            trial
+        }
+        Err(StoreError::DuplicateKey { .. }) => {
+            let existing = load_subscription(store, &id)
+                .await?
+                .ok_or(GatedError::SubscriptionNotFound(scope.name()))?
+                .sub;
+            // The same request again (a retry): the trial it started, unchanged.
+            let only_this_trial = existing.applied_orders.is_empty()
+                && matches!(existing.segments.as_slice(), [s] if s.trial && s.plan == plan.id);
+            if !only_this_trial {
+                return Err(GatedError::TrialUnavailable(
+                    "the free trial is only for a first subscription".into(),
+                ));
+            }
+            existing
+        }
+        Err(e) => return Err(e.into()),
+    };
+    set_tenant_plan(tenancy, &id, &plan).await?;
+    Ok(json!({ "subscription": crate::access::subscription_view(&sub, now, &plans) }))
+}
+
+/// The plan `id`, which must be of the scope's kind (tenant plans have seats).
+fn plan_for(plans: &Plans, id: &str, scope: Scope) -> Result<Plan, GatedError> {
+    let plan = plans
+        .get(id)
+        .ok_or_else(|| GatedError::PlanNotFound(id.to_owned()))?;
+    if plan.seats.is_some() != (scope == Scope::Tenant) {
+        return Err(GatedError::PlanChangeInvalid(format!(
+            "plan {id} is not a {} plan",
+            scope.name()
+        )));
+    }
+    Ok(plan)
+}
+
+/// For a tenant subscription (`tenant:<id>`), gives the tenant `plan` and its seats (what
+/// inviting members is checked against), as a paid tenant plan does.
+async fn set_tenant_plan(tenancy: &Tenancy, subject: &str, plan: &Plan) -> Result<(), GatedError> {
+    let Some(tenant) = subject.strip_prefix("tenant:") else {
+        return Ok(());
+    };
+    tenancy
+        .set_plan(tenant, Some(plan.id.as_str()), plan.seats)
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            TenancyError::Store(e) => GatedError::Store(e),
+            other => GatedError::Forbidden(other.to_string()),
+        })
+}
+
 fn plan_change_error(e: SubscriptionError) -> GatedError {
     match e {
         SubscriptionError::Expired => GatedError::SubscriptionExpired,
@@ -177,15 +255,7 @@ pub(crate) async fn change_plan(
 ) -> Result<Value, GatedError> {
     let id = managed_subject(tenancy, caller, scope).await?;
     let plans = Plans::load(store).await?;
-    let target = plans
-        .get(to)
-        .ok_or_else(|| GatedError::PlanNotFound(to.to_owned()))?;
-    if target.seats.is_some() != (scope == Scope::Tenant) {
-        return Err(GatedError::PlanChangeInvalid(format!(
-            "plan {to} is not a {} plan",
-            scope.name()
-        )));
-    }
+    let target = plan_for(&plans, to, scope)?;
     let stored = load_subscription(store, &id)
         .await?
         .ok_or(GatedError::SubscriptionNotFound(scope.name()))?;
@@ -210,15 +280,7 @@ pub(crate) async fn change_plan(
                     .map_err(plan_change_error)
             })
             .await?;
-            if let Some(tenant) = id.strip_prefix("tenant:") {
-                tenancy
-                    .set_plan(tenant, Some(target.id.as_str()), target.seats)
-                    .await
-                    .map_err(|e| match e {
-                        TenancyError::Store(e) => GatedError::Store(e),
-                        other => GatedError::Forbidden(other.to_string()),
-                    })?;
-            }
+            set_tenant_plan(tenancy, &id, &target).await?;
             tracing::info!(subscription = %id, to, "trial upgraded");
             return Ok(json!({
                 "change": "upgrade",

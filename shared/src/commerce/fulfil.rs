@@ -570,12 +570,8 @@ impl Commerce {
             serde_json::to_value(sub).map_err(|e| StoreError::InvalidDocument(e.to_string()))?;
         let until = sub.period_end();
         let Some(version) = version else {
-            let mut doc = body;
-            doc["_id"] = json!(subject);
-            doc["subscriber"] = json!(subject);
-            doc["plan"] = json!(plan);
-            doc["periodEndAt"] = json!(until);
-            doc["version"] = json!(1);
+            let doc = super::model::new_subscription_doc(subject, sub, plan)
+                .map_err(|e| StoreError::InvalidDocument(e.to_string()))?;
             return match self.store.insert(c::SUBSCRIPTIONS, doc).await {
                 Ok(_) => Ok(true),
                 Err(StoreError::DuplicateKey { .. }) => Ok(false),

@@ -299,6 +299,25 @@ impl RefundDoc {
     }
 }
 
+/// A new `subscriptions` document for `subscriber` (an openid, or `tenant:<id>`): the
+/// serialized subscription plus the fields queries use, at version 1.
+///
+/// # Errors
+/// A subscription that does not serialize (not expected).
+pub fn new_subscription_doc(
+    subscriber: &str,
+    sub: &crate::domain::subscription::Subscription,
+    plan: &str,
+) -> Result<Value, serde_json::Error> {
+    let mut doc = serde_json::to_value(sub)?;
+    doc["_id"] = json!(subscriber);
+    doc["subscriber"] = json!(subscriber);
+    doc["plan"] = json!(plan);
+    doc["periodEndAt"] = json!(sub.period_end());
+    doc["version"] = json!(1);
+    Ok(doc)
+}
+
 /// The wire name of a product kind (`physical`, `membership`, …).
 pub fn kind_name(kind: &ProductKind) -> &'static str {
     match kind {
@@ -338,6 +357,9 @@ pub fn product_view(product: &Product, plan: Option<&crate::domain::subscription
                     });
                     if let Some(seats) = p.seats {
                         pv["seats"] = json!(seats);
+                    }
+                    if p.trial_days > 0 {
+                        pv["trialDays"] = json!(p.trial_days);
                     }
                     pv
                 }
