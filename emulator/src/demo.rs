@@ -217,6 +217,33 @@ async fn delivery_story(client: &Client, reference: &str) -> String {
         .collect()
 }
 
+/// Polls createOrder `get` until the order is paid (the notification or delivery push was
+/// applied); on time-out, says what happened to the notifications for `reference`.
+async fn wait_until_paid(
+    client: &Client,
+    token: &str,
+    order_id: &str,
+    reference: &str,
+) -> Result<Value, String> {
+    let paid = poll(Duration::from_secs(15), || async move {
+        let d = client
+            .call(
+                "alice",
+                Some(token),
+                "createOrder",
+                json!({"action": "get", "orderId": order_id}),
+            )
+            .await?;
+        let status = d["order"]["status"].as_str().unwrap_or_default();
+        Ok(matches!(status, "paid" | "fulfilled").then(|| d["order"].clone()))
+    })
+    .await;
+    match paid {
+        Ok(order) => Ok(order),
+        Err(e) => Err(format!("{e}{}", delivery_story(client, reference).await)),
+    }
+}
+
 async fn poll<F, Fut>(timeout: Duration, mut check: F) -> Result<Value, String>
 where
     F: FnMut() -> Fut,
@@ -388,32 +415,8 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
                 .physical_order
                 .clone()
                 .ok_or("not run: the order step failed")?;
-            let order = poll(Duration::from_secs(15), || {
-                let (client, token, id) = (&client, token.clone(), id.clone());
-                async move {
-                    let d = client
-                        .call(
-                            "alice",
-                            Some(&token),
-                            "createOrder",
-                            json!({"action": "get", "orderId": id}),
-                        )
-                        .await?;
-                    let status = d["order"]["status"].as_str().unwrap_or_default().to_owned();
-                    Ok(matches!(status.as_str(), "paid" | "fulfilled")
-                        .then_some(d["order"].clone()))
-                }
-            })
-            .await;
-            let order = match order {
-                Ok(o) => o,
-                Err(e) => {
-                    return Err(format!(
-                        "{e}{}",
-                        delivery_story(&client, ctx.physical_no.as_deref().unwrap_or("-")).await
-                    ));
-                }
-            };
+            let reference = ctx.physical_no.clone().unwrap_or_default();
+            let order = wait_until_paid(&client, &token, &id, &reference).await?;
             Ok((format!("status {}", order["status"]), order))
         }
         .await
@@ -457,32 +460,8 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
                 .vip_order
                 .clone()
                 .ok_or("not run: the order step failed")?;
-            let order = poll(Duration::from_secs(15), || {
-                let (client, token, id) = (&client, token.clone(), id.clone());
-                async move {
-                    let d = client
-                        .call(
-                            "alice",
-                            Some(&token),
-                            "createOrder",
-                            json!({"action": "get", "orderId": id}),
-                        )
-                        .await?;
-                    let status = d["order"]["status"].as_str().unwrap_or_default().to_owned();
-                    Ok(matches!(status.as_str(), "paid" | "fulfilled")
-                        .then_some(d["order"].clone()))
-                }
-            })
-            .await;
-            let order = match order {
-                Ok(o) => o,
-                Err(e) => {
-                    return Err(format!(
-                        "{e}{}",
-                        delivery_story(&client, ctx.vip_no.as_deref().unwrap_or("-")).await
-                    ));
-                }
-            };
+            let reference = ctx.vip_no.clone().unwrap_or_default();
+            let order = wait_until_paid(&client, &token, &id, &reference).await?;
             Ok((format!("status {}", order["status"]), order))
         }
         .await
@@ -506,6 +485,36 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         }
         .await
     );
+    step!("upgrade VIP → VIP 尊享 (gatedContent.changePlan quote → createOrder.create {upgrade} → virtual payment → delivered)", async {
+        let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
+        let change = client.call("alice", Some(&token), "gatedContent",
+            json!({"action": "changePlan", "plan": "vip-plus"})).await?;
+        if change["change"] != json!("upgrade") {
+            return Err(format!("expected an upgrade quote, got {}", short(&change)));
+        }
+        let mut create = json!({"action": "create",
+            "clientRequestId": format!("demo-{}", crate::keys::random_from(crate::keys::ALNUM, 10))});
+        create["upgrade"] = change["checkout"]["upgrade"].clone();
+        let data = client.call("alice", Some(&token), "createOrder", create).await?;
+        let (status, reply) = client
+            .post("alice", "/dev/requestVirtualPayment", &data["payment"]["params"], None)
+            .await?;
+        if status != 200 {
+            return Err(format!("HTTP {status}: {reply}"));
+        }
+        let id = data["order"]["id"].as_str().unwrap_or_default();
+        let no = data["order"]["outTradeNo"].as_str().unwrap_or_default();
+        wait_until_paid(&client, &token, id, no).await?;
+        let ent = client.call("alice", Some(&token), "gatedContent",
+            json!({"action": "entitlements"})).await?;
+        if ent["subscription"]["plan"] != json!("vip-plus") {
+            return Err(format!("still on {}", short(&ent["subscription"])));
+        }
+        Ok((format!("paid ¥{:.2} (quoted ¥{:.2}) for the rest of the period; now on {}",
+            data["order"]["totalFen"].as_i64().unwrap_or(0) as f64 / 100.0,
+            change["quote"]["amountFen"].as_i64().unwrap_or(0) as f64 / 100.0,
+            ent["subscription"]["plan"]), ent))
+    }.await);
     step!(
         "post text (ugcUpload.create, msg_sec_check)",
         async {
