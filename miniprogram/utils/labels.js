@@ -79,6 +79,8 @@ const ERRORS = Object.freeze({
   PLAN_NOT_FOUND: '会员方案不存在',
   PLAN_NOT_FOR_SALE: '该方案暂未开放购买',
   PLAN_CHANGE_INVALID: '当前会员状态无法切换到该方案',
+  // A trial comes once, before any subscription: the plan has none, or the user subscribed before.
+  TRIAL_UNAVAILABLE: '该方案不提供试用，或你已开通过会员',
   // Virtual payment takes only some amounts; buying the plan itself starts at the period end.
   UPGRADE_PRICE_UNSUPPORTED: '补差价金额暂时无法支付，可选择在当前会员到期后切换到该方案',
 });

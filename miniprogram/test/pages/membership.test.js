@@ -3,7 +3,7 @@ const { fakeApi, ApiError } = require('../helpers/fake-api');
 const { formatTime, ERRORS, SUBSCRIPTION_STATE } = require('../../utils/labels');
 
 const PLANS = [
-  { sku: 'vip-basic-month', title: '基础会员（月）', priceFen: 1500, channel: 'xpay', kind: 'membership', active: true, plan: { id: 'basic', title: '基础会员', tier: 1, periodDays: 30 } },
+  { sku: 'vip-basic-month', title: '基础会员（月）', priceFen: 1500, channel: 'xpay', kind: 'membership', active: true, plan: { id: 'basic', title: '基础会员', tier: 1, periodDays: 30, trialDays: 7 } },
   { sku: 'vip-pro-month', title: '专业会员（月）', priceFen: 3000, channel: 'xpay', kind: 'membership', active: true, plan: { id: 'pro', title: '专业会员', tier: 2, periodDays: 30 } },
   { sku: 'tee', title: 'T恤', priceFen: 1999, channel: 'wxpay', kind: 'physical', active: true },
 ];
@@ -64,6 +64,83 @@ describe('membership page', () => {
     expect(page.querySelectorAll('.plan-action')).toHaveLength(0);
     expect(text(page.querySelector('.plans'))).toContain('请升级微信');
     expect(text(page.querySelector('.plans'))).not.toContain('¥');
+  });
+
+  test('trial: button only for plans with trialDays, only before any subscription (expired counts)', async () => {
+    setClient(CLIENTS.android);
+    fakeApi({ 'createOrder.catalog': { products: PLANS }, 'gatedContent.entitlements': { entitlements: [] } });
+    const none = mount(id);
+    await none.instance.onLoad({});
+    expect(none.querySelectorAll('.plan').map((n) => text(n))).toEqual([
+      '基础会员（月） ¥15.00 30 天 免费试用 7 天 开通',
+      '专业会员（月） ¥30.00 30 天 开通',
+    ]);
+    expect(none.querySelectorAll('.plan-trial').map((n) => text(n))).toEqual(['免费试用 7 天']);
+    for (const state of ['trial', 'active', 'past_due', 'grace', 'expired', 'canceled']) {
+      fakeApi({
+        'createOrder.catalog': { products: PLANS },
+        'gatedContent.entitlements': { entitlements: [], subscription: { plan: 'pro', state, periodEndAt: 1800000000, renewPlan: 'pro' } },
+      });
+      const page = mount(id);
+      await page.instance.onLoad({});
+      expect([state, page.querySelectorAll('.plan-trial').length]).toEqual([state, 0]);
+    }
+  });
+
+  test('trial: shown where virtual payment is unavailable (a trial is not a sale)', async () => {
+    setClient(CLIENTS.oldIos);
+    fakeApi({ 'createOrder.catalog': { products: PLANS }, 'gatedContent.entitlements': { entitlements: [] } });
+    const page = mount(id);
+    await page.instance.onLoad({});
+    expect(page.querySelectorAll('.plan-action')).toHaveLength(0);
+    expect(page.querySelectorAll('.plan-trial').map((n) => text(n))).toEqual(['免费试用 7 天']);
+  });
+
+  test('trial: tapping calls startTrial with the plan id, no order or payment; reloads as trial', async () => {
+    setClient(CLIENTS.android);
+    let sub = null;
+    const api = fakeApi({
+      'createOrder.catalog': { products: PLANS },
+      'gatedContent.entitlements': () => (sub ? { entitlements: [], subscription: sub } : { entitlements: [] }),
+      'gatedContent.startTrial': () => {
+        sub = { plan: 'basic', state: 'trial', periodEndAt: 1800604800, accessEndsAt: 1800604800, renewPlan: 'basic' };
+        return { subscription: sub };
+      },
+    });
+    wx.requestVirtualPayment = jest.fn();
+    const page = mount(id);
+    await page.instance.onLoad({});
+    page.querySelector('.plan-trial').dispatchEvent('tap');
+    await flush();
+    expect(api.of('gatedContent', 'startTrial').map((c) => c.data)).toEqual([{ action: 'startTrial', plan: 'basic' }]);
+    expect(api.calls.filter((c) => c.name === 'createOrder' && c.action !== 'catalog')).toHaveLength(0);
+    expect(wx.requestVirtualPayment).not.toHaveBeenCalled();
+    expect(api.of('gatedContent', 'entitlements')).toHaveLength(2);
+    expect(text(page.querySelector('.status'))).toBe(`试用已开始，至 ${formatTime(1800604800)}`);
+    expect(text(page.querySelector('.sub-state'))).toBe(SUBSCRIPTION_STATE.trial);
+    expect(text(page.querySelector('.period-end'))).toBe(formatTime(1800604800));
+    expect(page.querySelectorAll('.plan-trial')).toHaveLength(0);
+    expect(page.data.busySku).toBe('');
+  });
+
+  test('trial errors show their messages and change nothing', async () => {
+    setClient(CLIENTS.android);
+    const codes = ['TRIAL_UNAVAILABLE', 'PLAN_NOT_FOUND'];
+    const api = fakeApi({
+      'createOrder.catalog': { products: PLANS },
+      'gatedContent.entitlements': { entitlements: [] },
+      'gatedContent.startTrial': () => new ApiError(codes.shift(), 'no'),
+    });
+    const page = mount(id);
+    await page.instance.onLoad({});
+    for (const code of ['TRIAL_UNAVAILABLE', 'PLAN_NOT_FOUND']) {
+      await page.instance.onTrial({ currentTarget: { dataset: { sku: 'vip-basic-month' } } });
+      expect(text(page.querySelector('.error'))).toBe(ERRORS[code]);
+      expect(page.querySelector('.status')).toBeUndefined();
+    }
+    expect(ERRORS.TRIAL_UNAVAILABLE).toBe('该方案不提供试用，或你已开通过会员');
+    expect(api.of('gatedContent', 'entitlements')).toHaveLength(1);
+    expect(page.data.busySku).toBe('');
   });
 
   /** A basic member (period end 1800000000) whose entitlements follow `state.sub`. */
@@ -352,5 +429,92 @@ describe('tenant page', () => {
     const p2 = mount(id);
     await p2.instance.onLoad({});
     expect(p2.querySelector('.invite')).toBeUndefined();
+  });
+
+  const TEAM_PLANS = [
+    { sku: 'team-month', title: '团队版（月）', priceFen: 9900, channel: 'xpay', kind: 'tenant_plan', active: true, plan: { id: 'team', title: '团队版', tier: 1, periodDays: 30, seats: 5, trialDays: 14 } },
+    { sku: 'team-pro-month', title: '团队专业版（月）', priceFen: 19900, channel: 'xpay', kind: 'tenant_plan', active: true, plan: { id: 'team-pro', title: '团队专业版', tier: 2, periodDays: 30, seats: 20 } },
+  ];
+  const admin = { openid: 'o-user', role: 'user', tenant: { id: 't1', name: '小团队', role: 'admin', plan: null } };
+
+  test('team trial: owners/admins see it for plans with trialDays while the team never subscribed', async () => {
+    setClient(CLIENTS.oldIos);
+    fakeApi({
+      'login.members': { members: [{ openid: 'o-user', role: 'admin', joinedAt: 1 }] },
+      'createOrder.catalog': { products: TEAM_PLANS },
+      'gatedContent.entitlements': { entitlements: [] },
+    }, admin);
+    const page = mount(id);
+    await page.instance.onLoad({});
+    // No buy buttons on old iOS, but the trial is not a sale.
+    expect(page.querySelectorAll('.plan-buy')).toHaveLength(0);
+    expect(page.querySelectorAll('.plan-trial').map((n) => text(n))).toEqual(['免费试用 14 天']);
+
+    setClient(CLIENTS.android);
+    for (const state of ['trial', 'active', 'expired', 'canceled']) {
+      fakeApi({
+        'login.members': { members: [] },
+        'createOrder.catalog': { products: TEAM_PLANS },
+        'gatedContent.entitlements': { entitlements: [], tenantSubscription: { plan: 'team', state, periodEndAt: 1800000000, renewPlan: 'team', tenant: 't1' } },
+      }, admin);
+      const p = mount(id);
+      await p.instance.onLoad({});
+      expect([state, p.querySelectorAll('.plan-trial').length, p.querySelectorAll('.plan-buy').length]).toEqual([state, 0, 2]);
+    }
+    // A personal subscription does not use up the team's trial.
+    fakeApi({
+      'login.members': { members: [] },
+      'createOrder.catalog': { products: TEAM_PLANS },
+      'gatedContent.entitlements': { entitlements: [], subscription: { plan: 'basic', state: 'active', periodEndAt: 1800000000, renewPlan: 'basic' } },
+    }, admin);
+    const personal = mount(id);
+    await personal.instance.onLoad({});
+    expect(personal.querySelectorAll('.plan-trial')).toHaveLength(1);
+    // Unknown standing: no trial offered, the page still loads.
+    fakeApi({
+      'login.members': { members: [] },
+      'createOrder.catalog': { products: TEAM_PLANS },
+      'gatedContent.entitlements': new ApiError('HTTP_ERROR', 'down'),
+    }, admin);
+    const unknown = mount(id);
+    await unknown.instance.onLoad({});
+    expect(unknown.querySelectorAll('.plan-trial')).toHaveLength(0);
+    expect(unknown.querySelector('.error')).toBeUndefined();
+  });
+
+  test('team trial: tapping calls startTrial with scope tenant, no order; reloads; errors show', async () => {
+    setClient(CLIENTS.android);
+    let tsub = null;
+    const api = fakeApi({
+      'login.members': { members: [{ openid: 'o-user', role: 'admin', joinedAt: 1 }] },
+      'createOrder.catalog': { products: TEAM_PLANS },
+      'gatedContent.entitlements': () => (tsub ? { entitlements: [], tenantSubscription: tsub } : { entitlements: [] }),
+      'gatedContent.startTrial': () => {
+        tsub = { plan: 'team', state: 'trial', seats: 5, periodEndAt: 1801209600, renewPlan: 'team', tenant: 't1' };
+        return { subscription: tsub };
+      },
+    }, admin);
+    const page = mount(id);
+    await page.instance.onLoad({});
+    page.querySelector('.plan-trial').dispatchEvent('tap');
+    await flush();
+    expect(api.of('gatedContent', 'startTrial').map((c) => c.data)).toEqual([{ action: 'startTrial', plan: 'team', scope: 'tenant' }]);
+    expect(api.calls.filter((c) => c.name === 'createOrder' && c.action !== 'catalog')).toHaveLength(0);
+    expect(api.of('gatedContent', 'entitlements')).toHaveLength(2);
+    expect(text(page.querySelector('.status'))).toBe(`试用已开始，至 ${formatTime(1801209600)}`);
+    expect(page.querySelectorAll('.plan-trial')).toHaveLength(0);
+    expect(page.data.busy).toBe(false);
+
+    fakeApi({
+      'login.members': { members: [] },
+      'createOrder.catalog': { products: TEAM_PLANS },
+      'gatedContent.entitlements': { entitlements: [] },
+      'gatedContent.startTrial': new ApiError('TRIAL_UNAVAILABLE', 'used'),
+    }, admin);
+    const p2 = mount(id);
+    await p2.instance.onLoad({});
+    await p2.instance.onTrialPlan({ currentTarget: { dataset: { sku: 'team-month' } } });
+    expect(text(p2.querySelector('.error'))).toBe(ERRORS.TRIAL_UNAVAILABLE);
+    expect(p2.querySelector('.status')).toBeUndefined();
   });
 });

@@ -2,8 +2,9 @@
  * The caller's membership (gatedContent `entitlements` → `subscription`) and the plans on sale
  * (catalog products of kind `membership`): renew the current plan, upgrade to a higher tier
  * (gatedContent `changePlan` quotes the prorated difference, createOrder buys it), switch to a
- * lower tier at the next renewal, subscribe, cancel, or resume a cancelled one before it ends.
- * Paying goes through the shared checkout.
+ * lower tier at the next renewal, subscribe, start a plan's free trial (only before any
+ * subscription), cancel, or resume a cancelled one before it ends. Paying goes through the
+ * shared checkout.
  */
 const { getApi } = require('../../../utils/api');
 const { loadCatalog } = require('../../../utils/catalog');
@@ -22,6 +23,15 @@ const RENEWING = ['trial', 'active', 'past_due', 'grace'];
 
 function titleOf(product) {
   return (product && product.plan && product.plan.title) || (product && product.title) || '';
+}
+
+/**
+ * "免费试用 N 天" for a plan with a trial while the user has never subscribed: the server allows a
+ * trial only before any subscription (an expired one counts). Not a sale, so no canSell gate.
+ */
+function trialText(product, sub) {
+  const days = product.plan && product.plan.trialDays;
+  return !sub && typeof days === 'number' && days > 0 ? `免费试用 ${days} 天` : '';
 }
 
 /** What the user can do with a plan given the current subscription. */
@@ -83,6 +93,7 @@ Component({
             action,
             actionText: action ? ACTION_TEXT[action] : '',
             sellable: canSell(p),
+            trialText: trialText(p, s),
             periodText: p.plan && p.plan.periodDays ? `${p.plan.periodDays} 天` : '',
             noteText: switching && renewing && p.plan && p.plan.id === s.renewPlan ? '到期后生效' : '',
           });
@@ -102,6 +113,22 @@ Component({
       if (action === 'upgrade') return this.onUpgrade(e);
       if (action === 'downgrade') return this.onDowngrade(e);
       return this.onBuy(e);
+    },
+    /** Starts the plan's free trial: no order, no payment; the reply's period end is the trial end. */
+    async onTrial(e) {
+      const sku = e.currentTarget.dataset.sku;
+      const product = this.product(sku);
+      if (this.data.busySku || !product || !product.plan) return;
+      this.setData({ busySku: `trial:${sku}`, statusText: '', errorText: '' });
+      try {
+        const res = await getApi().call('gatedContent', { action: 'startTrial', plan: product.plan.id });
+        const end = formatTime(res && res.subscription && res.subscription.periodEndAt);
+        this.setData({ statusText: end ? `试用已开始，至 ${end}` : '试用已开始' });
+        await this.load();
+      } catch (err) {
+        this.setData({ errorText: errorMessage(err) });
+      }
+      this.setData({ busySku: '' });
     },
     /** Runs checkout for `order` (`{items}` or `{upgrade}`) and reports the outcome. */
     async pay(key, order, paidText) {

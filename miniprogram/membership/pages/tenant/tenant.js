@@ -1,12 +1,13 @@
 /**
  * The team (tenant) for the SaaS case: create one (the caller becomes owner and gets a new
- * token), list members, invite (owners and admins), buy the team's plan.
+ * token), list members, invite (owners and admins), buy the team's plan or start its free
+ * trial (owners and admins, only before the team has ever had a plan subscription).
  */
 const { getApi } = require('../../../utils/api');
 const { loadCatalog } = require('../../../utils/catalog');
 const { checkout } = require('../../../utils/checkout');
 const { newRequestId } = require('../../../utils/ids');
-const { TENANT_ROLE, errorMessage } = require('../../../utils/labels');
+const { TENANT_ROLE, errorMessage, formatTime } = require('../../../utils/labels');
 const { canSell } = require('../../../utils/platform');
 const { canManageTenant } = require('../../../utils/roles');
 const config = require('../../../config');
@@ -42,14 +43,26 @@ Component({
           return;
         }
         const manage = canManageTenant(user);
-        const [membersData, products] = await Promise.all([
+        const [membersData, products, ent] = await Promise.all([
           api.call('login', { action: 'members' }),
           manage ? loadCatalog(api) : Promise.resolve([]),
+          // Only to know whether the team ever subscribed (trials come before that). If it cannot
+          // be told, no trial is offered and the rest of the page still works.
+          manage ? api.call('gatedContent', { action: 'entitlements' }).catch(() => null) : Promise.resolve(null),
         ]);
         const members = (membersData.members || []).map((m) => Object.assign({}, m, { roleText: TENANT_ROLE[m.role] || m.role }));
+        const trialOpen = !!ent && !ent.tenantSubscription;
         const plans = products
           .filter((p) => p.kind === 'tenant_plan' && p.active !== false)
-          .map((p) => Object.assign({}, p, { sellable: canSell(p), seatsText: p.plan && p.plan.seats ? `${p.plan.seats} 席` : '' }));
+          .map((p) => {
+            const days = p.plan && p.plan.trialDays;
+            return Object.assign({}, p, {
+              sellable: canSell(p),
+              seatsText: p.plan && p.plan.seats ? `${p.plan.seats} 席` : '',
+              // A trial is not a sale: shown without canSell.
+              trialText: trialOpen && typeof days === 'number' && days > 0 ? `免费试用 ${days} 天` : '',
+            });
+          });
         this.setData({ tenant, roleText: TENANT_ROLE[tenant.role] || tenant.role, canManage: manage, members, plans, loading: false, errorText: '' });
       } catch (err) {
         this.setData({ loading: false, errorText: errorMessage(err) });
@@ -93,6 +106,22 @@ Component({
       try {
         await getApi().call('login', { action: 'invite', openid, role: this.data.inviteRole });
         this.setData({ inviteOpenid: '', statusText: '已邀请' });
+        await this.load();
+      } catch (err) {
+        this.setData({ errorText: errorMessage(err) });
+      }
+      this.setData({ busy: false });
+    },
+    /** The team's free trial of a plan (seats included): no order, no payment. */
+    async onTrialPlan(e) {
+      const sku = e.currentTarget.dataset.sku;
+      const product = (this.data.plans || []).find((p) => p.sku === sku);
+      if (this.data.busy || !product || !product.plan) return;
+      this.setData({ busy: true, errorText: '', statusText: '' });
+      try {
+        const res = await getApi().call('gatedContent', { action: 'startTrial', plan: product.plan.id, scope: 'tenant' });
+        const end = formatTime(res && res.subscription && res.subscription.periodEndAt);
+        this.setData({ statusText: end ? `试用已开始，至 ${end}` : '试用已开始' });
         await this.load();
       } catch (err) {
         this.setData({ errorText: errorMessage(err) });
