@@ -933,4 +933,22 @@ async fn a_free_trial_once_before_any_subscription_and_a_purchase_starts_at_its_
         (tenant.plan.as_deref(), tenant.seats),
         (Some("team"), Some(2))
     );
+    // A second team of the same owner gets no second free trial.
+    let (beta, _) = tenancy.create("o-olivia", "Beta").await.unwrap();
+    let owner = f.token("o-olivia", Some((&beta.id, TenantRole::Owner)));
+    let again = f
+        .call(
+            &owner,
+            "startTrial",
+            json!({"plan": "team", "scope": "tenant"}),
+        )
+        .await;
+    assert_eq!(again["error"]["code"], "TRIAL_UNAVAILABLE", "{again}");
+    assert!(
+        w.store
+            .get("subscriptions", &format!("tenant:{}", beta.id))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

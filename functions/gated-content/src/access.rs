@@ -21,6 +21,8 @@ pub(crate) mod collections {
     pub(crate) const ENTITLEMENTS: &str = "entitlements";
     pub(crate) const SUBSCRIPTIONS: &str = "subscriptions";
     pub(crate) const TENANTS: &str = "tenants";
+    /// Team trials claimed, `_id` = `owner:<openid>`: one per person, whatever the tenant.
+    pub(crate) const TRIAL_CLAIMS: &str = "trial_claims";
 }
 use collections as c;
 

@@ -175,6 +175,9 @@ pub(crate) async fn start_trial(
             "plan {plan_id} has no free trial"
         )));
     }
+    if scope == Scope::Tenant && load_subscription(store, &id).await?.is_none() {
+        claim_team_trial(store, &caller.openid, &id, &plan.id, now).await?;
+    }
     let trial = Subscription::start(&plan, now, true);
     let doc = wemint::commerce::new_subscription_doc(&id, &trial, &plan.id)
         .map_err(|e| GatedError::Store(StoreError::InvalidDocument(e.to_string())))?;
@@ -202,6 +205,36 @@ pub(crate) async fn start_trial(
     };
     set_tenant_plan(tenancy, &id, &plan).await?;
     Ok(json!({ "subscription": crate::access::subscription_view(&sub, now, &plans) }))
+}
+
+/// One team trial per person: otherwise creating tenants would give endless free trials. A
+/// retry for the same tenant finds its own claim.
+async fn claim_team_trial(
+    store: &Arc<dyn Store>,
+    openid: &str,
+    subject: &str,
+    plan: &str,
+    now: i64,
+) -> Result<(), GatedError> {
+    let claim = json!({"_id": format!("owner:{openid}"), "openid": openid,
+        "subscriber": subject, "plan": plan, "claimedAt": now});
+    match store.insert(c::TRIAL_CLAIMS, claim).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::DuplicateKey { .. }) => {
+            let existing = store
+                .get(c::TRIAL_CLAIMS, &format!("owner:{openid}"))
+                .await?;
+            if existing.is_some_and(|d| d["subscriber"] == json!(subject)) {
+                Ok(())
+            } else {
+                Err(GatedError::TrialUnavailable(
+                    "one team trial per person: this account already started one for another team"
+                        .into(),
+                ))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The plan `id`, which must be of the scope's kind (tenant plans have seats).
