@@ -1069,3 +1069,59 @@ async fn an_upgrade_is_quoted_bought_and_applied_once_through_the_real_functions
         .await;
     assert_eq!(bob["error"]["code"], "SUBSCRIPTION_NOT_FOUND", "{bob}");
 }
+
+#[tokio::test]
+async fn a_full_refund_notification_takes_the_content_back() {
+    let w = world(10).await;
+    let data = w
+        .buy("o-alice", "g", json!([{"sku": "guide", "quantity": 1}]))
+        .await;
+    let id = data["order"]["id"].as_str().unwrap().to_owned();
+    let no = data["order"]["outTradeNo"].as_str().unwrap().to_owned();
+    let resource = w.paid_resource(&no, 990, "o-alice");
+    w.deliver(
+        &w.pay
+            .notification("TRANSACTION.SUCCESS", "transaction", &resource, 0),
+    )
+    .await;
+    let granted = entitlements(&w.store, "o-alice").await;
+    assert_eq!(granted.len(), 1);
+    assert!(granted[0]["revokedAt"].is_null());
+
+    let out = w
+        .call(
+            "o-admin",
+            "refund",
+            json!({"orderId": id, "refundNo": "RF-GUIDE", "reason": "not as described"}),
+        )
+        .await;
+    assert_eq!(out["data"]["refund"]["amountFen"], 990, "{out}");
+    assert!(
+        entitlements(&w.store, "o-alice").await[0]["revokedAt"].is_null(),
+        "nothing is taken back before the money is"
+    );
+    let refund = json!({
+        "mchid": field("mchid"), "out_trade_no": no, "transaction_id": format!("4200{}", &no[2..]),
+        "out_refund_no": "RF-GUIDE", "refund_id": "5030RF-GUIDE", "refund_status": "SUCCESS",
+        "success_time": "2026-11-24T08:05:00+08:00", "user_received_account": "balance",
+        "amount": {"total": 990, "refund": 990, "payer_total": 990, "payer_refund": 990},
+    });
+    let n = w.pay.notification("REFUND.SUCCESS", "refund", &refund, 0);
+    for _ in 0..2 {
+        assert_eq!(w.deliver(&n).await["statusCode"], 204);
+    }
+    let order = w.order(&id).await;
+    assert_eq!(
+        (order["status"].as_str(), order["grantsRevoked"].as_bool()),
+        (Some("refunded"), Some(true))
+    );
+    let ent = &entitlements(&w.store, "o-alice").await[0];
+    assert!(ent["revokedAt"].is_i64(), "{ent}");
+    // The payment notification delivered again grants nothing back.
+    w.deliver(
+        &w.pay
+            .notification("TRANSACTION.SUCCESS", "transaction", &resource, 0),
+    )
+    .await;
+    assert!(entitlements(&w.store, "o-alice").await[0]["revokedAt"].is_i64());
+}
