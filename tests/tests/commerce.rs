@@ -340,6 +340,17 @@ impl World {
         self.store.get("orders", id).await.unwrap().unwrap()
     }
 
+    /// The user pays `total` for order `no` and WeChat Pay notifies payNotify; returns the
+    /// paid transaction and payNotify's reply.
+    async fn pay(&self, no: &str, total: i64, payer: &str) -> (Value, Value) {
+        let resource = self.paid_resource(no, total, payer);
+        let n = self
+            .pay
+            .notification("TRANSACTION.SUCCESS", "transaction", &resource, 0);
+        let reply = self.deliver(&n).await;
+        (resource, reply)
+    }
+
     fn paid_resource(&self, no: &str, total: i64, payer: &str) -> Value {
         self.pay.paid.lock().unwrap().insert(no.to_owned(), total);
         let mut tx = self.pay.transaction(no).unwrap();
@@ -471,13 +482,7 @@ async fn physical_and_virtual_purchases_are_granted_by_the_verified_notification
         "nothing before payment"
     );
     let no = data["order"]["outTradeNo"].as_str().unwrap().to_owned();
-    let resource = w.paid_resource(&no, 990, "o-alice");
-    let reply = w
-        .deliver(
-            &w.pay
-                .notification("TRANSACTION.SUCCESS", "transaction", &resource, 0),
-        )
-        .await;
+    let (_, reply) = w.pay(&no, 990, "o-alice").await;
     assert_eq!(reply["statusCode"], 204, "{reply}");
     let ents = entitlements(&w.store, "o-alice").await;
     assert_eq!(ents.len(), 1);
@@ -736,12 +741,7 @@ async fn refund_round_trip() {
         .await;
     let id = data["order"]["id"].as_str().unwrap().to_owned();
     let no = data["order"]["outTradeNo"].as_str().unwrap().to_owned();
-    let resource = w.paid_resource(&no, 5000, "o-alice");
-    w.deliver(
-        &w.pay
-            .notification("TRANSACTION.SUCCESS", "transaction", &resource, 0),
-    )
-    .await;
+    w.pay(&no, 5000, "o-alice").await;
 
     let out = w
         .call(
@@ -1078,12 +1078,7 @@ async fn a_full_refund_notification_takes_the_content_back() {
         .await;
     let id = data["order"]["id"].as_str().unwrap().to_owned();
     let no = data["order"]["outTradeNo"].as_str().unwrap().to_owned();
-    let resource = w.paid_resource(&no, 990, "o-alice");
-    w.deliver(
-        &w.pay
-            .notification("TRANSACTION.SUCCESS", "transaction", &resource, 0),
-    )
-    .await;
+    let (resource, _) = w.pay(&no, 990, "o-alice").await;
     let granted = entitlements(&w.store, "o-alice").await;
     assert_eq!(granted.len(), 1);
     assert!(granted[0]["revokedAt"].is_null());
