@@ -84,6 +84,13 @@ async fn modify<T>(
             .set("segments", to_json(&changed.segments)?)
             .set("appliedOrders", to_json(&changed.applied_orders)?)
             .set("renewPlan", changed.renew_plan.as_str())
+            .set(
+                "plan",
+                changed
+                    .segments
+                    .last()
+                    .map_or(changed.renew_plan.as_str(), |s| s.plan.as_str()),
+            )
             .inc("version", 1);
         update = match changed.canceled_at {
             Some(at) => update.set("canceledAt", at),

@@ -543,9 +543,7 @@ impl Commerce {
             if !changed {
                 return Ok(until);
             }
-            let written = self
-                .save_subscription(subject, version, &sub, &plan.id)
-                .await?;
+            let written = self.save_subscription(subject, version, &sub).await?;
             if written {
                 tracing::info!(subject, plan = %plan.id, until, order = %order.id, "subscription extended");
                 return Ok(until);
@@ -558,14 +556,18 @@ impl Commerce {
 
     /// Writes a subscription: inserts it when `version` is `None`, else replaces its time
     /// and plan fields on condition that the stored `version` is still `version`. Returns
-    /// whether it was written (false: someone else wrote first; read again and retry).
+    /// whether it was written (false: someone else wrote first; read again and retry). The
+    /// stored `plan` is the plan of the latest covered time.
     pub(super) async fn save_subscription(
         &self,
         subject: &str,
         version: Option<Value>,
         sub: &Subscription,
-        plan: &str,
     ) -> Result<bool, CommerceError> {
+        let plan = sub
+            .segments
+            .last()
+            .map_or(sub.renew_plan.as_str(), |s| s.plan.as_str());
         let body =
             serde_json::to_value(sub).map_err(|e| StoreError::InvalidDocument(e.to_string()))?;
         let until = sub.period_end();

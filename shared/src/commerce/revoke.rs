@@ -131,9 +131,8 @@ impl Commerce {
             match revoke(&mut sub) {
                 Revoked::NotApplied | Revoked::AlreadyRevoked => return Ok(sub.period_end()),
                 Revoked::Done { period_end } => {
-                    let plan = sub.renew_plan.clone();
                     if self
-                        .save_subscription(subscriber, Some(version), &sub, &plan)
+                        .save_subscription(subscriber, Some(version), &sub)
                         .await?
                     {
                         tracing::info!(subscriber, ?period_end, "refunded time taken back");

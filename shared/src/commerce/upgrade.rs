@@ -212,7 +212,7 @@ impl Commerce {
                 }
                 Ok(_) => {
                     if self
-                        .save_subscription(&terms.subscriber, Some(version), &sub, &target.id)
+                        .save_subscription(&terms.subscriber, Some(version), &sub)
                         .await?
                     {
                         tracing::info!(subscriber = %terms.subscriber, plan = %target.id,
