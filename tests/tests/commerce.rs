@@ -1120,3 +1120,23 @@ async fn a_full_refund_notification_takes_the_content_back() {
     .await;
     assert!(entitlements(&w.store, "o-alice").await[0]["revokedAt"].is_i64());
 }
+
+#[tokio::test]
+async fn checkouts_are_rate_limited_per_buyer() {
+    let w = world(10).await;
+    let cart = json!({"clientRequestId": "same", "items": [{"sku": "guide", "quantity": 1}]});
+    for _ in 0..20 {
+        let out = w.call("o-bob", "create", cart.clone()).await;
+        assert_eq!(out["ok"], true, "{out}");
+    }
+    let limited = w.call("o-bob", "create", cart.clone()).await;
+    assert_eq!(limited["error"]["code"], "RATE_LIMITED", "{limited}");
+    assert!(limited["error"]["retryAfterSecs"].as_i64().unwrap() > 0);
+    let other = w.call("o-alice", "create", cart).await;
+    assert_eq!(other["ok"], true, "another buyer is not limited: {other}");
+    assert_eq!(
+        w.pay.prepays.load(Ordering::SeqCst),
+        2,
+        "one prepay per order"
+    );
+}

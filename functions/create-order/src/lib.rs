@@ -7,15 +7,21 @@ use std::sync::Arc;
 use serde::Deserialize;
 use wemint::commerce::{Commerce, CreateInput, ListInput, RefundInput, SearchInput};
 use wemint::identity::{Authenticator, Caller};
+use wemint::ratelimit::{Limit, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "createOrder";
 
+/// Checkouts per buyer per minute: a person retries a few times, a script hundreds (each
+/// checkout writes an order and may call WeChat Pay).
+pub const CREATE_LIMIT: Limit = Limit::per_minute(20);
+
 /// Built once per instance.
 pub struct State {
     commerce: Commerce,
     auth: Authenticator,
+    limits: RateLimiter,
 }
 
 impl State {
@@ -39,7 +45,12 @@ struct CatalogInput {
 async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
     let auth = Authenticator::from_config(&config)?;
     let (commerce, _) = wemint::commerce::from_config(&config).await?;
-    Ok(State { commerce, auth })
+    let limits = RateLimiter::new(commerce.store().clone()).with_clock(config.clock()?);
+    Ok(State {
+        commerce,
+        auth,
+        limits,
+    })
 }
 
 /// The function value `main` runs; tests build it the same way.
@@ -48,6 +59,9 @@ pub fn function() -> Function<State> {
         .callable("create", |s: Arc<State>, req| async move {
             let caller = s.caller(&req)?;
             let input: CreateInput = req.parse()?;
+            s.limits
+                .check(&caller.openid, "createOrder.create", CREATE_LIMIT)
+                .await?;
             let created = s.commerce.create_order(&caller, input).await?;
             Ok::<_, ApiError>(created.view())
         })

@@ -36,6 +36,8 @@ pub mod codes {
     pub const ORDER_SINGLE_PRODUCT: &str = "ORDER_SINGLE_PRODUCT";
     /// A tenant plan is bought for the active tenant: create or switch to one first.
     pub const TENANT_REQUIRED: &str = "TENANT_REQUIRED";
+    /// Too many unpaid orders are open: pay or cancel some first.
+    pub const TOO_MANY_OPEN_ORDERS: &str = "TOO_MANY_OPEN_ORDERS";
     /// No subscription to upgrade.
     pub const SUBSCRIPTION_NOT_FOUND: &str = "SUBSCRIPTION_NOT_FOUND";
     /// The subscription has no access any more: buy a period instead.
@@ -89,6 +91,9 @@ pub enum CommerceError {
     /// A tenant plan needs an active tenant.
     #[error("a tenant plan is bought for the active tenant: create or switch to a tenant first")]
     TenantRequired,
+    /// The buyer has this many unpaid orders open already.
+    #[error("{0} unpaid orders are open: pay or cancel one before starting another checkout")]
+    TooManyOpenOrders(u64),
     /// The caller has no subscription of that scope.
     #[error("no {0} subscription to upgrade")]
     SubscriptionNotFound(&'static str),
@@ -185,6 +190,9 @@ impl From<CommerceError> for ApiError {
                 StatusCode::BAD_REQUEST,
                 message,
             ),
+            E::TooManyOpenOrders(_) => {
+                ApiError::new(codes::TOO_MANY_OPEN_ORDERS, StatusCode::CONFLICT, message)
+            }
             E::TenantRequired => {
                 ApiError::new(codes::TENANT_REQUIRED, StatusCode::CONFLICT, message)
             }

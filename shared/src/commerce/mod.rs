@@ -38,7 +38,7 @@ pub use model::{
     OrderDoc, RefundDoc, RefundState, SubscriptionScope, UpgradeTerms, collections,
     new_subscription_doc,
 };
-pub use orders::{CreateInput, Created, ListInput, SearchInput};
+pub use orders::{CreateInput, Created, ListInput, MAX_OPEN_ORDERS, SearchInput};
 pub use reconcile::ReconcileReport;
 pub use refunds::RefundInput;
 pub use setup::{from_config, open_store};

@@ -25,6 +25,9 @@ const PREPAY_LIFETIME_SECS: i64 = 2 * 3600 - 10 * 60;
 const MAX_PAGE: u64 = 50;
 /// Largest `clientRequestId`.
 const MAX_REQUEST_ID: usize = 64;
+/// Unpaid, unexpired orders one buyer may hold at once: enough for real checkouts on a few
+/// devices, too few to hoard stock (every open order keeps its items reserved).
+pub const MAX_OPEN_ORDERS: u64 = 10;
 
 /// `create` data.
 #[derive(Debug, Clone, Deserialize)]
@@ -178,6 +181,18 @@ impl Commerce {
         }
         if let Some(existing) = self.find_by_request(&caller.openid, request_id).await? {
             return self.replay(caller, existing, &input).await;
+        }
+        let open = self
+            .store
+            .count(
+                c::ORDERS,
+                &Filter::eq("openid", caller.openid.as_str())
+                    .and(Filter::eq("status", OrderStatus::Created.as_str()))
+                    .and(Filter::gt("expiresAt", self.now())),
+            )
+            .await?;
+        if open >= MAX_OPEN_ORDERS {
+            return Err(CommerceError::TooManyOpenOrders(open));
         }
 
         let draft = match &input.upgrade {

@@ -1597,3 +1597,54 @@ async fn a_full_refund_takes_back_what_the_order_granted() {
     buy("article-1", 1, 600).await;
     assert!(entitlement("alice:article-1").await["revokedAt"].is_null());
 }
+
+#[tokio::test]
+async fn a_buyer_holds_at_most_ten_open_orders() {
+    let w = world().await;
+    let bob = caller("bob");
+    let mut first = None;
+    for i in 0..MAX_OPEN_ORDERS {
+        let created = w
+            .commerce
+            .create_order(&bob, cart(&format!("o{i}"), &[("tee", 1)]))
+            .await
+            .unwrap();
+        first.get_or_insert(created.order.id);
+    }
+    let err = w
+        .commerce
+        .create_order(&bob, cart("one-more", &[("tee", 1)]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        crate::runtime::ApiError::from(err).code(),
+        codes::TOO_MANY_OPEN_ORDERS
+    );
+    // A retry of an open checkout still answers; other buyers are not affected.
+    assert!(
+        w.commerce
+            .create_order(&bob, cart("o0", &[("tee", 1)]))
+            .await
+            .is_ok()
+    );
+    assert!(
+        w.commerce
+            .create_order(&caller("carol"), cart("c", &[("tee", 1)]))
+            .await
+            .is_ok()
+    );
+    // Canceling one frees a slot; so does time (expired orders hold nothing).
+    w.commerce
+        .cancel_order(&bob, first.as_deref().unwrap())
+        .await
+        .unwrap();
+    w.commerce
+        .create_order(&bob, cart("one-more", &[("tee", 1)]))
+        .await
+        .unwrap();
+    w.clock.advance(DEFAULT_ORDER_TTL_SECS);
+    w.commerce
+        .create_order(&bob, cart("later", &[("tee", 1)]))
+        .await
+        .unwrap();
+}
