@@ -57,6 +57,7 @@ const ERRORS = Object.freeze({
   PRODUCT_NOT_FOUND: '商品不存在',
   PRODUCT_INACTIVE: '商品已下架',
   OUT_OF_STOCK: '库存不足',
+  TOO_MANY_OPEN_ORDERS: '未支付的订单太多，请先支付或取消一些订单',
   MIXED_CHANNELS: '实物商品与虚拟商品需分开下单',
   INVALID_QUANTITY: '数量不正确',
   ORDER_NOT_FOUND: '订单不存在',

@@ -76,17 +76,20 @@ describe('checkout page', () => {
     expect(ids[1]).toBe(ids[0]);
   });
 
-  test('OUT_OF_STOCK is explained, nothing is paid', async () => {
+  test.each([
+    ['OUT_OF_STOCK', '库存不足'],
+    ['TOO_MANY_OPEN_ORDERS', '未支付的订单太多，请先支付或取消一些订单'],
+  ])('%s is explained, nothing is paid', async (code, message) => {
     fakeApi({
       'createOrder.catalog': { products: [TEE] },
-      'createOrder.create': new ApiError('OUT_OF_STOCK', 'sold out'),
+      'createOrder.create': new ApiError(code, 'refused'),
     });
     wx.requestPayment = jest.fn();
     const page = mount(id);
     await page.instance.onLoad({ sku: 'tee', quantity: '1' });
     page.instance.onChooseAddress();
     await page.instance.onPay();
-    expect(text(page.querySelector('.error'))).toBe('库存不足');
+    expect(text(page.querySelector('.error'))).toBe(message);
     expect(wx.requestPayment).not.toHaveBeenCalled();
   });
 
