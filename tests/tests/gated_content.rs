@@ -680,12 +680,20 @@ async fn tenant_members_get_access_through_the_tenant_plan_and_others_do_not() {
         .await;
     assert_eq!(out["subscription"]["state"], "canceled");
     assert_eq!(f.get(&bob, "rust-basics").await["access"], "granted");
+    // The daily timer leaves a running plan alone.
+    let swept = wemint_e2e::fire_timer(&f.f, "renewal-reminders").await;
+    assert_eq!(swept["tenantPlansEnded"], 0, "{swept}");
     drop(f);
 
-    // Past the period end the canceled tenant plan gives no access.
+    // Past the period end the canceled tenant plan gives no access; the timer then clears
+    // the tenant's plan and seat cap.
     let f = w.function(30 * DAY + 60).await;
     let bob = f.token("o-bob", Some((&acme.id, TenantRole::Member)));
     assert_eq!(f.get(&bob, "rust-basics").await["access"], "locked");
+    let swept = wemint_e2e::fire_timer(&f.f, "renewal-reminders").await;
+    assert_eq!(swept["tenantPlansEnded"], 1, "{swept}");
+    let tenant = tenancy.tenant(&acme.id).await.unwrap().unwrap();
+    assert_eq!((tenant.plan, tenant.seats), (None, None));
 }
 
 #[tokio::test]

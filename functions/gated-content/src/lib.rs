@@ -416,11 +416,20 @@ pub fn function() -> Function<State> {
         .callable("subscribeGrant", subscribe_grant)
         .default_action("get")
         .timer(|state: Arc<State>, _timer| async move {
-            let (Some(settings), Some(wechat)) = (&state.reminders, &state.wechat) else {
-                return Ok::<_, ApiError>(json!({"reminders": "not configured"}));
+            let now = state.now();
+            let tenant_plans_ended =
+                lifecycle::expire_tenant_plans(&state.store, &state.tenancy, now).await?;
+            let reminders = match (&state.reminders, &state.wechat) {
+                (Some(settings), Some(wechat)) => {
+                    let report = reminders::sweep(&state.store, wechat, settings, now).await?;
+                    tracing::info!(?report, "renewal reminders");
+                    json!(report)
+                }
+                _ => json!("not configured"),
             };
-            let report = reminders::sweep(&state.store, wechat, settings, state.now()).await?;
-            tracing::info!(?report, "renewal reminders");
-            Ok(json!({ "reminders": report }))
+            Ok::<_, ApiError>(json!({
+                "reminders": reminders,
+                "tenantPlansEnded": tenant_plans_ended,
+            }))
         })
 }

@@ -214,6 +214,47 @@ pub(crate) async fn start_trial(
     Ok(json!({ "subscription": crate::access::subscription_view(&sub, now, &plans) }))
 }
 
+/// The daily sweep's second half: a tenant whose plan subscription no longer gives access
+/// (expired, or never existed) loses the plan and its seat cap, so the tenant shows no plan
+/// and is back to the no-plan rules, as before its first purchase. Access never depended on
+/// this (it is derived from the subscription); what it fixes is what the tenant displays
+/// and what invitations are checked against.
+pub(crate) async fn expire_tenant_plans(
+    store: &Arc<dyn Store>,
+    tenancy: &Tenancy,
+    now: i64,
+) -> Result<u32, GatedError> {
+    let with_plan = store
+        .find(
+            c::TENANTS,
+            &Filter::exists("plan", true),
+            &wemint::store::FindOptions::new().limit(500),
+        )
+        .await?;
+    let plans = Plans::load(store).await?;
+    let mut expired = 0;
+    for tenant in with_plan {
+        let Some(id) = tenant.get("_id").and_then(Value::as_str) else {
+            continue;
+        };
+        let running = load_subscription(store, &subject(Scope::Tenant, id))
+            .await?
+            .is_some_and(|s| s.sub.state(now, &plans.lookup()).has_access());
+        if running {
+            continue;
+        }
+        match tenancy.set_plan(id, None, None).await {
+            Ok(_) => {
+                expired += 1;
+                tracing::info!(tenant = id, "tenant plan ended");
+            }
+            Err(TenancyError::Store(e)) => return Err(e.into()),
+            Err(e) => tracing::warn!(tenant = id, error = %e, "tenant plan not cleared"),
+        }
+    }
+    Ok(expired)
+}
+
 /// One team trial per person: otherwise creating tenants would give endless free trials. A
 /// retry for the same tenant finds its own claim.
 async fn claim_team_trial(
