@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, the function binaries, every test in the workspace.
+# The test command: formatting, lints, API docs, the function binaries, every test in the
+# workspace.
 # Uses cargo-nextest when installed (plus doctests through cargo test), else cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,9 @@ cargo fmt --all -- --check
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "docs (no broken or private intra-doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 step "build the function binaries (the end-to-end tests run them)"
 cargo build --workspace --bins --locked

@@ -7,9 +7,9 @@
 //! - `entitlements`: what the caller owns and until when, their subscription and their
 //!   tenant's.
 //! - `startTrial`, `cancelSubscription`, `resumeSubscription`, `changePlan`: lifecycle (see
-//!   [`lifecycle`]).
+//!   the `lifecycle` module).
 //! - `subscribeGrant` and the timer: renewal reminders as subscribe messages (see
-//!   [`reminders`]).
+//!   the `reminders` module).
 //!
 //! Time comes from one clock ([`wemint::config::Config::clock`]), which follows the
 //! emulator's dev clock, so expiry happens at the right instant in development too.

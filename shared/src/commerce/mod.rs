@@ -9,7 +9,7 @@
 //! "fulfilled" is finished by whoever sees the order next.
 //!
 //! - [`Commerce::create_order`] prices the cart from the catalog (or a plan upgrade from the
-//!   subscription, see [`upgrade`]), reserves stock with a conditional `$inc`, stores the
+//!   subscription, see the `upgrade` module), reserves stock with a conditional `$inc`, stores the
 //!   order and returns the payment parameters.
 //! - [`Commerce::apply_wxpay_transaction`] / [`Commerce::deliver_xpay`] take a verified payment
 //!   to paid and fulfilled.

@@ -2,7 +2,7 @@
 //!
 //! | mode | when |
 //! |---|---|
-//! | `scf-event` | `SCF_RUNTIME_API` is set: the SCF custom runtime loop ([`scf`]) |
+//! | `scf-event` | `SCF_RUNTIME_API` is set: the SCF custom runtime loop (module `scf`) |
 //! | `lambda` | built with feature `lambda` and `AWS_LAMBDA_RUNTIME_API` is set |
 //! | `http` | otherwise: an HTTP server on `0.0.0.0:$PORT` (default 9000) |
 //!

@@ -10,7 +10,7 @@
 //!
 //! Values are always bound parameters. Paths are put into SQL text (an expression index is
 //! only used when the query spells the same expression), which is safe because
-//! [`check_path`](super::filter::check_path) admits only letters, digits, `_` and `-`.
+//! `filter::check_path` admits only letters, digits, `_` and `-`.
 
 use std::collections::HashSet;
 use std::fmt;
