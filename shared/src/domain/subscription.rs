@@ -851,6 +851,24 @@ mod tests {
         Cancel,
         Resume,
         Upgrade { order: u8 },
+        Refund { order: u8 },
+    }
+
+    /// Covered seconds from `now` on.
+    fn covered_after(sub: &Subscription, now: i64) -> i64 {
+        sub.segments
+            .iter()
+            .map(|s| (s.end - s.start.max(now)).max(0))
+            .sum()
+    }
+
+    /// The segments clipped to before `now`: time already used.
+    fn used_before(sub: &Subscription, now: i64) -> Vec<(String, i64, i64, bool)> {
+        sub.segments
+            .iter()
+            .filter(|s| s.start < now)
+            .map(|s| (s.plan.clone(), s.start, s.end.min(now), s.trial))
+            .collect()
     }
 
     fn event() -> impl Strategy<Value = Event> {
@@ -860,19 +878,23 @@ mod tests {
             Just(Event::Cancel),
             Just(Event::Resume),
             (0u8..6).prop_map(|order| Event::Upgrade { order }),
+            (0u8..6).prop_map(|order| Event::Refund { order }),
         ]
     }
 
     proptest! {
-        /// Over any sequence of payments (duplicates included), cancellations, upgrades and
-        /// time passing: every distinct paid order adds exactly one period, duplicates add
-        /// nothing, segments never overlap, and access always follows the derived state.
+        /// Over any sequence of payments (duplicates included), cancellations, upgrades,
+        /// refunds and time passing: every distinct paid order adds exactly one period,
+        /// duplicates add nothing, a refund takes back at most its period and never time
+        /// already used, segments never overlap, and access always follows the derived state.
         #[test]
         fn no_lost_or_doubled_days(trial in any::<bool>(), events in proptest::collection::vec(event(), 1..40)) {
             let basic = plans("basic").unwrap();
             let mut now = T0;
             let mut sub = Subscription::start(&basic, now, trial);
             let mut distinct = std::collections::BTreeSet::new();
+            let mut refunded = std::collections::BTreeSet::new();
+            let mut paid_taken_back = 0;
             for event in events {
                 match event {
                     Event::Advance(secs) => now += secs,
@@ -897,6 +919,24 @@ mod tests {
                         }
                     }
                     Event::Cancel => sub.cancel(now),
+                    Event::Refund { order } => {
+                        let id = format!("r{order}");
+                        let (paid, covered, used) =
+                            (sub.paid_secs(), covered_after(&sub, now), used_before(&sub, now));
+                        let done = sub.revoke_renewal(&id, 30 * DAY, now);
+                        if !distinct.contains(&id) {
+                            prop_assert_eq!(done, Revoked::NotApplied);
+                        } else if !refunded.insert(id) {
+                            prop_assert_eq!(done, Revoked::AlreadyRevoked);
+                        } else {
+                            let taken = matches!(done, Revoked::Done { .. });
+                            prop_assert!(taken, "{:?}", done);
+                            prop_assert_eq!(covered - covered_after(&sub, now), covered.min(30 * DAY));
+                        }
+                        prop_assert_eq!(used_before(&sub, now), used, "used time stays used");
+                        prop_assert!(paid - sub.paid_secs() <= 30 * DAY);
+                        paid_taken_back += paid - sub.paid_secs();
+                    }
                     Event::Resume => {
                         let had_access = sub.state(now, &plans).has_access();
                         prop_assert_eq!(sub.resume(now, &plans).is_ok(), had_access);
@@ -935,7 +975,7 @@ mod tests {
                     prop_assert!(pair[0].end <= pair[1].start, "segments overlap");
                 }
                 let renewals = distinct.iter().filter(|id| id.starts_with('r')).count() as i64;
-                prop_assert_eq!(sub.paid_secs(), renewals * 30 * DAY);
+                prop_assert_eq!(sub.paid_secs(), renewals * 30 * DAY - paid_taken_back);
                 let state = sub.state(now, &plans);
                 prop_assert_eq!(state.has_access(), sub.plan_at(now, &plans).is_some());
                 if sub.segment_at(now).is_some() {
