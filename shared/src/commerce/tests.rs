@@ -1648,3 +1648,72 @@ async fn a_buyer_holds_at_most_ten_open_orders() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upgrade_delivered_16_times_at_once_applies_once() {
+    let w = world().await;
+    add_pro_plan(
+        &w,
+        &[
+            json!({"_id":"pro-month","sku":"pro-month","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"active":true}),
+        ],
+    )
+    .await;
+    let alice = caller("alice");
+    let vip = w
+        .commerce
+        .create_order(&alice, cart("m", &[("vip-month", 1)]))
+        .await
+        .unwrap();
+    let delivery = XpayDelivery {
+        openid: "alice".into(),
+        out_trade_no: vip.order.out_trade_no.clone(),
+        env: 0,
+        product_id: "vip-month".into(),
+        quantity: 1,
+        actual_price: 1800,
+        transaction_id: String::new(),
+        paid_time: NOW,
+    };
+    w.commerce.deliver_xpay(&delivery).await.unwrap();
+    w.clock.set(NOW + DAY);
+    let up = w
+        .commerce
+        .create_order(&alice, upgrade_to("up", "vip-pro"))
+        .await
+        .unwrap();
+    let paid = XpayDelivery {
+        out_trade_no: up.order.out_trade_no.clone(),
+        product_id: "pro-month".into(),
+        actual_price: up.order.total_fen.get(),
+        paid_time: NOW + DAY,
+        ..delivery
+    };
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (commerce, paid) = (w.commerce.clone(), paid.clone());
+            tokio::spawn(async move { commerce.deliver_xpay(&paid).await.unwrap() })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap(), PaymentOutcome::Applied { .. }) {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 1);
+    let sub = w
+        .store
+        .get("subscriptions", "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub["appliedOrders"], json!([vip.order.id, up.order.id]));
+    assert_eq!(sub["segments"].as_array().unwrap().len(), 2, "{sub}");
+    assert_eq!(sub["periodEndAt"], NOW + 30 * DAY);
+    assert_eq!(order(&w, &up.order.id).await.status, OrderStatus::Fulfilled);
+    assert!(
+        w.wxpay.refunds.lock().unwrap().is_empty(),
+        "nothing refunded"
+    );
+}
