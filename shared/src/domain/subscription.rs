@@ -379,32 +379,9 @@ impl Subscription {
         {
             return Err(SubscriptionError::NotAnUpgrade(to.id.clone()));
         }
-        let mut segments = Vec::with_capacity(self.segments.len() + 2);
-        for segment in self.segments.drain(..) {
-            let lower = plans(&segment.plan).is_some_and(|p| p.tier < to.tier);
-            let (start, end) = (segment.start.max(from), segment.end.min(until));
-            if !lower || start >= end {
-                segments.push(segment);
-                continue;
-            }
-            segments.push(Segment {
-                end: start,
-                ..segment.clone()
-            });
-            segments.push(Segment {
-                plan: to.id.clone(),
-                start,
-                end,
-                trial: segment.trial,
-            });
-            segments.push(Segment {
-                start: end,
-                ..segment
-            });
-        }
-        for segment in segments {
-            self.push_segment(segment);
-        }
+        self.relabel(from, until, &to.id, |plan| {
+            plans(plan).is_some_and(|p| p.tier < to.tier)
+        });
         self.renew_plan = to.id.clone();
         self.applied_orders.push(order_id.to_owned());
         Ok(Applied::Upgraded { from, until })
@@ -477,11 +454,23 @@ impl Subscription {
         if let Some(done) = self.revocation_check(order_id) {
             return done;
         }
-        let (from, until) = (window.0.max(now), window.1);
+        self.relabel(window.0.max(now), window.1, back_to, |plan| plan == to);
+        if self.renew_plan == to {
+            self.renew_plan = back_to.to_owned();
+        }
+        self.revoked_orders.push(order_id.to_owned());
+        Revoked::Done {
+            period_end: self.period_end(),
+        }
+    }
+
+    /// Puts the time inside `[from, until)` of every segment whose plan `matches` on
+    /// `plan`, splitting segments at the window's edges; no second is added or removed.
+    fn relabel(&mut self, from: i64, until: i64, plan: &str, matches: impl Fn(&str) -> bool) {
         let mut segments = Vec::with_capacity(self.segments.len() + 2);
         for segment in self.segments.drain(..) {
             let (start, end) = (segment.start.max(from), segment.end.min(until));
-            if segment.plan != to || start >= end {
+            if start >= end || !matches(&segment.plan) {
                 segments.push(segment);
                 continue;
             }
@@ -490,7 +479,7 @@ impl Subscription {
                 ..segment.clone()
             });
             segments.push(Segment {
-                plan: back_to.to_owned(),
+                plan: plan.to_owned(),
                 start,
                 end,
                 trial: segment.trial,
@@ -502,13 +491,6 @@ impl Subscription {
         }
         for segment in segments {
             self.push_segment(segment);
-        }
-        if self.renew_plan == to {
-            self.renew_plan = back_to.to_owned();
-        }
-        self.revoked_orders.push(order_id.to_owned());
-        Revoked::Done {
-            period_end: self.period_end(),
         }
     }
 
