@@ -346,18 +346,24 @@ async fn entitlements(state: Arc<State>, req: CallRequest) -> Result<Value, ApiE
     Ok(out)
 }
 
-async fn cancel_subscription(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
+/// `cancelSubscription` (`cancel`) and `resumeSubscription` (`!cancel`).
+async fn set_canceled(
+    state: Arc<State>,
+    req: CallRequest,
+    cancel: bool,
+) -> Result<Value, ApiError> {
     let caller = state.caller(&req)?;
     let input: ScopeInput = req.parse()?;
     let scope = scope(input.scope.as_deref())?;
-    Ok(lifecycle::cancel(&state.store, &state.tenancy, &caller, scope, state.now()).await?)
-}
-
-async fn resume_subscription(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
-    let caller = state.caller(&req)?;
-    let input: ScopeInput = req.parse()?;
-    let scope = scope(input.scope.as_deref())?;
-    Ok(lifecycle::resume(&state.store, &state.tenancy, &caller, scope, state.now()).await?)
+    Ok(lifecycle::set_canceled(
+        &state.store,
+        &state.tenancy,
+        &caller,
+        scope,
+        cancel,
+        state.now(),
+    )
+    .await?)
 }
 
 /// The two actions that name a target plan.
@@ -408,8 +414,12 @@ pub fn function() -> Function<State> {
         .callable("startTrial", |s: Arc<State>, req| {
             plan_action(s, req, PlanAction::StartTrial)
         })
-        .callable("cancelSubscription", cancel_subscription)
-        .callable("resumeSubscription", resume_subscription)
+        .callable("cancelSubscription", |s: Arc<State>, req| {
+            set_canceled(s, req, true)
+        })
+        .callable("resumeSubscription", |s: Arc<State>, req| {
+            set_canceled(s, req, false)
+        })
         .callable("changePlan", |s: Arc<State>, req| {
             plan_action(s, req, PlanAction::Change)
         })

@@ -118,47 +118,34 @@ fn to_json(value: &impl serde::Serialize) -> Result<Value, GatedError> {
         .map_err(|e| GatedError::Store(StoreError::InvalidDocument(e.to_string())))
 }
 
-/// `cancelSubscription`: no renewal expected; access continues to the period end. Canceling
-/// twice keeps the first cancellation time.
-pub(crate) async fn cancel(
+/// `cancelSubscription` (`cancel`) or `resumeSubscription` (`!cancel`).
+///
+/// Canceling: no renewal expected; access continues to the period end, and canceling twice
+/// keeps the first cancellation time. Resuming takes a cancellation back while the paid time
+/// runs (renewal reminders and the past-due and grace days apply again); a subscription that
+/// is not canceled stays as it is, one whose canceled time ended is `SUBSCRIPTION_EXPIRED`.
+pub(crate) async fn set_canceled(
     store: &Arc<dyn Store>,
     tenancy: &Tenancy,
     caller: &Caller,
     scope: Scope,
-    now: i64,
-) -> Result<Value, GatedError> {
-    let id = managed_subject(tenancy, caller, scope).await?;
-    let plans = Plans::load(store).await?;
-    let (sub, (), change) = modify(store, &id, scope, now, &plans, |sub| {
-        sub.cancel(now);
-        Ok(())
-    })
-    .await?;
-    if change == Change::Written {
-        tracing::info!(subscription = %id, "subscription canceled");
-    }
-    Ok(json!({ "subscription": crate::access::subscription_view(&sub, now, &plans) }))
-}
-
-/// `resumeSubscription`: takes a cancellation back while the paid time runs (renewal reminders
-/// and the past-due and grace days apply again). Resuming a subscription that is not canceled
-/// changes nothing; one whose canceled time ended is `SUBSCRIPTION_EXPIRED`.
-pub(crate) async fn resume(
-    store: &Arc<dyn Store>,
-    tenancy: &Tenancy,
-    caller: &Caller,
-    scope: Scope,
+    cancel: bool,
     now: i64,
 ) -> Result<Value, GatedError> {
     let id = managed_subject(tenancy, caller, scope).await?;
     let plans = Plans::load(store).await?;
     let lookup = plans.lookup();
     let (sub, (), change) = modify(store, &id, scope, now, &plans, |sub| {
-        sub.resume(now, &lookup).map_err(plan_change_error)
+        if cancel {
+            sub.cancel(now);
+            Ok(())
+        } else {
+            sub.resume(now, &lookup).map_err(plan_change_error)
+        }
     })
     .await?;
     if change == Change::Written {
-        tracing::info!(subscription = %id, "subscription resumed");
+        tracing::info!(subscription = %id, canceled = cancel, "subscription cancellation changed");
     }
     Ok(json!({ "subscription": crate::access::subscription_view(&sub, now, &plans) }))
 }
