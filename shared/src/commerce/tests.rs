@@ -1007,7 +1007,25 @@ async fn a_failed_refund_returns_the_order_to_fulfilled() {
 }
 
 /// Adds the `vip-pro` plan (tier 2 above `vip`) and its products.
-async fn add_pro_plan(w: &World, products: &[Value]) {
+/// A virtual payment delivery push for one unit of `sku` of `order`, `price` fen, paid `at`.
+fn xpay_push(order: &OrderDoc, sku: &str, price: i64, at: i64) -> XpayDelivery {
+    XpayDelivery {
+        openid: order.owner.clone(),
+        out_trade_no: order.out_trade_no.clone(),
+        env: 0,
+        product_id: sku.into(),
+        quantity: 1,
+        actual_price: price,
+        transaction_id: String::new(),
+        paid_time: at,
+    }
+}
+
+/// Adds `vip-pro` (one tier above `vip`, twice the price) sold as the virtual payment item
+/// `pro-month`; Alice has been on `vip` since `NOW`, paid through `channel` (`vip-month` by
+/// virtual payment, `vip-wx` by WeChat Pay). Returns her vip order.
+async fn alice_on_vip(w: &World, channel: crate::domain::catalog::Channel) -> Created {
+    use crate::domain::catalog::Channel;
     w.store
         .insert(
             "plans",
@@ -1015,9 +1033,41 @@ async fn add_pro_plan(w: &World, products: &[Value]) {
         )
         .await
         .unwrap();
-    for p in products {
-        w.store.insert("products", p.clone()).await.unwrap();
+    w.store
+        .insert(
+            "products",
+            json!({"_id":"pro-month","sku":"pro-month","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"active":true}),
+        )
+        .await
+        .unwrap();
+    let sku = match channel {
+        Channel::Xpay => "vip-month",
+        _ => "vip-wx",
+    };
+    let vip = w
+        .commerce
+        .create_order(&caller("alice"), cart("m", &[(sku, 1)]))
+        .await
+        .unwrap();
+    match channel {
+        Channel::Xpay => {
+            w.commerce
+                .deliver_xpay(&xpay_push(&vip.order, sku, 1800, NOW))
+                .await
+                .unwrap();
+        }
+        _ => {
+            w.commerce
+                .apply_wxpay_transaction(
+                    "e1",
+                    "v3_notify",
+                    &transaction(&vip.order.out_trade_no, 1800, "alice"),
+                )
+                .await
+                .unwrap();
+        }
     }
+    vip
 }
 
 fn upgrade_to(request: &str, plan: &str) -> CreateInput {
@@ -1029,30 +1079,8 @@ const DAY: i64 = 86_400;
 #[tokio::test]
 async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_once() {
     let w = world().await;
-    add_pro_plan(
-        &w,
-        &[
-            json!({"_id":"pro-month","sku":"pro-month","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"active":true}),
-        ],
-    )
-    .await;
     let alice = caller("alice");
-    let vip = w
-        .commerce
-        .create_order(&alice, cart("m", &[("vip-month", 1)]))
-        .await
-        .unwrap();
-    let delivery = XpayDelivery {
-        openid: "alice".into(),
-        out_trade_no: vip.order.out_trade_no.clone(),
-        env: 0,
-        product_id: "vip-month".into(),
-        quantity: 1,
-        actual_price: 1800,
-        transaction_id: String::new(),
-        paid_time: NOW,
-    };
-    w.commerce.deliver_xpay(&delivery).await.unwrap();
+    alice_on_vip(&w, crate::domain::catalog::Channel::Xpay).await;
 
     // 27 days left: pro for them is 3240, the unused vip days are worth 1620.
     w.clock.set(NOW + 3 * DAY);
@@ -1097,13 +1125,7 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
         Err(CommerceError::Conflict(_))
     ));
 
-    let paid = XpayDelivery {
-        out_trade_no: up.order.out_trade_no.clone(),
-        product_id: "pro-month".into(),
-        actual_price: 1620,
-        paid_time: NOW + 3 * DAY + 60,
-        ..delivery.clone()
-    };
+    let paid = xpay_push(&up.order, "pro-month", 1620, NOW + 3 * DAY + 60);
     for expected_first in [true, false] {
         let outcome = w.commerce.deliver_xpay(&paid).await.unwrap();
         assert_eq!(
@@ -1193,27 +1215,8 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
 #[tokio::test]
 async fn xpay_cannot_charge_a_tiny_upgrade_but_wechat_pay_can() {
     let w = world().await;
-    add_pro_plan(
-        &w,
-        &[
-            json!({"_id":"pro-month","sku":"pro-month","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"active":true}),
-        ],
-    )
-    .await;
     let alice = caller("alice");
-    let vip = w
-        .commerce
-        .create_order(&alice, cart("m", &[("vip-wx", 1)]))
-        .await
-        .unwrap();
-    w.commerce
-        .apply_wxpay_transaction(
-            "e1",
-            "v3_notify",
-            &transaction(&vip.order.out_trade_no, 1800, "alice"),
-        )
-        .await
-        .unwrap();
+    alice_on_vip(&w, crate::domain::catalog::Channel::Wxpay).await;
     // One day left: 120 - 60 = 60 fen, under 40% of the 3600 item.
     w.clock.set(NOW + 29 * DAY);
     let err = w
@@ -1283,24 +1286,12 @@ async fn xpay_cannot_charge_a_tiny_upgrade_but_wechat_pay_can() {
 #[tokio::test]
 async fn a_second_paid_upgrade_of_the_same_time_is_refunded_in_full() {
     let w = world().await;
-    add_pro_plan(
-        &w,
-        &[
-            json!({"_id":"pro-wx","sku":"pro-wx","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"channel":"wxpay","active":true}),
-        ],
-    )
-    .await;
     let alice = caller("alice");
-    let vip = w
-        .commerce
-        .create_order(&alice, cart("m", &[("vip-wx", 1)]))
-        .await
-        .unwrap();
-    w.commerce
-        .apply_wxpay_transaction(
-            "e1",
-            "v3_notify",
-            &transaction(&vip.order.out_trade_no, 1800, "alice"),
+    let vip = alice_on_vip(&w, crate::domain::catalog::Channel::Wxpay).await;
+    w.store
+        .insert(
+            "products",
+            json!({"_id":"pro-wx","sku":"pro-wx","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"channel":"wxpay","active":true}),
         )
         .await
         .unwrap();
@@ -1652,43 +1643,15 @@ async fn a_buyer_holds_at_most_ten_open_orders() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upgrade_delivered_16_times_at_once_applies_once() {
     let w = world().await;
-    add_pro_plan(
-        &w,
-        &[
-            json!({"_id":"pro-month","sku":"pro-month","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"active":true}),
-        ],
-    )
-    .await;
     let alice = caller("alice");
-    let vip = w
-        .commerce
-        .create_order(&alice, cart("m", &[("vip-month", 1)]))
-        .await
-        .unwrap();
-    let delivery = XpayDelivery {
-        openid: "alice".into(),
-        out_trade_no: vip.order.out_trade_no.clone(),
-        env: 0,
-        product_id: "vip-month".into(),
-        quantity: 1,
-        actual_price: 1800,
-        transaction_id: String::new(),
-        paid_time: NOW,
-    };
-    w.commerce.deliver_xpay(&delivery).await.unwrap();
+    let vip = alice_on_vip(&w, crate::domain::catalog::Channel::Xpay).await;
     w.clock.set(NOW + DAY);
     let up = w
         .commerce
         .create_order(&alice, upgrade_to("up", "vip-pro"))
         .await
         .unwrap();
-    let paid = XpayDelivery {
-        out_trade_no: up.order.out_trade_no.clone(),
-        product_id: "pro-month".into(),
-        actual_price: up.order.total_fen.get(),
-        paid_time: NOW + DAY,
-        ..delivery
-    };
+    let paid = xpay_push(&up.order, "pro-month", up.order.total_fen.get(), NOW + DAY);
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let (commerce, paid) = (w.commerce.clone(), paid.clone());
