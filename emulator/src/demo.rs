@@ -217,6 +217,18 @@ async fn delivery_story(client: &Client, reference: &str) -> String {
         .collect()
 }
 
+/// What `wx.requestVirtualPayment` does with `params` in the emulator: checks both signatures
+/// and pays (the delivery push follows).
+async fn pay_virtually(client: &Client, params: &Value) -> Result<Value, String> {
+    let (status, reply) = client
+        .post("alice", "/dev/requestVirtualPayment", params, None)
+        .await?;
+    if status != 200 {
+        return Err(format!("HTTP {status}: {reply}"));
+    }
+    Ok(reply)
+}
+
 /// Polls createOrder `get` until the order is paid (the notification or delivery push was
 /// applied); on time-out, says what happened to the notifications for `reference`.
 async fn wait_until_paid(
@@ -442,12 +454,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
                 .vip_params
                 .clone()
                 .ok_or("not run: the order step failed")?;
-            let (status, reply) = client
-                .post("alice", "/dev/requestVirtualPayment", &params, None)
-                .await?;
-            if status != 200 {
-                return Err(format!("HTTP {status}: {reply}"));
-            }
+            let reply = pay_virtually(&client, &params).await?;
             Ok((format!("xpay order {}", reply["outTradeNo"]), reply))
         }
         .await
@@ -496,12 +503,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
             "clientRequestId": format!("demo-{}", crate::keys::random_from(crate::keys::ALNUM, 10))});
         create["upgrade"] = change["checkout"]["upgrade"].clone();
         let data = client.call("alice", Some(&token), "createOrder", create).await?;
-        let (status, reply) = client
-            .post("alice", "/dev/requestVirtualPayment", &data["payment"]["params"], None)
-            .await?;
-        if status != 200 {
-            return Err(format!("HTTP {status}: {reply}"));
-        }
+        pay_virtually(&client, &data["payment"]["params"]).await?;
         let id = data["order"]["id"].as_str().unwrap_or_default();
         let no = data["order"]["outTradeNo"].as_str().unwrap_or_default();
         wait_until_paid(&client, &token, id, no).await?;
