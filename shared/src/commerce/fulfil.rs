@@ -109,7 +109,7 @@ fn rfc3339_to_unix(text: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
-fn marker(order_id: &str) -> String {
+pub(super) fn marker(order_id: &str) -> String {
     // Path segments cannot start with a digit; order ids can.
     format!("orders.o_{order_id}")
 }

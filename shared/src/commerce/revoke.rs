@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::Commerce;
 use super::error::CommerceError;
+use super::fulfil::marker;
 use super::model::{OrderDoc, SubscriptionScope, collections as c};
 use crate::domain::catalog::ProductKind;
 use crate::domain::subscription::{Revoked, Subscription};
@@ -166,7 +167,7 @@ impl Commerce {
             .store
             .update_one(
                 c::ENTITLEMENTS,
-                &Filter::id(id.as_str()).and(Filter::exists(format!("orders.o_{order_id}"), true)),
+                &Filter::id(id.as_str()).and(Filter::exists(marker(order_id), true)),
                 &update,
                 UpdateOptions::default(),
             )

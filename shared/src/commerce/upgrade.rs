@@ -198,7 +198,8 @@ impl Commerce {
                 terms.plan
             )));
         };
-        let mut applied = false;
+        // The subscription as it stands once the upgrade is in (now or before).
+        let mut applied = None;
         for _ in 0..WRITE_RETRIES {
             let Some((mut sub, version)) = self.load_subscription(&terms.subscriber).await? else {
                 return Ok(Err("the subscription no longer exists".into()));
@@ -207,7 +208,7 @@ impl Commerce {
             let lookup = |id: &str| plans.get(id).cloned();
             match sub.apply_upgrade(&target, &order.id, terms.from, terms.until, &lookup) {
                 Ok(Applied::AlreadyApplied) => {
-                    applied = true;
+                    applied = Some(sub);
                     break;
                 }
                 Ok(_) => {
@@ -217,19 +218,19 @@ impl Commerce {
                     {
                         tracing::info!(subscriber = %terms.subscriber, plan = %target.id,
                             from = terms.from, until = terms.until, order = %order.id, "subscription upgraded");
-                        applied = true;
+                        applied = Some(sub);
                         break;
                     }
                 }
                 Err(e) => return Ok(Err(e.to_string())),
             }
         }
-        if !applied {
+        let Some(sub) = applied else {
             return Err(CommerceError::Store(StoreError::Backend(format!(
                 "subscription {} kept changing; giving up after {WRITE_RETRIES} tries",
                 terms.subscriber
             ))));
-        }
+        };
         // The holdings that follow the plan, both idempotent.
         match terms.scope {
             SubscriptionScope::Tenant => {
@@ -239,11 +240,7 @@ impl Commerce {
             }
             SubscriptionScope::User => {
                 if let Some(line) = order.items.first() {
-                    let until = self
-                        .load_subscription(&terms.subscriber)
-                        .await?
-                        .and_then(|(s, _)| s.period_end())
-                        .unwrap_or(terms.until);
+                    let until = sub.period_end().unwrap_or(terms.until);
                     self.record_membership(order, line, &target.id, until, paid_at)
                         .await?;
                 }
