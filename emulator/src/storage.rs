@@ -59,10 +59,10 @@ fn local_file(suite: &Suite, cloud_path: &str) -> Option<PathBuf> {
     checked_path(cloud_path).map(|p| suite.options.root.join("storage").join(p))
 }
 
-/// The signature of a temp URL: `wemint::storage`'s, so the functions sign URLs offline that
+/// The signature of a temp URL: `wemint::cloud_files`'s, so the functions sign URLs offline that
 /// this storage accepts.
 pub fn sign(key: &str, file_id: &str, expires: i64) -> String {
-    wemint::storage::sign_local(key.as_bytes(), file_id, expires)
+    wemint::cloud_files::sign_local(key.as_bytes(), file_id, expires)
 }
 
 /// A temp URL for `file_id` valid `max_age` seconds on the dev clock.
@@ -247,7 +247,7 @@ fn serve_temp(suite: &Suite, req: &Request) -> Response {
     let Ok(expires) = expires.parse::<i64>() else {
         return Response::text(StatusCode::BAD_REQUEST, "expires must be Unix seconds");
     };
-    if let Err(e) = wemint::storage::verify_local(
+    if let Err(e) = wemint::cloud_files::verify_local(
         suite.keys.storage_key.as_bytes(),
         &id,
         expires,

@@ -12,28 +12,37 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
 
-use crate::identity::TrustedGateway;
+use crate::pem;
+use crate::secret::Secret;
 
-/// A value that must never be logged: `Debug` prints `[redacted]`, there is no `Display`.
-#[derive(Clone, Default)]
-pub struct Secret<T>(T);
+/// Default time WeChat gets to deliver an image verdict before a person looks instead
+/// (`WEMINT_MODERATION_TIMEOUT_SECS`).
+pub const DEFAULT_VERDICT_TIMEOUT_SECS: i64 = 1800;
 
-impl<T> Secret<T> {
-    /// Wraps a secret value.
-    pub fn new(value: T) -> Self {
-        Self(value)
-    }
-
-    /// The secret itself; call this only where the value is used, never to log it.
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
+/// The gateway whose injected identity is trusted (`WEMINT_TRUST_PLATFORM_IDENTITY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrustedGateway {
+    /// CloudBase `callFunction`: `userInfo {appId, openId}` in the event.
+    CloudbaseEvent,
+    /// CloudBase Run / `callContainer`: `X-WX-OPENID`, `X-WX-APPID`, `X-WX-UNIONID` headers.
+    CloudbaseRun,
 }
 
-impl<T> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
+impl TrustedGateway {
+    /// Parses the configuration value; `None` for unset or empty.
+    ///
+    /// # Errors
+    /// A value naming no known gateway (the value is returned: it is not secret).
+    pub fn from_setting(value: Option<&str>) -> Result<Option<Self>, String> {
+        match value.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some("cloudbase-event") => Ok(Some(TrustedGateway::CloudbaseEvent)),
+            Some("cloudbase-run") => Ok(Some(TrustedGateway::CloudbaseRun)),
+            Some(other) => Err(other.to_owned()),
+        }
     }
 }
 
@@ -542,39 +551,21 @@ impl Config {
         })
     }
 
-    /// The clock every function reads time from: the system clock, moved by
-    /// `WEMINT_DEV_CLOCK_OFFSET_SECS` seconds when the emulator's dev clock has been advanced
-    /// (unset or `0` in production). Use it for every `now` so expiry follows the dev clock.
-    ///
-    /// # Errors
-    /// The offset is not an integer number of seconds.
-    pub fn clock(&self) -> Result<crate::pay::SharedClock> {
-        const VAR: &str = "WEMINT_DEV_CLOCK_OFFSET_SECS";
-        let offset_secs = match self.get(VAR) {
-            None => 0,
-            Some(v) => v
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| invalid(VAR, "must be an integer number of seconds"))?,
-        };
-        Ok(std::sync::Arc::new(OffsetClock { offset_secs }))
-    }
-
     /// Where protected files are served from: the emulator's local storage when
     /// `WEMINT_STORAGE_SIGNING_KEY` is set (with `WEMINT_STORAGE_URL`), else CloudBase storage
     /// of the environment `WEMINT_ENV_ID` through the WeChat API (`WECHAT_*`).
     ///
     /// # Errors
     /// The variables of the chosen mode missing or malformed.
-    pub fn storage(&self) -> Result<StorageSettings> {
+    pub fn cloud_files(&self) -> Result<CloudFilesSettings> {
         match self.secret("WEMINT_STORAGE_SIGNING_KEY")? {
-            Some(signing_key) => Ok(StorageSettings::Local {
+            Some(signing_key) => Ok(CloudFilesSettings::Local {
                 url: parse_url("WEMINT_STORAGE_URL", &self.required("WEMINT_STORAGE_URL")?)?
                     .trim_end_matches('/')
                     .to_owned(),
                 signing_key,
             }),
-            None => Ok(StorageSettings::Cloudbase {
+            None => Ok(CloudFilesSettings::Cloudbase {
                 env_id: self.required("WEMINT_ENV_ID")?,
             }),
         }
@@ -588,7 +579,7 @@ impl Config {
     pub fn moderation_timeout_secs(&self) -> Result<i64> {
         const VAR: &str = "WEMINT_MODERATION_TIMEOUT_SECS";
         match self.get(VAR) {
-            None => Ok(crate::moderation::DEFAULT_VERDICT_TIMEOUT_SECS),
+            None => Ok(DEFAULT_VERDICT_TIMEOUT_SECS),
             Some(v) => v
                 .trim()
                 .parse::<i64>()
@@ -676,22 +667,9 @@ pub enum ReminderField {
     Price,
 }
 
-/// The system clock plus a fixed offset (the emulator's dev clock); see [`Config::clock`].
-#[derive(Debug, Clone, Copy)]
-pub struct OffsetClock {
-    /// Seconds added to the system time.
-    pub offset_secs: i64,
-}
-
-impl crate::pay::Clock for OffsetClock {
-    fn now_unix(&self) -> i64 {
-        crate::pay::SystemClock.now_unix() + self.offset_secs
-    }
-}
-
-/// Storage settings, see [`Config::storage`].
+/// Cloud file settings, see [`Config::cloud_files`].
 #[derive(Debug)]
-pub enum StorageSettings {
+pub enum CloudFilesSettings {
     /// The emulator's local storage: temp URLs are signed here with the shared key.
     Local {
         /// `WEMINT_STORAGE_URL` without a trailing `/`.
@@ -720,46 +698,19 @@ fn parse_url(var: &str, value: &str) -> Result<String> {
     Ok(value.trim_end_matches('/').to_owned())
 }
 
-/// PEM blocks `(label, der)` in `text`.
-fn pem_blocks(var: &str, text: &str) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut blocks = Vec::new();
-    let mut lines = text.lines().map(str::trim);
-    while let Some(line) = lines.next() {
-        let Some(label) = line
-            .strip_prefix("-----BEGIN ")
-            .and_then(|l| l.strip_suffix("-----"))
-        else {
-            continue;
-        };
-        let end = format!("-----END {label}-----");
-        let mut b64 = String::new();
-        let mut closed = false;
-        for line in lines.by_ref() {
-            if line == end {
-                closed = true;
-                break;
-            }
-            b64.push_str(line);
-        }
-        if !closed {
-            return Err(invalid(var, format!("PEM block `{label}` has no END line")));
-        }
-        let der = BASE64
-            .decode(&b64)
-            .map_err(|_| invalid(var, format!("PEM block `{label}` is not valid base64")))?;
-        blocks.push((label.to_owned(), der));
-    }
-    Ok(blocks)
+/// PEM blocks in `text`, errors naming `var`.
+fn pem_blocks(var: &str, text: &str) -> Result<Vec<pem::Block>> {
+    pem::blocks(text).map_err(|e| invalid(var, e.to_string()))
 }
 
 /// A DER value given either as PEM with `label` or as bare base64.
 fn der_from_pem_or_base64(var: &str, text: &str, label: &str) -> Result<Vec<u8>> {
-    let der = if text.contains("-----BEGIN ") {
+    let der = if pem::is_pem(text) {
         let mut blocks = pem_blocks(var, text)?;
         if blocks.len() != 1 {
             return Err(invalid(var, "expected exactly one PEM block"));
         }
-        let (found, der) = blocks.remove(0);
+        let pem::Block { label: found, der } = blocks.remove(0);
         if found == "RSA PRIVATE KEY" {
             return Err(invalid(
                 var,
@@ -774,9 +725,7 @@ fn der_from_pem_or_base64(var: &str, text: &str, label: &str) -> Result<Vec<u8>>
         }
         der
     } else {
-        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        BASE64
-            .decode(compact)
+        pem::decode_base64(text)
             .map_err(|_| invalid(var, format!("neither a `{label}` PEM block nor base64 DER")))?
     };
     // Every DER structure here is a SEQUENCE; catch pasting the wrong thing early.
@@ -804,11 +753,14 @@ fn certificates_der(var: &str, text: &str) -> Result<Vec<Vec<u8>>> {
     }
     blocks
         .into_iter()
-        .map(|(label, der)| {
-            if label == "CERTIFICATE" {
-                Ok(der)
+        .map(|block| {
+            if block.label == "CERTIFICATE" {
+                Ok(block.der)
             } else {
-                Err(invalid(var, format!("unexpected PEM block `{label}`")))
+                Err(invalid(
+                    var,
+                    format!("unexpected PEM block `{}`", block.label),
+                ))
             }
         })
         .collect()
@@ -1024,6 +976,16 @@ mod tests {
     }
 
     #[test]
+    fn trusted_gateway_setting_parses() {
+        assert_eq!(TrustedGateway::from_setting(None), Ok(None));
+        assert_eq!(
+            TrustedGateway::from_setting(Some("cloudbase-run")),
+            Ok(Some(TrustedGateway::CloudbaseRun))
+        );
+        assert!(TrustedGateway::from_setting(Some("anything")).is_err());
+    }
+
+    #[test]
     fn wechat_xpay_push() {
         let cfg = Config::from_vars([
             ("WECHAT_APPID", "wx1234567890abcdef"),
@@ -1065,25 +1027,26 @@ mod tests {
     }
 
     #[test]
-    fn dev_clock_offset_and_storage_modes() {
-        use crate::pay::Clock as _;
-        let real = crate::pay::SystemClock.now_unix();
+    fn dev_clock_offset_and_cloud_file_modes() {
+        use crate::clock::Clock as _;
+        let clock = |cfg: &Config| cfg.dev_clock_offset_secs().map(crate::clock::from_offset);
+        let real = crate::clock::SystemClock.now_unix();
         let cfg = Config::from_vars([("WEMINT_DEV_CLOCK_OFFSET_SECS", "86400")]);
-        let now = cfg.clock().unwrap().now_unix();
+        let now = clock(&cfg).unwrap().now_unix();
         assert!((real + 86_400..real + 86_400 + 5).contains(&now));
         let none = Config::from_vars(Vec::<(String, String)>::new());
-        assert!(none.clock().unwrap().now_unix() - real < 5);
+        assert!(clock(&none).unwrap().now_unix() - real < 5);
         let bad = Config::from_vars([("WEMINT_DEV_CLOCK_OFFSET_SECS", "1d")]);
-        assert!(bad.clock().is_err());
+        assert!(clock(&bad).is_err());
 
         let local = Config::from_vars([
             ("WEMINT_STORAGE_SIGNING_KEY", "key-value-1"),
             ("WEMINT_STORAGE_URL", "http://127.0.0.1:9/storage/"),
         ]);
-        let settings = local.storage().unwrap();
+        let settings = local.cloud_files().unwrap();
         assert!(!format!("{settings:?}").contains("key-value-1"));
         match settings {
-            StorageSettings::Local { url, signing_key } => {
+            CloudFilesSettings::Local { url, signing_key } => {
                 assert_eq!(url, "http://127.0.0.1:9/storage");
                 assert_eq!(signing_key.expose(), "key-value-1");
             }
@@ -1092,17 +1055,17 @@ mod tests {
         let missing_url = Config::from_vars([("WEMINT_STORAGE_SIGNING_KEY", "k")]);
         assert!(
             missing_url
-                .storage()
+                .cloud_files()
                 .unwrap_err()
                 .to_string()
                 .contains("WEMINT_STORAGE_URL")
         );
         let cloud = Config::from_vars([("WEMINT_ENV_ID", "prod-1a2b")]);
         assert!(matches!(
-            cloud.storage().unwrap(),
-            StorageSettings::Cloudbase { env_id } if env_id == "prod-1a2b"
+            cloud.cloud_files().unwrap(),
+            CloudFilesSettings::Cloudbase { env_id } if env_id == "prod-1a2b"
         ));
-        assert!(none.storage().is_err());
+        assert!(none.cloud_files().is_err());
     }
 
     #[test]

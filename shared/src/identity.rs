@@ -24,44 +24,9 @@ mod user;
 
 pub use user::{SessionKeyError, StoredSessionKey, USERS, User, UserRole, session_key};
 
-use crate::config::{Config, ConfigError};
-use crate::pay::{SharedClock, SystemClock};
-use crate::runtime::{ApiError, CallRequest};
-
-/// The gateway whose injected identity is trusted (`WEMINT_TRUST_PLATFORM_IDENTITY`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TrustedGateway {
-    /// CloudBase `callFunction`: `userInfo {appId, openId}` in the event.
-    CloudbaseEvent,
-    /// CloudBase Run / `callContainer`: `X-WX-OPENID`, `X-WX-APPID`, `X-WX-UNIONID` headers.
-    CloudbaseRun,
-}
-
-impl TrustedGateway {
-    /// Parses the configuration value; `None` for unset or empty.
-    pub fn from_setting(value: Option<&str>) -> Result<Option<Self>, IdentityError> {
-        match value.map(str::trim) {
-            None | Some("") => Ok(None),
-            Some("cloudbase-event") => Ok(Some(TrustedGateway::CloudbaseEvent)),
-            Some("cloudbase-run") => Ok(Some(TrustedGateway::CloudbaseRun)),
-            Some(other) => Err(IdentityError::BadSetting(other.to_owned())),
-        }
-    }
-}
-
-/// Identity a platform gateway attached to the request, with the channel it came through.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlatformClaims {
-    /// The channel: only trusted when it is the configured gateway.
-    pub gateway: TrustedGateway,
-    /// The user's openid under `appid`.
-    pub openid: String,
-    /// The Mini Program's appid.
-    pub appid: String,
-    /// The user's unionid, when the platform gave one.
-    pub unionid: Option<String>,
-}
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, ConfigError, TrustedGateway};
+use crate::runtime::{ApiError, CallRequest, PlatformClaims};
 
 /// How the caller was identified.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -164,11 +129,6 @@ pub enum IdentityError {
     /// The token's lifetime is over.
     #[error("session token has expired")]
     Expired,
-    /// `WEMINT_TRUST_PLATFORM_IDENTITY` has an unknown value.
-    #[error(
-        "WEMINT_TRUST_PLATFORM_IDENTITY must be cloudbase-event, cloudbase-run or unset, not {0:?}"
-    )]
-    BadSetting(String),
     /// `WEMINT_SESSION_SECRET` is too short to sign with.
     #[error("WEMINT_SESSION_SECRET must be at least 32 bytes")]
     WeakSecret,
@@ -360,11 +320,11 @@ impl fmt::Debug for Authenticator {
 
 impl Authenticator {
     /// From the environment: `WEMINT_SESSION_SECRET` and `WEMINT_TRUST_PLATFORM_IDENTITY`, tokens
-    /// living [`SessionSigner::DEFAULT_TTL_SECS`], the system clock.
+    /// living [`SessionSigner::DEFAULT_TTL_SECS`], on the deployment's `clock`.
     ///
     /// # Errors
     /// The variable that is missing or malformed.
-    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+    pub fn from_config(config: &Config, clock: SharedClock) -> Result<Self, ConfigError> {
         let secret = config.session_secret()?;
         let signer =
             SessionSigner::new(secret.expose(), SessionSigner::DEFAULT_TTL_SECS).map_err(|e| {
@@ -373,7 +333,7 @@ impl Authenticator {
                     reason: e.to_string(),
                 }
             })?;
-        Ok(Self::new(config.trust_platform_identity()?, signer).with_clock(clock(config)?))
+        Ok(Self::new(config.trust_platform_identity()?, signer).with_clock(clock))
     }
 
     /// An authenticator trusting `trusted` (if any) and verifying tokens with `signer`.
@@ -428,30 +388,6 @@ impl Authenticator {
         let now = self.now();
         let token = self.signer.issue(claims, now);
         (token, now + self.signer.ttl_secs())
-    }
-}
-
-/// The clock functions should use: the system clock, plus `WEMINT_DEV_CLOCK_OFFSET_SECS` when
-/// wemint-dev has moved its dev clock (so tokens, windows and expiries agree with the emulator).
-///
-/// # Errors
-/// A malformed offset.
-pub fn clock(config: &Config) -> Result<SharedClock, ConfigError> {
-    let offset = config.dev_clock_offset_secs()?;
-    if offset == 0 {
-        Ok(Arc::new(SystemClock))
-    } else {
-        Ok(Arc::new(OffsetClock(offset)))
-    }
-}
-
-/// System time plus a fixed offset (the dev clock).
-#[derive(Debug)]
-struct OffsetClock(i64);
-
-impl crate::pay::Clock for OffsetClock {
-    fn now_unix(&self) -> i64 {
-        SystemClock.now_unix().saturating_add(self.0)
     }
 }
 
@@ -684,7 +620,7 @@ mod tests {
             data: serde_json::json!({"openid": "o-spoof", "userInfo": {"openId": "o-spoof"}}),
             identity: crate::runtime::IdentityInputs {
                 platform,
-                session_token: token.map(|t| crate::config::Secret::new(t.to_owned())),
+                session_token: token.map(|t| crate::secret::Secret::new(t.to_owned())),
             },
             invocation: crate::runtime::Invocation {
                 request_id: "r1".into(),
@@ -698,7 +634,7 @@ mod tests {
 
     #[test]
     fn authenticator_maps_failures_to_unauthenticated() {
-        let clock = Arc::new(crate::pay::FixedClock::new(NOW));
+        let clock = Arc::new(crate::clock::FixedClock::new(NOW));
         let auth = Authenticator::new(None, signer()).with_clock(clock.clone());
         let (token, expires_at) = auth.issue(claims("o-1"));
         assert_eq!(expires_at, NOW + 3600);
@@ -742,7 +678,7 @@ mod tests {
             ("WEMINT_SESSION_SECRET", "0123456789abcdef0123456789abcdef"),
             ("WEMINT_TRUST_PLATFORM_IDENTITY", "cloudbase-run"),
         ]);
-        let auth = Authenticator::from_config(&config).unwrap();
+        let auth = Authenticator::from_config(&config, Arc::new(SystemClock)).unwrap();
         assert_eq!(auth.trusted(), Some(TrustedGateway::CloudbaseRun));
         assert!(!format!("{auth:?}").contains("0123456789abcdef"));
         let injected = platform(TrustedGateway::CloudbaseRun, "o-run");
@@ -750,27 +686,11 @@ mod tests {
             auth.caller(&request(Some(injected), None)).unwrap().openid,
             "o-run"
         );
-        let shifted = Config::from_vars([
-            ("WEMINT_SESSION_SECRET", "0123456789abcdef0123456789abcdef"),
-            ("WEMINT_DEV_CLOCK_OFFSET_SECS", "86400"),
-        ]);
-        let later = Authenticator::from_config(&shifted).unwrap();
+        let later = Authenticator::from_config(&config, crate::clock::from_offset(86_400)).unwrap();
         let diff = later.now() - auth.now();
         assert!((86_399..=86_401).contains(&diff), "{diff}");
-        let bad = Config::from_vars([("WEMINT_DEV_CLOCK_OFFSET_SECS", "soon")]);
-        assert!(clock(&bad).is_err());
         let short = Config::from_vars([("WEMINT_SESSION_SECRET", "short")]);
-        assert!(Authenticator::from_config(&short).is_err());
-    }
-
-    #[test]
-    fn setting_parses() {
-        assert_eq!(TrustedGateway::from_setting(None), Ok(None));
-        assert_eq!(
-            TrustedGateway::from_setting(Some("cloudbase-run")),
-            Ok(Some(TrustedGateway::CloudbaseRun))
-        );
-        assert!(TrustedGateway::from_setting(Some("anything")).is_err());
+        assert!(Authenticator::from_config(&short, Arc::new(SystemClock)).is_err());
     }
 
     #[test]

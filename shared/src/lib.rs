@@ -5,6 +5,8 @@
 //! HTTP function, or on AWS Lambda. Business rules live in [`domain`] and do no I/O; every
 //! external system has its own module ([`store`], [`wechat`], [`pay`]).
 
+pub mod clock;
+pub mod cloud_files;
 pub mod commerce;
 pub mod config;
 pub mod domain;
@@ -12,9 +14,11 @@ pub mod identity;
 pub mod moderation;
 pub mod outbound;
 pub mod pay;
+pub mod pem;
 pub mod ratelimit;
 pub mod runtime;
-pub mod storage;
+pub mod secret;
+pub mod setup;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;

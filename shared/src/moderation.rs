@@ -20,13 +20,13 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::clock::SharedClock;
+use crate::cloud_files::{Storage, StorageError};
 use crate::domain::moderation::{
     self as rules, CheckState, Decision, MAX_MEDIA, MAX_REASON_CHARS, MAX_TEXT_CHARS, MediaError,
     PostStatus,
 };
-use crate::pay::SharedClock;
 use crate::runtime::ApiError;
-use crate::storage::{Storage, StorageError};
 use crate::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions};
 use crate::wechat::{
     MediaCheckRequest, MediaType, Scene, SubscribeMessage, Suggest, TextCheckRequest, Verdict,
@@ -65,9 +65,7 @@ const SWEEP_BATCH: u64 = 100;
 /// How long a media result waits for the post it belongs to (the post is stored seconds
 /// after the check is submitted; a day is generous).
 const ORPHAN_TTL_SECS: i64 = 86_400;
-/// Default time WeChat gets to deliver an image verdict before a person looks instead
-/// (`WEMINT_MODERATION_TIMEOUT_SECS`).
-pub const DEFAULT_VERDICT_TIMEOUT_SECS: i64 = 1800;
+pub use crate::config::DEFAULT_VERDICT_TIMEOUT_SECS;
 
 /// What one maintenance sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -206,7 +204,7 @@ pub trait ContentCheck: Send + Sync {
 }
 
 /// [`ContentCheck`] through the real client. Images are handed to WeChat as a temporary
-/// download URL from cloud storage ([`crate::storage::Storage`]: CloudBase
+/// download URL from cloud storage ([`crate::cloud_files::Storage`]: CloudBase
 /// `tcb/batchdownloadfile`, or the emulator's signed local URLs).
 #[derive(Clone)]
 pub struct WechatChecks {
@@ -232,30 +230,6 @@ impl WechatChecks {
             storage,
             clock,
         }
-    }
-
-    /// Storage from `config.storage()` (`WEMINT_ENV_ID` for CloudBase, or the emulator's
-    /// `WEMINT_STORAGE_URL` + `WEMINT_STORAGE_SIGNING_KEY`); none when it is not configured.
-    ///
-    /// # Errors
-    /// A malformed storage setting, or the outbound client failing to build.
-    pub fn from_config(
-        config: &crate::config::Config,
-        client: WechatClient,
-        api_base: &str,
-        clock: SharedClock,
-    ) -> Result<Self, crate::runtime::BoxError> {
-        let storage = match config.storage() {
-            Ok(settings) => Some(Storage::from_settings(
-                settings,
-                api_base,
-                Some(Arc::new(client.clone())),
-                crate::outbound::client()?,
-            )?),
-            Err(crate::config::ConfigError::Missing { .. }) => None,
-            Err(e) => return Err(e.into()),
-        };
-        Ok(Self::new(client, storage, clock))
     }
 
     /// A temporary URL for a `cloud://` file id.

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::pay::{SharedClock, SystemClock};
+use crate::clock::{SharedClock, SystemClock};
 use crate::runtime::ApiError;
 use crate::store::{Filter, Store, StoreError, Update, UpdateOptions};
 
@@ -226,7 +226,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pay::FixedClock;
+    use crate::clock::FixedClock;
     use crate::runtime::codes;
     use crate::store::sqlite::SqliteStore;
 

@@ -1,7 +1,7 @@
 //! Logs as JSON lines on stdout (SCF collects stdout), one span per invocation.
 //!
 //! The level filter comes from `WEMINT_LOG` (or `RUST_LOG`), default `info`. Secrets are wrapped
-//! in [`crate::config::Secret`], whose `Debug` is `[redacted]`; request bodies are never logged.
+//! in [`crate::secret::Secret`], whose `Debug` is `[redacted]`; request bodies are never logged.
 
 use tracing_subscriber::EnvFilter;
 

@@ -23,8 +23,8 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::identity::{Caller, TenantMembership, TenantRole, USERS};
-use crate::pay::{SharedClock, SystemClock};
 use crate::runtime::ApiError;
 use crate::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions, new_id};
 
@@ -638,8 +638,8 @@ impl TenantScope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::FixedClock;
     use crate::identity::CallerSource;
-    use crate::pay::FixedClock;
     use crate::store::sqlite::SqliteStore;
 
     async fn setup() -> (Tenancy, Arc<dyn Store>) {

@@ -13,14 +13,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
+use wemint::clock::{Clock, FixedClock};
 use wemint::outbound::{Retry, Sleeper};
+use wemint::pay::FixedNonces;
 use wemint::pay::v3::server::{MerchantIdentity, PlatformSigner};
 use wemint::pay::v3::{
     ApiV3Key, JsapiOrder, MerchantSigner, PayClient, PayClientConfig, PayError,
     PlatformCertificate, RefundOrder, RefundStatus, RefundTarget, RsaSigningKey, TradeState,
     Verifier, VerifyError, VerifyingKey,
 };
-use wemint::pay::{Clock, FixedClock, FixedNonces};
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/");
 const NOW: i64 = 1_767_300_000;

@@ -10,13 +10,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use serde_json::{Value, json};
+use wemint::clock::FixedClock;
 use wemint::outbound::{Retry, Sleeper};
+use wemint::pay::FixedNonces;
 use wemint::pay::v2::{self, ApiV2Key, Params, SignType, UnifiedOrder, V2Client, V2Error};
 use wemint::pay::xpay::{
     self, AppKey, Env, ErrCode, Mode, OrderRef, OrderStatus, RefundRequest, SignData, XpayClient,
     XpayError,
 };
-use wemint::pay::{FixedClock, FixedNonces};
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/");
 

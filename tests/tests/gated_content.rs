@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use wemint::clock::FixedClock;
 use wemint::commerce::{Commerce, CreateInput, PaymentOutcome, WxpayGateway};
 use wemint::domain::content::Content;
 use wemint::domain::order::CartLine;
@@ -21,7 +22,6 @@ use wemint::domain::subscription::Plan;
 use wemint::identity::{
     Caller, CallerSource, SessionClaims, SessionSigner, TenantMembership, TenantRole,
 };
-use wemint::pay::FixedClock;
 use wemint::pay::v3::models::{Payer, TransactionAmount};
 use wemint::pay::v3::{
     JsapiOrder, PayError, Refund, RefundOrder, RequestPaymentParams, TradeState, Transaction,
@@ -720,7 +720,7 @@ async fn media_urls_are_short_lived_and_their_expiry_is_honoured() {
     // The emulator's storage check: good until the expiry, refused from then on, and a
     // moved expiry breaks the signature.
     let check = |expires: i64, now: i64| {
-        wemint::storage::verify_local(
+        wemint::cloud_files::verify_local(
             STORAGE_KEY.as_bytes(),
             &url.1["fileId"],
             expires,
@@ -731,11 +731,11 @@ async fn media_urls_are_short_lived_and_their_expiry_is_honoured() {
     assert_eq!(check(expires_at, expires_at - 1), Ok(()));
     assert_eq!(
         check(expires_at, expires_at),
-        Err(wemint::storage::LocalUrlError::Expired)
+        Err(wemint::cloud_files::LocalUrlError::Expired)
     );
     assert_eq!(
         check(expires_at + 3600, expires_at),
-        Err(wemint::storage::LocalUrlError::BadSignature)
+        Err(wemint::cloud_files::LocalUrlError::BadSignature)
     );
     drop(f);
     // Asking again later gives a fresh URL.

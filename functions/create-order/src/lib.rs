@@ -9,6 +9,7 @@ use wemint::commerce::{Commerce, CreateInput, ListInput, RefundInput, SearchInpu
 use wemint::identity::{Authenticator, Caller};
 use wemint::ratelimit::{Limit, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
+use wemint::setup::Deps;
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "createOrder";
@@ -43,13 +44,11 @@ struct CatalogInput {
 }
 
 async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
-    let auth = Authenticator::from_config(&config)?;
-    let (commerce, _) = wemint::commerce::from_config(&config).await?;
-    let limits = RateLimiter::new(commerce.store().clone()).with_clock(config.clock()?);
+    let deps = Deps::from_config(&config).await?;
     Ok(State {
-        commerce,
-        auth,
-        limits,
+        commerce: deps.commerce(),
+        limits: RateLimiter::new(deps.store).with_clock(deps.clock),
+        auth: deps.auth,
     })
 }
 

@@ -1,8 +1,8 @@
 //! The function's errors and the public codes they map to (`docs/errors.md`).
 
 use http::StatusCode;
+use wemint::cloud_files::StorageError;
 use wemint::runtime::ApiError;
-use wemint::storage::StorageError;
 use wemint::store::StoreError;
 
 /// Public error codes of `gatedContent`.

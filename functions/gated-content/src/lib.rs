@@ -11,7 +11,7 @@
 //! - `subscribeGrant` and the timer: renewal reminders as subscribe messages (see
 //!   the `reminders` module).
 //!
-//! Time comes from one clock ([`wemint::config::Config::clock`]), which follows the
+//! Time comes from one clock ([`wemint::setup::Deps::clock`]), which follows the
 //! emulator's dev clock, so expiry happens at the right instant in development too.
 
 mod access;
@@ -23,15 +23,16 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wemint::config::{Config, ReminderSettings, StorageSettings};
+use wemint::clock::SharedClock;
+use wemint::cloud_files::Storage;
+use wemint::config::{Config, ReminderSettings};
 use wemint::domain::content::{self, Content, ContentKind, MediaUrl};
 use wemint::identity::{Authenticator, Caller};
-use wemint::pay::SharedClock;
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
-use wemint::storage::{Storage, TokenSource};
+use wemint::setup::Deps;
 use wemint::store::{Filter, FindOptions, Store};
 use wemint::tenancy::Tenancy;
-use wemint::wechat::{WechatClient, WechatConfig};
+use wemint::wechat::WechatClient;
 
 use access::{Plans, Scope, Standing, collections as c, subscription_view};
 use error::GatedError;
@@ -68,61 +69,21 @@ impl State {
 /// Builds the state from the configuration. Storage and WeChat are optional: without them
 /// protected media and reminders are unavailable (and say so), everything else works.
 pub async fn init(config: Config) -> Result<State, BoxError> {
-    let store = wemint::commerce::open_store(&config).await?;
-    let clock = config.clock()?;
-    let auth = Authenticator::from_config(&config)?.with_clock(clock.clone());
-    let tenancy = Tenancy::new(store.clone()).with_clock(clock.clone());
-    let wechat = match config.wechat() {
-        Ok(w) => Some(WechatClient::new(
-            WechatConfig::new(w.appid, w.appsecret.expose().clone(), Some(&w.api_base)),
-            store.clone(),
-        )?),
-        Err(wemint::config::ConfigError::Missing { var }) if var == "WECHAT_APPID" => None,
-        Err(e) => return Err(e.into()),
-    };
-    let storage = match config.storage() {
-        Ok(settings @ StorageSettings::Local { .. }) => Some(Storage::from_settings(
-            settings,
-            "",
-            None,
-            wemint::outbound::client()?,
-        )?),
-        Ok(settings @ StorageSettings::Cloudbase { .. }) => match &wechat {
-            Some(client) => {
-                let tokens: Arc<dyn TokenSource> = Arc::new(client.clone());
-                let api_base = config.wechat()?.api_base;
-                Some(Storage::from_settings(
-                    settings,
-                    &api_base,
-                    Some(tokens),
-                    wemint::outbound::client()?,
-                )?)
-            }
-            None => {
-                return Err(
-                    "CloudBase storage (WEMINT_ENV_ID) needs WECHAT_APPID and WECHAT_APPSECRET"
-                        .into(),
-                );
-            }
-        },
-        // Neither mode configured: content without media still works.
-        Err(wemint::config::ConfigError::Missing { var }) if var == "WEMINT_ENV_ID" => None,
-        Err(e) => return Err(e.into()),
-    };
+    let deps = Deps::from_config(&config).await?;
     let reminders = config.renewal_reminders()?;
-    if reminders.is_some() && wechat.is_none() {
+    if reminders.is_some() && deps.wechat.is_none() {
         return Err(
             "renewal reminders (WEMINT_RENEWAL_TEMPLATE_ID) need WECHAT_APPID and WECHAT_APPSECRET"
                 .into(),
         );
     }
     Ok(State {
-        store,
-        clock,
-        auth,
-        tenancy,
-        storage,
-        wechat,
+        tenancy: Tenancy::new(deps.store.clone()).with_clock(deps.clock.clone()),
+        store: deps.store,
+        clock: deps.clock,
+        auth: deps.auth,
+        storage: deps.cloud_files,
+        wechat: deps.wechat,
         reminders,
         media_ttl_secs: DEFAULT_MEDIA_URL_TTL_SECS,
     })

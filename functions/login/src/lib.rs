@@ -15,17 +15,17 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wemint::config::{Config, StoreSettings};
+use wemint::clock::SharedClock;
+use wemint::config::Config;
 use wemint::identity::{
     Authenticator, Caller, DataKey, SessionClaims, TenantMembership, TenantRole, USERS, User,
     UserRole,
 };
-use wemint::pay::SharedClock;
 use wemint::ratelimit::{Limit, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
-use wemint::store::{self, Filter, Store, StoreError, Update, UpdateOptions};
+use wemint::setup::{Deps, required};
+use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
 use wemint::tenancy::{Member, Tenancy, Tenant};
-use wemint::wechat::{WechatClient, WechatConfig};
 
 use wx::CodeKind;
 pub use wx::{CODE_USED, INVALID_CODE, WECHAT_BUSY, WECHAT_RISKY_USER, WechatLogin, WxSession};
@@ -48,7 +48,7 @@ pub struct State {
     store: Arc<dyn Store>,
     wechat: Arc<dyn WechatLogin>,
     auth: Authenticator,
-    data_key: DataKey,
+    data_key: Arc<DataKey>,
     tenancy: Tenancy,
     limits: RateLimiter,
     clock: SharedClock,
@@ -62,7 +62,7 @@ impl State {
         store: Arc<dyn Store>,
         wechat: Arc<dyn WechatLogin>,
         auth: Authenticator,
-        data_key: DataKey,
+        data_key: impl Into<Arc<DataKey>>,
         clock: SharedClock,
     ) -> Self {
         Self {
@@ -71,7 +71,7 @@ impl State {
             auth: auth.with_clock(clock.clone()),
             store,
             wechat,
-            data_key,
+            data_key: data_key.into(),
             clock,
             admins: Vec::new(),
         }
@@ -95,36 +95,19 @@ impl State {
     }
 }
 
-/// The `WEMINT_STORE` URI for `settings`.
-fn store_uri(settings: &StoreSettings) -> String {
-    match settings {
-        StoreSettings::Sqlite { path } => format!("sqlite:{}", path.display()),
-        StoreSettings::SqliteMemory => "sqlite::memory:".to_owned(),
-        StoreSettings::Mongodb { uri } => uri.expose().clone(),
-    }
-}
-
-/// Reads the settings, opens and bootstraps the store, builds the WeChat client.
+/// Builds the state from the deployment's dependencies; login needs the WeChat API and
+/// `WEMINT_DATA_KEY`.
 ///
 /// # Errors
 /// A missing or malformed setting, an unreachable store.
 pub async fn init(config: Config) -> Result<State, BoxError> {
-    let auth = Authenticator::from_config(&config)?;
-    let data_key = DataKey::from_bytes(config.data_key()?.expose())?;
-    let wechat = config.wechat()?;
-    let store = store::open(&store_uri(&config.store()?)).await?;
-    store::bootstrap(store.as_ref()).await?;
-    let client = WechatClient::new(
-        WechatConfig::new(
-            wechat.appid,
-            wechat.appsecret.expose().clone(),
-            Some(&wechat.api_base),
-        ),
-        store.clone(),
-    )?;
-    let clock = wemint::identity::clock(&config)?;
-    Ok(State::new(store, Arc::new(client), auth, data_key, clock)
-        .with_admins(config.admin_openids()))
+    let deps = Deps::from_config(&config).await?;
+    let data_key = required(deps.data_key, "WEMINT_DATA_KEY")?;
+    let wechat = Arc::new(required(deps.wechat, "WECHAT_APPID")?);
+    Ok(
+        State::new(deps.store, wechat, deps.auth, data_key, deps.clock)
+            .with_admins(config.admin_openids()),
+    )
 }
 
 /// The function value `main` runs.

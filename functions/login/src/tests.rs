@@ -4,11 +4,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use serde_json::json;
-use wemint::config::Secret;
+use wemint::clock::FixedClock;
 use wemint::identity::{SessionSigner, session_key};
-use wemint::pay::FixedClock;
 use wemint::runtime::{IdentityInputs, Invocation, Mode, codes};
-use wemint::store::sqlite::SqliteStore;
+use wemint::secret::Secret;
+use wemint::store::{self, sqlite::SqliteStore};
 use wemint::wechat::WechatError;
 
 use super::*;

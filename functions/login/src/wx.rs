@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use http::StatusCode;
-use wemint::config::Secret;
 use wemint::runtime::ApiError;
+use wemint::secret::Secret;
 use wemint::wechat::{ErrCode, WechatClient, WechatError};
 
 /// Public code: the `wx.login` (or phone-number) code is invalid or expired.

@@ -19,6 +19,7 @@ use wemint::pay::v3::{
     Notification, NotifyError, PayClient, SignatureHeaders, VerifyError, notify::failure_reply,
 };
 use wemint::runtime::{ApiError, BoxError, Function, WebhookRequest, WebhookResponse};
+use wemint::setup::Deps;
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "payNotify";
@@ -49,15 +50,14 @@ fn store_failure(err: &CommerceError) -> WebhookResponse {
 }
 
 async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
-    let (commerce, pay) = wemint::commerce::from_config(&config).await?;
-    let pay = pay.ok_or("payNotify needs WeChat Pay: set WECHATPAY_MCHID and its keys")?;
-    let v2_key = config
-        .wechat_pay_v2_key()?
-        .map(|k| ApiV2Key::new(k.expose().clone()));
+    let deps = Deps::from_config(&config).await?;
+    let pay = deps.wechat_pay.clone();
     Ok(State {
-        commerce,
-        pay,
-        v2_key,
+        commerce: deps.commerce(),
+        pay: pay.ok_or("payNotify needs WeChat Pay: set WECHATPAY_MCHID and its keys")?,
+        v2_key: config
+            .wechat_pay_v2_key()?
+            .map(|k| ApiV2Key::new(k.expose().clone())),
         last_download: AtomicI64::new(i64::MIN / 2),
     })
 }

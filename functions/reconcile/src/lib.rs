@@ -12,6 +12,7 @@ use std::sync::Arc;
 use wemint::commerce::Commerce;
 use wemint::identity::Authenticator;
 use wemint::runtime::{ApiError, BoxError, Function};
+use wemint::setup::Deps;
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "reconcile";
@@ -23,9 +24,11 @@ pub struct State {
 }
 
 async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
-    let auth = Authenticator::from_config(&config)?;
-    let (commerce, _) = wemint::commerce::from_config(&config).await?;
-    Ok(State { commerce, auth })
+    let deps = Deps::from_config(&config).await?;
+    Ok(State {
+        commerce: deps.commerce(),
+        auth: deps.auth,
+    })
 }
 
 /// The function value `main` runs; tests build it the same way.

@@ -10,17 +10,14 @@ use std::sync::Arc;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use wemint::clock::SharedClock;
 use wemint::config::Config;
 use wemint::domain::moderation::Decision;
 use wemint::identity::Authenticator;
-use wemint::moderation::{
-    DAILY_QUOTA_EXCEEDED, MediaInput, Moderation, NoticeTemplate, Post, WechatChecks,
-};
-use wemint::pay::SharedClock;
+use wemint::moderation::{DAILY_QUOTA_EXCEEDED, MediaInput, Moderation, NoticeTemplate, Post};
 use wemint::ratelimit::{Limit, RateLimitError, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
-use wemint::store;
-use wemint::wechat::WechatClient;
+use wemint::setup::Deps;
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "ugcUpload";
@@ -69,31 +66,18 @@ impl State {
     }
 }
 
-/// Reads the settings, opens and bootstraps the store, builds the WeChat client.
+/// Builds the state from the deployment's dependencies. The clock follows the emulator's
+/// dev clock, so overdue verdicts can be tried locally by moving time.
 ///
 /// # Errors
 /// A missing or malformed setting, an unreachable store.
 pub async fn init(config: Config) -> Result<State, BoxError> {
-    let auth = Authenticator::from_config(&config)?;
-    let wechat = config.wechat()?;
-    let store = store::open(&config.store()?.uri()).await?;
-    store::bootstrap(store.as_ref()).await?;
-    let client = WechatClient::from_settings(&wechat, store.clone())?;
-    // The configured clock follows the emulator's dev clock, so overdue verdicts can be
-    // tried locally by moving time.
-    let clock: SharedClock = config.clock()?;
-    let moderation = Moderation::new(
-        store,
-        Arc::new(WechatChecks::from_config(
-            &config,
-            client,
-            &wechat.api_base,
-            clock.clone(),
-        )?),
-        clock.clone(),
-    )
-    .with_notice(NoticeTemplate::from_config(&config));
-    Ok(State::new(moderation, auth, clock).with_verdict_timeout(config.moderation_timeout_secs()?))
+    let deps = Deps::from_config(&config).await?;
+    let moderation = deps
+        .moderation()?
+        .with_notice(NoticeTemplate::from_config(&config));
+    Ok(State::new(moderation, deps.auth, deps.clock)
+        .with_verdict_timeout(config.moderation_timeout_secs()?))
 }
 
 /// The function value `main` runs.

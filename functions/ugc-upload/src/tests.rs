@@ -4,11 +4,11 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wemint::config::Secret;
+use wemint::clock::{Clock, FixedClock};
 use wemint::identity::{SessionClaims, SessionSigner};
 use wemint::moderation::{ContentCheck, MediaOutcome};
-use wemint::pay::{Clock, FixedClock};
 use wemint::runtime::{IdentityInputs, Invocation, Mode};
+use wemint::secret::Secret;
 use wemint::store::sqlite::SqliteStore;
 use wemint::store::{self, Store};
 use wemint::wechat::{SubscribeMessage, Suggest, Verdict, WechatError};

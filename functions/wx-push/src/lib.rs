@@ -20,12 +20,13 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use http::{Method, StatusCode};
+use wemint::clock::SharedClock;
 use wemint::commerce::{Commerce, XpayDelivery};
 use wemint::config::Config;
-use wemint::moderation::{Moderation, NoticeTemplate, WechatChecks};
-use wemint::pay::{SharedClock, SystemClock};
+use wemint::moderation::{Moderation, NoticeTemplate};
 use wemint::runtime::{ApiError, BoxError, Function, WebhookRequest, WebhookResponse};
-use wemint::store::{self, Filter, Store, StoreError, Update, UpdateOptions};
+use wemint::setup::{Deps, required};
+use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
 use wemint::wechat::push::receipts;
 use wemint::wechat::{
     EnvVersion, Expiry, LinkRequest, OpenedPush, PushCrypto, PushError, PushKind, PushQuery, Reply,
@@ -125,13 +126,15 @@ impl State {
     }
 }
 
-/// Reads the settings, opens and bootstraps the store, builds the WeChat client.
+/// Builds the state from the push settings and the deployment's dependencies.
 ///
 /// # Errors
 /// A missing or malformed setting, an unreachable store.
 pub async fn init(config: Config) -> Result<State, BoxError> {
     let push = config.wx_push()?;
-    let wechat = config.wechat()?;
+    let deps = Deps::from_config(&config).await?;
+    let wechat = Arc::new(required(deps.wechat.clone(), "WECHAT_APPID")?);
+    let appid = wechat.appid().to_owned();
     // PushCrypto takes the EncodingAESKey text: 43 base64 characters of the 32 bytes.
     let (eak, safe_mode) = match &push.aes_key {
         Some(key) => {
@@ -141,26 +144,14 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
         }
         None => ("A".repeat(43), false),
     };
-    let crypto = PushCrypto::new(push.token.expose(), &eak, &wechat.appid)?;
+    let crypto = PushCrypto::new(push.token.expose(), &eak, &appid)?;
     let oa_crypto = match config.optional("WX_OA_APPID") {
-        Some(appid) => Some(PushCrypto::new(push.token.expose(), &eak, &appid)?),
+        Some(oa_appid) => Some(PushCrypto::new(push.token.expose(), &eak, &oa_appid)?),
         None => None,
     };
-    let store = store::open(&config.store()?.uri()).await?;
-    store::bootstrap(store.as_ref()).await?;
-    let client = WechatClient::from_settings(&wechat, store.clone())?;
-    let clock: SharedClock = Arc::new(SystemClock);
-    let moderation = Moderation::new(
-        store,
-        Arc::new(WechatChecks::from_config(
-            &config,
-            client.clone(),
-            &wechat.api_base,
-            clock.clone(),
-        )?),
-        clock.clone(),
-    )
-    .with_notice(NoticeTemplate::from_config(&config));
+    let moderation = deps
+        .moderation()?
+        .with_notice(NoticeTemplate::from_config(&config));
     let funnel = Funnel {
         path: config
             .optional("WEMINT_FUNNEL_PATH")
@@ -168,16 +159,9 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
         greeting: config
             .optional("WEMINT_FUNNEL_TEXT")
             .unwrap_or_else(|| "欢迎关注！点这里进入小程序：".to_owned()),
-        mini_program_appid: wechat.appid,
+        mini_program_appid: appid,
     };
-    let mut state = State::new(
-        crypto,
-        oa_crypto,
-        moderation,
-        Arc::new(client),
-        funnel,
-        clock,
-    );
+    let mut state = State::new(crypto, oa_crypto, moderation, wechat, funnel, deps.clock);
     state.safe_mode = safe_mode;
     Ok(state)
 }

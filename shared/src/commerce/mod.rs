@@ -24,7 +24,6 @@ mod orders;
 mod reconcile;
 mod refunds;
 mod revoke;
-mod setup;
 mod upgrade;
 
 use std::sync::Arc;
@@ -41,11 +40,10 @@ pub use model::{
 pub use orders::{CreateInput, Created, ListInput, MAX_OPEN_ORDERS, SearchInput};
 pub use reconcile::ReconcileReport;
 pub use refunds::RefundInput;
-pub use setup::{from_config, open_store};
 pub use upgrade::UpgradeRequest;
 
+use crate::clock::SharedClock;
 use crate::identity::{Caller, DataKey};
-use crate::pay::SharedClock;
 use crate::store::Store;
 
 /// How long an unpaid order stays payable by default (`time_expire`).

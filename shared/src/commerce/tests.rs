@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::clock::FixedClock;
 use crate::domain::order::{CartLine, OrderStatus};
 use crate::identity::{CallerSource, TenantMembership, TenantRole};
-use crate::pay::FixedClock;
 use crate::pay::v3::models::{Payer, RefundAmount, TransactionAmount};
 use crate::pay::v3::{
     ApiError as PayApiError, JsapiOrder, PayError, Refund, RefundOrder, RefundStatus,
@@ -1499,7 +1499,7 @@ async fn a_full_refund_takes_back_what_the_order_granted() {
             quantity: i64::from(quantity),
             actual_price: price * i64::from(quantity),
             transaction_id: String::new(),
-            paid_time: crate::pay::Clock::now_unix(w.clock.as_ref()),
+            paid_time: crate::clock::Clock::now_unix(w.clock.as_ref()),
         };
         w.commerce.deliver_xpay(&delivery).await.unwrap();
         (created.order.id, delivery)

@@ -14,8 +14,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DataKey, IdentityError};
-use crate::config::Secret;
 use crate::runtime::ApiError;
+use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 
 /// The collection name.

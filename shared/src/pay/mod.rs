@@ -6,59 +6,15 @@
 //! - [`xpay`]: Mini Program virtual payment signatures, server calls and delivery pushes.
 //! - [`v2`]: the legacy XML API for merchants that have not moved to v3.
 //!
-//! Time and randomness come in through [`Clock`] and [`NonceSource`] so tests are exact.
+//! Time and randomness come in through [`crate::clock::Clock`] and [`NonceSource`] so tests
+//! are exact.
 //! All crypto goes through aws-lc-rs (MD5 only for the legacy v2 sign).
 
 pub mod v2;
 pub mod v3;
 pub mod xpay;
 
-mod pem;
-
-pub use pem::PemError;
-
 use std::sync::Arc;
-
-/// Current Unix time in seconds; injectable so signature windows and cache refreshes are testable.
-pub trait Clock: Send + Sync {
-    /// Seconds since the Unix epoch.
-    fn now_unix(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_unix(&self) -> i64 {
-        time::OffsetDateTime::now_utc().unix_timestamp()
-    }
-}
-
-/// A clock stuck at one instant (tests, vector checks), adjustable through an atomic.
-#[derive(Debug, Default)]
-pub struct FixedClock(std::sync::atomic::AtomicI64);
-
-impl FixedClock {
-    /// A clock reading `unix` seconds.
-    pub fn new(unix: i64) -> Self {
-        Self(std::sync::atomic::AtomicI64::new(unix))
-    }
-    /// Move the clock to `unix` seconds.
-    pub fn set(&self, unix: i64) {
-        self.0.store(unix, std::sync::atomic::Ordering::SeqCst);
-    }
-    /// Move the clock forward by `secs`.
-    pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Clock for FixedClock {
-    fn now_unix(&self) -> i64 {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
 
 /// Produces the random `nonce_str` values of signed requests and payment parameters.
 pub trait NonceSource: Send + Sync {
@@ -124,8 +80,6 @@ impl NonceSource for FixedNonces {
     }
 }
 
-/// Shared handles used by clients.
-pub type SharedClock = Arc<dyn Clock>;
 /// Shared nonce source.
 pub type SharedNonce = Arc<dyn NonceSource>;
 

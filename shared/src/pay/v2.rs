@@ -11,8 +11,9 @@ use aws_lc_rs::hmac;
 use md5::Digest as _;
 use quick_xml::events::{BytesCData, BytesEnd, BytesStart, BytesText, Event};
 
+use crate::clock::SharedClock;
 use crate::outbound::{self, Retry};
-use crate::pay::{SharedClock, SharedNonce};
+use crate::pay::SharedNonce;
 
 /// Default API host.
 pub const DEFAULT_API_BASE: &str = "https://api.mch.weixin.qq.com";
@@ -547,7 +548,7 @@ impl V2Client {
             key,
             sign_type,
             nonce: std::sync::Arc::new(crate::pay::RandomNonce),
-            clock: std::sync::Arc::new(crate::pay::SystemClock),
+            clock: std::sync::Arc::new(crate::clock::SystemClock),
             retry: Retry::default(),
         })
     }

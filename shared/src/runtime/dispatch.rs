@@ -14,7 +14,7 @@ use super::function::{
     CallRequest, Invocation, Service, TimerRequest, WebhookRequest, WebhookResponse,
 };
 use super::identity::{IdentityInputs, PlatformClaims, TrustedGateway, bearer_token, claims};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The reply to one event-style invocation (SCF runtime API, Lambda).
 #[derive(Debug)]

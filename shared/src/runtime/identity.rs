@@ -3,8 +3,21 @@
 //! these into a `Caller`, trusting platform claims only where `WEMINT_TRUST_PLATFORM_IDENTITY`
 //! names the gateway they came through.
 
-use crate::config::Secret;
-pub use crate::identity::{PlatformClaims, TrustedGateway};
+pub use crate::config::TrustedGateway;
+use crate::secret::Secret;
+
+/// Identity a platform gateway attached to the request, with the channel it came through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformClaims {
+    /// The channel: only trusted when it is the configured gateway.
+    pub gateway: TrustedGateway,
+    /// The user's openid under `appid`.
+    pub openid: String,
+    /// The Mini Program's appid.
+    pub appid: String,
+    /// The user's unionid, when the platform gave one.
+    pub unionid: Option<String>,
+}
 
 /// Everything identity-related that came with a callable request.
 #[derive(Clone, Debug, Default)]

@@ -21,8 +21,9 @@ use super::models::{
 use super::notify::{Notification, NotifyError, parse_notification};
 use super::sign::{MerchantSigner, RequestPaymentParams};
 use super::verify::{SignatureHeaders, Verifier, VerifyError, headers};
+use crate::clock::{SharedClock, SystemClock};
 use crate::outbound::{self, Retry};
-use crate::pay::{RandomNonce, SharedClock, SharedNonce, SystemClock};
+use crate::pay::{RandomNonce, SharedNonce};
 
 /// A v3 call failed.
 #[derive(Debug, thiserror::Error)]

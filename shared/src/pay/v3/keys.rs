@@ -9,7 +9,7 @@ use aws_lc_rs::signature::{self, KeyPair as _, ParsedPublicKey, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::pay::pem::{self, PemError};
+use crate::pem::{self, PemError};
 
 /// A key or certificate was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use crate::config::StorageSettings;
+use crate::config::CloudFilesSettings;
 
 /// One temp URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,17 +190,17 @@ impl Storage {
     /// # Errors
     /// CloudBase mode without a token source.
     pub fn from_settings(
-        settings: StorageSettings,
+        settings: CloudFilesSettings,
         wechat_api_base: &str,
         tokens: Option<Arc<dyn TokenSource>>,
         client: reqwest::Client,
     ) -> Result<Self, StorageError> {
         match settings {
-            StorageSettings::Local { url, signing_key } => Ok(Storage::Local {
+            CloudFilesSettings::Local { url, signing_key } => Ok(Storage::Local {
                 url,
                 key: Arc::new(hmac_key(signing_key.expose().as_bytes())),
             }),
-            StorageSettings::Cloudbase { env_id } => Ok(Storage::Cloudbase {
+            CloudFilesSettings::Cloudbase { env_id } => Ok(Storage::Cloudbase {
                 env_id,
                 api_base: wechat_api_base.trim_end_matches('/').to_owned(),
                 tokens: tokens.ok_or_else(|| {
@@ -502,7 +502,7 @@ mod tests {
     async fn cloudbase_asks_batchdownloadfile_and_refreshes_a_rejected_token() {
         let (base, seen) = stand_in().await;
         let storage = Storage::from_settings(
-            StorageSettings::Cloudbase {
+            CloudFilesSettings::Cloudbase {
                 env_id: "prod-env".into(),
             },
             &format!("{base}/"),
@@ -536,7 +536,7 @@ mod tests {
         assert!(err.to_string().contains("STORAGE_FILE_NONEXIST"), "{err}");
         assert!(
             Storage::from_settings(
-                StorageSettings::Cloudbase { env_id: "e".into() },
+                CloudFilesSettings::Cloudbase { env_id: "e".into() },
                 &base,
                 None,
                 reqwest::Client::new()

@@ -1,0 +1,209 @@
+//! One place builds a function's dependencies from its configuration.
+//!
+//! [`Deps::from_config`] opens the store named by `WEMINT_STORE` (and declares its indexes),
+//! builds the deployment's one clock (the dev clock offset included), the authenticator, and
+//! whichever optional clients the configuration names. Every function's `init` starts here,
+//! so the clock, the store and the clients are wired the same way everywhere.
+//!
+//! An optional part is "not used" exactly when its key variable is unset (`WECHAT_APPID`,
+//! `WECHATPAY_MCHID`, `XPAY_APPKEY`, `WEMINT_ENV_ID` / `WEMINT_STORAGE_SIGNING_KEY`,
+//! `WEMINT_DATA_KEY`); a part that is set but incomplete or malformed is an error. A function
+//! that cannot work without a part asks for it with [`required`].
+//!
+//! This module is the top of the crate's layers: it imports the services, nothing imports it.
+
+use std::sync::Arc;
+
+use crate::clock::{self, SharedClock};
+use crate::cloud_files::{Storage, TokenSource};
+use crate::commerce::{Commerce, XpayProvider};
+use crate::config::{CloudFilesSettings, Config, ConfigError, StoreSettings};
+use crate::identity::{Authenticator, DataKey};
+use crate::moderation::{Moderation, WechatChecks};
+use crate::pay::v3::PayClient;
+use crate::runtime::BoxError;
+use crate::store::{self, Store};
+use crate::wechat::WechatClient;
+
+/// What a function's handlers are built from.
+#[derive(Clone)]
+pub struct Deps {
+    /// The store, opened and bootstrapped.
+    pub store: Arc<dyn Store>,
+    /// The deployment's clock: system time plus `WEMINT_DEV_CLOCK_OFFSET_SECS`.
+    pub clock: SharedClock,
+    /// Identifies callers (`WEMINT_SESSION_SECRET`, `WEMINT_TRUST_PLATFORM_IDENTITY`).
+    pub auth: Authenticator,
+    /// The Mini Program's WeChat API client (`WECHAT_*`), sharing the store's token cache.
+    pub wechat: Option<WechatClient>,
+    /// WeChat Pay v3 (`WECHATPAY_*`), on the deployment's clock.
+    pub wechat_pay: Option<Arc<PayClient>>,
+    /// Virtual payment (`XPAY_*`; needs `WECHAT_*` for its server calls).
+    pub xpay: Option<Arc<XpayProvider>>,
+    /// Short-lived URLs for protected files (CloudBase, or the emulator's local storage).
+    pub cloud_files: Option<Storage>,
+    /// Seals stored session_keys (`WEMINT_DATA_KEY`).
+    pub data_key: Option<Arc<DataKey>>,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps")
+            .field("store", &self.store.backend())
+            .field("auth", &self.auth)
+            .field("wechat", &self.wechat.is_some())
+            .field("wechat_pay", &self.wechat_pay.is_some())
+            .field("xpay", &self.xpay.is_some())
+            .field("cloud_files", &self.cloud_files)
+            .field("data_key", &self.data_key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deps {
+    /// Builds everything `config` names.
+    ///
+    /// # Errors
+    /// A required setting missing, any setting malformed, an optional part set but
+    /// incomplete, or the store not opening.
+    pub async fn from_config(config: &Config) -> Result<Deps, BoxError> {
+        let clock = clock::from_offset(config.dev_clock_offset_secs()?);
+        let auth = Authenticator::from_config(config, clock.clone())?;
+        let store = open_store(&config.store()?).await?;
+        let wechat_settings = optional(config.wechat(), "WECHAT_APPID")?;
+        let wechat = match &wechat_settings {
+            Some(settings) => Some(WechatClient::from_settings(settings, store.clone())?),
+            None => None,
+        };
+        let wechat_pay = match optional(config.wechat_pay(), "WECHATPAY_MCHID")? {
+            Some(settings) => Some(Arc::new(
+                PayClient::from_settings(&settings)?.with_clock(clock.clone()),
+            )),
+            None => None,
+        };
+        let xpay = match optional(config.xpay(), "XPAY_APPKEY")? {
+            Some(xpay) => {
+                let (Some(settings), Some(client)) = (&wechat_settings, &wechat) else {
+                    return Err(missing("WECHAT_APPID (virtual payment server calls)").into());
+                };
+                Some(Arc::new(XpayProvider::new(
+                    &settings.api_base,
+                    xpay.appkey.expose(),
+                    xpay.offer_id.clone(),
+                    crate::pay::xpay::Env::from(xpay.env),
+                    Arc::new(client.clone()),
+                )?))
+            }
+            None => None,
+        };
+        let cloud_files = match optional(config.cloud_files(), "WEMINT_ENV_ID")? {
+            Some(settings) => Some(cloud_files(settings, wechat_settings.as_ref(), &wechat)?),
+            None => None,
+        };
+        let data_key = match optional(config.data_key(), "WEMINT_DATA_KEY")? {
+            Some(key) => Some(Arc::new(DataKey::from_bytes(key.expose())?)),
+            None => None,
+        };
+        Ok(Deps {
+            store,
+            clock,
+            auth,
+            wechat,
+            wechat_pay,
+            xpay,
+            cloud_files,
+            data_key,
+        })
+    }
+
+    /// The order service over these dependencies: WeChat Pay and virtual payment when
+    /// configured, stored session_keys opened with the data key.
+    pub fn commerce(&self) -> Commerce {
+        let appid = self
+            .wechat
+            .as_ref()
+            .map(|w| w.appid().to_owned())
+            .unwrap_or_default();
+        let mut commerce = Commerce::new(self.store.clone(), appid, self.clock.clone());
+        if let Some(pay) = &self.wechat_pay {
+            commerce = commerce.with_wxpay(pay.clone());
+        }
+        if let Some(xpay) = &self.xpay {
+            commerce = commerce.with_xpay(xpay.clone());
+        }
+        if let Some(key) = &self.data_key {
+            commerce = commerce.with_data_key(key.clone());
+        }
+        commerce
+    }
+
+    /// Content moderation through the WeChat API (images reach WeChat as cloud file URLs).
+    ///
+    /// # Errors
+    /// `WECHAT_APPID` missing: moderation cannot work without the WeChat API.
+    pub fn moderation(&self) -> Result<Moderation, ConfigError> {
+        let wechat = required(self.wechat.clone(), "WECHAT_APPID")?;
+        let checks = WechatChecks::new(wechat, self.cloud_files.clone(), self.clock.clone());
+        Ok(Moderation::new(
+            self.store.clone(),
+            Arc::new(checks),
+            self.clock.clone(),
+        ))
+    }
+}
+
+/// Opens the store `settings` name and declares the collections' indexes.
+///
+/// # Errors
+/// The store does not open or its indexes cannot be declared.
+pub async fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, BoxError> {
+    let store = store::open(&settings.uri()).await?;
+    store::bootstrap(store.as_ref()).await?;
+    Ok(store)
+}
+
+/// A part a function cannot work without.
+///
+/// # Errors
+/// `ConfigError::Missing` naming `var` (the part's key variable) when the part is absent.
+pub fn required<T>(part: Option<T>, var: &str) -> Result<T, ConfigError> {
+    part.ok_or_else(|| missing(var))
+}
+
+fn missing(var: &str) -> ConfigError {
+    ConfigError::Missing {
+        var: var.to_owned(),
+    }
+}
+
+/// A section whose key variable `key` is unset is "not used"; any other problem is an error.
+fn optional<T>(section: Result<T, ConfigError>, key: &str) -> Result<Option<T>, ConfigError> {
+    match section {
+        Ok(v) => Ok(Some(v)),
+        Err(ConfigError::Missing { var }) if var == key => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Cloud files: the emulator's local storage signs offline; CloudBase needs the WeChat API.
+fn cloud_files(
+    settings: CloudFilesSettings,
+    wechat_settings: Option<&crate::config::WechatSettings>,
+    wechat: &Option<WechatClient>,
+) -> Result<Storage, BoxError> {
+    let tokens = wechat
+        .clone()
+        .map(|client| Arc::new(client) as Arc<dyn TokenSource>);
+    if matches!(settings, CloudFilesSettings::Cloudbase { .. }) && tokens.is_none() {
+        return Err(
+            "CloudBase storage (WEMINT_ENV_ID) needs WECHAT_APPID and WECHAT_APPSECRET".into(),
+        );
+    }
+    let api_base = wechat_settings.map(|w| w.api_base.as_str()).unwrap_or("");
+    Ok(Storage::from_settings(
+        settings,
+        api_base,
+        tokens,
+        crate::outbound::client()?,
+    )?)
+}
