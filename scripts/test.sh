@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, API docs, the function binaries, every test in the
-# workspace.
+# The test command: formatting, module layers, lints, API docs, the function binaries, every
+# test in the workspace.
 # Uses cargo-nextest when installed (plus doctests through cargo test), else cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,9 @@ step() { printf '\n==> [%s] %s\n' "$(( $(date +%s) - started ))s" "$*"; }
 
 step "fmt"
 cargo fmt --all -- --check
+
+step "module layers (no import cycle between wemint's top-level modules)"
+scripts/check-modules.sh
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
