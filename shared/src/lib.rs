@@ -3,7 +3,12 @@
 //! Each function binary is thin: it builds its handler from this crate and hands it to
 //! [`runtime`], which decides at start whether it runs under the SCF custom runtime, as an
 //! HTTP function, or on AWS Lambda. Business rules live in [`domain`] and do no I/O; every
-//! external system has its own module ([`store`], [`wechat`], [`pay`]).
+//! external system has its own module ([`store`], [`wechat`], [`pay`], [`cloud_files`]).
+//!
+//! Layers: [`clock`], [`secret`] and [`pem`] import nothing from the crate; [`config`] imports
+//! only them; [`setup`] is the top, building each function's dependencies from the
+//! configuration. No two top-level modules import each other, directly or through others
+//! (`scripts/check-modules.sh` checks it).
 
 pub mod clock;
 pub mod cloud_files;

@@ -207,3 +207,103 @@ fn cloud_files(
         crate::outbound::client()?,
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock as _;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn config(extra: &[(&str, &str)]) -> Config {
+        let mut vars = vec![
+            ("WEMINT_STORE", "sqlite::memory:"),
+            ("WEMINT_SESSION_SECRET", SECRET),
+        ];
+        vars.extend_from_slice(extra);
+        Config::from_vars(vars)
+    }
+
+    async fn error(extra: &[(&str, &str)]) -> String {
+        Deps::from_config(&config(extra))
+            .await
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn every_part_runs_on_the_configured_clock() {
+        let real = clock::SystemClock.now_unix();
+        let deps = Deps::from_config(&config(&[("WEMINT_DEV_CLOCK_OFFSET_SECS", "86400")]))
+            .await
+            .unwrap();
+        let shifted = |now: i64| (real + 86_400..real + 86_405).contains(&now);
+        assert!(shifted(deps.clock.now_unix()));
+        assert!(shifted(deps.auth.now()));
+        assert!(shifted(deps.commerce().now()));
+        assert!(deps.wechat.is_none() && deps.wechat_pay.is_none() && deps.xpay.is_none());
+        assert!(deps.cloud_files.is_none() && deps.data_key.is_none());
+        assert!(
+            error(&[("WEMINT_DEV_CLOCK_OFFSET_SECS", "1d")])
+                .await
+                .contains("WEMINT_DEV_CLOCK_OFFSET_SECS")
+        );
+    }
+
+    #[tokio::test]
+    async fn optional_parts_are_absent_only_when_their_key_is_unset() {
+        let wechat = [
+            ("WECHAT_APPID", "wx1234567890abcdef"),
+            ("WECHAT_APPSECRET", "appsecret"),
+        ];
+        let deps = Deps::from_config(&config(&wechat)).await.unwrap();
+        assert_eq!(deps.wechat.as_ref().unwrap().appid(), "wx1234567890abcdef");
+        // Half a section is an error, not "not used".
+        assert!(
+            error(&[("WECHAT_APPID", "wx1")])
+                .await
+                .contains("WECHAT_APPSECRET")
+        );
+        assert!(
+            error(&[("XPAY_APPKEY", "k"), ("XPAY_OFFER_ID", "1")])
+                .await
+                .contains("WECHAT_APPID")
+        );
+        assert!(
+            error(&[("XPAY_APPKEY", "k")])
+                .await
+                .contains("XPAY_OFFER_ID")
+        );
+        assert!(
+            error(&[("WEMINT_ENV_ID", "env-1")])
+                .await
+                .contains("WECHAT_APPID")
+        );
+        let local = Deps::from_config(&config(&[
+            ("WEMINT_STORAGE_SIGNING_KEY", "key"),
+            ("WEMINT_STORAGE_URL", "http://127.0.0.1:9/storage"),
+        ]))
+        .await
+        .unwrap();
+        assert!(matches!(local.cloud_files, Some(Storage::Local { .. })));
+        let mut with_cloudbase = wechat.to_vec();
+        with_cloudbase.push(("WEMINT_ENV_ID", "env-1"));
+        let cloud = Deps::from_config(&config(&with_cloudbase)).await.unwrap();
+        assert!(matches!(cloud.cloud_files, Some(Storage::Cloudbase { .. })));
+        assert!(cloud.moderation().is_ok());
+        assert_eq!(
+            local.moderation().unwrap_err().to_string(),
+            "environment variable WECHAT_APPID is not set"
+        );
+    }
+
+    #[tokio::test]
+    async fn store_and_authenticator_are_required() {
+        let no_store = Config::from_vars([("WEMINT_SESSION_SECRET", SECRET)]);
+        let err = Deps::from_config(&no_store).await.unwrap_err().to_string();
+        assert!(err.contains("WEMINT_STORE"), "{err}");
+        let no_secret = Config::from_vars([("WEMINT_STORE", "sqlite::memory:")]);
+        let err = Deps::from_config(&no_secret).await.unwrap_err().to_string();
+        assert!(err.contains("WEMINT_SESSION_SECRET"), "{err}");
+    }
+}
