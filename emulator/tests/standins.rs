@@ -204,11 +204,11 @@ async fn notifications_retry_on_the_compressed_schedule_and_verify() {
         suite.keys.openid_for("bob"),
     );
     client.jsapi_prepay(&order).await.unwrap();
-    wemint_emulator::wechat_pay::pay(&suite, "WM20261123B0001")
+    wemint_emulator::standins::wechat_pay::pay(&suite, "WM20261123B0001")
         .await
         .expect("pays once");
     assert!(
-        wemint_emulator::wechat_pay::pay(&suite, "WM20261123B0001")
+        wemint_emulator::standins::wechat_pay::pay(&suite, "WM20261123B0001")
             .await
             .is_err(),
         "a paid order cannot be paid again"
@@ -329,7 +329,7 @@ async fn wechat_codes_tokens_and_checks() {
     );
     assert!(t1["expires_in"].as_i64().unwrap() > 7000);
     assert_eq!(
-        wemint_emulator::wechat_api::counter(&suite, "stable_token").await,
+        wemint_emulator::standins::wechat_api::counter(&suite, "stable_token").await,
         2
     );
     let token = t1["access_token"].as_str().unwrap();
@@ -566,7 +566,7 @@ async fn the_wechat_client_works_against_the_stand_in() {
     assert_eq!(phone.pure_phone_number, "13912345678");
     // One stable_token fetch served every call: the client caches it in the store.
     assert_eq!(
-        wemint_emulator::wechat_api::counter(&suite, "stable_token").await,
+        wemint_emulator::standins::wechat_api::counter(&suite, "stable_token").await,
         1
     );
 
