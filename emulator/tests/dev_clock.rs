@@ -170,6 +170,8 @@ async fn one_day_then_31_days_later_both_purchases_are_paid_and_time_follows_the
     // --- +1 day ---------------------------------------------------------------------------
     let moved = advance(&client, DAY).await;
     assert_eq!(moved["offsetSecs"], DAY, "{moved}");
+    // A day later the session has expired on the dev clock: the Mini Program logs in again.
+    let (token, _) = client.login("alice").await.expect("login a day later");
     buy_and_pay(&client, &token, MUG, "wxpay", "/dev/requestPayment").await;
     let bought_at = suite.clock.now();
     buy_and_pay(
@@ -225,6 +227,7 @@ async fn one_day_then_31_days_later_both_purchases_are_paid_and_time_follows_the
 
     // --- +31 days -------------------------------------------------------------------------
     advance(&client, 31 * DAY).await;
+    let (token, _) = client.login("alice").await.expect("login 31 days later");
     // The period ended a day ago on the dev clock: past due (3 days), no longer active, and
     // no reminder for a period that ended while the clock jumped.
     let m = membership(&client, &token).await;

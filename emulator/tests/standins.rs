@@ -701,3 +701,86 @@ async fn virtual_payment_and_the_xpay_client() {
     assert_eq!(after.left_fee, 0);
     suite.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_hooks_fail_or_delay_the_next_calls_then_the_stand_ins_answer_again() {
+    use wemint::wechat::{ErrCode, WechatClient, WechatConfig};
+    use wemint_emulator::standins::faults::{Fault, System};
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite(&dir, 0.001).await;
+    let base = suite.base_url();
+    let k = &suite.keys;
+    let wechat = WechatClient::new(
+        WechatConfig::new(&k.appid, &k.appsecret, Some(&base)),
+        Arc::clone(&suite.store),
+    )
+    .unwrap();
+    let code = || async {
+        post(&format!("{base}/dev/login"), json!({"user": "erin"})).await["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // WeChat API: the next two code2Session calls answer errcode 40226, set over HTTP.
+    let set = post(
+        &format!("{base}/dev/faults"),
+        json!({"system": "wechatApi", "path": "/sns/jscode2session", "count": 2,
+            "errcode": 40226, "message": "high risk user"}),
+    )
+    .await;
+    assert_eq!(set["faults"][0]["count"], 2, "{set}");
+    for _ in 0..2 {
+        let err = wechat.code2session(&code().await).await.unwrap_err();
+        assert_eq!(err.errcode().map(ErrCode::code), Some(40226), "{err}");
+    }
+    let session = wechat.code2session(&code().await).await.unwrap();
+    assert_eq!(session.openid, k.openid_for("erin"));
+    assert!(get(&format!("{base}/dev/faults")).await["faults"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // WeChat Pay: one signed 500 SYSTEM_ERROR (the client verifies it), then a delayed answer.
+    let pay = pay_client(
+        &suite,
+        &suite.keys.merchant_private_der(),
+        "https://example.com/payNotify",
+    );
+    let order = JsapiOrder::new(
+        &suite.keys.appid,
+        "陶瓷马克杯",
+        "WM20261123F0001",
+        9800,
+        suite.keys.openid_for("erin"),
+    );
+    suite.faults.inject(
+        Fault::next(System::WechatPay, 1)
+            .on("/v3/pay/transactions/jsapi")
+            .code("SYSTEM_ERROR", "系统错误"),
+    );
+    match pay.jsapi_prepay(&order).await {
+        Err(PayError::Api(e)) => assert_eq!((e.status, e.code.as_str()), (500, "SYSTEM_ERROR")),
+        other => panic!("expected SYSTEM_ERROR, got {other:?}"),
+    }
+    suite
+        .faults
+        .inject(Fault::next(System::WechatPay, 1).delay_ms(300));
+    let started = Instant::now();
+    let prepay = pay.jsapi_prepay(&order).await.expect("answered after the delay");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(prepay.prepay_id.starts_with("wx"));
+
+    // Cleared faults no longer apply.
+    suite
+        .faults
+        .inject(Fault::next(System::WechatApi, 5).errcode(-1, "system error"));
+    let cleared = reqwest::Client::new()
+        .delete(format!("{base}/dev/faults"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), StatusCode::OK);
+    assert!(wechat.code2session(&code().await).await.is_ok());
+    suite.shutdown().await;
+}
