@@ -258,6 +258,9 @@ async fn scf_tenants_are_isolated_and_seats_are_limited() {
     .await;
     let bob = token_of(&globex);
 
+    // Members are listed oldest first (`joinedAt`, seconds): carol joins a second after alice,
+    // so the order does not hang on how the store breaks a tie between two openids.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let invited = call(
         &f,
         json!({"action": "invite", "openid": o_carol, "role": "member", "token": alice}),
