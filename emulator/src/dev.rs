@@ -324,7 +324,9 @@ async fn request_payment(suite: &Suite, req: &Request, params: &Value) -> Respon
             &json!({"errMsg": "requestPayment:fail prepay_id expired"}),
         );
     }
-    pay_reply(crate::standins::wechat_pay::pay(suite, order["_id"].as_str().unwrap_or_default()).await)
+    pay_reply(
+        crate::standins::wechat_pay::pay(suite, order["_id"].as_str().unwrap_or_default()).await,
+    )
 }
 
 fn faults_reply(suite: &Suite) -> Response {

@@ -395,4 +395,3 @@ fn load_moderation(root: &Path) -> Result<Moderation, SuiteError> {
         Err(e) => Err(io_err("cannot read", &path, e)),
     }
 }
-

@@ -142,9 +142,15 @@ mod tests {
         assert_eq!(minute.period_of(120), 2);
         let daily = TIMERS[3];
         // 2025-11-24 01:59:59 UTC is before 10:00 in China, 02:00:00 UTC is at it.
-        assert_eq!(daily.period_of(1_763_949_599) + 1, daily.period_of(1_763_949_600));
+        assert_eq!(
+            daily.period_of(1_763_949_599) + 1,
+            daily.period_of(1_763_949_600)
+        );
         // A jump of 31 days moves the daily trigger by 31 periods; it fires once.
-        assert_eq!(daily.period_of(86_400 * 40) - daily.period_of(86_400 * 9), 31);
+        assert_eq!(
+            daily.period_of(86_400 * 40) - daily.period_of(86_400 * 9),
+            31
+        );
         assert_eq!(
             event("every-minute", 1_763_949_600)["Time"],
             "2025-11-24T02:00:00Z"

@@ -152,7 +152,10 @@ async fn one_day_then_31_days_later_both_purchases_are_paid_and_time_follows_the
     options.extra_env = [
         ("WEMINT_RENEWAL_TEMPLATE_ID", TEMPLATE),
         ("WEMINT_RENEWAL_REMIND_DAYS", "30"),
-        ("WEMINT_RENEWAL_TEMPLATE_FIELDS", "thing1=plan,time2=periodEnd"),
+        (
+            "WEMINT_RENEWAL_TEMPLATE_FIELDS",
+            "thing1=plan,time2=periodEnd",
+        ),
     ]
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .to_vec();
@@ -199,7 +202,9 @@ async fn one_day_then_31_days_later_both_purchases_are_paid_and_time_follows_the
     let m = membership(&client, &token).await;
     assert_eq!(m["subscription"]["plan"], "vip", "{m}");
     assert_eq!(m["subscription"]["state"], "active", "{m}");
-    let first_end = m["subscription"]["periodEndAt"].as_i64().expect("period end");
+    let first_end = m["subscription"]["periodEndAt"]
+        .as_i64()
+        .expect("period end");
     assert!(
         (first_end - (bought_at + 30 * DAY)).abs() < 120,
         "period end {first_end} is 30 days after the dev-clock purchase {bought_at}: {m}"

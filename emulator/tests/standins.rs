@@ -736,10 +736,12 @@ async fn fault_hooks_fail_or_delay_the_next_calls_then_the_stand_ins_answer_agai
     }
     let session = wechat.code2session(&code().await).await.unwrap();
     assert_eq!(session.openid, k.openid_for("erin"));
-    assert!(get(&format!("{base}/dev/faults")).await["faults"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(
+        get(&format!("{base}/dev/faults")).await["faults"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     // WeChat Pay: one signed 500 SYSTEM_ERROR (the client verifies it), then a delayed answer.
     let pay = pay_client(
@@ -767,7 +769,10 @@ async fn fault_hooks_fail_or_delay_the_next_calls_then_the_stand_ins_answer_agai
         .faults
         .inject(Fault::next(System::WechatPay, 1).delay_ms(300));
     let started = Instant::now();
-    let prepay = pay.jsapi_prepay(&order).await.expect("answered after the delay");
+    let prepay = pay
+        .jsapi_prepay(&order)
+        .await
+        .expect("answered after the delay");
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(prepay.prepay_id.starts_with("wx"));
 

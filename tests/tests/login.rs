@@ -127,7 +127,12 @@ async fn scf_new_and_returning_user_bad_codes_and_no_plain_session_key_on_disk()
     assert_eq!(ids.len(), 2, "{ids:?}");
     assert!(ids.contains(&alice.as_str()) && ids.contains(&bob.as_str()));
     let alice_doc = users.iter().find(|u| u["_id"] == alice.as_str()).unwrap();
-    assert!(alice_doc["sessionKey"].as_str().unwrap().starts_with("gcm1:"));
+    assert!(
+        alice_doc["sessionKey"]
+            .as_str()
+            .unwrap()
+            .starts_with("gcm1:")
+    );
     drop(store);
 
     // The session keys are nowhere in the database files, neither as text nor as bytes.
@@ -266,7 +271,11 @@ async fn scf_tenants_are_isolated_and_seats_are_limited() {
         json!({"action": "invite", "openid": o_carol, "role": "member", "token": alice}),
     )
     .await;
-    assert_eq!(invited["data"]["member"]["openid"], o_carol.as_str(), "{invited}");
+    assert_eq!(
+        invited["data"]["member"]["openid"],
+        o_carol.as_str(),
+        "{invited}"
+    );
 
     // Cross-tenant read refused: bob names Acme in the data (ignored) or switches to it (refused).
     let bobs = call(
@@ -290,7 +299,10 @@ async fn scf_tenants_are_isolated_and_seats_are_limited() {
         json!({"action": "invite", "openid": o_dave, "role": "member", "token": bob, "tenantId": acme_id}),
     )
     .await;
-    assert_eq!(invite_into_acme["data"]["member"]["openid"], o_dave.as_str());
+    assert_eq!(
+        invite_into_acme["data"]["member"]["openid"],
+        o_dave.as_str()
+    );
     let alices = call(&f, json!({"action": "members", "token": alice})).await;
     let openids: Vec<&str> = alices["data"]["members"]
         .as_array()
@@ -371,7 +383,10 @@ async fn http_mode_login_bearer_rate_limit_and_trusted_headers() {
     let r = http(
         Method::POST,
         &f.url("/me"),
-        &[("x-wx-openid", erin.as_str()), ("x-wx-appid", appid.as_str())],
+        &[
+            ("x-wx-openid", erin.as_str()),
+            ("x-wx-appid", appid.as_str()),
+        ],
         "{}",
     )
     .await;
@@ -428,7 +443,10 @@ async fn http_mode_login_bearer_rate_limit_and_trusted_headers() {
     let r = http(
         Method::POST,
         &run.url("/me"),
-        &[("x-wx-openid", erin.as_str()), ("x-wx-appid", appid.as_str())],
+        &[
+            ("x-wx-openid", erin.as_str()),
+            ("x-wx-appid", appid.as_str()),
+        ],
         "{}",
     )
     .await;

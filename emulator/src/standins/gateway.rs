@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use crate::functions::InvokeError;
 use crate::http::{Request, Response};
 use crate::keys::{ALNUM, random_from};
-use crate::scf::Outcome;
 use crate::router::dev_user;
+use crate::scf::Outcome;
 use crate::suite::Suite;
 
 fn envelope_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
@@ -162,7 +162,11 @@ pub async fn caller_openid(
         });
     }
     if let Some(code) = data["code"].as_str() {
-        match suite.store.get(crate::standins::wechat_api::CODES, code).await {
+        match suite
+            .store
+            .get(crate::standins::wechat_api::CODES, code)
+            .await
+        {
             Ok(Some(doc)) => {
                 if let Some(openid) = doc["openid"].as_str() {
                     return Ok(openid.to_owned());
