@@ -93,6 +93,19 @@ async fn buy_and_pay(client: &Client, token: &str, sku: &str, channel: &str, pat
     until_paid(client, token, created["order"]["id"].as_str().unwrap()).await;
 }
 
+/// The step after each clock move: a mug (WeChat Pay) and a VIP month (virtual payment).
+async fn buy_both(client: &Client, token: &str) {
+    buy_and_pay(client, token, MUG, "wxpay", "/dev/requestPayment").await;
+    buy_and_pay(
+        client,
+        token,
+        "vip-monthly",
+        "xpay",
+        "/dev/requestVirtualPayment",
+    )
+    .await;
+}
+
 async fn stock(suite: &Suite) -> i64 {
     let product = suite.store.get("products", MUG).await.unwrap().unwrap();
     product["stock"].as_i64().unwrap()
@@ -135,6 +148,19 @@ fn cst(unix: i64) -> String {
     )
 }
 
+/// Alice accepts the reminder template once more (one credit).
+async fn grant(client: &Client, token: &str) -> Value {
+    client
+        .call(
+            "alice",
+            Some(token),
+            "gatedContent",
+            json!({"action": "subscribeGrant", "templateIds": [TEMPLATE]}),
+        )
+        .await
+        .unwrap()
+}
+
 async fn run_timers(client: &Client) -> Value {
     let (status, reply) = client
         .post("alice", "/dev/timers/run", &json!({}), None)
@@ -175,16 +201,8 @@ async fn one_day_then_31_days_later_both_purchases_are_paid_and_time_follows_the
     assert_eq!(moved["offsetSecs"], DAY, "{moved}");
     // A day later the session has expired on the dev clock: the Mini Program logs in again.
     let (token, _) = client.login("alice").await.expect("login a day later");
-    buy_and_pay(&client, &token, MUG, "wxpay", "/dev/requestPayment").await;
     let bought_at = suite.clock.now();
-    buy_and_pay(
-        &client,
-        &token,
-        "vip-monthly",
-        "xpay",
-        "/dev/requestVirtualPayment",
-    )
-    .await;
+    buy_both(&client, &token).await;
     // reconcile ran on the dev clock's minutes: the abandoned order expired a day ago, so it
     // is closed and its mug is back on sale (the mug bought since still counts).
     until("reconcile to close the expired order", || async {
@@ -210,15 +228,7 @@ async fn one_day_then_31_days_later_both_purchases_are_paid_and_time_follows_the
         "period end {first_end} is 30 days after the dev-clock purchase {bought_at}: {m}"
     );
     // Its end is within the 30-day window on the dev clock: the reminder goes out.
-    let grant = client
-        .call(
-            "alice",
-            Some(&token),
-            "gatedContent",
-            json!({"action": "subscribeGrant", "templateIds": [TEMPLATE]}),
-        )
-        .await
-        .unwrap();
+    let grant = grant(&client, &token).await;
     assert!(grant["grants"][0]["credits"].as_i64() >= Some(1), "{grant}");
     let fired = run_timers(&client).await;
     assert_eq!(fired["gatedContent"]["ok"], true, "{fired}");
@@ -248,30 +258,14 @@ async fn one_day_then_31_days_later_both_purchases_are_paid_and_time_follows_the
     run_timers(&client).await;
     assert_eq!(reminders(&suite).await.len(), 1);
 
-    buy_and_pay(&client, &token, MUG, "wxpay", "/dev/requestPayment").await;
-    buy_and_pay(
-        &client,
-        &token,
-        "vip-monthly",
-        "xpay",
-        "/dev/requestVirtualPayment",
-    )
-    .await;
+    buy_both(&client, &token).await;
     // Bought while past due: the new period starts at the old end, so no paid day is lost.
     let m = membership(&client, &token).await;
     assert_eq!(m["subscription"]["state"], "active", "{m}");
     let second_end = m["subscription"]["periodEndAt"].as_i64().unwrap();
     assert_eq!(second_end, first_end + 30 * DAY, "{m}");
     // 29 days left on the dev clock: the new period end is reminded once.
-    client
-        .call(
-            "alice",
-            Some(&token),
-            "gatedContent",
-            json!({"action": "subscribeGrant", "templateIds": [TEMPLATE]}),
-        )
-        .await
-        .unwrap();
+    grant(&client, &token).await;
     run_timers(&client).await;
     let sent = until("the second renewal reminder", || async {
         let sent = reminders(&suite).await;

@@ -58,22 +58,28 @@ fn pay_client(suite: &Suite, merchant_key_der: &[u8], notify_url: &str) -> PayCl
     .with_retry(wemint::outbound::Retry::none())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pay_client_round_trip_and_bad_signatures_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let suite = suite(&dir, 0.001).await;
+/// A merchant client with the suite's keys and a mug order `no` for dev user `user`.
+fn mug_order(suite: &Suite, no: &str, user: &str) -> (PayClient, JsapiOrder) {
     let client = pay_client(
-        &suite,
+        suite,
         &suite.keys.merchant_private_der(),
         "https://example.com/payNotify",
     );
     let order = JsapiOrder::new(
         &suite.keys.appid,
         "陶瓷马克杯",
-        "WM20261123A0001",
+        no,
         9800,
-        suite.keys.openid_for("alice"),
+        suite.keys.openid_for(user),
     );
+    (client, order)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_client_round_trip_and_bad_signatures_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite(&dir, 0.001).await;
+    let (client, order) = mug_order(&suite, "WM20261123A0001", "alice");
     // The client verifies our response signature (public-key mode) or fails.
     let prepay = client
         .jsapi_prepay(&order)
@@ -744,18 +750,7 @@ async fn fault_hooks_fail_or_delay_the_next_calls_then_the_stand_ins_answer_agai
     );
 
     // WeChat Pay: one signed 500 SYSTEM_ERROR (the client verifies it), then a delayed answer.
-    let pay = pay_client(
-        &suite,
-        &suite.keys.merchant_private_der(),
-        "https://example.com/payNotify",
-    );
-    let order = JsapiOrder::new(
-        &suite.keys.appid,
-        "陶瓷马克杯",
-        "WM20261123F0001",
-        9800,
-        suite.keys.openid_for("erin"),
-    );
+    let (pay, order) = mug_order(&suite, "WM20261123F0001", "erin");
     suite.faults.inject(
         Fault::next(System::WechatPay, 1)
             .on("/v3/pay/transactions/jsapi")
