@@ -228,8 +228,11 @@ async fn one_day_then_31_days_later_both_purchases_are_paid_and_time_follows_the
         "period end {first_end} is 30 days after the dev-clock purchase {bought_at}: {m}"
     );
     // Its end is within the 30-day window on the dev clock: the reminder goes out.
-    let grant = grant(&client, &token).await;
-    assert!(grant["grants"][0]["credits"].as_i64() >= Some(1), "{grant}");
+    let granted = grant(&client, &token).await;
+    assert!(
+        granted["grants"][0]["credits"].as_i64() >= Some(1),
+        "{granted}"
+    );
     let fired = run_timers(&client).await;
     assert_eq!(fired["gatedContent"]["ok"], true, "{fired}");
     let sent = until("the first renewal reminder", || async {
