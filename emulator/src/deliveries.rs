@@ -263,7 +263,7 @@ async fn attempt(suite: &Suite, doc: Value) {
         let _ = suite
             .store
             .update_one(
-                crate::wechat_api::XPAY_ORDERS,
+                crate::standins::wechat_api::XPAY_ORDERS,
                 &Filter::id(doc["ref"].as_str().unwrap_or_default()).and(Filter::eq("status", 2)),
                 &Update::new()
                     .set("status", 4)
@@ -325,7 +325,7 @@ async fn send(suite: &Suite, kind: DeliveryKind, doc: &Value) -> Outcome {
             let created_at = doc["createdAt"]
                 .as_i64()
                 .unwrap_or_else(|| suite.clock.now());
-            let signed = match crate::wechat_pay::notification(
+            let signed = match crate::standins::wechat_pay::notification(
                 suite, notify_id, payload, created_at,
             )
             .await

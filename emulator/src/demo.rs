@@ -97,7 +97,8 @@ impl Client {
         })
     }
 
-    async fn post(
+    /// POSTs `body` to `path` as the dev `user`: (HTTP status, JSON reply).
+    pub async fn post(
         &self,
         user: &str,
         path: &str,
@@ -342,12 +343,7 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         async {
             client.login("admin").await?;
             let (_, promoted) = client
-                .post(
-                    "admin",
-                    "/console/api/action",
-                    &json!({"action": "promoteAdmin"}),
-                    None,
-                )
+                .post("admin", "/dev/admin/promote", &json!({}), None)
                 .await?;
             if promoted["ok"] != json!(true) {
                 return Err(format!("cannot mark admin: {promoted}"));

@@ -13,13 +13,14 @@ use tokio::sync::Mutex;
 use crate::scf::{Outcome, ScfInstance, StartOptions};
 
 /// Deployed name → crate (binary) name.
-pub const FUNCTIONS: [(&str, &str); 6] = [
+pub const FUNCTIONS: [(&str, &str); 7] = [
     ("login", "login"),
     ("createOrder", "create-order"),
     ("payNotify", "pay-notify"),
     ("gatedContent", "gated-content"),
     ("ugcUpload", "ugc-upload"),
     ("wxPush", "wx-push"),
+    ("reconcile", "reconcile"),
 ];
 
 /// Time limit per invocation announced to the functions.
@@ -28,9 +29,9 @@ pub const TIME_LIMIT_MS: u64 = 15_000;
 /// Why an invocation did not reach a function.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
-    /// Not one of the six functions.
+    /// Not one of the seven functions.
     #[error(
-        "no function named `{0}` (known: login, createOrder, payNotify, gatedContent, ugcUpload, wxPush)"
+        "no function named `{0}` (known: login, createOrder, payNotify, gatedContent, ugcUpload, wxPush, reconcile)"
     )]
     Unknown(String),
     /// The binary is not there.

@@ -147,7 +147,7 @@ async fn up(args: &Args) -> Result<(), String> {
     let alice = suite.keys.openid_for("alice");
     for (name, _) in FUNCTIONS {
         let started = std::time::Instant::now();
-        let result = wemint_emulator::gateway::call(
+        let result = wemint_emulator::standins::gateway::call(
             &suite,
             &alice,
             name,

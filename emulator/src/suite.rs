@@ -1,20 +1,15 @@
-//! The running suite: keys, store, clock and the stand-ins behind one 127.0.0.1 listener.
-//!
-//! Routes (one port):
-//! - WeChat API stand-in: `/sns/*`, `/cgi-bin/*`, `/wxa/*`, `/xpay/*` ([`crate::wechat_api`])
-//! - WeChat Pay stand-in: `/v3/*` ([`crate::wechat_pay`])
-//! - CloudBase gateway: `/tcb/callFunction`, `/payNotify`, `/wxPush` ([`crate::gateway`])
-//! - storage: `/tcb/uploadFile`, `/storage/*` ([`crate::storage`])
-//! - dev controls: `/dev/*` (login codes, client-side payments, clock, failures)
-//! - console: `/` and `/console/api/*` ([`crate::console`])
+//! The suite's state: options, keys, store, dev clock, fault hooks and function pool, and its
+//! life cycle (start, environment, clock moves, shutdown). Requests are dispatched by
+//! [`crate::router`]; the stand-ins are in [`crate::standins`], the dev controls in
+//! [`crate::dev`], the timers in [`crate::timers`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use wemint::pay::v3::server::{MerchantIdentity, PlatformSigner};
@@ -24,9 +19,10 @@ use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
 use crate::clock::{CLOCK_OFFSET_VAR, Clock};
 use crate::deliveries;
 use crate::functions::Functions;
-use crate::http::{Request, Response};
+use crate::http::Response;
 use crate::keys::{DevKeys, KeysError};
 use crate::seed::{DEMO_SEED, SeedError, SeedFile};
+use crate::standins::faults::Faults;
 
 /// How to run the suite.
 #[derive(Debug, Clone)]
@@ -49,6 +45,10 @@ pub struct SuiteOptions {
     pub bin_dir: Option<PathBuf>,
     /// Start the functions (off for stand-in-only tests).
     pub run_functions: bool,
+    /// Fire the functions' timers on the dev clock ([`crate::timers`]).
+    pub run_timers: bool,
+    /// Extra variables for the functions (added after the suite's own, so they win).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl SuiteOptions {
@@ -64,6 +64,20 @@ impl SuiteOptions {
             seed_demo: true,
             bin_dir: None,
             run_functions: true,
+            run_timers: true,
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// Only the stand-ins, for tests that run the functions themselves: any free port, no
+    /// functions, no timers, no demo catalog.
+    pub fn standins_only(root: impl Into<PathBuf>) -> Self {
+        SuiteOptions {
+            port: 0,
+            seed_demo: false,
+            run_functions: false,
+            run_timers: false,
+            ..SuiteOptions::new(root)
         }
     }
 
@@ -147,6 +161,10 @@ pub struct Suite {
     pub deliveries_wake: Notify,
     /// The function instances.
     pub functions: Functions,
+    /// Fault hooks of the stand-ins.
+    pub faults: Faults,
+    /// Wakes the timer loop (the dev clock moved).
+    pub timers_wake: Notify,
     moderation: RwLock<Moderation>,
     addr: OnceLock<SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -211,6 +229,8 @@ impl Suite {
             pay,
             deliveries_wake: Notify::new(),
             functions,
+            faults: Faults::default(),
+            timers_wake: Notify::new(),
             moderation: RwLock::new(moderation),
             addr: OnceLock::new(),
             shutdown,
@@ -224,11 +244,14 @@ impl Suite {
             listener,
             move |req| {
                 let suite = Arc::clone(&router);
-                async move { route(&suite, req).await }
+                async move { crate::router::route(&suite, req).await }
             },
             suite.shutdown_signal(),
         ));
         tokio::spawn(deliveries::run(Arc::clone(&suite)));
+        if suite.options.run_timers && suite.options.run_functions {
+            tokio::spawn(crate::timers::run(Arc::clone(&suite)));
+        }
         Ok(suite)
     }
 
@@ -244,7 +267,7 @@ impl Suite {
         }
         let seed = SeedFile::parse(DEMO_SEED.as_bytes())?;
         seed.import(&self.store).await?;
-        crate::storage::write_demo_media(self).map_err(SuiteError::Io)?;
+        crate::standins::cloud_storage::write_demo_media(self).map_err(SuiteError::Io)?;
         Ok(())
     }
 
@@ -319,10 +342,12 @@ impl Suite {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(self.options.extra_env.iter().cloned())
         .collect()
     }
 
-    /// Moves the dev clock forward, persists it, and restarts the functions so they pick it up.
+    /// Moves the dev clock forward, persists it, restarts the functions so they pick it up,
+    /// and wakes the timers (the minutes that passed fire them).
     pub async fn advance_clock(&self, secs: i64) -> Result<i64, StoreError> {
         let offset = self.clock.advance(secs);
         self.store
@@ -334,6 +359,7 @@ impl Suite {
             )
             .await?;
         self.functions.stop_all().await;
+        self.timers_wake.notify_one();
         Ok(offset)
     }
 }
@@ -368,275 +394,4 @@ fn load_moderation(root: &Path) -> Result<Moderation, SuiteError> {
         }
         Err(e) => Err(io_err("cannot read", &path, e)),
     }
-}
-
-/// The dev user a request acts for: `X-Wemint-Dev-User`, default `alice`.
-pub fn dev_user(req: &Request) -> String {
-    req.header("x-wemint-dev-user")
-        .map(str::trim)
-        .filter(|u| !u.is_empty() && u.len() <= 64)
-        .unwrap_or("alice")
-        .to_owned()
-}
-
-/// Dispatches a request.
-pub async fn route(suite: &Suite, req: Request) -> Response {
-    if let Some(r) = crate::wechat_api::handle(suite, &req).await {
-        return r;
-    }
-    if let Some(r) = crate::wechat_pay::handle(suite, &req).await {
-        return r;
-    }
-    if let Some(r) = crate::gateway::handle(suite, &req).await {
-        return r;
-    }
-    if let Some(r) = crate::storage::handle(suite, &req).await {
-        return r;
-    }
-    if let Some(r) = dev(suite, &req).await {
-        return r;
-    }
-    if let Some(r) = crate::console::handle(suite, &req).await {
-        return r;
-    }
-    Response::not_found(&req.path)
-}
-
-fn bad_request(code: &str, message: &str) -> Response {
-    Response::json(
-        StatusCode::BAD_REQUEST,
-        &json!({"code": code, "message": message}),
-    )
-}
-
-async fn dev(suite: &Suite, req: &Request) -> Option<Response> {
-    if !req.path.starts_with("/dev/") {
-        return None;
-    }
-    let body: Value = if req.body.is_empty() {
-        json!({})
-    } else {
-        match req.json() {
-            Ok(v) => v,
-            Err(e) => return Some(bad_request("BAD_JSON", &e.to_string())),
-        }
-    };
-    let response = match (&req.method, req.path.as_str()) {
-        (&Method::POST, "/dev/login") => {
-            // `openid` is accepted as the user name too (the Mini Program's e2e test sends it).
-            let user = body["user"]
-                .as_str()
-                .or(body["openid"].as_str())
-                .map(str::to_owned)
-                .unwrap_or_else(|| dev_user(req));
-            match crate::wechat_api::mint_code(suite, &user).await {
-                Ok(v) => Response::json(StatusCode::OK, &v),
-                Err(r) => r,
-            }
-        }
-        (&Method::POST, "/dev/phoneCode") => {
-            let user = body["user"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| dev_user(req));
-            match crate::wechat_api::mint_phone_code(
-                suite,
-                &user,
-                body["phone"].as_str().unwrap_or("13800138000"),
-            )
-            .await
-            {
-                Ok(v) => Response::json(StatusCode::OK, &v),
-                Err(r) => r,
-            }
-        }
-        (&Method::POST, "/dev/requestPayment") => request_payment(suite, req, &body).await,
-        (&Method::POST, "/dev/requestVirtualPayment") => {
-            crate::wechat_api::request_virtual_payment(
-                suite,
-                known_user(suite, req).as_deref(),
-                &body,
-            )
-            .await
-        }
-        (&Method::POST, "/dev/pay") => {
-            // `{channel, params}`: the payment createOrder returned, as the client submits it.
-            let params = &body["params"];
-            let reply = match body["channel"].as_str() {
-                Some("wxpay") => request_payment(suite, req, params).await,
-                Some("xpay") => {
-                    crate::wechat_api::request_virtual_payment(
-                        suite,
-                        known_user(suite, req).as_deref(),
-                        params,
-                    )
-                    .await
-                }
-                _ => return Some(bad_request("BAD_CHANNEL", "channel must be wxpay or xpay")),
-            };
-            wrap_client_reply(reply)
-        }
-        (&Method::POST, path) if path.starts_with("/dev/pay/") => {
-            let no = crate::http::decode_segment(&path["/dev/pay/".len()..]);
-            pay_reply(crate::wechat_pay::pay(suite, &no).await)
-        }
-        (&Method::POST, "/dev/clock/advance") => {
-            let secs = body["secs"].as_i64().unwrap_or(0);
-            if secs <= 0 {
-                bad_request("BAD_SECS", "secs must be a positive number of seconds")
-            } else {
-                match suite.advance_clock(secs).await {
-                    Ok(offset) => Response::json(
-                        StatusCode::OK,
-                        &json!({"offsetSecs": offset, "now": suite.clock.now()}),
-                    ),
-                    Err(e) => internal(e),
-                }
-            }
-        }
-        (&Method::POST, "/dev/deliveries/failNext") => {
-            let n = body["count"].as_i64().unwrap_or(1).clamp(1, 100);
-            match deliveries::fail_next(suite, n).await {
-                Ok(left) => Response::json(StatusCode::OK, &json!({"failNext": left})),
-                Err(e) => internal(e),
-            }
-        }
-        (&Method::GET, "/dev/env") => {
-            let env: serde_json::Map<String, Value> = suite
-                .function_env()
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect();
-            Response::json(StatusCode::OK, &env)
-        }
-        (&Method::GET, "/dev/stats") => Response::json(
-            StatusCode::OK,
-            &json!({
-                "stableTokenFetches": crate::wechat_api::counter(suite, "stable_token").await,
-                "clockOffsetSecs": suite.clock.offset(), "now": suite.clock.now(),
-                "functions": suite.functions.status().await,
-            }),
-        ),
-        (&Method::GET, "/dev/deliveries") => {
-            let filter = match req.param("ref") {
-                Some(r) => Filter::eq("ref", r),
-                None => Filter::all_of([]),
-            };
-            let options = wemint::store::FindOptions::new()
-                .sort_desc("createdAt")
-                .limit(50);
-            match suite
-                .store
-                .find(deliveries::DELIVERIES, &filter, &options)
-                .await
-            {
-                Ok(docs) => Response::json(StatusCode::OK, &docs),
-                Err(e) => internal(e),
-            }
-        }
-        (&Method::GET, "/dev/whoami") => {
-            let user = dev_user(req);
-            Response::json(
-                StatusCode::OK,
-                &json!({"user": user, "openid": suite.keys.openid_for(&user), "appid": suite.keys.appid}),
-            )
-        }
-        _ => Response::not_found(&req.path),
-    };
-    Some(response)
-}
-
-/// The paying user when the client says who it is: `X-Wemint-Dev-User`, or a session token.
-fn known_user(suite: &Suite, req: &Request) -> Option<String> {
-    if req.header("x-wemint-dev-user").is_some() {
-        return Some(suite.keys.openid_for(&dev_user(req)));
-    }
-    let token = req.header("authorization")?.strip_prefix("Bearer ")?;
-    crate::storage::token_subject(suite, token).ok()
-}
-
-/// A client-side payment reply as an envelope (`/dev/pay`).
-fn wrap_client_reply(reply: Response) -> Response {
-    let body = reply.body_json().unwrap_or(Value::Null);
-    let envelope = if reply.status.is_success() {
-        json!({"ok": true, "data": body})
-    } else {
-        json!({"ok": false, "error": {"code": "PAYMENT_FAILED", "message": body["errMsg"].as_str().unwrap_or("payment failed")}})
-    };
-    Response::json(reply.status, &envelope)
-}
-
-fn pay_reply(result: Result<Value, crate::wechat_pay::PayError>) -> Response {
-    use crate::wechat_pay::PayError;
-    match result {
-        Ok(t) => Response::json(
-            StatusCode::OK,
-            &json!({"errMsg": "requestPayment:ok", "transaction": t}),
-        ),
-        Err(PayError::NotFound(m)) => Response::json(
-            StatusCode::NOT_FOUND,
-            &json!({"errMsg": format!("requestPayment:fail order {m} not found")}),
-        ),
-        Err(e @ PayError::NotPayable(..)) => Response::json(
-            StatusCode::CONFLICT,
-            &json!({"errMsg": format!("requestPayment:fail {e}")}),
-        ),
-        Err(PayError::Store(e)) => internal(e),
-    }
-}
-
-/// The client half of `wx.requestPayment`: checks `paySign` with the merchant public key over
-/// `appId\ntimeStamp\nnonceStr\npackage\n` as WeChat does, then pays the order.
-async fn request_payment(suite: &Suite, req: &Request, params: &Value) -> Response {
-    use base64::Engine;
-    let s = |k: &str| params[k].as_str().unwrap_or_default().to_owned();
-    if s("signType") != "RSA" {
-        return Response::json(
-            StatusCode::BAD_REQUEST,
-            &json!({"errMsg": "requestPayment:fail signType must be RSA"}),
-        );
-    }
-    let message = wemint::pay::v3::sign::pay_sign_message(
-        &suite.keys.appid,
-        &s("timeStamp"),
-        &s("nonceStr"),
-        &s("package"),
-    );
-    let sig = base64::engine::general_purpose::STANDARD
-        .decode(s("paySign"))
-        .unwrap_or_default();
-    if !suite.pay.merchant_key.verify(message.as_bytes(), &sig) {
-        return Response::json(
-            StatusCode::BAD_REQUEST,
-            &json!({"errMsg": "requestPayment:fail paySign error"}),
-        );
-    }
-    let order = match crate::wechat_pay::order_for_prepay(suite, &s("package")).await {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            return Response::json(
-                StatusCode::NOT_FOUND,
-                &json!({"errMsg": "requestPayment:fail prepay_id not found"}),
-            );
-        }
-        Err(e) => return internal(e),
-    };
-    if known_user(suite, req)
-        .is_some_and(|openid| order["openid"].as_str() != Some(openid.as_str()))
-    {
-        return Response::json(
-            StatusCode::FORBIDDEN,
-            &json!({"errMsg": "requestPayment:fail the order belongs to another user"}),
-        );
-    }
-    if order["prepayAt"]
-        .as_i64()
-        .is_some_and(|t| t + 7200 < suite.clock.now())
-    {
-        return Response::json(
-            StatusCode::BAD_REQUEST,
-            &json!({"errMsg": "requestPayment:fail prepay_id expired"}),
-        );
-    }
-    pay_reply(crate::wechat_pay::pay(suite, order["_id"].as_str().unwrap_or_default()).await)
 }

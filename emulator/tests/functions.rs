@@ -1,5 +1,5 @@
 //! The suite with the real function binaries (build them first: `cargo build -p login
-//! -p create-order -p pay-notify -p gated-content -p ugc-upload -p wx-push`; they are found
+//! -p create-order -p pay-notify -p gated-content -p ugc-upload -p wx-push -p reconcile`; they are found
 //! next to the test binary's target directory, or in `WEMINT_BIN_DIR`).
 //!
 //! Killing payNotify in the middle of a delivery: WeChat Pay's retry reaches a restarted
@@ -153,7 +153,7 @@ async fn killing_pay_notify_mid_delivery_retries_and_the_order_is_paid_once() {
         None,
         json!({"url": format!("{}/payNotify", suite.base_url()), "eventType": "TRANSACTION.SUCCESS", "summary": "支付成功",
             "originalType": "transaction",
-            "resource": wemint_emulator::wechat_pay::transaction(&suite.store.get(wemint_emulator::wechat_pay::PAY_ORDERS, &out_trade_no).await.unwrap().unwrap())}),
+            "resource": wemint_emulator::standins::wechat_pay::transaction(&suite.store.get(wemint_emulator::standins::wechat_pay::PAY_ORDERS, &out_trade_no).await.unwrap().unwrap())}),
         0,
     )
     .await

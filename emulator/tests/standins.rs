@@ -58,22 +58,28 @@ fn pay_client(suite: &Suite, merchant_key_der: &[u8], notify_url: &str) -> PayCl
     .with_retry(wemint::outbound::Retry::none())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pay_client_round_trip_and_bad_signatures_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let suite = suite(&dir, 0.001).await;
+/// A merchant client with the suite's keys and a mug order `no` for dev user `user`.
+fn mug_order(suite: &Suite, no: &str, user: &str) -> (PayClient, JsapiOrder) {
     let client = pay_client(
-        &suite,
+        suite,
         &suite.keys.merchant_private_der(),
         "https://example.com/payNotify",
     );
     let order = JsapiOrder::new(
         &suite.keys.appid,
         "陶瓷马克杯",
-        "WM20261123A0001",
+        no,
         9800,
-        suite.keys.openid_for("alice"),
+        suite.keys.openid_for(user),
     );
+    (client, order)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_client_round_trip_and_bad_signatures_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite(&dir, 0.001).await;
+    let (client, order) = mug_order(&suite, "WM20261123A0001", "alice");
     // The client verifies our response signature (public-key mode) or fails.
     let prepay = client
         .jsapi_prepay(&order)
@@ -204,11 +210,11 @@ async fn notifications_retry_on_the_compressed_schedule_and_verify() {
         suite.keys.openid_for("bob"),
     );
     client.jsapi_prepay(&order).await.unwrap();
-    wemint_emulator::wechat_pay::pay(&suite, "WM20261123B0001")
+    wemint_emulator::standins::wechat_pay::pay(&suite, "WM20261123B0001")
         .await
         .expect("pays once");
     assert!(
-        wemint_emulator::wechat_pay::pay(&suite, "WM20261123B0001")
+        wemint_emulator::standins::wechat_pay::pay(&suite, "WM20261123B0001")
             .await
             .is_err(),
         "a paid order cannot be paid again"
@@ -329,7 +335,7 @@ async fn wechat_codes_tokens_and_checks() {
     );
     assert!(t1["expires_in"].as_i64().unwrap() > 7000);
     assert_eq!(
-        wemint_emulator::wechat_api::counter(&suite, "stable_token").await,
+        wemint_emulator::standins::wechat_api::counter(&suite, "stable_token").await,
         2
     );
     let token = t1["access_token"].as_str().unwrap();
@@ -566,7 +572,7 @@ async fn the_wechat_client_works_against_the_stand_in() {
     assert_eq!(phone.pure_phone_number, "13912345678");
     // One stable_token fetch served every call: the client caches it in the store.
     assert_eq!(
-        wemint_emulator::wechat_api::counter(&suite, "stable_token").await,
+        wemint_emulator::standins::wechat_api::counter(&suite, "stable_token").await,
         1
     );
 
@@ -699,5 +705,82 @@ async fn virtual_payment_and_the_xpay_client() {
         .unwrap();
     assert_eq!(after.status(), OrderStatus::Refunded);
     assert_eq!(after.left_fee, 0);
+    suite.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_hooks_fail_or_delay_the_next_calls_then_the_stand_ins_answer_again() {
+    use wemint::wechat::{ErrCode, WechatClient, WechatConfig};
+    use wemint_emulator::standins::faults::{Fault, System};
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite(&dir, 0.001).await;
+    let base = suite.base_url();
+    let k = &suite.keys;
+    let wechat = WechatClient::new(
+        WechatConfig::new(&k.appid, &k.appsecret, Some(&base)),
+        Arc::clone(&suite.store),
+    )
+    .unwrap();
+    let code = || async {
+        post(&format!("{base}/dev/login"), json!({"user": "erin"})).await["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // WeChat API: the next two code2Session calls answer errcode 40226, set over HTTP.
+    let set = post(
+        &format!("{base}/dev/faults"),
+        json!({"system": "wechatApi", "path": "/sns/jscode2session", "count": 2,
+            "errcode": 40226, "message": "high risk user"}),
+    )
+    .await;
+    assert_eq!(set["faults"][0]["count"], 2, "{set}");
+    for _ in 0..2 {
+        let err = wechat.code2session(&code().await).await.unwrap_err();
+        assert_eq!(err.errcode().map(ErrCode::code), Some(40226), "{err}");
+    }
+    let session = wechat.code2session(&code().await).await.unwrap();
+    assert_eq!(session.openid, k.openid_for("erin"));
+    assert!(
+        get(&format!("{base}/dev/faults")).await["faults"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // WeChat Pay: one signed 500 SYSTEM_ERROR (the client verifies it), then a delayed answer.
+    let (pay, order) = mug_order(&suite, "WM20261123F0001", "erin");
+    suite.faults.inject(
+        Fault::next(System::WechatPay, 1)
+            .on("/v3/pay/transactions/jsapi")
+            .code("SYSTEM_ERROR", "系统错误"),
+    );
+    match pay.jsapi_prepay(&order).await {
+        Err(PayError::Api(e)) => assert_eq!((e.status, e.code.as_str()), (500, "SYSTEM_ERROR")),
+        other => panic!("expected SYSTEM_ERROR, got {other:?}"),
+    }
+    suite
+        .faults
+        .inject(Fault::next(System::WechatPay, 1).delay_ms(300));
+    let started = Instant::now();
+    let prepay = pay
+        .jsapi_prepay(&order)
+        .await
+        .expect("answered after the delay");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(prepay.prepay_id.starts_with("wx"));
+
+    // Cleared faults no longer apply.
+    suite
+        .faults
+        .inject(Fault::next(System::WechatApi, 5).errcode(-1, "system error"));
+    let cleared = reqwest::Client::new()
+        .delete(format!("{base}/dev/faults"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), StatusCode::OK);
+    assert!(wechat.code2session(&code().await).await.is_ok());
     suite.shutdown().await;
 }

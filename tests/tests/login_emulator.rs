@@ -5,8 +5,8 @@ mod login_support;
 
 use serde_json::{Value, json};
 use wemint_e2e::{RuntimeApi, ScfInstance, StartOptions};
+use wemint_emulator::standins::wechat_api::mint_code;
 use wemint_emulator::suite::{Suite, SuiteOptions};
-use wemint_emulator::wechat_api::mint_code;
 
 async fn code(suite: &Suite, user: &str) -> (String, String) {
     let Ok(minted) = mint_code(suite, user).await else {

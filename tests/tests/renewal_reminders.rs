@@ -7,8 +7,8 @@ mod login_support;
 use serde_json::{Value, json};
 use wemint::store::{Filter, FindOptions, Store};
 use wemint_e2e::{ScfInstance, fire_timer, start_scf};
+use wemint_emulator::standins::wechat_api::MESSAGES;
 use wemint_emulator::suite::{Suite, SuiteOptions};
-use wemint_emulator::wechat_api::MESSAGES;
 
 const DAY: i64 = 86_400;
 const TEMPLATE: &str = "tmpl-renewal-e2e";

@@ -1,164 +1,110 @@
-//! Support for the `login` end-to-end tests: a minimal local stand-in for
-//! `api.weixin.qq.com` (code2Session, stable_token, phone number) and the function's
-//! environment over a SQLite file the tests can inspect.
+//! Support for the `login` end-to-end tests: the emulator's WeChat stand-in
+//! (`wemint_emulator`, code2Session, stable_token, phone number, with its fault hooks) and the
+//! function's environment over a SQLite file the tests can inspect.
 
 #![allow(unreachable_pub, dead_code)]
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use http::StatusCode;
-use serde_json::{Value, json};
-use wemint_e2e::StandIn;
-use wemint_emulator::http::{Request, Response};
+use wemint::store::{Filter, FindOptions};
+use wemint_emulator::standins::faults::{Fault, System};
+use wemint_emulator::standins::wechat_api::{self, SESSIONS};
+use wemint_emulator::suite::{Suite, SuiteOptions};
 
-pub const APPID: &str = "wxe2elogin0000001";
-pub const APPSECRET: &str = "e2e-login-app-secret";
 pub const SESSION_SECRET: &str = "e2e-login-session-secret-0123456789";
 /// base64 of 32 bytes.
 pub const DATA_KEY: &str = "bG9naW4tZTJlLWRhdGEta2V5LTAxMjM0NTY3ODlhYmM=";
 pub const PHONE: &str = "+8613800138000";
 
-#[derive(Default)]
-struct Book {
-    /// Issued codes: code → openid.
-    codes: HashMap<String, String>,
-    used: HashSet<String>,
-    /// Every session_key handed out.
-    session_keys: Vec<String>,
-    phone_codes: HashSet<String>,
-    calls: u64,
-}
-
-/// The WeChat stand-in: codes are minted by the test ([`WechatStandIn::code_for`]) and work
-/// once, like real `wx.login` codes. `risky` answers 40226, `busy` answers -1, anything else
-/// 40029.
-#[derive(Clone)]
-pub struct WechatStandIn {
-    server: Arc<StandIn>,
-    book: Arc<Mutex<Book>>,
-}
-
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The emulator's WeChat stand-in, alone (no functions). Codes are minted for dev users
+/// ([`WechatStandIn::code_for`]) and work once, like real `wx.login` codes; a dev user's
+/// openid is [`WechatStandIn::openid`]. Failures come from the fault hooks.
+#[derive(Clone)]
+pub struct WechatStandIn {
+    suite: Arc<Suite>,
+    _dir: Arc<DbDir>,
+}
+
 impl WechatStandIn {
-    /// Starts listening on a free local port (served on the current tokio runtime).
+    /// Starts the stand-ins on a free local port (served on the current tokio runtime).
     pub async fn start() -> Self {
-        let book = Arc::new(Mutex::new(Book::default()));
-        let server = StandIn::serving(book.clone(), handle).await;
+        let dir = DbDir::new("wechat");
+        let suite = Suite::start(SuiteOptions::standins_only(dir.dir.join(".wemint")))
+            .await
+            .expect("the WeChat stand-in starts");
         Self {
-            server: Arc::new(server),
-            book,
+            suite,
+            _dir: Arc::new(dir),
         }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn base(&self) -> String {
-        self.server.base()
+        self.suite.base_url()
     }
 
-    /// A fresh single-use login code for `openid`.
-    pub fn code_for(&self, openid: &str) -> String {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let code = format!("code-{n}-{}", openid.len());
-        self.book
-            .lock()
-            .unwrap()
-            .codes
-            .insert(code.clone(), openid.to_owned());
-        code
+    /// The Mini Program's AppID the stand-in accepts.
+    pub fn appid(&self) -> String {
+        self.suite.keys.appid.clone()
     }
 
-    /// A fresh single-use phone-number code.
-    pub fn phone_code(&self) -> String {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let code = format!("phone-{n}");
-        self.book.lock().unwrap().phone_codes.insert(code.clone());
-        code
+    /// The openid of dev user `user`.
+    pub fn openid(&self, user: &str) -> String {
+        self.suite.keys.openid_for(user)
+    }
+
+    /// The unionid of dev user `user`.
+    pub fn unionid(&self, user: &str) -> String {
+        self.suite.keys.unionid_for(user)
+    }
+
+    /// A fresh single-use login code for dev user `user`.
+    pub async fn code_for(&self, user: &str) -> String {
+        let minted = wechat_api::mint_code(&self.suite, user)
+            .await
+            .unwrap_or_else(|_| panic!("no code for {user}"));
+        minted["code"].as_str().unwrap().to_owned()
+    }
+
+    /// A fresh single-use phone-number code for dev user `user` ([`PHONE`]).
+    pub async fn phone_code(&self, user: &str) -> String {
+        let minted = wechat_api::mint_phone_code(&self.suite, user, PHONE)
+            .await
+            .unwrap_or_else(|_| panic!("no phone code for {user}"));
+        minted["code"].as_str().unwrap().to_owned()
+    }
+
+    /// The next `count` code2Session calls answer WeChat `errcode`.
+    pub fn fail_logins(&self, count: u32, errcode: i64, errmsg: &str) {
+        self.suite.faults.inject(
+            Fault::next(System::WechatApi, count)
+                .on("/sns/jscode2session")
+                .errcode(errcode, errmsg),
+        );
+    }
+
+    /// Drops the faults not used up.
+    pub fn clear_faults(&self) {
+        self.suite.faults.clear();
     }
 
     /// Every session_key handed out so far.
-    pub fn session_keys(&self) -> Vec<String> {
-        self.book.lock().unwrap().session_keys.clone()
-    }
-
-    /// Number of requests served.
-    pub fn calls(&self) -> u64 {
-        self.book.lock().unwrap().calls
-    }
-}
-
-fn reply(value: &Value) -> Response {
-    Response::json(StatusCode::OK, value)
-}
-
-fn err(code: i64, msg: &str) -> Response {
-    reply(&json!({"errcode": code, "errmsg": format!("{msg} rid: 6565aa-e2e")}))
-}
-
-fn handle(book: &Mutex<Book>, req: &Request) -> Response {
-    book.lock().unwrap().calls += 1;
-    let path = req.path.clone();
-    let q: HashMap<String, String> = req.params().into_iter().collect();
-    let body: Value = req.json().unwrap_or(Value::Null);
-    match path.as_str() {
-        "/sns/jscode2session" => {
-            if q.get("appid").map(String::as_str) != Some(APPID)
-                || q.get("secret").map(String::as_str) != Some(APPSECRET)
-                || q.get("grant_type").map(String::as_str) != Some("authorization_code")
-            {
-                return err(40125, "invalid appsecret");
-            }
-            let code = q.get("js_code").cloned().unwrap_or_default();
-            match code.as_str() {
-                "risky" => return err(40226, "high risk user"),
-                "busy" => return err(-1, "system error"),
-                _ => {}
-            }
-            let mut b = book.lock().unwrap();
-            let Some(openid) = b.codes.get(&code).cloned() else {
-                return err(40029, "invalid code");
-            };
-            if !b.used.insert(code.clone()) {
-                return err(40163, "code been used");
-            }
-            let mut raw = [0u8; 16];
-            for (i, byte) in raw.iter_mut().enumerate() {
-                *byte =
-                    u8::try_from((COUNTER.fetch_add(7, Ordering::SeqCst) + i as u64 * 31) % 251)
-                        .unwrap_or(0);
-            }
-            let session_key = BASE64.encode(raw);
-            b.session_keys.push(session_key.clone());
-            reply(&json!({
-                "openid": openid,
-                "session_key": session_key,
-                "unionid": format!("union-{openid}"),
-            }))
-        }
-        "/cgi-bin/stable_token" => {
-            if body["appid"] != json!(APPID) || body["secret"] != json!(APPSECRET) {
-                return err(40125, "invalid appsecret");
-            }
-            reply(&json!({"access_token": "e2e-access-token", "expires_in": 7200}))
-        }
-        "/wxa/business/getuserphonenumber" => {
-            if q.get("access_token").map(String::as_str) != Some("e2e-access-token") {
-                return err(40001, "invalid credential");
-            }
-            let code = body["code"].as_str().unwrap_or_default().to_owned();
-            if !book.lock().unwrap().phone_codes.remove(&code) {
-                return err(40029, "invalid code");
-            }
-            reply(&json!({"errcode": 0, "errmsg": "ok", "phone_info": {
-                "phoneNumber": PHONE, "purePhoneNumber": "13800138000", "countryCode": "86",
-                "watermark": {"timestamp": 1_700_000_000, "appid": APPID}}}))
-        }
-        _ => Response::not_found(&path),
+    pub async fn session_keys(&self) -> Vec<String> {
+        let sessions = self
+            .suite
+            .store
+            .find(SESSIONS, &Filter::All, &FindOptions::new())
+            .await
+            .expect("stand-in sessions");
+        sessions
+            .iter()
+            .flat_map(|s| s["issuedKeys"].as_array().cloned().unwrap_or_default())
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect()
     }
 }
 
@@ -209,8 +155,11 @@ pub fn env(wechat: &WechatStandIn, db: &DbDir, trust: Option<&str>) -> Vec<(Stri
             SESSION_SECRET.to_owned(),
         ),
         ("WEMINT_DATA_KEY".to_owned(), DATA_KEY.to_owned()),
-        ("WECHAT_APPID".to_owned(), APPID.to_owned()),
-        ("WECHAT_APPSECRET".to_owned(), APPSECRET.to_owned()),
+        ("WECHAT_APPID".to_owned(), wechat.appid()),
+        (
+            "WECHAT_APPSECRET".to_owned(),
+            wechat.suite.keys.appsecret.clone(),
+        ),
         ("WECHAT_API_BASE".to_owned(), wechat.base()),
         ("WEMINT_LOG".to_owned(), "warn".to_owned()),
     ];

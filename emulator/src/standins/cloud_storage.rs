@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use wemint::identity::SessionSigner;
 
 use crate::http::{Request, Response};
-use crate::suite::{Suite, dev_user};
+use crate::router::dev_user;
+use crate::suite::Suite;
 
 /// Default temp URL lifetime (CloudBase's default is two hours).
 pub const DEFAULT_MAX_AGE_SECS: i64 = 7200;

@@ -273,6 +273,7 @@ async fn code2session(suite: &Suite, req: &Request) -> Response {
             &Update::new()
                 .set("user", user.clone())
                 .set("sessionKey", session_key.clone())
+                .push("issuedKeys", session_key.clone())
                 .set("updatedAt", now),
             UpdateOptions::upsert(),
         )

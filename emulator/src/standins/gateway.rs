@@ -20,8 +20,9 @@ use serde_json::{Value, json};
 use crate::functions::InvokeError;
 use crate::http::{Request, Response};
 use crate::keys::{ALNUM, random_from};
+use crate::router::dev_user;
 use crate::scf::Outcome;
-use crate::suite::{Suite, dev_user};
+use crate::suite::Suite;
 
 fn envelope_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
     Response::json(
@@ -151,7 +152,7 @@ pub async fn caller_openid(
         return Ok(suite.keys.openid_for(&dev_user(req)));
     }
     if let Some(token) = token {
-        return crate::storage::token_subject(suite, token).map_err(|_| {
+        return crate::standins::cloud_storage::token_subject(suite, token).map_err(|_| {
             envelope_error(
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
@@ -161,7 +162,11 @@ pub async fn caller_openid(
         });
     }
     if let Some(code) = data["code"].as_str() {
-        match suite.store.get(crate::wechat_api::CODES, code).await {
+        match suite
+            .store
+            .get(crate::standins::wechat_api::CODES, code)
+            .await
+        {
             Ok(Some(doc)) => {
                 if let Some(openid) = doc["openid"].as_str() {
                     return Ok(openid.to_owned());
