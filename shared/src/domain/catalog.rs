@@ -18,6 +18,16 @@ pub enum Channel {
     Xpay,
 }
 
+impl Channel {
+    /// The channel's name in stored documents and in the `payment.channel` of a reply.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Wxpay => "wxpay",
+            Channel::Xpay => "xpay",
+        }
+    }
+}
+
 /// What a product is, and so what paying for it grants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
