@@ -107,11 +107,10 @@ impl Commerce {
             return self.hold_for_review(&order, reason).await;
         }
         // A payment naming a merchant account must name the configured one.
-        let mchid = observed.mchid.as_ref().map(|_| {
-            adapter
-                .and_then(|a| a.merchant())
-                .unwrap_or_default()
-        });
+        let mchid = observed
+            .mchid
+            .as_ref()
+            .map(|_| adapter.and_then(|a| a.merchant()).unwrap_or_default());
         let Some(total) = observed.total else {
             return self
                 .hold_for_review(&order, "payment without an amount")

@@ -33,11 +33,11 @@ mod upgrade;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use error::{CommerceError, codes};
 pub use channel::{
     Observation, ObservedPayment, Payer, PaymentChannel, RefundAnswer, Started, WxpayChannel,
     XpayChannel, XpayDelivery,
 };
+pub use error::{CommerceError, codes};
 pub use fulfil::{DeliveryOutcome, PaymentOutcome};
 pub use gateway::{
     WxpayGateway, XpayFailure, XpayGateway, XpayOrderState, XpayProvider, XpayPurchase,

@@ -140,11 +140,8 @@ pub trait PaymentChannel: Send + Sync {
     }
 
     /// Starts (or resumes, reusing what `order` remembers) a payment of a payable order.
-    async fn start(
-        &self,
-        order: &mut OrderDoc,
-        payer: Payer<'_>,
-    ) -> Result<Started, CommerceError>;
+    async fn start(&self, order: &mut OrderDoc, payer: Payer<'_>)
+    -> Result<Started, CommerceError>;
 
     /// Asks the provider about an unpaid order; `None` when there is nothing to apply (never
     /// started, unknown to the provider, or unpaid and not worth an event).

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{Observation, ObservedPayment, Payer, PaymentChannel, RefundAnswer, Started};
+use crate::commerce::Commerce;
 use crate::commerce::error::CommerceError;
 use crate::commerce::fulfil::PaymentOutcome;
 use crate::commerce::gateway::WxpayGateway;
 use crate::commerce::model::{OrderDoc, Prepay, RefundDoc, RefundState, collections as c};
-use crate::commerce::Commerce;
 use crate::domain::catalog::Channel;
 use crate::domain::money::Fen;
 use crate::pay::v3::{
