@@ -171,6 +171,13 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_name_is_its_stored_name() {
+        for channel in [Channel::Wxpay, Channel::Xpay] {
+            assert_eq!(serde_json::json!(channel), channel.as_str());
+        }
+    }
+
+    #[test]
     fn validation_rules() {
         assert_eq!(
             product(ProductKind::Physical, Some(Channel::Xpay)).validate(),
