@@ -1,21 +1,21 @@
 //! Verified payment → paid (exactly once) → grants → fulfilled. The one path every payment
-//! source goes through: v3 notifications, order queries, virtual payment delivery pushes.
+//! source goes through: each channel adapter turns its notifications, pushes and query
+//! answers into an [`ObservedPayment`], checked here against the order.
 
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
 use super::Commerce;
+use super::channel::{Observation, ObservedPayment};
 use super::error::CommerceError;
 use super::model::{OrderDoc, collections as c, kind_name};
 use super::orders::status_in;
 use crate::domain::catalog::{Channel, ProductKind};
-use crate::domain::money::Fen;
 use crate::domain::order::{
-    ExpectedPayment, ObservedPayment, OrderLine, OrderStatus, check_payment,
+    ExpectedPayment, ObservedPayment as SeenPayment, OrderLine, OrderStatus, check_payment,
 };
 use crate::domain::subscription::{Applied, Plan, Subscription};
-use crate::pay::v3::{TradeState, Transaction};
 use crate::store::{Filter, StoreError, Update, UpdateOptions};
 
 /// How many times an optimistic subscription write is retried under contention.
@@ -50,211 +50,43 @@ pub enum PaymentOutcome {
 /// What happened to a virtual payment delivery push.
 pub type DeliveryOutcome = PaymentOutcome;
 
-/// A virtual payment delivery (`xpay_goods_deliver_notify`, after wxPush verified and
-/// decrypted the push), in the fields fulfilment checks.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct XpayDelivery {
-    /// `OpenId`: the buyer.
-    pub openid: String,
-    /// `OutTradeNo`: our merchant number.
-    pub out_trade_no: String,
-    /// `Env`: 0 production, 1 sandbox.
-    pub env: i64,
-    /// `GoodsInfo.ProductId`.
-    pub product_id: String,
-    /// `GoodsInfo.Quantity`.
-    pub quantity: i64,
-    /// `GoodsInfo.ActualPrice`: what was paid for the order, fen.
-    pub actual_price: i64,
-    /// `WeChatPayInfo.TransactionId` (may be empty).
-    pub transaction_id: String,
-    /// `WeChatPayInfo.PaidTime` or the push's `CreateTime`, Unix seconds (0: unknown).
-    pub paid_time: i64,
-}
-
-impl From<&crate::pay::xpay::GoodsDeliverNotify> for XpayDelivery {
-    fn from(push: &crate::pay::xpay::GoodsDeliverNotify) -> Self {
-        let goods = push.goods_info.as_ref();
-        let pay = push.wechat_pay_info.as_ref();
-        XpayDelivery {
-            openid: push.openid.clone(),
-            out_trade_no: push.out_trade_no.clone(),
-            env: push.env,
-            product_id: goods.map(|g| g.product_id.clone()).unwrap_or_default(),
-            quantity: goods.map_or(0, |g| g.quantity),
-            actual_price: goods.map_or(-1, |g| g.actual_price),
-            transaction_id: pay.map(|p| p.transaction_id.clone()).unwrap_or_default(),
-            paid_time: pay
-                .map(|p| p.paid_time)
-                .filter(|t| *t > 0)
-                .unwrap_or(push.create_time),
-        }
-    }
-}
-
-/// A payment as observed by a verified source, normalised.
-struct Observed {
-    mchid: String,
-    appid: String,
-    total: Option<Fen>,
-    currency: String,
-    payer: String,
-    transaction_id: Option<String>,
-    paid_at: i64,
-}
-
-fn rfc3339_to_unix(text: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
-}
-
 pub(super) fn marker(order_id: &str) -> String {
     // Path segments cannot start with a digit; order ids can.
     format!("orders.o_{order_id}")
 }
 
 impl Commerce {
-    /// Applies a verified WeChat Pay transaction (from a notification or a query) to its
-    /// order. `event_id` is recorded in `payment_events` (unique).
-    pub async fn apply_wxpay_transaction(
+    /// Applies what a channel observed about an order's payment (paid or not) and records
+    /// the event in `payment_events` (unique id).
+    pub(crate) async fn apply_observation(
         &self,
-        event_id: &str,
-        source: &str,
-        tx: &Transaction,
+        channel: Channel,
+        observation: &Observation,
     ) -> Result<PaymentOutcome, CommerceError> {
-        let amount = tx.amount.as_ref();
-        let outcome = if tx.trade_state != TradeState::Success {
-            PaymentOutcome::NotPaid
-        } else {
-            let observed = Observed {
-                mchid: tx.mchid.clone(),
-                appid: tx.appid.clone().unwrap_or_default(),
-                total: amount.and_then(|a| a.total).and_then(|t| Fen::new(t).ok()),
-                currency: amount
-                    .and_then(|a| a.currency.clone())
-                    .unwrap_or_else(|| "CNY".into()),
-                payer: tx
-                    .payer
-                    .as_ref()
-                    .map(|p| p.openid.clone())
-                    .unwrap_or_default(),
-                transaction_id: tx.transaction_id.clone(),
-                paid_at: tx
-                    .success_time
-                    .as_deref()
-                    .and_then(rfc3339_to_unix)
-                    .unwrap_or_else(|| self.now()),
-            };
-            self.apply_observed(&tx.out_trade_no, Channel::Wxpay, &observed)
-                .await?
-        };
-        self.record_event(event_id, source, &tx.out_trade_no, &outcome)
-            .await?;
-        Ok(outcome)
-    }
-
-    /// Fulfils a virtual payment delivery push: the entry wxPush calls for
-    /// `xpay_goods_deliver_notify` (after verifying the push). Idempotent: the same push
-    /// delivered again grants nothing twice. Answer WeChat "delivered" for every outcome but
-    /// `Err` (a store failure, worth a redelivery).
-    pub async fn deliver_xpay(
-        &self,
-        delivery: &XpayDelivery,
-    ) -> Result<DeliveryOutcome, CommerceError> {
-        let order: Option<OrderDoc> = self
-            .store
-            .find_one_as(
-                c::ORDERS,
-                &Filter::eq("outTradeNo", delivery.out_trade_no.as_str()),
-            )
-            .await?;
-        let outcome = match order {
-            None => PaymentOutcome::UnknownOrder,
-            Some(order) => {
-                let goods_match = order.items.len() == 1
-                    && order.items[0].sku == delivery.product_id
-                    && i64::from(order.items[0].quantity) == delivery.quantity;
-                let env_match = self
-                    .xpay
-                    .as_ref()
-                    .is_none_or(|x| i64::from(x.env().as_i32()) == delivery.env);
-                if !goods_match || order.channel != Channel::Xpay {
-                    self.hold_for_review(&order, "delivery push names other goods")
-                        .await?
-                } else if !env_match {
-                    // A sandbox payment is not money: it must never grant in production.
-                    self.hold_for_review(&order, "delivery push from the other virtual payment environment (sandbox vs production)")
-                        .await?
-                } else {
-                    let observed = Observed {
-                        mchid: String::new(),
-                        appid: order.appid.clone(),
-                        total: Fen::new(delivery.actual_price).ok(),
-                        currency: "CNY".into(),
-                        payer: delivery.openid.clone(),
-                        transaction_id: (!delivery.transaction_id.is_empty())
-                            .then(|| delivery.transaction_id.clone()),
-                        paid_at: if delivery.paid_time > 0 {
-                            delivery.paid_time
-                        } else {
-                            self.now()
-                        },
-                    };
-                    self.apply_observed(&delivery.out_trade_no, Channel::Xpay, &observed)
-                        .await?
-                }
+        let outcome = match &observation.payment {
+            None => PaymentOutcome::NotPaid,
+            Some(payment) => {
+                self.apply_observed(&observation.out_trade_no, channel, payment)
+                    .await?
             }
         };
-        let event_id = format!("xpay:{}", delivery.out_trade_no);
         self.record_event(
-            &event_id,
-            "xpay_goods_deliver_notify",
-            &delivery.out_trade_no,
+            &observation.event_id,
+            &observation.source,
+            &observation.out_trade_no,
             &outcome,
         )
         .await?;
         Ok(outcome)
     }
 
-    /// Applies a virtual payment `query_order` result that says paid.
-    pub(crate) async fn apply_xpay_query(
-        &self,
-        order: &OrderDoc,
-        state: &super::gateway::XpayOrderState,
-    ) -> Result<PaymentOutcome, CommerceError> {
-        let observed = Observed {
-            mchid: String::new(),
-            appid: order.appid.clone(),
-            total: Fen::new(state.paid_fee).ok(),
-            currency: "CNY".into(),
-            payer: order.owner.clone(),
-            transaction_id: (!state.transaction_id.is_empty())
-                .then(|| state.transaction_id.clone()),
-            paid_at: if state.paid_time > 0 {
-                state.paid_time
-            } else {
-                self.now()
-            },
-        };
-        let outcome = self
-            .apply_observed(&order.out_trade_no, Channel::Xpay, &observed)
-            .await?;
-        self.record_event(
-            &format!("xpay-query:{}", order.out_trade_no),
-            "query_order",
-            &order.out_trade_no,
-            &outcome,
-        )
-        .await?;
-        Ok(outcome)
-    }
-
-    async fn apply_observed(
+    /// Checks a verified payment against its order; a match moves the order to paid (once)
+    /// and fulfils it, anything else holds it for review.
+    pub(super) async fn apply_observed(
         &self,
         out_trade_no: &str,
         channel: Channel,
-        observed: &Observed,
+        observed: &ObservedPayment,
     ) -> Result<PaymentOutcome, CommerceError> {
         let Some(order) = self
             .store
@@ -268,10 +100,17 @@ impl Commerce {
                 .hold_for_review(&order, "paid through another channel")
                 .await;
         }
-        let mchid = match channel {
-            Channel::Wxpay => Some(self.mchid().unwrap_or_default()),
-            Channel::Xpay => None,
-        };
+        let adapter = self.channel(channel);
+        if let Some(env) = observed.env
+            && let Some(reason) = adapter.and_then(|a| a.foreign_env(env))
+        {
+            return self.hold_for_review(&order, reason).await;
+        }
+        // A payment naming a merchant account must name the configured one.
+        let mchid = observed
+            .mchid
+            .as_ref()
+            .map(|_| adapter.and_then(|a| a.merchant()).unwrap_or_default());
         let Some(total) = observed.total else {
             return self
                 .hold_for_review(&order, "payment without an amount")
@@ -283,8 +122,8 @@ impl Commerce {
             total: order.total_fen,
             owner_openid: &order.owner,
         };
-        let seen = ObservedPayment {
-            mchid: &observed.mchid,
+        let seen = SeenPayment {
+            mchid: observed.mchid.as_deref().unwrap_or_default(),
             appid: &observed.appid,
             total,
             currency: &observed.currency,
@@ -295,9 +134,10 @@ impl Commerce {
             return self.hold_for_review(&order, &mismatch.to_string()).await;
         }
 
+        let paid_at = observed.paid_at.unwrap_or_else(|| self.now());
         let mut update = Update::new()
             .set("status", OrderStatus::Paid.as_str())
-            .set("paidAt", observed.paid_at);
+            .set("paidAt", paid_at);
         if let Some(tx) = &observed.transaction_id {
             update = update.set("transactionId", tx.as_str());
         }
@@ -335,7 +175,7 @@ impl Commerce {
 
     /// Moves an unpaid order to `review` (nothing granted). A paid order is left alone: the
     /// odd payment is only recorded.
-    async fn hold_for_review(
+    pub(super) async fn hold_for_review(
         &self,
         order: &OrderDoc,
         reason: &str,

@@ -1,6 +1,7 @@
-//! The payment providers as the order code sees them: WeChat Pay v3 ([`WxpayGateway`],
-//! implemented by [`PayClient`]) and virtual payment ([`XpayGateway`]). Traits so the order
-//! logic is tested without a network and the deployment picks what is configured.
+//! The payment providers' APIs as the channel adapters ([`super::channel`]) call them: WeChat
+//! Pay v3 ([`WxpayGateway`], implemented by [`PayClient`]) and virtual payment
+//! ([`XpayGateway`], implemented by [`XpayProvider`]). Traits so the order logic is tested
+//! without a network and the deployment picks what is configured.
 
 use async_trait::async_trait;
 use serde_json::Value;

@@ -13,9 +13,12 @@
 //!   order and returns the payment parameters.
 //! - [`Commerce::apply_wxpay_transaction`] / [`Commerce::deliver_xpay`] take a verified payment
 //!   to paid and fulfilled.
+//! - Payment channels are [`PaymentChannel`] adapters (the `channel` module), registered by
+//!   [`Commerce::with_channel`]; the order code never matches on [`Channel`].
 //! - [`Commerce::reconcile`] closes expired orders, finds payments whose notification was
 //!   lost, finishes interrupted fulfilments and retries refunds.
 
+pub mod channel;
 mod error;
 mod fulfil;
 pub mod gateway;
@@ -26,10 +29,15 @@ mod refunds;
 mod revoke;
 mod upgrade;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use channel::{
+    Observation, ObservedPayment, Payer, PaymentChannel, RefundAnswer, Started, WxpayChannel,
+    XpayChannel, XpayDelivery,
+};
 pub use error::{CommerceError, codes};
-pub use fulfil::{DeliveryOutcome, PaymentOutcome, XpayDelivery};
+pub use fulfil::{DeliveryOutcome, PaymentOutcome};
 pub use gateway::{
     WxpayGateway, XpayFailure, XpayGateway, XpayOrderState, XpayProvider, XpayPurchase,
 };
@@ -43,6 +51,7 @@ pub use refunds::RefundInput;
 pub use upgrade::UpgradeRequest;
 
 use crate::clock::SharedClock;
+use crate::domain::catalog::Channel;
 use crate::identity::{Caller, DataKey};
 use crate::store::Store;
 
@@ -67,8 +76,8 @@ pub fn system_random() -> RandomBytes {
 pub struct Commerce {
     store: Arc<dyn Store>,
     appid: String,
-    wxpay: Option<Arc<dyn WxpayGateway>>,
-    xpay: Option<Arc<dyn XpayGateway>>,
+    /// The configured payment channels, by the channel they serve.
+    channels: HashMap<Channel, Arc<dyn PaymentChannel>>,
     data_key: Option<Arc<DataKey>>,
     clock: SharedClock,
     random: RandomBytes,
@@ -80,20 +89,18 @@ impl std::fmt::Debug for Commerce {
         f.debug_struct("Commerce")
             .field("store", &self.store.backend())
             .field("appid", &self.appid)
-            .field("wxpay", &self.wxpay.is_some())
-            .field("xpay", &self.xpay.is_some())
+            .field("channels", &self.channel_names())
             .finish_non_exhaustive()
     }
 }
 
 impl Commerce {
-    /// A service for the Mini Program `appid` over `store`, without payment providers.
+    /// A service for the Mini Program `appid` over `store`, without payment channels.
     pub fn new(store: Arc<dyn Store>, appid: impl Into<String>, clock: SharedClock) -> Self {
         Self {
             store,
             appid: appid.into(),
-            wxpay: None,
-            xpay: None,
+            channels: HashMap::new(),
             data_key: None,
             clock,
             random: system_random(),
@@ -101,18 +108,32 @@ impl Commerce {
         }
     }
 
-    /// Sells through WeChat Pay v3.
+    /// Sells through `channel`, replacing any adapter registered for the same [`Channel`].
     #[must_use]
-    pub fn with_wxpay(mut self, gateway: Arc<dyn WxpayGateway>) -> Self {
-        self.wxpay = Some(gateway);
+    pub fn with_channel(mut self, channel: Arc<dyn PaymentChannel>) -> Self {
+        self.channels.insert(channel.channel(), channel);
         self
     }
 
-    /// Sells through virtual payment.
-    #[must_use]
-    pub fn with_xpay(mut self, gateway: Arc<dyn XpayGateway>) -> Self {
-        self.xpay = Some(gateway);
-        self
+    /// The adapter of `channel`, when it is configured.
+    pub(crate) fn channel(&self, channel: Channel) -> Option<&dyn PaymentChannel> {
+        self.channels.get(&channel).map(|c| c.as_ref())
+    }
+
+    /// The adapter of `channel`, or `CHANNEL_UNAVAILABLE`.
+    pub(crate) fn require_channel(
+        &self,
+        channel: Channel,
+    ) -> Result<&dyn PaymentChannel, CommerceError> {
+        self.channel(channel)
+            .ok_or(CommerceError::ChannelUnavailable(channel.as_str()))
+    }
+
+    /// The configured channels' names, sorted.
+    fn channel_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.channels.keys().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names
     }
 
     /// Opens stored session_keys (needed for virtual payment).
@@ -144,11 +165,6 @@ impl Commerce {
     /// Now, Unix seconds.
     pub fn now(&self) -> i64 {
         self.clock.now_unix()
-    }
-
-    /// The WeChat Pay merchant id, when WeChat Pay is configured.
-    pub fn mchid(&self) -> Option<&str> {
-        self.wxpay.as_deref().map(|g| g.mchid())
     }
 
     /// Whether the caller is a project administrator: the session says so, or the user's

@@ -6,9 +6,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Commerce;
+use super::channel::Payer;
 use super::error::CommerceError;
-use super::gateway::XpayPurchase;
-use super::model::{OrderDoc, Prepay, Reservation, UpgradeTerms, collections as c, product_view};
+use super::model::{OrderDoc, Reservation, UpgradeTerms, collections as c, product_view};
 use super::upgrade::UpgradeRequest;
 use crate::domain::catalog::{Channel, Product, ProductKind};
 use crate::domain::ids::OutTradeNo;
@@ -16,11 +16,8 @@ use crate::domain::money::Fen;
 use crate::domain::order::{CartLine, OrderLine, OrderStatus, price_cart};
 use crate::domain::subscription::Plan;
 use crate::identity::Caller;
-use crate::pay::v3::{JsapiOrder, PayError};
 use crate::store::{Filter, FindOptions, StoreError, Update, UpdateOptions};
 
-/// A prepay is reused until this long before WeChat's 2-hour limit.
-const PREPAY_LIFETIME_SECS: i64 = 2 * 3600 - 10 * 60;
 /// Largest page of `list` / `search`.
 const MAX_PAGE: u64 = 50;
 /// Largest `clientRequestId`.
@@ -107,13 +104,6 @@ impl Created {
     }
 }
 
-fn channel_name(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Wxpay => "wxpay",
-        Channel::Xpay => "xpay",
-    }
-}
-
 /// Whether two carts ask for the same thing (order and split lines do not matter).
 fn same_cart(items: &[CartLine], order: &OrderDoc) -> bool {
     let mut asked: HashMap<&str, u32> = HashMap::new();
@@ -125,32 +115,6 @@ fn same_cart(items: &[CartLine], order: &OrderDoc) -> bool {
             .items
             .iter()
             .all(|l| asked.get(l.sku.as_str()) == Some(&l.quantity))
-}
-
-/// Description on the WeChat Pay bill: the titles, cut to 127 bytes on a char boundary.
-fn bill_description(order: &OrderDoc) -> String {
-    let mut text = order
-        .items
-        .iter()
-        .map(|l| {
-            if l.quantity > 1 {
-                format!("{} x{}", l.title, l.quantity)
-            } else {
-                l.title.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    text.retain(|ch| ch.len_utf8() < 4);
-    if text.len() > 127 {
-        let mut cut = 124;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str("...");
-    }
-    text
 }
 
 impl Commerce {
@@ -206,22 +170,12 @@ impl Commerce {
         };
 
         // Everything that can refuse the order is checked before stock is taken.
-        let session_key = match draft.channel {
-            Channel::Xpay => {
-                if self.xpay.is_none() {
-                    return Err(CommerceError::ChannelUnavailable("xpay"));
-                }
-                if draft.lines.len() != 1 {
-                    return Err(CommerceError::SingleProduct);
-                }
-                Some(self.session_key(&caller.openid).await?)
-            }
-            Channel::Wxpay => {
-                if self.wxpay.is_none() {
-                    return Err(CommerceError::ChannelUnavailable("wxpay"));
-                }
-                None
-            }
+        let channel = self.require_channel(draft.channel)?;
+        channel.check_lines(&draft.lines)?;
+        let session_key = if channel.needs_session_key() {
+            Some(self.session_key(&caller.openid).await?)
+        } else {
+            None
         };
         let counted = draft.reservations;
         self.reserve(&counted).await?;
@@ -272,7 +226,7 @@ impl Commerce {
             }
         }
         tracing::info!(order = %order.id, out_trade_no = %order.out_trade_no,
-            total = order.total_fen.get(), channel = channel_name(order.channel), "order created");
+            total = order.total_fen.get(), channel = order.channel.as_str(), "order created");
         self.payment_for(order, session_key).await
     }
 
@@ -345,117 +299,44 @@ impl Commerce {
                 payment: None,
             });
         }
-        let session_key = match order.channel {
-            Channel::Xpay => Some(self.session_key(&caller.openid).await?),
-            Channel::Wxpay => None,
+        let session_key = if self.require_channel(order.channel)?.needs_session_key() {
+            Some(self.session_key(&caller.openid).await?)
+        } else {
+            None
         };
         self.payment_for(order, session_key).await
     }
 
-    /// Payment parameters for a payable order: reuses a valid prepay / the stored signData.
+    /// Payment parameters for a payable order: the channel reuses what the order remembers
+    /// (a valid prepay, the stored signData).
     async fn payment_for(
         &self,
         mut order: OrderDoc,
         session_key: Option<String>,
     ) -> Result<Created, CommerceError> {
-        let now = self.now();
-        let params = match order.channel {
-            Channel::Wxpay => {
-                let pay = self
-                    .wxpay
-                    .as_ref()
-                    .ok_or(CommerceError::ChannelUnavailable("wxpay"))?;
-                let prepay_id = match &order.prepay {
-                    Some(p) if p.expires_at > now => p.prepay_id.clone(),
-                    _ => {
-                        let expire = time::OffsetDateTime::from_unix_timestamp(order.expires_at)
-                            .map_err(|e| CommerceError::BadRequest(e.to_string()))?;
-                        let mut request = JsapiOrder::new(
-                            order.appid.clone(),
-                            bill_description(&order),
-                            order.out_trade_no.clone(),
-                            order.total_fen.get(),
-                            order.owner.clone(),
-                        );
-                        request.time_expire = Some(expire);
-                        request.attach = Some(order.id.clone());
-                        // Same parameters give the order's current prepay_id at WeChat Pay.
-                        let prepay_id = pay.prepay(&request).await.map_err(provider)?;
-                        let prepay = Prepay {
-                            prepay_id: prepay_id.clone(),
-                            expires_at: now + PREPAY_LIFETIME_SECS,
-                        };
-                        self.store
-                            .update_one(
-                                c::ORDERS,
-                                &Filter::id(order.id.as_str()),
-                                &Update::new().set(
-                                    "prepay",
-                                    serde_json::to_value(&prepay)
-                                        .map_err(|e| StoreError::InvalidDocument(e.to_string()))?,
-                                ),
-                                UpdateOptions::default(),
-                            )
-                            .await?;
-                        order.prepay = Some(prepay);
-                        prepay_id
-                    }
-                };
-                let params = pay
-                    .request_payment(&order.appid, &prepay_id)
-                    .map_err(provider)?;
-                json!({ "channel": "wxpay", "params": params })
-            }
-            Channel::Xpay => {
-                let xpay = self
-                    .xpay
-                    .as_ref()
-                    .ok_or(CommerceError::ChannelUnavailable("xpay"))?;
-                let session_key = session_key.ok_or(CommerceError::SessionKeyMissing)?;
-                let params = match &order.sign_data {
-                    Some(sign_data) => xpay.resign(sign_data, &session_key),
-                    None => {
-                        let line = order.items.first().ok_or(CommerceError::SingleProduct)?;
-                        // An upgrade sells the plan's item at the prorated amount.
-                        let (unit_price, selling_price) = match &order.upgrade {
-                            Some(terms) => {
-                                (terms.list_price_fen.get(), Some(line.unit_price_fen.get()))
-                            }
-                            None => (line.unit_price_fen.get(), None),
-                        };
-                        let params = xpay
-                            .payment_params(
-                                &XpayPurchase {
-                                    product_id: &line.sku,
-                                    quantity: line.quantity,
-                                    unit_price_fen: unit_price,
-                                    selling_price_fen: selling_price,
-                                    out_trade_no: &order.out_trade_no,
-                                    attach: &order.id,
-                                },
-                                &session_key,
-                            )
-                            .map_err(|e| CommerceError::provider(&e, e.retryable))?;
-                        if let Some(sign_data) = params.get("signData").and_then(Value::as_str) {
-                            self.store
-                                .update_one(
-                                    c::ORDERS,
-                                    &Filter::id(order.id.as_str()),
-                                    &Update::new().set("signData", sign_data),
-                                    UpdateOptions::default(),
-                                )
-                                .await?;
-                            order.sign_data = Some(sign_data.to_owned());
-                        }
-                        params
-                    }
-                };
-                json!({ "channel": "xpay", "params": params })
-            }
+        let payer = Payer {
+            session_key: session_key.as_deref(),
+            now: self.now(),
         };
+        let started = self
+            .require_channel(order.channel)?
+            .start(&mut order, payer)
+            .await?;
+        if let Some(remember) = started.remember {
+            self.store
+                .update_one(
+                    c::ORDERS,
+                    &Filter::id(order.id.as_str()),
+                    &remember,
+                    UpdateOptions::default(),
+                )
+                .await?;
+        }
+        let params = started.params?;
+        let payment = json!({ "channel": order.channel.as_str(), "params": params });
         Ok(Created {
             order,
-            payment: Some(params),
+            payment: Some(payment),
         })
     }
 
@@ -673,20 +554,8 @@ impl Commerce {
     /// Closes a `created` order at the provider and here, then releases its stock. Returns
     /// whether this call closed it.
     pub(crate) async fn close_order(&self, order: &OrderDoc) -> Result<bool, CommerceError> {
-        if order.channel == Channel::Wxpay
-            && order.prepay.is_some()
-            && let Some(pay) = &self.wxpay
-        {
-            match pay.close(&order.out_trade_no).await {
-                Ok(()) => {}
-                // Never reached WeChat Pay or already closed there: nothing to close.
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        Some("ORDER_NOT_EXIST" | "ORDERNOTEXIST" | "ORDER_CLOSED")
-                    ) => {}
-                Err(e) => return Err(provider(e)),
-            }
+        if let Some(channel) = self.channel(order.channel) {
+            channel.close(order).await?;
         }
         let now = self.now();
         let closed = self
@@ -742,9 +611,4 @@ pub(crate) fn status_in(to: OrderStatus) -> Filter {
         "status",
         to.allowed_from().iter().map(|s| Value::from(s.as_str())),
     )
-}
-
-pub(crate) fn provider(err: PayError) -> CommerceError {
-    let retryable = err.is_retryable();
-    CommerceError::provider(err, retryable)
 }

@@ -8,7 +8,6 @@ use super::Commerce;
 use super::error::CommerceError;
 use super::fulfil::PaymentOutcome;
 use super::model::{OrderDoc, RefundDoc, collections as c};
-use crate::domain::catalog::Channel;
 use crate::domain::order::OrderStatus;
 use crate::store::{Filter, FindOptions};
 
@@ -84,7 +83,7 @@ impl Commerce {
             match self.fulfil(&order).await {
                 Ok(()) => {
                     report.fulfilled += 1;
-                    self.tell_xpay_provided(&order).await;
+                    self.tell_delivered(&order).await;
                 }
                 Err(e) => {
                     report.errors += 1;
@@ -147,48 +146,15 @@ impl Commerce {
         now: i64,
     ) -> Result<Option<PaymentOutcome>, CommerceError> {
         let expired = order.expires_at <= now;
-        match order.channel {
-            Channel::Wxpay => {
-                if order.prepay.is_some()
-                    && let Some(pay) = &self.wxpay
-                {
-                    match pay.query(&order.out_trade_no).await {
-                        Ok(tx) => {
-                            let event = format!("query:{}", order.out_trade_no);
-                            let outcome =
-                                self.apply_wxpay_transaction(&event, "query", &tx).await?;
-                            if outcome != PaymentOutcome::NotPaid {
-                                return Ok(Some(outcome));
-                            }
-                        }
-                        // Never reached WeChat Pay: it cannot be paid.
-                        Err(e) if matches!(e.code(), Some("ORDER_NOT_EXIST" | "ORDERNOTEXIST")) => {
-                        }
-                        Err(e) => return Err(super::orders::provider(e)),
-                    }
-                }
+        if let Some(channel) = self.channel(order.channel)
+            && let Some(observation) = channel.query(order, now).await?
+        {
+            let outcome = self.apply_observation(order.channel, &observation).await?;
+            if matches!(outcome, PaymentOutcome::Applied { .. }) {
+                self.tell_delivered(order).await;
             }
-            Channel::Xpay => {
-                if let Some(xpay) = &self.xpay {
-                    let state = xpay
-                        .query(&order.owner, &order.out_trade_no)
-                        .await
-                        .map_err(|e| CommerceError::provider(&e, e.retryable));
-                    match state {
-                        Ok(state) if state.paid => {
-                            let outcome = self.apply_xpay_query(order, &state).await?;
-                            if matches!(outcome, PaymentOutcome::Applied { .. }) {
-                                self.tell_xpay_provided(order).await;
-                            }
-                            return Ok(Some(outcome));
-                        }
-                        Ok(_) => {}
-                        // An order the user never started paying is unknown to xpay.
-                        Err(e) if !expired => return Err(e),
-                        Err(e) => tracing::info!(order = %order.id, error = %e,
-                            "reconcile: xpay query failed for an expired order; closing"),
-                    }
-                }
+            if outcome != PaymentOutcome::NotPaid {
+                return Ok(Some(outcome));
             }
         }
         if expired && self.close_order(order).await? {
@@ -197,15 +163,12 @@ impl Commerce {
         Ok(None)
     }
 
-    /// Tells virtual payment the goods of an xpay order were delivered (best effort).
-    async fn tell_xpay_provided(&self, order: &OrderDoc) {
-        if order.channel != Channel::Xpay {
-            return;
-        }
-        if let Some(xpay) = &self.xpay
-            && let Err(e) = xpay.provided(&order.out_trade_no).await
+    /// Tells the provider the goods of an order fulfilled here were delivered (best effort).
+    async fn tell_delivered(&self, order: &OrderDoc) {
+        if let Some(channel) = self.channel(order.channel)
+            && let Err(e) = channel.delivered(order).await
         {
-            tracing::warn!(order = %order.id, error = %e, "notify_provide_goods failed");
+            tracing::warn!(order = %order.id, error = %e, "telling the provider the goods were delivered failed");
         }
     }
 }

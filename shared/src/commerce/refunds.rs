@@ -4,14 +4,12 @@
 use serde::Deserialize;
 
 use super::Commerce;
+use super::channel::RefundAnswer;
 use super::error::CommerceError;
 use super::model::{OrderDoc, RefundDoc, RefundState, collections as c};
-use super::orders::provider;
-use crate::domain::catalog::Channel;
 use crate::domain::money::Fen;
 use crate::domain::order::{OrderStatus, plan_refund, status_after_refund_settled};
 use crate::identity::Caller;
-use crate::pay::v3::{RefundOrder, RefundStatus, RefundTarget};
 use crate::store::{Filter, StoreError, Update, UpdateOptions};
 
 /// How many times an optimistic order update is retried under contention.
@@ -83,16 +81,8 @@ impl Commerce {
             .get_as(c::ORDERS, &input.order_id)
             .await?
             .ok_or(CommerceError::OrderNotFound)?;
-        if order.channel == Channel::Xpay
-            && !((8..=32).contains(&input.refund_no.len())
-                && input
-                    .refund_no
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-        {
-            return Err(CommerceError::BadRequest(
-                "virtual payment refunds need an 8-32 character refundNo of [0-9A-Za-z_-]".into(),
-            ));
+        if let Some(channel) = self.channel(order.channel) {
+            channel.check_refund_no(&input.refund_no)?;
         }
         // Validate against the current amounts before anything is written.
         let amount = plan_refund(
@@ -231,62 +221,19 @@ impl Commerce {
             .get_as(c::ORDERS, &refund.order_id)
             .await?
             .ok_or(CommerceError::OrderNotFound)?;
-        let result: Result<(Option<RefundState>, Option<String>), CommerceError> = match refund
-            .channel
-        {
-            Channel::Wxpay => {
-                let pay = self
-                    .wxpay
-                    .as_ref()
-                    .ok_or(CommerceError::ChannelUnavailable("wxpay"))?;
-                let request = RefundOrder {
-                    target: RefundTarget::OutTradeNo(order.out_trade_no.clone()),
-                    out_refund_no: refund.refund_no.clone(),
-                    refund_fen: refund.amount_fen.get(),
-                    total_fen: order.total_fen.get(),
-                    reason: refund.reason.clone(),
-                    notify_url: None,
-                };
-                match pay.refund(&request).await {
-                    Ok(r) => Ok((refund_state(r.status), Some(r.refund_id))),
-                    Err(e) if e.is_retryable() => Err(provider(e)),
-                    Err(e) => {
-                        // WeChat refused it for good (e.g. not enough balance, bad params).
-                        tracing::error!(refund = %refund.refund_no, error = %e, "refund refused");
-                        self.note_refund_error(&refund.refund_no, &e.to_string())
-                            .await?;
-                        Ok((Some(RefundState::Abnormal), None))
-                    }
-                }
-            }
-            Channel::Xpay => {
-                let xpay = self
-                    .xpay
-                    .as_ref()
-                    .ok_or(CommerceError::ChannelUnavailable("xpay"))?;
-                let state = xpay
-                    .query(&order.owner, &order.out_trade_no)
-                    .await
-                    .map_err(|e| CommerceError::provider(&e, e.retryable))?;
-                match xpay
-                    .refund(
-                        &order.owner,
-                        &order.out_trade_no,
-                        &refund.refund_no,
-                        refund.amount_fen.get(),
-                        state.left_fee,
-                    )
-                    .await
-                {
-                    // xpay refunds have no notification here: accepted means done.
-                    Ok(()) => Ok((Some(RefundState::Success), None)),
-                    Err(e) if e.retryable => Err(CommerceError::provider(&e, true)),
-                    Err(e) => {
-                        self.note_refund_error(&refund.refund_no, &e.message)
-                            .await?;
-                        Ok((Some(RefundState::Abnormal), None))
-                    }
-                }
+        let answer = self
+            .require_channel(refund.channel)?
+            .refund(&order, refund)
+            .await?;
+        let result: Result<(Option<RefundState>, Option<String>), CommerceError> = match answer {
+            RefundAnswer::Answered {
+                state,
+                provider_refund_id,
+            } => Ok((state, provider_refund_id)),
+            RefundAnswer::Retry(e) => Err(e),
+            RefundAnswer::Refused(message) => {
+                self.note_refund_error(&refund.refund_no, &message).await?;
+                Ok((Some(RefundState::Abnormal), None))
             }
         };
         self.store
@@ -433,110 +380,4 @@ impl Commerce {
         }
         Ok(())
     }
-}
-
-/// The refund state a v3 status means (`None`: not final yet or unknown).
-pub(crate) fn refund_state(status: RefundStatus) -> Option<RefundState> {
-    match status {
-        RefundStatus::Success => Some(RefundState::Success),
-        RefundStatus::Closed => Some(RefundState::Closed),
-        RefundStatus::Abnormal => Some(RefundState::Abnormal),
-        RefundStatus::Processing | RefundStatus::Unknown => None,
-    }
-}
-
-impl Commerce {
-    /// Applies a verified v3 `REFUND.*` notification: the refund reaches its final state once,
-    /// the order's amounts and status follow. Returns whether this call settled it.
-    pub async fn apply_refund_notification(
-        &self,
-        event_id: &str,
-        notification: &crate::pay::v3::RefundNotification,
-    ) -> Result<bool, CommerceError> {
-        let ours = self.mchid() == Some(notification.mchid.as_str());
-        let settled = match refund_state(notification.refund_status) {
-            Some(state) if ours => {
-                self.settle_refund(
-                    &notification.out_refund_no,
-                    state,
-                    Some(&notification.refund_id),
-                )
-                .await?
-            }
-            _ => false,
-        };
-        if !ours {
-            tracing::warn!(refund = %notification.out_refund_no, "refund notification for another merchant");
-        }
-        let doc = serde_json::json!({
-            "_id": event_id,
-            "eventId": event_id,
-            "source": "v3_notify",
-            "kind": "refund",
-            "outTradeNo": notification.out_trade_no,
-            "refundNo": notification.out_refund_no,
-            "amountFen": notification.amount.refund,
-            "result": if settled { "applied" } else if ours { "duplicate" } else { "foreign_merchant" },
-            "receivedAt": self.now(),
-        });
-        match self.store.insert(c::PAYMENT_EVENTS, doc).await {
-            Ok(_) | Err(StoreError::DuplicateKey { .. }) => Ok(settled),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Applies a verified API v2 payment notification (merchants still on v2).
-    pub async fn apply_v2_notification(
-        &self,
-        notify: &crate::pay::v2::PaymentNotify,
-    ) -> Result<super::PaymentOutcome, CommerceError> {
-        let tx = crate::pay::v3::Transaction {
-            appid: Some(notify.appid.clone()),
-            mchid: notify.mch_id.clone(),
-            out_trade_no: notify.out_trade_no.clone(),
-            transaction_id: Some(notify.transaction_id.clone()),
-            trade_type: notify.fields.get("trade_type").cloned(),
-            trade_state: crate::pay::v3::TradeState::Success,
-            trade_state_desc: None,
-            bank_type: notify.fields.get("bank_type").cloned(),
-            attach: notify.attach.clone(),
-            success_time: v2_time(&notify.time_end),
-            payer: Some(crate::pay::v3::models::Payer {
-                openid: notify.openid.clone(),
-            }),
-            amount: Some(crate::pay::v3::models::TransactionAmount {
-                total: Some(notify.total_fee),
-                payer_total: None,
-                currency: Some(
-                    notify
-                        .fields
-                        .get("fee_type")
-                        .cloned()
-                        .unwrap_or_else(|| "CNY".into()),
-                ),
-                payer_currency: None,
-            }),
-        };
-        let event_id = format!("v2:{}", notify.transaction_id);
-        self.apply_wxpay_transaction(&event_id, "v2_notify", &tx)
-            .await
-    }
-}
-
-/// v2 `time_end` (`yyyyMMddHHmmss`, Beijing time) as RFC 3339.
-fn v2_time(time_end: &str) -> Option<String> {
-    let d = time_end.as_bytes();
-    if d.len() != 14 || !d.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let t = time_end;
-    Some(format!(
-        "{}-{}-{}T{}:{}:{}+08:00",
-        &t[0..4],
-        &t[4..6],
-        &t[6..8],
-        &t[8..10],
-        &t[10..12],
-        &t[12..14]
-    ))
 }

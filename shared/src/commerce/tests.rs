@@ -1680,3 +1680,162 @@ async fn an_upgrade_delivered_16_times_at_once_applies_once() {
         "nothing refunded"
     );
 }
+
+/// A channel written straight on [`PaymentChannel`], as a new provider would be: it records
+/// what the order code asks of it and answers from a script.
+#[derive(Default)]
+struct ScriptedChannel {
+    calls: Mutex<Vec<String>>,
+    /// Paid amount the query answers with; `None`: not paid.
+    paid: Mutex<Option<i64>>,
+}
+
+impl ScriptedChannel {
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl PaymentChannel for ScriptedChannel {
+    fn channel(&self) -> Channel {
+        Channel::Wxpay
+    }
+    async fn start(
+        &self,
+        order: &mut OrderDoc,
+        payer: channel::Payer<'_>,
+    ) -> Result<Started, CommerceError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("start {}", order.out_trade_no));
+        assert_eq!(payer.session_key, None, "no session_key was asked for");
+        Ok(Started {
+            remember: None,
+            params: Ok(json!({ "token": order.out_trade_no })),
+        })
+    }
+    async fn query(
+        &self,
+        order: &OrderDoc,
+        _now: i64,
+    ) -> Result<Option<Observation>, CommerceError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("query {}", order.out_trade_no));
+        let paid = *self.paid.lock().unwrap();
+        Ok(paid.map(|total| Observation {
+            event_id: format!("scripted:{}", order.out_trade_no),
+            source: "query".into(),
+            out_trade_no: order.out_trade_no.clone(),
+            payment: Some(ObservedPayment {
+                mchid: None,
+                appid: order.appid.clone(),
+                total: crate::domain::money::Fen::new(total).ok(),
+                currency: "CNY".into(),
+                payer: order.owner.clone(),
+                env: None,
+                transaction_id: None,
+                paid_at: None,
+            }),
+        }))
+    }
+    async fn close(&self, order: &OrderDoc) -> Result<(), CommerceError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("close {}", order.out_trade_no));
+        Ok(())
+    }
+    async fn refund(
+        &self,
+        _order: &OrderDoc,
+        refund: &RefundDoc,
+    ) -> Result<RefundAnswer, CommerceError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("refund {}", refund.refund_no));
+        Ok(RefundAnswer::Answered {
+            state: Some(RefundState::Success),
+            provider_refund_id: Some(format!("S{}", refund.refund_no)),
+        })
+    }
+}
+
+#[tokio::test]
+async fn checkout_reconciliation_and_refunds_reach_a_channel_only_through_its_trait() {
+    let w = world().await;
+    let channel = Arc::new(ScriptedChannel::default());
+    let counter = Arc::new(AtomicU64::new(100));
+    let commerce = Commerce::new(w.store.clone(), APPID, w.clock.clone())
+        .with_channel(channel.clone())
+        .with_random(Arc::new(move || {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&counter.fetch_add(1, Ordering::SeqCst).to_be_bytes());
+            b
+        }));
+
+    let created = commerce
+        .create_order(&caller("alice"), cart("s-1", &[("mug", 1)]))
+        .await
+        .unwrap();
+    let no = created.order.out_trade_no.clone();
+    assert_eq!(
+        created.payment,
+        Some(json!({ "channel": "wxpay", "params": { "token": no } }))
+    );
+
+    // Unpaid at the first look; paid (the order's total) at the second.
+    w.clock.set(NOW + 120);
+    assert_eq!(commerce.reconcile().await.unwrap().paid, 0);
+    *channel.paid.lock().unwrap() = Some(2500);
+    assert_eq!(commerce.reconcile().await.unwrap().paid, 1);
+    assert_eq!(
+        order(&w, &created.order.id).await.status,
+        OrderStatus::Fulfilled
+    );
+
+    let refund = commerce
+        .refund(
+            &caller("admin"),
+            RefundInput {
+                order_id: created.order.id.clone(),
+                refund_no: "refund-s-1".into(),
+                amount_fen: None,
+                reason: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(refund.status, RefundState::Success);
+    assert_eq!(refund.provider_refund_id.as_deref(), Some("Srefund-s-1"));
+    assert_eq!(
+        order(&w, &created.order.id).await.status,
+        OrderStatus::Refunded
+    );
+
+    let second = commerce
+        .create_order(&caller("alice"), cart("s-2", &[("tee", 1)]))
+        .await
+        .unwrap();
+    let closed = commerce
+        .cancel_order(&caller("alice"), &second.order.id)
+        .await
+        .unwrap();
+    assert_eq!(closed.status, OrderStatus::Closed);
+    let other = second.order.out_trade_no;
+    assert_eq!(
+        channel.calls(),
+        vec![
+            format!("start {no}"),
+            format!("query {no}"),
+            format!("query {no}"),
+            "refund refund-s-1".to_owned(),
+            format!("start {other}"),
+            format!("close {other}"),
+        ]
+    );
+}

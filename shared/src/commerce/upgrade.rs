@@ -19,7 +19,7 @@ use super::error::CommerceError;
 use super::model::{OrderDoc, SubscriptionScope, UpgradeTerms, collections as c};
 use super::orders::Draft;
 use super::refunds::RefundInput;
-use crate::domain::catalog::{Channel, Product};
+use crate::domain::catalog::Product;
 use crate::domain::money::Fen;
 use crate::domain::order::OrderLine;
 use crate::domain::subscription::{Applied, Plan, Subscription, SubscriptionError};
@@ -39,12 +39,6 @@ pub struct UpgradeRequest {
     /// `user` (default) or `tenant` (the caller's active tenant; owner or admin only).
     #[serde(default)]
     pub scope: SubscriptionScope,
-}
-
-/// Virtual payment sells an item at no less than 40% of its registered price
-/// (`activitySellingPrice`), and never above it.
-fn xpay_price_range(list_price: Fen) -> Result<(Fen, Fen), CommerceError> {
-    Ok((list_price.mul_div_ceil(4, 10)?, list_price))
 }
 
 impl Commerce {
@@ -134,8 +128,9 @@ impl Commerce {
         }
     }
 
-    /// The active product selling `plan` whose channel can charge `amount`: the cheapest
-    /// WeChat Pay one, or a virtual payment item priced within reach of the amount.
+    /// The cheapest active product selling `plan` whose channel can charge `amount`
+    /// ([`PaymentChannel::selling_range`](super::PaymentChannel::selling_range): any amount
+    /// on WeChat Pay, 40–100% of the item price on virtual payment).
     async fn upgrade_product(
         &self,
         plan: &Plan,
@@ -158,10 +153,14 @@ impl Commerce {
             .await?;
         let mut refused = None;
         for product in products {
-            if product.channel() == Channel::Wxpay {
+            // A channel that is not configured is refused later, by `create`.
+            let range = match self.channel(product.channel()) {
+                Some(channel) => channel.selling_range(product.price_fen)?,
+                None => None,
+            };
+            let Some((min, max)) = range else {
                 return Ok(product);
-            }
-            let (min, max) = xpay_price_range(product.price_fen)?;
+            };
             if (min..=max).contains(&amount) {
                 return Ok(product);
             }
@@ -301,14 +300,6 @@ fn scope_name(scope: SubscriptionScope) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn xpay_sells_between_forty_percent_and_the_item_price() {
-        let (min, max) = xpay_price_range(Fen::new(1800).unwrap()).unwrap();
-        assert_eq!((min.get(), max.get()), (720, 1800));
-        let (min, _) = xpay_price_range(Fen::new(999).unwrap()).unwrap();
-        assert_eq!(min.get(), 400, "40% of 999 is 399.6: rounded up");
-    }
 
     #[test]
     fn upgrade_request_defaults_to_the_callers_own_subscription() {

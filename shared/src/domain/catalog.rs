@@ -18,6 +18,16 @@ pub enum Channel {
     Xpay,
 }
 
+impl Channel {
+    /// The channel's name in stored documents and in the `payment.channel` of a reply.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Wxpay => "wxpay",
+            Channel::Xpay => "xpay",
+        }
+    }
+}
+
 /// What a product is, and so what paying for it grants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -158,6 +168,13 @@ mod tests {
             product(ProductKind::Physical, None).channel(),
             Channel::Wxpay
         );
+    }
+
+    #[test]
+    fn a_channel_name_is_its_stored_name() {
+        for channel in [Channel::Wxpay, Channel::Xpay] {
+            assert_eq!(serde_json::json!(channel), channel.as_str());
+        }
     }
 
     #[test]
