@@ -46,7 +46,11 @@ pub async fn from_config(config: &Config) -> Result<(Commerce, Option<Arc<PayCli
     let mut commerce = Commerce::new(store.clone(), appid, clock.clone());
     let mut client = None;
     if let Some(settings) = optional(config.wechat_pay())? {
-        let pay = Arc::new(PayClient::from_settings(&settings)?.with_clock(clock.clone()));
+        let pay = Arc::new(
+            PayClient::from_settings(&settings)?
+                .with_clock(clock.clone())
+                .with_shared_download_throttle(store.clone()),
+        );
         commerce = commerce.with_wxpay(pay.clone());
         client = Some(pay);
     }
