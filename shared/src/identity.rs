@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 
 mod user;
 
-pub use user::{SessionKeyError, StoredSessionKey, USERS, User, UserRole, session_key};
+pub use user::{
+    SessionKeyError, StoredSessionKey, USERS, User, UserRole, is_stored_admin, session_key,
+};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, TrustedGateway};
@@ -79,7 +81,8 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// `FORBIDDEN` unless the caller is a project administrator (per its session).
+    /// `FORBIDDEN` unless the caller is a project administrator per its session. The session
+    /// may be older than a demotion: admin-only actions check [`is_stored_admin`] instead.
     ///
     /// # Errors
     /// `FORBIDDEN`.

@@ -77,7 +77,9 @@ impl Deps {
         };
         let wechat_pay = match optional(config.wechat_pay(), "WECHATPAY_MCHID")? {
             Some(settings) => Some(Arc::new(
-                PayClient::from_settings(&settings)?.with_clock(clock.clone()),
+                PayClient::from_settings(&settings)?
+                    .with_clock(clock.clone())
+                    .with_shared_download_throttle(store.clone()),
             )),
             None => None,
         };

@@ -536,6 +536,70 @@ async fn certificate_mode_downloads_and_refreshes_platform_certificates() {
     assert!(stand_in.seen.lock().unwrap().iter().all(|s| s.auth.is_ok()));
 }
 
+/// Two instances (two clients, each against its own stand-in) over one store: downloads
+/// caused by unknown serials are limited to one a minute across both, not one per instance.
+#[tokio::test]
+async fn unknown_serial_downloads_are_throttled_across_instances_sharing_a_store() {
+    use wemint::store::Store;
+    use wemint::store::sqlite::SqliteStore;
+
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    wemint::store::bootstrap(store.as_ref()).await.unwrap();
+    let a = setup(false).await;
+    let b = setup(false).await;
+    let (clock_a, clock_b) = (a.clock.clone(), b.clock.clone());
+    let client_a = a.client.with_shared_download_throttle(store.clone());
+    let client_b = b.client.with_shared_download_throttle(store.clone());
+    let downloads = || {
+        [&a.stand_in, &b.stand_in].map(|s| {
+            s.hits
+                .lock()
+                .unwrap()
+                .get("GET /v3/certificates")
+                .copied()
+                .unwrap_or(0)
+        })
+    };
+    let advance = |secs| {
+        clock_a.advance(secs);
+        clock_b.advance(secs);
+    };
+    // Each instance's first call downloads on schedule (not throttled: once a day).
+    client_a.query_by_out_trade_no("ORD123456").await.unwrap();
+    client_b.query_by_out_trade_no("ORD123456").await.unwrap();
+    assert_eq!(downloads(), [1, 1]);
+
+    advance(120);
+    let refused = |r: Result<_, PayError>| {
+        matches!(
+            r,
+            Err(PayError::Unverified {
+                source: VerifyError::UnknownSerial(_),
+                ..
+            })
+        )
+    };
+    // Instance A takes the minute's download; B, within the same minute, does not download.
+    assert!(refused(
+        client_a.query_by_out_trade_no("ORD_NEWSERIAL").await
+    ));
+    assert_eq!(downloads(), [2, 1]);
+    assert!(refused(
+        client_b.query_by_out_trade_no("ORD_NEWSERIAL").await
+    ));
+    assert!(!client_b.download_for_unknown_serial().await.unwrap());
+    assert_eq!(downloads(), [2, 1], "B is throttled by A's download");
+
+    // A minute later the next download is allowed, to one instance only.
+    advance(61);
+    assert!(client_b.download_for_unknown_serial().await.unwrap());
+    assert!(!client_a.download_for_unknown_serial().await.unwrap());
+    assert!(refused(
+        client_a.query_by_out_trade_no("ORD_NEWSERIAL").await
+    ));
+    assert_eq!(downloads(), [2, 2]);
+}
+
 #[tokio::test]
 async fn stand_in_notifications_round_trip_through_the_client() {
     use wemint::pay::v3::Notification;

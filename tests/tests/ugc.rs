@@ -8,7 +8,7 @@ use ugc_support::{
     APPID, DbDir, PUSH_TOKEN, Service, TEMPLATE, URL_LINK, WechatStandIn, call, crypto, deliver,
     env, file_id, media_result, own_post, seal, with_param,
 };
-use wemint::store::{Filter, Store};
+use wemint::store::{Filter, Store, Update, UpdateOptions};
 
 struct Suite {
     wechat: WechatStandIn,
@@ -37,6 +37,21 @@ impl Suite {
             .await
             .expect("open store")
     }
+
+    /// Records `openid` as a project administrator in `users`: ugcUpload reads the stored
+    /// role, not the token's flag.
+    async fn make_admin(&self, openid: &str) {
+        self.store()
+            .await
+            .update_one(
+                "users",
+                &Filter::id(openid),
+                &Update::new().set("openid", openid).set("role", "admin"),
+                UpdateOptions::upsert(),
+            )
+            .await
+            .expect("admin user");
+    }
 }
 
 fn code(v: &Value) -> &str {
@@ -56,6 +71,7 @@ fn ids(v: &Value) -> Vec<String> {
 async fn text_posts_clean_approved_risky_rejected_review_goes_to_admins() {
     let s = Suite::start("ugc-text").await;
     let (alice, bob, admin) = ("oAlice", "oBob", "oAdmin");
+    s.make_admin(admin).await;
 
     // Clean text: approved at once, visible to others.
     let (st, v) = call(
@@ -356,6 +372,7 @@ async fn image_posts_wait_for_the_signed_encrypted_push() {
         .0,
         200
     );
+    s.make_admin("oAdminImg").await;
     let (_, v) = call(&s.ugc, "oAdminImg", true, "queue", json!({})).await;
     assert_eq!(ids(&v), vec![third]);
 }
@@ -364,6 +381,7 @@ async fn image_posts_wait_for_the_signed_encrypted_push() {
 async fn only_the_author_or_an_admin_deletes() {
     let s = Suite::start("ugc-delete").await;
     let (alice, bob, admin) = ("oAliceDel", "oBobDel", "oAdminDel");
+    s.make_admin(admin).await;
     let (_, v) = call(&s.ugc, alice, false, "create", json!({"text": "first"})).await;
     let public = v["data"]["post"]["id"].as_str().unwrap().to_owned();
     let (_, v) = call(
@@ -549,6 +567,7 @@ async fn overdue_image_verdicts_go_to_the_review_queue_and_a_late_verdict_still_
         .unwrap();
     assert_eq!(sweep().await["escalated"], 1);
     assert_eq!(sweep().await["escalated"], 0, "moved once");
+    s.make_admin("oAdminLate").await;
     let (_, v) = call(&s.ugc, "oAdminLate", true, "queue", json!({})).await;
     assert_eq!(ids(&v), vec![id.clone()]);
     let p = own_post(&s.ugc, alice, &id).await;

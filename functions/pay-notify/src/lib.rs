@@ -10,7 +10,6 @@
 //! match its order is held for review and acknowledged (redelivery would not change it).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use http::StatusCode;
 use wemint::commerce::{Commerce, CommerceError, PaymentOutcome};
@@ -29,13 +28,7 @@ pub struct State {
     commerce: Commerce,
     pay: Arc<PayClient>,
     v2_key: Option<ApiV2Key>,
-    /// Last certificate download triggered by an unknown serial (Unix seconds): at most one a
-    /// minute, so forged serials cannot make us hammer WeChat Pay.
-    last_download: AtomicI64,
 }
-
-/// Least time between two certificate downloads triggered by notifications.
-const DOWNLOAD_INTERVAL_SECS: i64 = 60;
 
 fn fail(status: StatusCode, message: &str) -> WebhookResponse {
     WebhookResponse::with_body(status, "application/json", failure_reply(message))
@@ -58,31 +51,33 @@ async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
         v2_key: config
             .wechat_pay_v2_key()?
             .map(|k| ApiV2Key::new(k.expose().clone())),
-        last_download: AtomicI64::new(i64::MIN / 2),
     })
 }
 
 /// Verifies and decrypts; with platform certificates, an unknown serial triggers one
-/// certificate download (WeChat rotated them) and a second try.
+/// certificate download (WeChat rotated them) and a second try. Those downloads are throttled
+/// across instances through the store (`PayClient::download_for_unknown_serial`), so forged
+/// serials cannot make us hammer WeChat Pay.
 async fn verified(state: &State, req: &WebhookRequest) -> Result<Notification, WebhookResponse> {
     let headers = SignatureHeaders::from_header_map(&req.headers)
         .map_err(|e| fail(StatusCode::UNAUTHORIZED, &e.to_string()))?;
-    let first = state.pay.parse_notification(&headers, &req.body);
-    let result = match first {
+    let mut result = state.pay.parse_notification(&headers, &req.body);
+    if matches!(
+        result,
         Err(NotifyError::Verify(VerifyError::UnknownSerial(_)))
-            if !state.pay.verifier().has_public_key() && download_due(state) =>
-        {
-            if let Err(e) = state.pay.download_certificates().await {
+    ) {
+        match state.pay.download_for_unknown_serial().await {
+            Ok(true) => result = state.pay.parse_notification(&headers, &req.body),
+            Ok(false) => {}
+            Err(e) => {
                 tracing::warn!(error = %e, "platform certificate download failed");
                 return Err(fail(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "platform certificates unavailable",
                 ));
             }
-            state.pay.parse_notification(&headers, &req.body)
         }
-        other => other,
-    };
+    }
     result.map_err(|e| {
         tracing::warn!(error = %e, "notification refused");
         match e {
@@ -90,16 +85,6 @@ async fn verified(state: &State, req: &WebhookRequest) -> Result<Notification, W
             _ => fail(StatusCode::BAD_REQUEST, "malformed notification"),
         }
     })
-}
-
-fn download_due(state: &State) -> bool {
-    let now = state.commerce.now();
-    let last = state.last_download.load(Ordering::SeqCst);
-    now - last >= DOWNLOAD_INTERVAL_SECS
-        && state
-            .last_download
-            .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
 }
 
 async fn handle_v3(state: Arc<State>, req: WebhookRequest) -> WebhookResponse {

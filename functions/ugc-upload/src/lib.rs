@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use wemint::clock::SharedClock;
 use wemint::config::Config;
 use wemint::domain::moderation::Decision;
-use wemint::identity::Authenticator;
+use wemint::identity::{Authenticator, Caller, is_stored_admin};
 use wemint::moderation::{DAILY_QUOTA_EXCEEDED, MediaInput, Moderation, NoticeTemplate, Post};
 use wemint::ratelimit::{Limit, RateLimitError, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
@@ -233,11 +233,29 @@ pub async fn delete(state: &State, req: &CallRequest) -> Result<Value, ApiError>
         .limits
         .check(&caller.openid, "ugcUpload.delete", DELETE_LIMIT)
         .await?;
+    let admin = is_admin(state, &caller).await?;
     state
         .moderation
-        .delete(&caller.openid, caller.admin, &input.post_id)
+        .delete(&caller.openid, admin, &input.post_id)
         .await?;
     Ok(json!({ "deleted": true }))
+}
+
+/// Whether the caller is an administrator by the stored role, not the session's flag: a
+/// demoted admin loses the review queue at once, not when the token expires.
+async fn is_admin(state: &State, caller: &Caller) -> Result<bool, ApiError> {
+    is_stored_admin(state.moderation.store().as_ref(), &caller.openid)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// `FORBIDDEN` unless [`is_admin`].
+async fn require_admin(state: &State, caller: &Caller) -> Result<(), ApiError> {
+    if is_admin(state, caller).await? {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("administrators only"))
+    }
 }
 
 /// `queue`: posts in `in_review`, oldest first (admins only).
@@ -246,7 +264,7 @@ pub async fn delete(state: &State, req: &CallRequest) -> Result<Value, ApiError>
 /// `UNAUTHENTICATED`, `FORBIDDEN`, `BAD_REQUEST`, `INTERNAL`.
 pub async fn queue(state: &State, req: &CallRequest) -> Result<Value, ApiError> {
     let caller = state.auth.caller(req)?;
-    caller.require_admin()?;
+    require_admin(state, &caller).await?;
     let input: ListInput = req.parse()?;
     let posts = state.moderation.queue(page(input.limit)?).await?;
     Ok(views(&posts))
@@ -263,7 +281,7 @@ pub async fn decide(
     decision: Decision,
 ) -> Result<Value, ApiError> {
     let caller = state.auth.caller(req)?;
-    caller.require_admin()?;
+    require_admin(state, &caller).await?;
     let input = post_input(req)?;
     let post = state
         .moderation

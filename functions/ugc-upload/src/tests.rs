@@ -111,6 +111,21 @@ impl World {
         create(&self.state, &self.req(openid, false, data)).await
     }
 
+    /// Records `openid`'s project role in `users`, as login or the operator do.
+    async fn set_role(&self, openid: &str, role: &str) {
+        self.state
+            .moderation()
+            .store()
+            .update_one(
+                "users",
+                &store::Filter::id(openid),
+                &store::Update::new().set("openid", openid).set("role", role),
+                store::UpdateOptions::upsert(),
+            )
+            .await
+            .unwrap();
+    }
+
     async fn stored(&self, id: &str) -> Post {
         self.state.moderation().get(id).await.unwrap().unwrap()
     }
@@ -266,6 +281,7 @@ async fn an_admin_decision_stands_against_late_results_and_notices_are_recorded(
         .await
         .unwrap();
     let id = id_of(&reply);
+    w.set_role("o-admin", "admin").await;
     let admin = w.req("o-admin", true, json!({"postId": id, "reason": "spam"}));
     let rejected = decide(&w.state, &admin, Decision::Reject).await.unwrap();
     assert_eq!(rejected["post"]["status"], "rejected");
@@ -350,4 +366,59 @@ async fn list_pages_with_before_and_hides_others_unpublished_posts() {
             .code(),
         "POST_NOT_FOUND"
     );
+}
+
+#[tokio::test]
+async fn admin_rights_follow_the_stored_role_not_the_token() {
+    let w = world(Scripted::default()).await;
+    let reply = w
+        .create("o-a", json!({"text": "a borderline joke"}))
+        .await
+        .unwrap();
+    let queued = id_of(&reply);
+    let reply = w.create("o-a", json!({"text": "hello"})).await.unwrap();
+    let public = id_of(&reply);
+
+    // An admin by role, with a token saying so, reviews.
+    w.set_role("o-mod", "admin").await;
+    let token_says_admin = |data: Value| w.req("o-mod", true, data);
+    let posts = queue(&w.state, &token_says_admin(json!({}))).await.unwrap();
+    assert_eq!(posts["posts"][0]["id"], queued.as_str());
+
+    // Demoted: the same, still valid token no longer opens the queue or decides.
+    w.set_role("o-mod", "user").await;
+    let e = queue(&w.state, &token_says_admin(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "FORBIDDEN");
+    for decision in [Decision::Approve, Decision::Reject] {
+        let e = decide(
+            &w.state,
+            &token_says_admin(json!({"postId": queued, "reason": "no"})),
+            decision,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), "FORBIDDEN");
+    }
+    let e = delete(&w.state, &token_says_admin(json!({"postId": public})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "FORBIDDEN");
+    assert_eq!(w.stored(&queued).await.status.as_str(), "in_review");
+
+    // The token's flag counts for nothing either way: only the stored role does.
+    w.set_role("o-new", "admin").await;
+    let approved = decide(
+        &w.state,
+        &w.req("o-new", false, json!({"postId": queued})),
+        Decision::Approve,
+    )
+    .await
+    .unwrap();
+    assert_eq!(approved["post"]["status"], "approved");
+    let e = queue(&w.state, &w.req("o-nobody", true, json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "FORBIDDEN");
 }

@@ -167,17 +167,10 @@ impl Commerce {
         self.clock.now_unix()
     }
 
-    /// Whether the caller is a project administrator: the session says so, or the user's
-    /// stored `role` is `admin` (the stored role is authoritative for platform callers).
+    /// Whether the caller is a project administrator by the user's stored `role`. The
+    /// session's flag is not enough: it may predate a demotion.
     pub async fn is_admin(&self, caller: &Caller) -> Result<bool, CommerceError> {
-        if caller.admin {
-            return Ok(true);
-        }
-        let user: Option<crate::identity::User> = self
-            .store
-            .get_as(crate::identity::USERS, &caller.openid)
-            .await?;
-        Ok(user.is_some_and(|u| u.role == crate::identity::UserRole::Admin))
+        Ok(crate::identity::is_stored_admin(self.store.as_ref(), &caller.openid).await?)
     }
 
     /// `FORBIDDEN` unless [`Commerce::is_admin`].

@@ -1,6 +1,6 @@
 //! Creating, reading and canceling orders; the catalog.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -13,7 +13,7 @@ use super::upgrade::UpgradeRequest;
 use crate::domain::catalog::{Channel, Product, ProductKind};
 use crate::domain::ids::OutTradeNo;
 use crate::domain::money::Fen;
-use crate::domain::order::{CartLine, OrderLine, OrderStatus, price_cart};
+use crate::domain::order::{CartLine, MAX_LINES, OrderLine, OrderStatus, PricingError, price_cart};
 use crate::domain::subscription::Plan;
 use crate::identity::Caller;
 use crate::store::{Filter, FindOptions, StoreError, Update, UpdateOptions};
@@ -236,15 +236,31 @@ impl Commerce {
         caller: &Caller,
         items: &[CartLine],
     ) -> Result<Draft, CommerceError> {
+        // The size is checked before any read, so a huge cart costs one comparison; the
+        // distinct skus are then read in one query.
+        if items.is_empty() || items.len() > MAX_LINES {
+            return Err(PricingError::BadCartSize.into());
+        }
+        let skus: BTreeSet<&str> = items
+            .iter()
+            .map(|l| l.sku.as_str())
+            .filter(|sku| !sku.is_empty() && sku.len() <= 64)
+            .collect();
         let mut products: HashMap<String, Product> = HashMap::new();
-        for line in items {
-            if products.contains_key(&line.sku) || line.sku.is_empty() || line.sku.len() > 64 {
-                continue;
-            }
-            if let Some(doc) = self.store.get(c::PRODUCTS, &line.sku).await? {
+        if !skus.is_empty() {
+            let found = self
+                .store
+                .find(
+                    c::PRODUCTS,
+                    &Filter::is_in("_id", skus.iter().copied()),
+                    &FindOptions::new().limit(MAX_LINES as u64),
+                )
+                .await?;
+            for doc in found {
+                let id = doc["_id"].as_str().unwrap_or_default().to_owned();
                 let product: Product = serde_json::from_value(doc)
                     .map_err(|e| StoreError::InvalidDocument(e.to_string()))?;
-                products.insert(line.sku.clone(), product);
+                products.insert(id, product);
             }
         }
         let priced = price_cart(items, |sku| products.get(sku))?;

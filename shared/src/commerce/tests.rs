@@ -16,7 +16,7 @@ use crate::pay::v3::{
     ApiError as PayApiError, JsapiOrder, PayError, Refund, RefundOrder, RefundStatus,
     RequestPaymentParams, TradeState, Transaction,
 };
-use crate::store::{Filter, Store, sqlite::SqliteStore};
+use crate::store::{Filter, Store, StoreError, sqlite::SqliteStore};
 
 const NOW: i64 = 1_750_000_000;
 const MCHID: &str = "1900000001";
@@ -1838,4 +1838,137 @@ async fn checkout_reconciliation_and_refunds_reach_a_channel_only_through_its_tr
             format!("close {other}"),
         ]
     );
+}
+
+/// Counts the reads of `products` going through to the store underneath.
+#[derive(Debug)]
+struct CountingStore {
+    inner: Arc<dyn Store>,
+    product_reads: AtomicU64,
+}
+
+impl CountingStore {
+    fn count(&self, collection: &str) {
+        if collection == "products" {
+            self.product_reads.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn insert(&self, collection: &str, doc: Value) -> Result<String, StoreError> {
+        self.inner.insert(collection, doc).await
+    }
+    async fn get(&self, collection: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        self.count(collection);
+        self.inner.get(collection, id).await
+    }
+    async fn find(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: &crate::store::FindOptions,
+    ) -> Result<Vec<Value>, StoreError> {
+        self.count(collection);
+        self.inner.find(collection, filter, options).await
+    }
+    async fn update_one(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &crate::store::Update,
+        options: crate::store::UpdateOptions,
+    ) -> Result<Option<Value>, StoreError> {
+        self.inner
+            .update_one(collection, filter, update, options)
+            .await
+    }
+    async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<bool, StoreError> {
+        self.inner.delete_one(collection, filter).await
+    }
+    async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        self.inner.delete_many(collection, filter).await
+    }
+    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        self.count(collection);
+        self.inner.count(collection, filter).await
+    }
+    async fn ensure_indexes(
+        &self,
+        collection: &str,
+        indexes: &[crate::store::IndexSpec],
+    ) -> Result<(), StoreError> {
+        self.inner.ensure_indexes(collection, indexes).await
+    }
+}
+
+#[tokio::test]
+async fn a_cart_is_sized_before_any_product_read_and_each_sku_is_read_once() {
+    let w = world().await;
+    let counting = Arc::new(CountingStore {
+        inner: w.store.clone(),
+        product_reads: AtomicU64::new(0),
+    });
+    let commerce =
+        Commerce::new(counting.clone(), APPID, w.clock.clone()).with_wxpay(w.wxpay.clone());
+    let reads = || counting.product_reads.swap(0, Ordering::SeqCst);
+    let bob = caller("bob");
+
+    // 1000 lines (of a sku that does not even exist): refused without reading the catalog.
+    let huge: Vec<(&str, u32)> = vec![("nope", 1); 1000];
+    let err = commerce
+        .create_order(&bob, cart("huge", &huge))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        crate::runtime::ApiError::from(err).code(),
+        codes::INVALID_QUANTITY
+    );
+    assert_eq!(reads(), 0, "no product read for an oversized cart");
+
+    // 20 lines naming one missing sku: one read, not twenty.
+    let err = commerce
+        .create_order(&bob, cart("missing", &[("nope", 1); 20]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        crate::runtime::ApiError::from(err).code(),
+        codes::PRODUCT_NOT_FOUND
+    );
+    assert_eq!(reads(), 1);
+
+    // Repeated skus in a good cart: one read for the whole catalog lookup.
+    let created = commerce
+        .create_order(&bob, cart("ok", &[("mug", 1), ("tee", 1), ("mug", 1)]))
+        .await
+        .unwrap();
+    assert_eq!(created.order.total_fen.get(), 2 * 2500 + 9900);
+    // The stock reservation of `mug` writes `products`, but pricing read it once.
+    assert_eq!(reads(), 1);
+}
+
+#[tokio::test]
+async fn a_session_admin_flag_without_the_stored_role_refunds_nothing() {
+    let w = world().await;
+    // Alice's stored role is `user`: a token minted while she was an admin no longer counts.
+    let demoted = Caller {
+        admin: true,
+        ..caller("alice")
+    };
+    let input = RefundInput {
+        order_id: "any".into(),
+        refund_no: "R-demoted".into(),
+        amount_fen: None,
+        reason: None,
+    };
+    assert!(matches!(
+        w.commerce.refund(&demoted, input).await,
+        Err(CommerceError::Forbidden(_))
+    ));
+    assert!(!w.commerce.is_admin(&demoted).await.unwrap());
+    assert!(w.commerce.is_admin(&caller("admin")).await.unwrap());
 }

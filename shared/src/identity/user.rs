@@ -92,6 +92,27 @@ impl From<SessionKeyError> for ApiError {
     }
 }
 
+/// Whether `openid` is a project administrator by its stored `role`.
+///
+/// The session token's `adm` flag only says what the role was at login, up to the token's
+/// lifetime ago; admin-only actions ask the store instead, so a demoted admin loses them at
+/// once (and a promoted one gains them without logging in again).
+///
+/// # Errors
+/// Store failures.
+pub async fn is_stored_admin(
+    store: &(dyn Store + 'static),
+    openid: &str,
+) -> Result<bool, StoreError> {
+    if openid.is_empty() {
+        return Ok(false);
+    }
+    Ok(store
+        .get(USERS, openid)
+        .await?
+        .is_some_and(|user| user["role"] == "admin"))
+}
+
 /// The latest session_key of `openid`, or `None` when the user never logged in (or has no
 /// key stored): callers answer `SESSION_KEY_MISSING` and ask for a fresh `login`.
 ///

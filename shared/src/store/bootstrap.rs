@@ -95,6 +95,9 @@ pub fn collections() -> Vec<(&'static str, Vec<IndexSpec>)> {
             vec![IndexSpec::non_unique(["expiresAt"])],
         ),
         ("rate_limits", vec![IndexSpec::non_unique(["expiresAt"])]),
+        // One document per merchant (`_id` = mchid, `lastAt`): the shared throttle of
+        // certificate downloads caused by unknown serials.
+        ("pay_certificate_downloads", vec![]),
     ]
 }
 

@@ -4,9 +4,12 @@
 //! certificate at all, reference §2.6). Certificates last 5 years but rotate, so the client
 //! refreshes them on an interval (the official Go SDK: 24 h) and when an unknown serial shows up.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+
+use crate::store::{Filter, Store, StoreError, Update, UpdateOptions};
 
 use super::aead::{AeadError, ApiV3Key};
 use super::keys::{KeyError, PlatformCertificate};
@@ -147,6 +150,113 @@ impl RefreshSchedule {
 impl Default for RefreshSchedule {
     fn default() -> Self {
         Self::new(DEFAULT_REFRESH_SECS)
+    }
+}
+
+/// Least time between two certificate downloads triggered by an unknown `Wechatpay-Serial`,
+/// across every instance sharing a store. Anyone can send a notification with a made-up
+/// serial; without this, each one would cost a signed call to WeChat Pay.
+pub const FORCED_DOWNLOAD_INTERVAL_SECS: i64 = 60;
+
+/// The collection of [`DownloadThrottle`] documents: `{_id: <mchid>, lastAt: <unix secs>}`.
+pub const DOWNLOAD_THROTTLE_COLLECTION: &str = "pay_certificate_downloads";
+
+/// Allows at most one out-of-schedule certificate download per interval.
+///
+/// Per instance it is an atomic timestamp; with a store ([`DownloadThrottle::shared`]) the
+/// same limit holds across instances: the right to download is taken with a conditional
+/// update (`lastAt <= now - interval` → `lastAt = now`) on one document per merchant, which
+/// only one instance can win per interval. Scale-out therefore does not multiply the calls
+/// forged serials can cause.
+pub struct DownloadThrottle {
+    interval_secs: i64,
+    local_last: AtomicI64,
+    shared: Option<(Arc<dyn Store>, String)>,
+}
+
+impl std::fmt::Debug for DownloadThrottle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownloadThrottle")
+            .field("interval_secs", &self.interval_secs)
+            .field("shared", &self.shared.as_ref().map(|(_, key)| key))
+            .finish_non_exhaustive()
+    }
+}
+
+impl DownloadThrottle {
+    /// A throttle for this instance only.
+    pub fn local(interval_secs: i64) -> Self {
+        Self {
+            interval_secs: interval_secs.max(1),
+            local_last: AtomicI64::new(i64::MIN / 2),
+            shared: None,
+        }
+    }
+
+    /// A throttle shared through `store` by every instance using the same `key` (the mchid).
+    pub fn shared(store: Arc<dyn Store>, key: impl Into<String>, interval_secs: i64) -> Self {
+        Self {
+            shared: Some((store, key.into())),
+            ..Self::local(interval_secs)
+        }
+    }
+
+    /// Takes the right to download at `now_unix`; `false` when a download (here or, when
+    /// shared, in another instance) was allowed less than the interval ago. A failing store
+    /// refuses: an outage must not turn into unthrottled downloads.
+    pub async fn try_acquire(&self, now_unix: i64) -> bool {
+        // This instance's own gate first: repeated forgeries here cost no store write.
+        let last = self.local_last.load(Ordering::SeqCst);
+        if now_unix - last < self.interval_secs
+            || self
+                .local_last
+                .compare_exchange(last, now_unix, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            return false;
+        }
+        let Some((store, key)) = &self.shared else {
+            return true;
+        };
+        match acquire_shared(store.as_ref(), key, now_unix, self.interval_secs).await {
+            Ok(won) => won,
+            Err(err) => {
+                tracing::warn!(error = %err, "certificate download throttle unavailable; not downloading");
+                false
+            }
+        }
+    }
+}
+
+/// One conditional update moves `lastAt` forward only when the interval has passed; the very
+/// first download inserts the document, and a concurrent first insert loses on the `_id`.
+async fn acquire_shared(
+    store: &dyn Store,
+    key: &str,
+    now_unix: i64,
+    interval_secs: i64,
+) -> Result<bool, StoreError> {
+    let moved = store
+        .update_one(
+            DOWNLOAD_THROTTLE_COLLECTION,
+            &Filter::id(key).and(Filter::lte("lastAt", now_unix - interval_secs)),
+            &Update::new().set("lastAt", now_unix),
+            UpdateOptions::default(),
+        )
+        .await?;
+    if moved.is_some() {
+        return Ok(true);
+    }
+    match store
+        .insert(
+            DOWNLOAD_THROTTLE_COLLECTION,
+            serde_json::json!({ "_id": key, "lastAt": now_unix }),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(StoreError::DuplicateKey { .. }) => Ok(false),
+        Err(err) => Err(err),
     }
 }
 

@@ -12,7 +12,10 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::aead::ApiV3Key;
-use super::certs::{CertificateError, RefreshSchedule, decrypt_certificates};
+use super::certs::{
+    CertificateError, DownloadThrottle, FORCED_DOWNLOAD_INTERVAL_SECS, RefreshSchedule,
+    decrypt_certificates,
+};
 use super::keys::{KeyError, PlatformCertificate, RsaSigningKey, VerifyingKey};
 use super::models::{
     ErrorBody, JsapiOrder, PrepayResponse, Refund, RefundOrder, Transaction, ValidationError,
@@ -160,6 +163,8 @@ pub struct PayClient {
     retry: Retry,
     refresh: Option<RefreshSchedule>,
     refresh_lock: tokio::sync::Mutex<()>,
+    /// Gates downloads caused by an unknown serial (see [`DownloadThrottle`]).
+    forced_downloads: DownloadThrottle,
 }
 
 impl std::fmt::Debug for PayClient {
@@ -200,6 +205,7 @@ impl PayClient {
             retry: Retry::default(),
             refresh,
             refresh_lock: tokio::sync::Mutex::new(()),
+            forced_downloads: DownloadThrottle::local(FORCED_DOWNLOAD_INTERVAL_SECS),
         })
     }
 
@@ -238,6 +244,14 @@ impl PayClient {
     /// Use another nonce source (tests).
     pub fn with_nonce(mut self, nonce: SharedNonce) -> Self {
         self.nonce = nonce;
+        self
+    }
+
+    /// Share the throttle of downloads caused by unknown serials with every instance using
+    /// `store`, so that scaling out does not multiply what forged serials can make us fetch.
+    pub fn with_shared_download_throttle(mut self, store: Arc<dyn crate::store::Store>) -> Self {
+        self.forced_downloads =
+            DownloadThrottle::shared(store, self.signer.mchid(), FORCED_DOWNLOAD_INTERVAL_SECS);
         self
     }
 
@@ -367,6 +381,25 @@ impl PayClient {
         Ok(certs)
     }
 
+    /// A certificate download for a notification signed under a serial we do not know (WeChat
+    /// may have rotated its certificates), if the throttle allows one now. `Ok(false)`: nothing
+    /// was downloaded (public key mode, or throttled), so the serial stays unknown.
+    ///
+    /// # Errors
+    /// The download failed.
+    pub async fn download_for_unknown_serial(&self) -> Result<bool, PayError> {
+        if self.refresh.is_none()
+            || !self
+                .forced_downloads
+                .try_acquire(self.clock.now_unix())
+                .await
+        {
+            return Ok(false);
+        }
+        self.download_certificates().await?;
+        Ok(true)
+    }
+
     /// Download certificates when in certificate mode and the refresh is due. A failed refresh
     /// with certificates still on hand is logged, not fatal.
     async fn ensure_certificates(&self, force: bool) -> Result<(), PayError> {
@@ -385,6 +418,14 @@ impl PayClient {
         }
         let _guard = self.refresh_lock.lock().await;
         if !wanted(self.clock.now_unix()) {
+            return Ok(());
+        }
+        if force
+            && !self
+                .forced_downloads
+                .try_acquire(self.clock.now_unix())
+                .await
+        {
             return Ok(());
         }
         match self.download_certificates().await {

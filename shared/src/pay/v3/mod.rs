@@ -16,7 +16,7 @@ pub mod sign;
 pub mod verify;
 
 pub use aead::{AeadError, ApiV3Key};
-pub use certs::{CertificateError, RefreshSchedule, decrypt_certificates};
+pub use certs::{CertificateError, DownloadThrottle, RefreshSchedule, decrypt_certificates};
 pub use client::{ApiError, PayClient, PayClientConfig, PayError};
 pub use keys::{KeyError, PlatformCertificate, RsaSigningKey, VerifyingKey};
 pub use models::{
