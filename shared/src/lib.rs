@@ -16,6 +16,7 @@ pub mod ratelimit;
 pub mod runtime;
 pub mod storage;
 pub mod store;
+pub mod subscriptions;
 pub mod telemetry;
 pub mod tenancy;
 pub mod wechat;

@@ -4,6 +4,7 @@ use http::StatusCode;
 use wemint::runtime::ApiError;
 use wemint::storage::StorageError;
 use wemint::store::StoreError;
+use wemint::subscriptions::SubscriptionsError;
 
 /// Public error codes of `gatedContent`.
 pub mod codes {
@@ -59,6 +60,21 @@ pub enum GatedError {
     /// The store failed, or kept changing under a conditional write.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<SubscriptionsError> for GatedError {
+    fn from(e: SubscriptionsError) -> Self {
+        match e {
+            SubscriptionsError::NotFound(scope) => GatedError::SubscriptionNotFound(scope),
+            SubscriptionsError::Expired => GatedError::SubscriptionExpired,
+            SubscriptionsError::PlanNotFound(id) => GatedError::PlanNotFound(id),
+            SubscriptionsError::PlanChangeInvalid(m) => GatedError::PlanChangeInvalid(m),
+            SubscriptionsError::TrialUnavailable(m) => GatedError::TrialUnavailable(m),
+            SubscriptionsError::Forbidden(m) => GatedError::Forbidden(m),
+            SubscriptionsError::BadRequest(m) => GatedError::BadRequest(m),
+            SubscriptionsError::Store(e) => GatedError::Store(e),
+        }
+    }
 }
 
 impl From<GatedError> for ApiError {

@@ -16,8 +16,6 @@
 
 mod access;
 pub mod error;
-mod lifecycle;
-mod reminders;
 
 use std::sync::Arc;
 
@@ -29,11 +27,13 @@ use wemint::identity::{Authenticator, Caller};
 use wemint::pay::SharedClock;
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 use wemint::storage::{Storage, TokenSource};
+use wemint::store::collections::CONTENTS;
 use wemint::store::{Filter, FindOptions, Store};
+use wemint::subscriptions::{self, Plans, Scope, Subscriptions, reminders};
 use wemint::tenancy::Tenancy;
 use wemint::wechat::{WechatClient, WechatConfig};
 
-use access::{Plans, Scope, Standing, collections as c, subscription_view};
+use access::Standing;
 use error::GatedError;
 
 /// The deployed (CloudBase) name of this function.
@@ -49,6 +49,7 @@ pub struct State {
     clock: SharedClock,
     auth: Authenticator,
     tenancy: Tenancy,
+    subscriptions: Subscriptions,
     storage: Option<Storage>,
     wechat: Option<WechatClient>,
     reminders: Option<ReminderSettings>,
@@ -116,11 +117,13 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
                 .into(),
         );
     }
+    let subscriptions = Subscriptions::new(store.clone(), tenancy.clone());
     Ok(State {
         store,
         clock,
         auth,
         tenancy,
+        subscriptions,
         storage,
         wechat,
         reminders,
@@ -184,7 +187,7 @@ async fn load_content(state: &State, id: &str) -> Result<Content, GatedError> {
     }
     state
         .store
-        .get_as::<Content>(c::CONTENTS, id)
+        .get_as::<Content>(CONTENTS, id)
         .await?
         .ok_or_else(|| GatedError::ContentNotFound(id.to_owned()))
 }
@@ -269,7 +272,7 @@ async fn list(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
     let contents: Vec<Content> = state
         .store
         .find_as(
-            c::CONTENTS,
+            CONTENTS,
             &filter,
             &FindOptions::new().sort_desc("publishedAt").limit(limit),
         )
@@ -336,10 +339,10 @@ async fn entitlements(state: Arc<State>, req: CallRequest) -> Result<Value, ApiE
         .collect();
     let mut out = json!({ "entitlements": items });
     if let Some(sub) = user_sub {
-        out["subscription"] = subscription_view(sub, now, &plans);
+        out["subscription"] = subscriptions::view(sub, now, &plans);
     }
     if let Some((tenant, Some(stored))) = &standing.tenant {
-        let mut v = subscription_view(&stored.sub, now, &plans);
+        let mut v = subscriptions::view(&stored.sub, now, &plans);
         v["tenant"] = json!(tenant);
         out["tenantSubscription"] = v;
     }
@@ -355,15 +358,11 @@ async fn set_canceled(
     let caller = state.caller(&req)?;
     let input: ScopeInput = req.parse()?;
     let scope = scope(input.scope.as_deref())?;
-    Ok(lifecycle::set_canceled(
-        &state.store,
-        &state.tenancy,
-        &caller,
-        scope,
-        cancel,
-        state.now(),
-    )
-    .await?)
+    Ok(state
+        .subscriptions
+        .set_canceled(&caller, scope, cancel, state.now())
+        .await
+        .map_err(GatedError::from)?)
 }
 
 /// The two actions that name a target plan.
@@ -381,15 +380,12 @@ async fn plan_action(
     let caller = state.caller(&req)?;
     let input: ChangePlanInput = req.parse()?;
     let scope = scope(input.scope.as_deref())?;
-    let (store, tenancy, now) = (&state.store, &state.tenancy, state.now());
-    Ok(match action {
-        PlanAction::StartTrial => {
-            lifecycle::start_trial(store, tenancy, &caller, scope, &input.plan, now).await?
-        }
-        PlanAction::Change => {
-            lifecycle::change_plan(store, tenancy, &caller, scope, &input.plan, now).await?
-        }
-    })
+    let (subs, now) = (&state.subscriptions, state.now());
+    let done = match action {
+        PlanAction::StartTrial => subs.start_trial(&caller, scope, &input.plan, now).await,
+        PlanAction::Change => subs.change_plan(&caller, scope, &input.plan, now).await,
+    };
+    Ok(done.map_err(GatedError::from)?)
 }
 
 async fn subscribe_grant(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
@@ -401,7 +397,8 @@ async fn subscribe_grant(state: Arc<State>, req: CallRequest) -> Result<Value, A
         &input.template_ids,
         state.now(),
     )
-    .await?;
+    .await
+    .map_err(GatedError::from)?;
     Ok(json!({ "grants": grants }))
 }
 
@@ -427,11 +424,16 @@ pub fn function() -> Function<State> {
         .default_action("get")
         .timer(|state: Arc<State>, _timer| async move {
             let now = state.now();
-            let tenant_plans_ended =
-                lifecycle::expire_tenant_plans(&state.store, &state.tenancy, now).await?;
+            let tenant_plans_ended = state
+                .subscriptions
+                .expire_tenant_plans(now)
+                .await
+                .map_err(GatedError::from)?;
             let reminders = match (&state.reminders, &state.wechat) {
                 (Some(settings), Some(wechat)) => {
-                    let report = reminders::sweep(&state.store, wechat, settings, now).await?;
+                    let report = reminders::sweep(&state.store, wechat, settings, now)
+                        .await
+                        .map_err(GatedError::from)?;
                     tracing::info!(?report, "renewal reminders");
                     json!(report)
                 }
