@@ -10,6 +10,9 @@ step() { printf '\n==> [%s] %s\n' "$(( $(date +%s) - started ))s" "$*"; }
 step "fmt"
 cargo fmt --all -- --check
 
+step "collections registry (no collection name outside shared/src/store/collections.rs)"
+scripts/check-collections.sh
+
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

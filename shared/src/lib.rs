@@ -5,6 +5,7 @@
 //! HTTP function, or on AWS Lambda. Business rules live in [`domain`] and do no I/O; every
 //! external system has its own module ([`store`], [`wechat`], [`pay`]).
 
+pub mod access;
 pub mod commerce;
 pub mod config;
 pub mod domain;

@@ -6,21 +6,24 @@
 //! - `list`: contents with the caller's access state.
 //! - `entitlements`: what the caller owns and until when, their subscription and their
 //!   tenant's.
-//! - `startTrial`, `cancelSubscription`, `resumeSubscription`, `changePlan`: lifecycle (see
-//!   the `lifecycle` module).
-//! - `subscribeGrant` and the timer: renewal reminders as subscribe messages (see
-//!   the `reminders` module).
+//! - `startTrial`, `cancelSubscription`, `resumeSubscription`, `changePlan`: the subscription
+//!   lifecycle, run by [`wemint::subscriptions::Subscriptions`].
+//! - `subscribeGrant` and the timer: renewal reminders as subscribe messages
+//!   ([`wemint::subscriptions::reminders`]) and the end of lapsed tenant plans.
+//!
+//! This crate parses requests and wires the pieces; what a caller holds is loaded by
+//! [`wemint::access`] and the access decisions are [`wemint::domain::content`]'s.
 //!
 //! Time comes from one clock ([`wemint::config::Config::clock`]), which follows the
 //! emulator's dev clock, so expiry happens at the right instant in development too.
 
-mod access;
 pub mod error;
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use wemint::access::{self, Standing};
 use wemint::config::{Config, ReminderSettings, StorageSettings};
 use wemint::domain::content::{self, Content, ContentKind, MediaUrl};
 use wemint::identity::{Authenticator, Caller};
@@ -29,11 +32,10 @@ use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 use wemint::storage::{Storage, TokenSource};
 use wemint::store::collections::CONTENTS;
 use wemint::store::{Filter, FindOptions, Store};
-use wemint::subscriptions::{self, Plans, Scope, Subscriptions, reminders};
+use wemint::subscriptions::{Plans, Scope, Subscriptions, reminders};
 use wemint::tenancy::Tenancy;
 use wemint::wechat::{WechatClient, WechatConfig};
 
-use access::Standing;
 use error::GatedError;
 
 /// The deployed (CloudBase) name of this function.
@@ -311,42 +313,7 @@ async fn entitlements(state: Arc<State>, req: CallRequest) -> Result<Value, ApiE
     let standing = Standing::load(&state.store, &state.tenancy, &caller)
         .await
         .map_err(GatedError::from)?;
-    let user_sub = standing.user.as_ref().map(|s| &s.sub);
-    let items: Vec<Value> = standing
-        .entitlements
-        .iter()
-        .map(|e| {
-            let kind = e["kind"].as_str().unwrap_or_default();
-            let mut v = json!({"sku": e["sku"], "kind": kind, "grantedAt": e["grantedAt"]});
-            // A membership lasts as long as the subscription: its period end is the truth.
-            let expires = match (kind, user_sub) {
-                ("membership", Some(sub)) => sub.period_end(),
-                _ => e["expiresAt"].as_i64(),
-            };
-            if let Some(at) = expires {
-                v["expiresAt"] = json!(at);
-                v["active"] = json!(now < at);
-            } else {
-                v["active"] = json!(true);
-            }
-            for field in ["content", "plan", "balance"] {
-                if let Some(x) = e.get(field).filter(|x| !x.is_null()) {
-                    v[field] = x.clone();
-                }
-            }
-            v
-        })
-        .collect();
-    let mut out = json!({ "entitlements": items });
-    if let Some(sub) = user_sub {
-        out["subscription"] = subscriptions::view(sub, now, &plans);
-    }
-    if let Some((tenant, Some(stored))) = &standing.tenant {
-        let mut v = subscriptions::view(&stored.sub, now, &plans);
-        v["tenant"] = json!(tenant);
-        out["tenantSubscription"] = v;
-    }
-    Ok(out)
+    Ok(access::entitlements_view(&standing, now, &plans))
 }
 
 /// `cancelSubscription` (`cancel`) and `resumeSubscription` (`!cancel`).

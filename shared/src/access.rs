@@ -1,35 +1,36 @@
-//! Loading what a caller holds (purchases, their membership, their tenant's plan) and the
-//! catalog. The decisions themselves are in `wemint::domain::content` and
-//! `wemint::domain::subscription`; the subscriptions are read through `wemint::subscriptions`.
+//! What a caller holds (purchases, their membership, their tenant's plan), loaded once per
+//! request, and the active catalog: what gatedContent decides access and paywalls from. The
+//! decisions themselves are pure, in [`crate::domain::content`] and
+//! [`crate::domain::subscription`]; subscriptions are read through [`crate::subscriptions`].
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use serde_json::Value;
-use wemint::domain::catalog::Product;
-use wemint::domain::content::{HeldPlan, Holdings, PlanSource};
-use wemint::identity::Caller;
-use wemint::store::collections::{ENTITLEMENTS, PRODUCTS};
-use wemint::store::{Filter, FindOptions, Store, StoreError};
-use wemint::subscriptions::{self, Plans, Scope, Stored};
-use wemint::tenancy::{Tenancy, TenancyError};
+use crate::domain::catalog::Product;
+use crate::domain::content::{HeldPlan, Holdings, PlanSource};
+use crate::identity::Caller;
+use crate::store::collections::{ENTITLEMENTS, PRODUCTS};
+use crate::store::{Filter, FindOptions, Store, StoreError};
+use crate::subscriptions::{self, Plans, Scope, Stored};
+use crate::tenancy::{Tenancy, TenancyError};
+use serde_json::{Value, json};
 
 /// What the caller holds, as loaded once per request.
 #[derive(Debug, Default)]
-pub(crate) struct Standing {
+pub struct Standing {
     /// Entitlement documents of the caller (not revoked).
-    pub(crate) entitlements: Vec<Value>,
+    pub entitlements: Vec<Value>,
     /// The caller's membership.
-    pub(crate) user: Option<Stored>,
+    pub user: Option<Stored>,
     /// The active tenant's id and plan subscription.
-    pub(crate) tenant: Option<(String, Option<Stored>)>,
+    pub tenant: Option<(String, Option<Stored>)>,
 }
 
 impl Standing {
     /// Loads the caller's entitlements and subscriptions. The tenant plan counts only while
     /// the store still has the caller as a member of the session's tenant (a removed member's
     /// token does not keep access).
-    pub(crate) async fn load(
+    pub async fn load(
         store: &Arc<dyn Store>,
         tenancy: &Tenancy,
         caller: &Caller,
@@ -69,7 +70,7 @@ impl Standing {
 
     /// What opens content at `now`: owned skus that have not run out, and the plans of
     /// subscriptions whose derived state has access.
-    pub(crate) fn holdings(&self, now: i64, plans: &Plans) -> Holdings {
+    pub fn holdings(&self, now: i64, plans: &Plans) -> Holdings {
         let skus: BTreeSet<String> = self
             .entitlements
             .iter()
@@ -94,7 +95,7 @@ impl Standing {
 }
 
 /// The active catalog (paywall offers are built from it).
-pub(crate) async fn active_catalog(store: &Arc<dyn Store>) -> Result<Vec<Product>, StoreError> {
+pub async fn active_catalog(store: &Arc<dyn Store>) -> Result<Vec<Product>, StoreError> {
     store
         .find_as(
             PRODUCTS,
@@ -102,4 +103,45 @@ pub(crate) async fn active_catalog(store: &Arc<dyn Store>) -> Result<Vec<Product
             &FindOptions::new().limit(1000),
         )
         .await
+}
+
+/// The `entitlements` action's reply at `now`: the caller's purchases (a membership lasts as
+/// long as the subscription, so its period end is the truth), their subscription and their
+/// tenant's.
+pub fn entitlements_view(standing: &Standing, now: i64, plans: &Plans) -> Value {
+    let user_sub = standing.user.as_ref().map(|s| &s.sub);
+    let items: Vec<Value> = standing
+        .entitlements
+        .iter()
+        .map(|e| {
+            let kind = e["kind"].as_str().unwrap_or_default();
+            let mut v = json!({"sku": e["sku"], "kind": kind, "grantedAt": e["grantedAt"]});
+            let expires = match (kind, user_sub) {
+                ("membership", Some(sub)) => sub.period_end(),
+                _ => e["expiresAt"].as_i64(),
+            };
+            if let Some(at) = expires {
+                v["expiresAt"] = json!(at);
+                v["active"] = json!(now < at);
+            } else {
+                v["active"] = json!(true);
+            }
+            for field in ["content", "plan", "balance"] {
+                if let Some(x) = e.get(field).filter(|x| !x.is_null()) {
+                    v[field] = x.clone();
+                }
+            }
+            v
+        })
+        .collect();
+    let mut out = json!({ "entitlements": items });
+    if let Some(sub) = user_sub {
+        out["subscription"] = subscriptions::view(sub, now, plans);
+    }
+    if let Some((tenant, Some(stored))) = &standing.tenant {
+        let mut v = subscriptions::view(&stored.sub, now, plans);
+        v["tenant"] = json!(tenant);
+        out["tenantSubscription"] = v;
+    }
+    out
 }
