@@ -30,24 +30,9 @@ pub enum GatedError {
     /// See [`codes::CONTENT_NOT_FOUND`].
     #[error("content {0} does not exist")]
     ContentNotFound(String),
-    /// See [`codes::SUBSCRIPTION_NOT_FOUND`].
-    #[error("no {0} subscription")]
-    SubscriptionNotFound(&'static str),
-    /// See [`codes::SUBSCRIPTION_EXPIRED`].
-    #[error("the subscription has expired; buy the plan to start a new one")]
-    SubscriptionExpired,
-    /// See [`codes::PLAN_NOT_FOUND`].
-    #[error("plan {0} does not exist")]
-    PlanNotFound(String),
-    /// See [`codes::PLAN_CHANGE_INVALID`].
-    #[error("{0}")]
-    PlanChangeInvalid(String),
-    /// See [`codes::TRIAL_UNAVAILABLE`].
-    #[error("{0}")]
-    TrialUnavailable(String),
-    /// The caller's tenant role does not allow it.
-    #[error("{0}")]
-    Forbidden(String),
+    /// A subscription change was refused (see the codes of [`SubscriptionsError`]'s variants).
+    #[error(transparent)]
+    Subscription(#[from] SubscriptionsError),
     /// The request data is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -57,24 +42,9 @@ pub enum GatedError {
     /// Protected media exists but no storage is configured.
     #[error("no storage is configured for protected media")]
     NoStorage,
-    /// The store failed, or kept changing under a conditional write.
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<SubscriptionsError> for GatedError {
-    fn from(e: SubscriptionsError) -> Self {
-        match e {
-            SubscriptionsError::NotFound(scope) => GatedError::SubscriptionNotFound(scope),
-            SubscriptionsError::Expired => GatedError::SubscriptionExpired,
-            SubscriptionsError::PlanNotFound(id) => GatedError::PlanNotFound(id),
-            SubscriptionsError::PlanChangeInvalid(m) => GatedError::PlanChangeInvalid(m),
-            SubscriptionsError::TrialUnavailable(m) => GatedError::TrialUnavailable(m),
-            SubscriptionsError::Forbidden(m) => GatedError::Forbidden(m),
-            SubscriptionsError::BadRequest(m) => GatedError::BadRequest(m),
-            SubscriptionsError::Store(e) => GatedError::Store(e),
-        }
-    }
 }
 
 impl From<GatedError> for ApiError {
@@ -84,24 +54,7 @@ impl From<GatedError> for ApiError {
             GatedError::ContentNotFound(_) => {
                 ApiError::new(codes::CONTENT_NOT_FOUND, StatusCode::NOT_FOUND, message)
             }
-            GatedError::SubscriptionNotFound(_) => ApiError::new(
-                codes::SUBSCRIPTION_NOT_FOUND,
-                StatusCode::NOT_FOUND,
-                message,
-            ),
-            GatedError::SubscriptionExpired => {
-                ApiError::new(codes::SUBSCRIPTION_EXPIRED, StatusCode::CONFLICT, message)
-            }
-            GatedError::PlanNotFound(_) => {
-                ApiError::new(codes::PLAN_NOT_FOUND, StatusCode::NOT_FOUND, message)
-            }
-            GatedError::PlanChangeInvalid(_) => {
-                ApiError::new(codes::PLAN_CHANGE_INVALID, StatusCode::CONFLICT, message)
-            }
-            GatedError::TrialUnavailable(_) => {
-                ApiError::new(codes::TRIAL_UNAVAILABLE, StatusCode::CONFLICT, message)
-            }
-            GatedError::Forbidden(_) => ApiError::forbidden(message),
+            GatedError::Subscription(e) => subscription_error(e, message),
             GatedError::BadRequest(_) => ApiError::bad_request(message),
             GatedError::Media(source) => ApiError::new(
                 codes::MEDIA_UNAVAILABLE,
@@ -112,5 +65,28 @@ impl From<GatedError> for ApiError {
             GatedError::NoStorage => ApiError::internal(message),
             GatedError::Store(source) => ApiError::internal(source),
         }
+    }
+}
+
+/// The public code of a refused subscription change.
+fn subscription_error(e: SubscriptionsError, message: String) -> ApiError {
+    use SubscriptionsError as E;
+    match e {
+        E::NotFound(_) => ApiError::new(
+            codes::SUBSCRIPTION_NOT_FOUND,
+            StatusCode::NOT_FOUND,
+            message,
+        ),
+        E::Expired => ApiError::new(codes::SUBSCRIPTION_EXPIRED, StatusCode::CONFLICT, message),
+        E::PlanNotFound(_) => ApiError::new(codes::PLAN_NOT_FOUND, StatusCode::NOT_FOUND, message),
+        E::PlanChangeInvalid(_) => {
+            ApiError::new(codes::PLAN_CHANGE_INVALID, StatusCode::CONFLICT, message)
+        }
+        E::TrialUnavailable(_) => {
+            ApiError::new(codes::TRIAL_UNAVAILABLE, StatusCode::CONFLICT, message)
+        }
+        E::Forbidden(_) => ApiError::forbidden(message),
+        E::BadRequest(_) => ApiError::bad_request(message),
+        E::Store(source) => ApiError::internal(source),
     }
 }

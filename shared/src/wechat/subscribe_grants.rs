@@ -79,15 +79,7 @@ pub async fn give_back(
     openid: &str,
     template_id: &str,
 ) -> Result<(), StoreError> {
-    store
-        .update_one(
-            SUBSCRIBE_GRANTS,
-            &Filter::id(grant_id(openid, template_id)),
-            &Update::new().inc("credits", 1),
-            UpdateOptions::default(),
-        )
-        .await?;
-    Ok(())
+    change(store, openid, template_id, Update::new().inc("credits", 1)).await
 }
 
 /// WeChat said the user has no grant left (43101): the count goes to zero.
@@ -99,11 +91,20 @@ pub async fn reset(
     openid: &str,
     template_id: &str,
 ) -> Result<(), StoreError> {
+    change(store, openid, template_id, Update::new().set("credits", 0)).await
+}
+
+async fn change(
+    store: &Arc<dyn Store>,
+    openid: &str,
+    template_id: &str,
+    update: Update,
+) -> Result<(), StoreError> {
     store
         .update_one(
             SUBSCRIBE_GRANTS,
             &Filter::id(grant_id(openid, template_id)),
-            &Update::new().set("credits", 0),
+            &update,
             UpdateOptions::default(),
         )
         .await?;
