@@ -1,5 +1,5 @@
 //! The collections registry: every collection wemint stores, one constant per collection, and
-//! the indexes [`super::bootstrap`] declares for it. Nothing else in the workspace spells a
+//! the indexes [`super::bootstrap()`] declares for it. Nothing else in the workspace spells a
 //! collection name (`scripts/check-collections.sh` fails CI on a collection-name string literal
 //! anywhere else); `docs/collections.md` describes each collection's fields and is kept in step
 //! with this file.
