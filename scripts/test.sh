@@ -13,6 +13,9 @@ cargo fmt --all -- --check
 step "module layers (no import cycle between wemint's top-level modules)"
 scripts/check-modules.sh
 
+step "collections registry (no collection name outside shared/src/store/collections.rs)"
+scripts/check-collections.sh
+
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -15,12 +15,8 @@ use wemint::domain::catalog::{Product, ProductError};
 use wemint::domain::subscription::Plan;
 use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
 
-/// Collection holding the catalog (`_id` = sku).
-pub const PRODUCTS: &str = "products";
-/// Collection holding plans (`_id` = plan id).
-pub const PLANS: &str = "plans";
-/// Collection holding contents (`_id` = content id).
-pub const CONTENTS: &str = "contents";
+/// The seeded collections (re-exported from the registry for the suite's seed check).
+pub use wemint::store::collections::{CONTENTS, PLANS, PRODUCTS};
 
 /// Contents are `wemint::domain::content`'s model, the one `gatedContent` reads.
 pub use wemint::domain::content::{Content, Lesson, UnlockedBy};

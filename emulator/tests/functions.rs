@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wemint::store::{Filter, FindOptions};
+use wemint::store::{Filter, FindOptions, collections};
 use wemint_emulator::deliveries::DELIVERIES;
 use wemint_emulator::demo::Client;
 use wemint_emulator::suite::{Suite, SuiteOptions};
@@ -139,7 +139,7 @@ async fn killing_pay_notify_mid_delivery_retries_and_the_order_is_paid_once() {
     let events = suite
         .store
         .count(
-            "payment_events",
+            collections::PAYMENT_EVENTS,
             &Filter::eq("outTradeNo", out_trade_no.as_str()),
         )
         .await

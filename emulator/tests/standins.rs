@@ -15,7 +15,7 @@ use wemint::pay::v3::{
     ApiV3Key, JsapiOrder, MerchantSigner, Notification, PayClient, PayClientConfig, PayError,
     RsaSigningKey, SignatureHeaders, TradeState, Verifier, VerifyingKey,
 };
-use wemint::store::{Filter, FindOptions};
+use wemint::store::{Filter, FindOptions, collections};
 use wemint_emulator::deliveries::{DELIVERIES, WECHATPAY_SCHEDULE};
 use wemint_emulator::http::{Request, Response};
 use wemint_emulator::seed::{DEMO_SEED, SeedFile};
@@ -406,7 +406,11 @@ async fn seed_import_is_idempotent_and_all_or_nothing() {
     let first = seed.import(&store).await.unwrap();
     let snapshot = |store: Arc<dyn wemint::store::Store>| async move {
         let mut all = Vec::new();
-        for c in ["products", "plans", "contents"] {
+        for c in [
+            collections::PRODUCTS,
+            collections::PLANS,
+            collections::CONTENTS,
+        ] {
             all.push(
                 store
                     .find(c, &Filter::all_of([]), &FindOptions::new().sort_asc("_id"))
@@ -439,7 +443,10 @@ async fn seed_import_is_idempotent_and_all_or_nothing() {
     bad.products[0].price_fen = wemint::domain::money::Fen::ZERO;
     assert!(bad.import(&empty).await.is_err());
     assert_eq!(
-        empty.count("products", &Filter::all_of([])).await.unwrap(),
+        empty
+            .count(collections::PRODUCTS, &Filter::all_of([]))
+            .await
+            .unwrap(),
         0
     );
 
@@ -448,7 +455,7 @@ async fn seed_import_is_idempotent_and_all_or_nothing() {
     changed.products[0].description = None;
     changed.import(&store).await.unwrap();
     let p = store
-        .get("products", &changed.products[0].sku)
+        .get(collections::PRODUCTS, &changed.products[0].sku)
         .await
         .unwrap()
         .unwrap();

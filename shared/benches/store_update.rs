@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wemint::store::sqlite::{SqliteStore, Synchronous};
-use wemint::store::{Filter, Store, Update, UpdateOptions};
+use wemint::store::{Filter, Store, Update, UpdateOptions, collections};
 
 fn report(label: &str, ops: u64, elapsed: Duration) {
     let per_sec = ops as f64 / elapsed.as_secs_f64();
@@ -22,7 +22,7 @@ fn report(label: &str, ops: u64, elapsed: Duration) {
 async fn single_writer_transition(store: &dyn Store, ops: u64) -> Duration {
     store
         .insert(
-            "orders",
+            collections::ORDERS,
             json!({"_id": "o", "status": "created", "version": 0}),
         )
         .await
@@ -36,7 +36,7 @@ async fn single_writer_transition(store: &dyn Store, ops: u64) -> Duration {
         };
         let won = store
             .update_one(
-                "orders",
+                collections::ORDERS,
                 &Filter::id("o").and(Filter::eq("status", from)),
                 &Update::new().set("status", to).inc("version", 1),
                 UpdateOptions::default(),
@@ -80,7 +80,7 @@ async fn contended(path: &std::path::Path, writers: usize, ops_per_writer: u64) 
     for i in 0..ops_per_writer {
         stores[0]
             .insert(
-                "orders",
+                collections::ORDERS,
                 json!({"_id": format!("r{i}"), "status": "created"}),
             )
             .await
@@ -96,7 +96,7 @@ async fn contended(path: &std::path::Path, writers: usize, ops_per_writer: u64) 
                 let filter = Filter::id(format!("r{i}")).and(Filter::eq("status", "created"));
                 let won = store
                     .update_one(
-                        "orders",
+                        collections::ORDERS,
                         &filter,
                         &Update::new().set("status", "paid"),
                         UpdateOptions::default(),

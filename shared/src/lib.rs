@@ -10,6 +10,7 @@
 //! configuration. No two top-level modules import each other, directly or through others
 //! (`scripts/check-modules.sh` checks it).
 
+pub mod access;
 pub mod clock;
 pub mod cloud_files;
 pub mod commerce;
@@ -25,6 +26,7 @@ pub mod runtime;
 pub mod secret;
 pub mod setup;
 pub mod store;
+pub mod subscriptions;
 pub mod telemetry;
 pub mod tenancy;
 pub mod wechat;

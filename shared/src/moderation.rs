@@ -33,13 +33,8 @@ use crate::wechat::{
     WechatClient, WechatError,
 };
 
-/// Collection of posts.
-pub const POSTS: &str = "posts";
-/// Collection of image checks waiting for (or holding) their result.
-pub const JOBS: &str = "moderation_jobs";
-/// Collection of subscribe-message grants (`_id` = `<openid>:<templateId>`, `credits`),
-/// shared with gatedContent's renewal reminders.
-pub const GRANTS: &str = "subscribe_grants";
+use crate::store::collections::{MODERATION_JOBS, POSTS};
+use crate::wechat::subscribe_grants;
 
 /// Public code: the text was judged violating (`msg_sec_check` risky).
 pub const TEXT_RISKY: &str = "TEXT_RISKY";
@@ -540,7 +535,7 @@ impl Moderation {
                 "traceId": trace, "postId": post.id, "fileId": m.file_id,
                 "status": "pending", "createdAt": now,
             });
-            match self.store.insert(JOBS, job).await {
+            match self.store.insert(MODERATION_JOBS, job).await {
                 Ok(_) => {}
                 Err(StoreError::DuplicateKey { .. }) => self.claim_orphan(&trace, &post.id).await?,
                 Err(e) => return Err(e.into()),
@@ -558,7 +553,7 @@ impl Moderation {
         let claimed = self
             .store
             .update_one(
-                JOBS,
+                MODERATION_JOBS,
                 &Filter::eq("traceId", trace).and(Filter::exists("postId", false)),
                 &Update::new().set("postId", post_id),
                 UpdateOptions::default(),
@@ -593,14 +588,14 @@ impl Moderation {
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let job = self
                 .store
-                .find_one(JOBS, &Filter::eq("traceId", trace_id))
+                .find_one(MODERATION_JOBS, &Filter::eq("traceId", trace_id))
                 .await?;
             let Some(job) = job else {
                 let orphan = json!({
                     "traceId": trace_id, "status": CheckState::from(verdict.suggest).as_str(),
                     "label": verdict.label, "createdAt": now, "resolvedAt": now,
                 });
-                match self.store.insert(JOBS, orphan).await {
+                match self.store.insert(MODERATION_JOBS, orphan).await {
                     Ok(_) => {
                         tracing::info!(trace_id, "media result before its post: kept");
                         return Ok(MediaOutcome::Orphan);
@@ -616,7 +611,7 @@ impl Moderation {
             let outcome = self.apply_to_post(post_id, trace_id, verdict).await?;
             self.store
                 .update_one(
-                    JOBS,
+                    MODERATION_JOBS,
                     &Filter::eq("traceId", trace_id).and(Filter::eq("status", "pending")),
                     &Update::new()
                         .set("status", CheckState::from(verdict.suggest).as_str())
@@ -809,7 +804,7 @@ impl Moderation {
         report.orphans_dropped = self
             .store
             .delete_many(
-                JOBS,
+                MODERATION_JOBS,
                 &Filter::exists("postId", false)
                     .and(Filter::lt("createdAt", now - ORPHAN_TTL_SECS)),
             )
@@ -854,7 +849,7 @@ impl Moderation {
             return Err(ModerationError::NotFound);
         }
         self.store
-            .delete_many(JOBS, &Filter::eq("postId", id))
+            .delete_many(MODERATION_JOBS, &Filter::eq("postId", id))
             .await?;
         tracing::info!(post = id, by_admin = post.author != openid, "post deleted");
         Ok(())
@@ -921,23 +916,7 @@ impl Moderation {
     /// # Errors
     /// Store failures.
     pub async fn grant(&self, openid: &str, template_id: &str) -> Result<(), ModerationError> {
-        let id = format!("{openid}:{template_id}");
-        let update = Update::new()
-            .inc("credits", 1)
-            .set("lastGrantedAt", self.now())
-            .set_on_insert("openid", openid)
-            .set_on_insert("templateId", template_id);
-        for attempt in 0..2 {
-            match self
-                .store
-                .update_one(GRANTS, &Filter::id(&id), &update, UpdateOptions::upsert())
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(StoreError::DuplicateKey { .. }) if attempt == 0 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        subscribe_grants::add(&self.store, openid, template_id, self.now()).await?;
         Ok(())
     }
 
@@ -948,17 +927,7 @@ impl Moderation {
             return Ok(post);
         };
         let now = self.now();
-        let grant_id = format!("{}:{}", post.author, tpl.template_id);
-        let taken = self
-            .store
-            .update_one(
-                GRANTS,
-                &Filter::id(&grant_id).and(Filter::gt("credits", 0)),
-                &Update::new().inc("credits", -1),
-                UpdateOptions::default(),
-            )
-            .await?
-            .is_some();
+        let taken = subscribe_grants::take(&self.store, &post.author, &tpl.template_id).await?;
         let (result, errcode) = if taken {
             let passed = post.status == PostStatus::Approved;
             let excerpt = if post.text.is_empty() {

@@ -26,8 +26,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::runtime::ApiError;
 use crate::store::{Filter, Store, StoreError, Update, UpdateOptions};
 
-/// The collection holding the counters.
-pub const COLLECTION: &str = "rate_limits";
+use crate::store::collections::RATE_LIMITS;
 
 /// A budget: at most `max` requests per `window_secs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,7 +197,7 @@ impl RateLimiter {
         loop {
             match self
                 .store
-                .update_one(COLLECTION, &filter, update, UpdateOptions::upsert())
+                .update_one(RATE_LIMITS, &filter, update, UpdateOptions::upsert())
                 .await
             {
                 Ok(Some(doc)) => return Ok(doc),
@@ -218,7 +217,7 @@ impl RateLimiter {
     pub async fn purge_expired(&self) -> Result<u64, StoreError> {
         let now = self.clock.now_unix();
         self.store
-            .delete_many(COLLECTION, &Filter::lte("expiresAt", json!(now)))
+            .delete_many(RATE_LIMITS, &Filter::lte("expiresAt", json!(now)))
             .await
     }
 }
@@ -273,7 +272,7 @@ mod tests {
         assert!(a.check("o-1", "x", limit).await.is_err());
         assert!(b.check("o-1", "x", limit).await.is_err());
         let doc = store
-            .get(COLLECTION, "x:100:5000:o-1")
+            .get(RATE_LIMITS, "x:100:5000:o-1")
             .await
             .unwrap()
             .unwrap();
@@ -301,7 +300,7 @@ mod tests {
         }
         let start = 7_000 - 7_000 % 60;
         let doc = store
-            .get(COLLECTION, &format!("y:60:{start}:o-1"))
+            .get(RATE_LIMITS, &format!("y:60:{start}:o-1"))
             .await
             .unwrap()
             .unwrap();

@@ -28,10 +28,7 @@ use crate::identity::{Caller, TenantMembership, TenantRole, USERS};
 use crate::runtime::ApiError;
 use crate::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions, new_id};
 
-/// The tenants collection.
-pub const TENANTS: &str = "tenants";
-/// The memberships collection.
-pub const MEMBERS: &str = "tenant_members";
+use crate::store::collections::{TENANT_MEMBERS, TENANTS};
 /// The field every tenant-scoped document carries.
 pub const TENANT_FIELD: &str = "tenant";
 /// Public code: the tenant's plan has no free seat.
@@ -200,7 +197,7 @@ impl Tenancy {
     pub async fn membership(&self, tenant: &str, openid: &str) -> Result<Option<Member>> {
         Ok(self
             .store
-            .get_as(MEMBERS, &member_id(tenant, openid))
+            .get_as(TENANT_MEMBERS, &member_id(tenant, openid))
             .await?)
     }
 
@@ -237,7 +234,7 @@ impl Tenancy {
             joined_at: now,
             invited_by: None,
         };
-        if let Err(e) = self.store.insert_as(MEMBERS, &member).await {
+        if let Err(e) = self.store.insert_as(TENANT_MEMBERS, &member).await {
             // Do not leave an ownerless tenant behind.
             let _ = self
                 .store
@@ -342,7 +339,7 @@ impl Tenancy {
             joined_at: self.clock.now_unix(),
             invited_by: Some(by.openid.clone()),
         };
-        match self.store.insert_as(MEMBERS, &member).await {
+        match self.store.insert_as(TENANT_MEMBERS, &member).await {
             Ok(_) => Ok(member),
             Err(e) => {
                 self.release_seat(&tenant_id).await;
@@ -419,7 +416,7 @@ impl Tenancy {
         let scope = self.scope(caller).await?;
         let docs = scope
             .find(
-                MEMBERS,
+                TENANT_MEMBERS,
                 &Filter::All,
                 &FindOptions::new().sort_asc("joinedAt").limit(1000),
             )

@@ -45,7 +45,10 @@ async fn separate_connections_race_on_one_file() {
         stores.push(Arc::new(SqliteStore::open(&path).await.unwrap()));
     }
     stores[0]
-        .insert("orders", json!({"_id": "o", "status": "created"}))
+        .insert(
+            collections::ORDERS,
+            json!({"_id": "o", "status": "created"}),
+        )
         .await
         .unwrap();
     stores[0]
@@ -58,7 +61,7 @@ async fn separate_connections_race_on_one_file() {
         tasks.push(tokio::spawn(async move {
             let won = store
                 .update_one(
-                    "orders",
+                    collections::ORDERS,
                     &Filter::id("o").and(Filter::eq("status", "created")),
                     &Update::new().set("status", "paid").set("by", i as i64),
                     UpdateOptions::default(),
@@ -118,7 +121,7 @@ async fn cross_process_child() {
         // Interleave transitions and increments so both processes contend on both.
         let won = store
             .update_one(
-                "orders",
+                collections::ORDERS,
                 &Filter::id(format!("o{round}")).and(Filter::eq("status", "created")),
                 &Update::new()
                     .set("status", "paid")
@@ -168,7 +171,7 @@ async fn two_processes_race_on_one_file() {
     for round in 0..ORDERS {
         store
             .insert(
-                "orders",
+                collections::ORDERS,
                 json!({"_id": format!("o{round}"), "status": "created", "transitions": 0}),
             )
             .await
@@ -227,7 +230,7 @@ async fn two_processes_race_on_one_file() {
         "each order won exactly once across processes ({winners_by_child:?})"
     );
     let orders = store
-        .find("orders", &Filter::All, &FindOptions::new())
+        .find(collections::ORDERS, &Filter::All, &FindOptions::new())
         .await
         .unwrap();
     assert!(
@@ -238,7 +241,7 @@ async fn two_processes_race_on_one_file() {
     );
     for (i, wins) in winners_by_child.iter().enumerate() {
         let paid_by_child = store
-            .count("orders", &Filter::eq("paid_by", i as i64 + 1))
+            .count(collections::ORDERS, &Filter::eq("paid_by", i as i64 + 1))
             .await
             .unwrap();
         assert_eq!(paid_by_child, *wins as u64);
@@ -255,12 +258,14 @@ async fn unique_index_holds_across_connections() {
     let path = dir.path().join("u.db");
     let a = SqliteStore::open(&path).await.unwrap();
     let b = SqliteStore::open(&path).await.unwrap();
-    a.ensure_indexes("users", &[IndexSpec::unique(["openid"])])
+    a.ensure_indexes(collections::USERS, &[IndexSpec::unique(["openid"])])
         .await
         .unwrap();
-    a.insert("users", json!({"openid": "o1"})).await.unwrap();
+    a.insert(collections::USERS, json!({"openid": "o1"}))
+        .await
+        .unwrap();
     let err = b
-        .insert("users", json!({"openid": "o1"}))
+        .insert(collections::USERS, json!({"openid": "o1"}))
         .await
         .unwrap_err();
     assert!(
@@ -303,7 +308,7 @@ async fn bootstrap_is_idempotent_and_enforces_indexes() {
     bootstrap(again.as_ref()).await.unwrap();
     // Every declared index exists, under its collection-qualified name.
     let db = rusqlite::Connection::open(dir.path().join("boot.db")).unwrap();
-    for (collection, indexes) in collections() {
+    for (collection, indexes) in collections::all() {
         for index in indexes {
             let name = format!("{collection}:{}", index.name);
             let found: i64 = db
@@ -318,14 +323,14 @@ async fn bootstrap_is_idempotent_and_enforces_indexes() {
     }
     store
         .insert(
-            "orders",
+            collections::ORDERS,
             json!({"outTradeNo": "T1", "openid": "o", "clientRequestId": "r"}),
         )
         .await
         .unwrap();
     let err = again
         .insert(
-            "orders",
+            collections::ORDERS,
             json!({"outTradeNo": "T2", "openid": "o", "clientRequestId": "r"}),
         )
         .await
@@ -335,7 +340,7 @@ async fn bootstrap_is_idempotent_and_enforces_indexes() {
         "{err:?}"
     );
     let err = again
-        .insert("orders", json!({"outTradeNo": "T1"}))
+        .insert(collections::ORDERS, json!({"outTradeNo": "T1"}))
         .await
         .unwrap_err();
     assert!(

@@ -18,7 +18,7 @@ use wemint::pay::v3::server::{
     MerchantIdentity, NotificationSpec, PlatformSigner, SignedNotification, build_notification,
 };
 use wemint::pay::v3::{ApiV3Key, RsaSigningKey, VerifyingKey, sign::pay_sign_message};
-use wemint::store::{Filter, Store, Update, UpdateOptions};
+use wemint::store::{Filter, Store, Update, UpdateOptions, collections};
 use wemint_e2e::{
     HttpInstance, RuntimeApi, SESSION_SECRET, ScfInstance, StandIn, StartOptions, VECTORS,
     fire_timer, function_binary, function_env, http,
@@ -242,13 +242,13 @@ async fn world(mug_stock: i64) -> World {
         json!({"_id":"guide","sku":"guide","title":"Brewing guide","priceFen":990,"kind":{"type":"content_unlock","content":"brew-guide"},"channel":"wxpay","active":true}),
         json!({"_id":"coins-100","sku":"coins-100","title":"100 coins","priceFen":1000,"kind":{"type":"coins","amount":100},"active":true}),
     ] {
-        store.insert("products", doc).await.unwrap();
+        store.insert(collections::PRODUCTS, doc).await.unwrap();
     }
     let data_key = DataKey::from_bytes(&DATA_KEY).unwrap();
     for (openid, role) in [("o-alice", "user"), ("o-bob", "user"), ("o-admin", "admin")] {
         store
             .insert(
-                "users",
+                collections::USERS,
                 json!({"_id": openid, "openid": openid, "appid": field("appid"), "role": role,
                     "sessionKey": data_key.seal(openid, format!("sk-{openid}").as_bytes()).unwrap(),
                     "sessionKeyAt": now(), "createdAt": now(), "lastLoginAt": now()}),
@@ -337,7 +337,11 @@ impl World {
     }
 
     async fn order(&self, id: &str) -> Value {
-        self.store.get("orders", id).await.unwrap().unwrap()
+        self.store
+            .get(collections::ORDERS, id)
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     /// The user pays `total` for order `no` and WeChat Pay notifies payNotify; returns the
@@ -398,7 +402,7 @@ async fn deliver_to(f: &ScfInstance, body: &[u8], headers: &[(String, String)]) 
 async fn entitlements(store: &Arc<dyn Store>, openid: &str) -> Vec<Value> {
     store
         .find(
-            "entitlements",
+            collections::ENTITLEMENTS,
             &Filter::eq("openid", openid),
             &wemint::store::FindOptions::new(),
         )
@@ -464,7 +468,11 @@ async fn physical_and_virtual_purchases_are_granted_by_the_verified_notification
         .await;
     assert_eq!(got["data"]["order"]["status"], "fulfilled", "{got}");
     assert_eq!(
-        w.store.get("products", "mug").await.unwrap().unwrap()["stock"],
+        w.store
+            .get(collections::PRODUCTS, "mug")
+            .await
+            .unwrap()
+            .unwrap()["stock"],
         8
     );
 
@@ -595,7 +603,11 @@ async fn the_same_notification_delivered_50_times_concurrently_grants_once() {
     assert_eq!(ents.len(), 1);
     let grants = ents[0]["orders"].as_object().unwrap();
     assert_eq!(grants.len(), 1, "granted once");
-    let events = w.store.count("payment_events", &Filter::All).await.unwrap();
+    let events = w
+        .store
+        .count(collections::PAYMENT_EVENTS, &Filter::All)
+        .await
+        .unwrap();
     assert_eq!(events, 1, "one event, redeliveries counted on it");
 }
 
@@ -676,7 +688,10 @@ async fn forged_stale_tampered_and_mismatched_notifications_change_nothing() {
     assert_eq!(order["status"], "created");
     assert!(entitlements(&w.store, "o-bob").await.is_empty());
     assert_eq!(
-        w.store.count("payment_events", &Filter::All).await.unwrap(),
+        w.store
+            .count(collections::PAYMENT_EVENTS, &Filter::All)
+            .await
+            .unwrap(),
         0
     );
 
@@ -727,7 +742,11 @@ async fn another_users_order_is_not_readable_and_admin_actions_are_refused() {
     let out = w.call("o-alice", "cancel", json!({"orderId": id})).await;
     assert_eq!(out["data"]["order"]["status"], "closed", "{out}");
     assert_eq!(
-        w.store.get("products", "mug").await.unwrap().unwrap()["stock"],
+        w.store
+            .get(collections::PRODUCTS, "mug")
+            .await
+            .unwrap()
+            .unwrap()["stock"],
         10
     );
     assert_eq!(w.pay.closes.lock().unwrap().len(), 1);
@@ -820,7 +839,7 @@ async fn a_paid_order_whose_notification_was_lost_is_fulfilled_by_reconciliation
         let id = doc["order"]["id"].as_str().unwrap();
         w.store
             .update_one(
-                "orders",
+                collections::ORDERS,
                 &Filter::id(id),
                 &Update::new()
                     .set("createdAt", now() - age)
@@ -847,7 +866,11 @@ async fn a_paid_order_whose_notification_was_lost_is_fulfilled_by_reconciliation
         "closed"
     );
     assert_eq!(
-        w.store.get("products", "mug").await.unwrap().unwrap()["stock"],
+        w.store
+            .get(collections::PRODUCTS, "mug")
+            .await
+            .unwrap()
+            .unwrap()["stock"],
         10
     );
     // A second run finds nothing to do.
@@ -899,7 +922,11 @@ async fn stock_never_goes_negative_under_32_concurrent_orders_for_the_last_items
         .count();
     assert_eq!((ok, out), (3, 29), "{replies:?}");
     assert_eq!(
-        w.store.get("products", "mug").await.unwrap().unwrap()["stock"],
+        w.store
+            .get(collections::PRODUCTS, "mug")
+            .await
+            .unwrap()
+            .unwrap()["stock"],
         0
     );
 }
@@ -913,7 +940,7 @@ async fn seed_plans(w: &World, days_in: i64) -> i64 {
     for (id, tier, price) in [("vip", 1, 1800), ("vip-pro", 2, 3600)] {
         w.store
             .insert(
-                "plans",
+                collections::PLANS,
                 json!({"_id": id, "id": id, "title": id, "tier": tier, "periodDays": 30,
                     "priceFen": price}),
             )
@@ -921,7 +948,7 @@ async fn seed_plans(w: &World, days_in: i64) -> i64 {
             .unwrap();
         w.store
             .insert(
-                "products",
+                collections::PRODUCTS,
                 json!({"_id": format!("{id}-wx"), "sku": format!("{id}-wx"), "title": format!("{id} month"),
                     "priceFen": price, "kind": {"type": "membership", "plan": id},
                     "channel": "wxpay", "active": true}),
@@ -932,7 +959,7 @@ async fn seed_plans(w: &World, days_in: i64) -> i64 {
     let (start, end) = (t - days_in * DAY, t - days_in * DAY + 30 * DAY);
     w.store
         .insert(
-            "subscriptions",
+            collections::SUBSCRIPTIONS,
             json!({"_id": "o-alice", "subscriber": "o-alice", "plan": "vip",
                 "segments": [{"plan": "vip", "start": start, "end": end}],
                 "renewPlan": "vip", "appliedOrders": ["seed"], "periodEndAt": end, "version": 1}),
@@ -1013,7 +1040,7 @@ async fn an_upgrade_is_quoted_bought_and_applied_once_through_the_real_functions
     // moves the rest of the period once.
     assert_eq!(
         w.store
-            .get("subscriptions", "o-alice")
+            .get(collections::SUBSCRIPTIONS, "o-alice")
             .await
             .unwrap()
             .unwrap()["version"],
@@ -1029,7 +1056,7 @@ async fn an_upgrade_is_quoted_bought_and_applied_once_through_the_real_functions
     assert_eq!(w.order(&id).await["status"], "fulfilled");
     let sub = w
         .store
-        .get("subscriptions", "o-alice")
+        .get(collections::SUBSCRIPTIONS, "o-alice")
         .await
         .unwrap()
         .unwrap();

@@ -26,7 +26,7 @@ use wemint::pay::v3::models::{Payer, TransactionAmount};
 use wemint::pay::v3::{
     JsapiOrder, PayError, Refund, RefundOrder, RequestPaymentParams, TradeState, Transaction,
 };
-use wemint::store::Store;
+use wemint::store::{Store, collections};
 use wemint::tenancy::{Tenancy, TenancyError};
 use wemint_e2e::{RuntimeApi, SESSION_SECRET, ScfInstance, StartOptions, function_binary};
 
@@ -88,7 +88,7 @@ impl World {
             }
             let plan: Plan = serde_json::from_value(p.clone()).unwrap();
             p["_id"] = json!(plan.id);
-            world.store.insert("plans", p).await.unwrap();
+            world.store.insert(collections::PLANS, p).await.unwrap();
         }
         for (sku, price, kind) in [
             (
@@ -115,7 +115,7 @@ impl World {
             world
                 .store
                 .insert(
-                    "products",
+                    collections::PRODUCTS,
                     json!({"_id": sku, "sku": sku, "title": sku, "priceFen": price, "kind": kind,
                            "channel": "wxpay", "active": true}),
                 )
@@ -141,7 +141,11 @@ impl World {
             c.validate().unwrap();
             let mut doc = serde_json::to_value(&c).unwrap();
             doc["_id"] = json!(c.id);
-            world.store.insert("contents", doc).await.unwrap();
+            world
+                .store
+                .insert(collections::CONTENTS, doc)
+                .await
+                .unwrap();
         }
         world
     }
@@ -605,7 +609,7 @@ async fn tenant_members_get_access_through_the_tenant_plan_and_others_do_not() {
     };
     for openid in ["o-bob", "o-carol"] {
         w.store
-            .insert("users", json!({"_id": openid, "openid": openid}))
+            .insert(collections::USERS, json!({"_id": openid, "openid": openid}))
             .await
             .unwrap();
     }
@@ -836,7 +840,7 @@ async fn an_upgrade_during_the_free_trial_applies_at_once_without_an_order() {
     let (start, end) = (f.now - DAY, f.now + 6 * DAY);
     w.store
         .insert(
-            "subscriptions",
+            collections::SUBSCRIPTIONS,
             json!({"_id": "o-carol", "subscriber": "o-carol", "plan": "vip",
                 "segments": [{"plan": "vip", "start": start, "end": end, "trial": true}],
                 "renewPlan": "vip", "appliedOrders": [], "periodEndAt": end, "version": 1}),
@@ -858,7 +862,10 @@ async fn an_upgrade_during_the_free_trial_applies_at_once_without_an_order() {
     );
     assert_eq!(
         w.store
-            .count("orders", &wemint::store::Filter::eq("openid", "o-carol"))
+            .count(
+                collections::ORDERS,
+                &wemint::store::Filter::eq("openid", "o-carol")
+            )
             .await
             .unwrap(),
         0
@@ -875,7 +882,7 @@ async fn a_free_trial_once_before_any_subscription_and_a_purchase_starts_at_its_
     for (plan, days) in [("vip", 7), ("team", 14)] {
         w.store
             .update_one(
-                "plans",
+                collections::PLANS,
                 &wemint::store::Filter::id(plan),
                 &wemint::store::Update::new().set("trialDays", days),
                 wemint::store::UpdateOptions::default(),
@@ -954,7 +961,7 @@ async fn a_free_trial_once_before_any_subscription_and_a_purchase_starts_at_its_
     assert_eq!(again["error"]["code"], "TRIAL_UNAVAILABLE", "{again}");
     assert!(
         w.store
-            .get("subscriptions", &format!("tenant:{}", beta.id))
+            .get(collections::SUBSCRIPTIONS, &format!("tenant:{}", beta.id))
             .await
             .unwrap()
             .is_none()

@@ -11,6 +11,7 @@ use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use wemint::identity::{SessionClaims, SessionSigner};
+use wemint::store::collections;
 use wemint::tenancy::Tenancy;
 use wemint_e2e::{HttpInstance, RuntimeApi, ScfInstance, StartOptions, http};
 
@@ -117,7 +118,7 @@ async fn scf_new_and_returning_user_bad_codes_and_no_plain_session_key_on_disk()
     let store = wemint::store::open(&db.uri()).await.unwrap();
     let users = store
         .find(
-            "users",
+            collections::USERS,
             &wemint::store::Filter::All,
             &wemint::store::FindOptions::new(),
         )

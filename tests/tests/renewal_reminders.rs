@@ -5,7 +5,7 @@
 mod login_support;
 
 use serde_json::{Value, json};
-use wemint::store::{Filter, FindOptions, Store};
+use wemint::store::{Filter, FindOptions, Store, collections};
 use wemint_e2e::{ScfInstance, fire_timer, start_scf};
 use wemint_emulator::standins::wechat_api::MESSAGES;
 use wemint_emulator::suite::{Suite, SuiteOptions};
@@ -38,7 +38,7 @@ async fn subscription(store: &dyn Store, openid: &str, end: i64, canceled: bool)
     if canceled {
         doc["canceledAt"] = json!(end - 20 * DAY);
     }
-    store.insert("subscriptions", doc).await.unwrap();
+    store.insert(collections::SUBSCRIPTIONS, doc).await.unwrap();
 }
 
 async fn sweep(f: &ScfInstance) -> Value {

@@ -8,7 +8,7 @@ use ugc_support::{
     APPID, DbDir, PUSH_TOKEN, Service, TEMPLATE, URL_LINK, WechatStandIn, call, crypto, deliver,
     env, file_id, media_result, own_post, seal, with_param,
 };
-use wemint::store::{Filter, Store, Update, UpdateOptions};
+use wemint::store::{Filter, Store, Update, UpdateOptions, collections};
 
 struct Suite {
     wechat: WechatStandIn,
@@ -61,7 +61,7 @@ fn code(v: &Value) -> &str {
 fn ids(v: &Value) -> Vec<String> {
     v["data"]["posts"]
         .as_array()
-        .expect("posts")
+        .expect("a posts array")
         .iter()
         .map(|p| p["id"].as_str().expect("id").to_owned())
         .collect()
@@ -101,7 +101,10 @@ async fn text_posts_clean_approved_risky_rejected_review_goes_to_admins() {
     .await;
     assert_eq!((st, code(&v)), (422, "TEXT_RISKY"), "{v}");
     let store = s.store().await;
-    assert_eq!(store.count("posts", &Filter::All).await.unwrap(), 1);
+    assert_eq!(
+        store.count(collections::POSTS, &Filter::All).await.unwrap(),
+        1
+    );
 
     // Review: in the queue, visible only to its author.
     let (_, v) = call(
@@ -177,7 +180,7 @@ async fn text_posts_clean_approved_risky_rejected_review_goes_to_admins() {
     assert_eq!((st, code(&v)), (404, "POST_NOT_FOUND"), "{v}");
 
     // Validation: nothing stored for refused input.
-    let before = store.count("posts", &Filter::All).await.unwrap();
+    let before = store.count(collections::POSTS, &Filter::All).await.unwrap();
     let ten: Vec<Value> = (0..10)
         .map(|i| json!({"fileId": file_id(alice, &format!("{i}.jpg")), "type": "image"}))
         .collect();
@@ -205,7 +208,10 @@ async fn text_posts_clean_approved_risky_rejected_review_goes_to_admins() {
         let (st, v) = call(&s.ugc, alice, false, "create", data).await;
         assert_eq!((st, code(&v)), (status, expected), "{v}");
     }
-    assert_eq!(store.count("posts", &Filter::All).await.unwrap(), before);
+    assert_eq!(
+        store.count(collections::POSTS, &Filter::All).await.unwrap(),
+        before
+    );
     // No image of a refused post reached WeChat.
     assert!(s.wechat.media_calls().is_empty());
 }
@@ -349,7 +355,11 @@ async fn image_posts_wait_for_the_signed_encrypted_push() {
     assert_eq!(p["media"][0]["state"], "risky");
     assert_eq!(s.wechat.subscribe_sends().len(), 1);
     let store = s.store().await;
-    let doc = store.get("posts", &second).await.unwrap().unwrap();
+    let doc = store
+        .get(collections::POSTS, &second)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(doc["notices"][0]["result"], "no_grant", "{doc}");
 
     // A review verdict sends the post to the human queue.
@@ -465,7 +475,7 @@ async fn url_verification_and_official_account_funnel() {
     assert_eq!(links[0]["query"], "from=oa&scene=poster7");
     let store = s.store().await;
     let f = store
-        .get("followers", "oFollower1")
+        .get(collections::FOLLOWERS, "oFollower1")
         .await
         .unwrap()
         .expect("follower");
@@ -487,7 +497,11 @@ async fn url_verification_and_official_account_funnel() {
         "MsgType": "event", "Event": "unsubscribe"});
     let (st, body) = deliver(&s.push, &seal(&ours, &unsub, Some("oFollower1"))).await;
     assert_eq!((st, body.as_slice()), (200, b"success".as_slice()));
-    let f = store.get("followers", "oFollower1").await.unwrap().unwrap();
+    let f = store
+        .get(collections::FOLLOWERS, "oFollower1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(f["subscribed"], false);
     assert_eq!(f["lastMenuKey"], "OPEN_APP");
 }
@@ -507,7 +521,10 @@ async fn xpay_delivery_push_reaches_commerce_fulfilment() {
     let forged = seal(&crypto("wxSomeoneElse0001", PUSH_TOKEN), &push, None);
     assert_eq!(deliver(&s.push, &forged).await.0, 403);
     assert_eq!(
-        store.count("payment_events", &Filter::All).await.unwrap(),
+        store
+            .count(collections::PAYMENT_EVENTS, &Filter::All)
+            .await
+            .unwrap(),
         0
     );
 
@@ -522,13 +539,23 @@ async fn xpay_delivery_push_reaches_commerce_fulfilment() {
         assert_eq!(ack["ErrCode"], 0, "{ack}");
     }
     let events = store
-        .find("payment_events", &Filter::All, &Default::default())
+        .find(
+            collections::PAYMENT_EVENTS,
+            &Filter::All,
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["eventId"], "xpay:WM1700000000UNKNOWN000001");
     assert_eq!(events[0]["result"], "unknown_order");
-    assert_eq!(store.count("entitlements", &Filter::All).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .count(collections::ENTITLEMENTS, &Filter::All)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,7 +585,7 @@ async fn overdue_image_verdicts_go_to_the_review_queue_and_a_late_verdict_still_
     let store = s.store().await;
     store
         .update_one(
-            "posts",
+            collections::POSTS,
             &Filter::id(id.as_str()),
             &wemint::store::Update::new().inc("createdAt", -1200),
             wemint::store::UpdateOptions::default(),
@@ -593,7 +620,8 @@ async fn overdue_image_verdicts_go_to_the_review_queue_and_a_late_verdict_still_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wx_push_timer_drops_receipts_past_their_ttl_only() {
-    use wemint::wechat::push::receipts::{RECEIPT_COLLECTION, RECEIPT_TTL_MS};
+    use wemint::store::collections::WECHAT_PUSH_RECEIPTS;
+    use wemint::wechat::push::receipts::RECEIPT_TTL_MS;
     let s = Suite::start("push-receipts").await;
     let store = s.store().await;
     let now_ms = std::time::SystemTime::now()
@@ -606,7 +634,7 @@ async fn the_wx_push_timer_drops_receipts_past_their_ttl_only() {
     ] {
         store
             .insert(
-                RECEIPT_COLLECTION,
+                WECHAT_PUSH_RECEIPTS,
                 json!({"_id": id, "createdAt": created, "expiresAt": created + RECEIPT_TTL_MS}),
             )
             .await
@@ -617,14 +645,14 @@ async fn the_wx_push_timer_drops_receipts_past_their_ttl_only() {
     assert_eq!(out["receiptsPurged"], 1, "{out}");
     assert!(
         store
-            .get(RECEIPT_COLLECTION, "old")
+            .get(WECHAT_PUSH_RECEIPTS, "old")
             .await
             .unwrap()
             .is_none()
     );
     assert!(
         store
-            .get(RECEIPT_COLLECTION, "new")
+            .get(WECHAT_PUSH_RECEIPTS, "new")
             .await
             .unwrap()
             .is_some()

@@ -4,6 +4,7 @@ use http::StatusCode;
 use wemint::cloud_files::StorageError;
 use wemint::runtime::ApiError;
 use wemint::store::StoreError;
+use wemint::subscriptions::SubscriptionsError;
 
 /// Public error codes of `gatedContent`.
 pub mod codes {
@@ -29,24 +30,9 @@ pub enum GatedError {
     /// See [`codes::CONTENT_NOT_FOUND`].
     #[error("content {0} does not exist")]
     ContentNotFound(String),
-    /// See [`codes::SUBSCRIPTION_NOT_FOUND`].
-    #[error("no {0} subscription")]
-    SubscriptionNotFound(&'static str),
-    /// See [`codes::SUBSCRIPTION_EXPIRED`].
-    #[error("the subscription has expired; buy the plan to start a new one")]
-    SubscriptionExpired,
-    /// See [`codes::PLAN_NOT_FOUND`].
-    #[error("plan {0} does not exist")]
-    PlanNotFound(String),
-    /// See [`codes::PLAN_CHANGE_INVALID`].
-    #[error("{0}")]
-    PlanChangeInvalid(String),
-    /// See [`codes::TRIAL_UNAVAILABLE`].
-    #[error("{0}")]
-    TrialUnavailable(String),
-    /// The caller's tenant role does not allow it.
-    #[error("{0}")]
-    Forbidden(String),
+    /// A subscription change was refused (see the codes of [`SubscriptionsError`]'s variants).
+    #[error(transparent)]
+    Subscription(#[from] SubscriptionsError),
     /// The request data is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -56,7 +42,7 @@ pub enum GatedError {
     /// Protected media exists but no storage is configured.
     #[error("no storage is configured for protected media")]
     NoStorage,
-    /// The store failed, or kept changing under a conditional write.
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -68,24 +54,7 @@ impl From<GatedError> for ApiError {
             GatedError::ContentNotFound(_) => {
                 ApiError::new(codes::CONTENT_NOT_FOUND, StatusCode::NOT_FOUND, message)
             }
-            GatedError::SubscriptionNotFound(_) => ApiError::new(
-                codes::SUBSCRIPTION_NOT_FOUND,
-                StatusCode::NOT_FOUND,
-                message,
-            ),
-            GatedError::SubscriptionExpired => {
-                ApiError::new(codes::SUBSCRIPTION_EXPIRED, StatusCode::CONFLICT, message)
-            }
-            GatedError::PlanNotFound(_) => {
-                ApiError::new(codes::PLAN_NOT_FOUND, StatusCode::NOT_FOUND, message)
-            }
-            GatedError::PlanChangeInvalid(_) => {
-                ApiError::new(codes::PLAN_CHANGE_INVALID, StatusCode::CONFLICT, message)
-            }
-            GatedError::TrialUnavailable(_) => {
-                ApiError::new(codes::TRIAL_UNAVAILABLE, StatusCode::CONFLICT, message)
-            }
-            GatedError::Forbidden(_) => ApiError::forbidden(message),
+            GatedError::Subscription(e) => subscription_error(e, message),
             GatedError::BadRequest(_) => ApiError::bad_request(message),
             GatedError::Media(source) => ApiError::new(
                 codes::MEDIA_UNAVAILABLE,
@@ -96,5 +65,28 @@ impl From<GatedError> for ApiError {
             GatedError::NoStorage => ApiError::internal(message),
             GatedError::Store(source) => ApiError::internal(source),
         }
+    }
+}
+
+/// The public code of a refused subscription change.
+fn subscription_error(e: SubscriptionsError, message: String) -> ApiError {
+    use SubscriptionsError as E;
+    match e {
+        E::NotFound(_) => ApiError::new(
+            codes::SUBSCRIPTION_NOT_FOUND,
+            StatusCode::NOT_FOUND,
+            message,
+        ),
+        E::Expired => ApiError::new(codes::SUBSCRIPTION_EXPIRED, StatusCode::CONFLICT, message),
+        E::PlanNotFound(_) => ApiError::new(codes::PLAN_NOT_FOUND, StatusCode::NOT_FOUND, message),
+        E::PlanChangeInvalid(_) => {
+            ApiError::new(codes::PLAN_CHANGE_INVALID, StatusCode::CONFLICT, message)
+        }
+        E::TrialUnavailable(_) => {
+            ApiError::new(codes::TRIAL_UNAVAILABLE, StatusCode::CONFLICT, message)
+        }
+        E::Forbidden(_) => ApiError::forbidden(message),
+        E::BadRequest(_) => ApiError::bad_request(message),
+        E::Store(source) => ApiError::internal(source),
     }
 }

@@ -6,23 +6,24 @@
 //! - `list`: contents with the caller's access state.
 //! - `entitlements`: what the caller owns and until when, their subscription and their
 //!   tenant's.
-//! - `startTrial`, `cancelSubscription`, `resumeSubscription`, `changePlan`: lifecycle (see
-//!   the `lifecycle` module).
-//! - `subscribeGrant` and the timer: renewal reminders as subscribe messages (see
-//!   the `reminders` module).
+//! - `startTrial`, `cancelSubscription`, `resumeSubscription`, `changePlan`: the subscription
+//!   lifecycle, run by [`wemint::subscriptions::Subscriptions`].
+//! - `subscribeGrant` and the timer: renewal reminders as subscribe messages
+//!   ([`wemint::subscriptions::reminders`]) and the end of lapsed tenant plans.
+//!
+//! This crate parses requests and wires the pieces; what a caller holds is loaded by
+//! [`wemint::access`] and the access decisions are [`wemint::domain::content`]'s.
 //!
 //! Time comes from one clock ([`wemint::setup::Deps::clock`]), which follows the
 //! emulator's dev clock, so expiry happens at the right instant in development too.
 
-mod access;
 pub mod error;
-mod lifecycle;
-mod reminders;
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use wemint::access::{self, Standing};
 use wemint::clock::SharedClock;
 use wemint::cloud_files::Storage;
 use wemint::config::{Config, ReminderSettings};
@@ -30,11 +31,12 @@ use wemint::domain::content::{self, Content, ContentKind, MediaUrl};
 use wemint::identity::{Authenticator, Caller};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 use wemint::setup::Deps;
+use wemint::store::collections::CONTENTS;
 use wemint::store::{Filter, FindOptions, Store};
+use wemint::subscriptions::{Plans, Scope, Subscriptions, reminders};
 use wemint::tenancy::Tenancy;
 use wemint::wechat::WechatClient;
 
-use access::{Plans, Scope, Standing, collections as c, subscription_view};
 use error::GatedError;
 
 /// The deployed (CloudBase) name of this function.
@@ -50,6 +52,7 @@ pub struct State {
     clock: SharedClock,
     auth: Authenticator,
     tenancy: Tenancy,
+    subscriptions: Subscriptions,
     storage: Option<Storage>,
     wechat: Option<WechatClient>,
     reminders: Option<ReminderSettings>,
@@ -77,11 +80,14 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
                 .into(),
         );
     }
+    let tenancy = Tenancy::new(deps.store.clone()).with_clock(deps.clock.clone());
+    let subscriptions = Subscriptions::new(deps.store.clone(), tenancy.clone());
     Ok(State {
-        tenancy: Tenancy::new(deps.store.clone()).with_clock(deps.clock.clone()),
         store: deps.store,
         clock: deps.clock,
         auth: deps.auth,
+        tenancy,
+        subscriptions,
         storage: deps.cloud_files,
         wechat: deps.wechat,
         reminders,
@@ -145,7 +151,7 @@ async fn load_content(state: &State, id: &str) -> Result<Content, GatedError> {
     }
     state
         .store
-        .get_as::<Content>(c::CONTENTS, id)
+        .get_as::<Content>(CONTENTS, id)
         .await?
         .ok_or_else(|| GatedError::ContentNotFound(id.to_owned()))
 }
@@ -230,7 +236,7 @@ async fn list(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
     let contents: Vec<Content> = state
         .store
         .find_as(
-            c::CONTENTS,
+            CONTENTS,
             &filter,
             &FindOptions::new().sort_desc("publishedAt").limit(limit),
         )
@@ -269,42 +275,7 @@ async fn entitlements(state: Arc<State>, req: CallRequest) -> Result<Value, ApiE
     let standing = Standing::load(&state.store, &state.tenancy, &caller)
         .await
         .map_err(GatedError::from)?;
-    let user_sub = standing.user.as_ref().map(|s| &s.sub);
-    let items: Vec<Value> = standing
-        .entitlements
-        .iter()
-        .map(|e| {
-            let kind = e["kind"].as_str().unwrap_or_default();
-            let mut v = json!({"sku": e["sku"], "kind": kind, "grantedAt": e["grantedAt"]});
-            // A membership lasts as long as the subscription: its period end is the truth.
-            let expires = match (kind, user_sub) {
-                ("membership", Some(sub)) => sub.period_end(),
-                _ => e["expiresAt"].as_i64(),
-            };
-            if let Some(at) = expires {
-                v["expiresAt"] = json!(at);
-                v["active"] = json!(now < at);
-            } else {
-                v["active"] = json!(true);
-            }
-            for field in ["content", "plan", "balance"] {
-                if let Some(x) = e.get(field).filter(|x| !x.is_null()) {
-                    v[field] = x.clone();
-                }
-            }
-            v
-        })
-        .collect();
-    let mut out = json!({ "entitlements": items });
-    if let Some(sub) = user_sub {
-        out["subscription"] = subscription_view(sub, now, &plans);
-    }
-    if let Some((tenant, Some(stored))) = &standing.tenant {
-        let mut v = subscription_view(&stored.sub, now, &plans);
-        v["tenant"] = json!(tenant);
-        out["tenantSubscription"] = v;
-    }
-    Ok(out)
+    Ok(access::entitlements_view(&standing, now, &plans))
 }
 
 /// `cancelSubscription` (`cancel`) and `resumeSubscription` (`!cancel`).
@@ -316,15 +287,11 @@ async fn set_canceled(
     let caller = state.caller(&req)?;
     let input: ScopeInput = req.parse()?;
     let scope = scope(input.scope.as_deref())?;
-    Ok(lifecycle::set_canceled(
-        &state.store,
-        &state.tenancy,
-        &caller,
-        scope,
-        cancel,
-        state.now(),
-    )
-    .await?)
+    Ok(state
+        .subscriptions
+        .set_canceled(&caller, scope, cancel, state.now())
+        .await
+        .map_err(GatedError::from)?)
 }
 
 /// The two actions that name a target plan.
@@ -342,15 +309,12 @@ async fn plan_action(
     let caller = state.caller(&req)?;
     let input: ChangePlanInput = req.parse()?;
     let scope = scope(input.scope.as_deref())?;
-    let (store, tenancy, now) = (&state.store, &state.tenancy, state.now());
-    Ok(match action {
-        PlanAction::StartTrial => {
-            lifecycle::start_trial(store, tenancy, &caller, scope, &input.plan, now).await?
-        }
-        PlanAction::Change => {
-            lifecycle::change_plan(store, tenancy, &caller, scope, &input.plan, now).await?
-        }
-    })
+    let (subs, now) = (&state.subscriptions, state.now());
+    let done = match action {
+        PlanAction::StartTrial => subs.start_trial(&caller, scope, &input.plan, now).await,
+        PlanAction::Change => subs.change_plan(&caller, scope, &input.plan, now).await,
+    };
+    Ok(done.map_err(GatedError::from)?)
 }
 
 async fn subscribe_grant(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
@@ -362,7 +326,8 @@ async fn subscribe_grant(state: Arc<State>, req: CallRequest) -> Result<Value, A
         &input.template_ids,
         state.now(),
     )
-    .await?;
+    .await
+    .map_err(GatedError::from)?;
     Ok(json!({ "grants": grants }))
 }
 
@@ -388,11 +353,16 @@ pub fn function() -> Function<State> {
         .default_action("get")
         .timer(|state: Arc<State>, _timer| async move {
             let now = state.now();
-            let tenant_plans_ended =
-                lifecycle::expire_tenant_plans(&state.store, &state.tenancy, now).await?;
+            let tenant_plans_ended = state
+                .subscriptions
+                .expire_tenant_plans(now)
+                .await
+                .map_err(GatedError::from)?;
             let reminders = match (&state.reminders, &state.wechat) {
                 (Some(settings), Some(wechat)) => {
-                    let report = reminders::sweep(&state.store, wechat, settings, now).await?;
+                    let report = reminders::sweep(&state.store, wechat, settings, now)
+                        .await
+                        .map_err(GatedError::from)?;
                     tracing::info!(?report, "renewal reminders");
                     json!(report)
                 }

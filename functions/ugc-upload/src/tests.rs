@@ -10,7 +10,7 @@ use wemint::moderation::{ContentCheck, MediaOutcome};
 use wemint::runtime::{IdentityInputs, Invocation, Mode};
 use wemint::secret::Secret;
 use wemint::store::sqlite::SqliteStore;
-use wemint::store::{self, Store};
+use wemint::store::{self, Store, collections};
 use wemint::wechat::{SubscribeMessage, Suggest, Verdict, WechatError};
 
 use super::*;
@@ -173,7 +173,7 @@ async fn per_minute_limit_then_daily_quota() {
         w.state
             .moderation()
             .store()
-            .count("posts", &wemint::store::Filter::All)
+            .count(collections::POSTS, &wemint::store::Filter::All)
             .await
             .unwrap(),
         u64::from(DAILY_QUOTA.max)
@@ -257,7 +257,7 @@ async fn failed_image_submission_stores_nothing() {
     let store = w.state.moderation().store();
     assert_eq!(
         store
-            .count("posts", &wemint::store::Filter::All)
+            .count(collections::POSTS, &wemint::store::Filter::All)
             .await
             .unwrap(),
         0
@@ -305,7 +305,7 @@ async fn an_admin_decision_stands_against_late_results_and_notices_are_recorded(
     assert_eq!(post.notices[0].errcode, Some(43101));
     let grant = m
         .store()
-        .get("subscribe_grants", "o-a:TPL")
+        .get(collections::SUBSCRIBE_GRANTS, "o-a:TPL")
         .await
         .unwrap()
         .unwrap();

@@ -36,8 +36,7 @@ use wemint::wechat::{
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "wxPush";
 
-/// Collection of Official Account followers (`_id` = openid).
-pub const FOLLOWERS: &str = "followers";
+use wemint::store::collections::FOLLOWERS;
 
 /// Where the funnel sends followers, and what it says.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,9 +2,7 @@
 //! source goes through: each channel adapter turns its notifications, pushes and query
 //! answers into an [`ObservedPayment`], checked here against the order.
 
-use std::collections::HashMap;
-
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::Commerce;
 use super::channel::{Observation, ObservedPayment};
@@ -15,11 +13,9 @@ use crate::domain::catalog::{Channel, ProductKind};
 use crate::domain::order::{
     ExpectedPayment, ObservedPayment as SeenPayment, OrderLine, OrderStatus, check_payment,
 };
-use crate::domain::subscription::{Applied, Plan, Subscription};
+use crate::domain::subscription::Plan;
 use crate::store::{Filter, StoreError, Update, UpdateOptions};
-
-/// How many times an optimistic subscription write is retried under contention.
-const SUBSCRIPTION_RETRIES: usize = 8;
+use crate::subscriptions;
 
 /// What a verified payment did to its order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -345,8 +341,7 @@ impl Commerce {
     }
 
     /// Adds `periods` paid periods of `plan_id` to the subscription of `subscriber` (an
-    /// openid, or `tenant:<id>`), once per order (optimistic concurrency on `version`).
-    /// Returns the new period end.
+    /// openid, or `tenant:<id>`), once per order. Returns the new period end.
     async fn renew(
         &self,
         subject: &str,
@@ -361,104 +356,7 @@ impl Commerce {
                 order.id
             )))
         })?;
-        for _ in 0..SUBSCRIPTION_RETRIES {
-            let (mut sub, version) = match self.load_subscription(subject).await? {
-                Some((sub, version)) => (sub, Some(version)),
-                None => (Subscription::start(&plan, paid_at, false), None),
-            };
-            let plans = self.plans_for(&sub, &plan).await?;
-            let lookup = |id: &str| plans.get(id).cloned();
-            let mut changed = false;
-            for i in 0..periods.max(1) {
-                let key = if i == 0 {
-                    order.id.clone()
-                } else {
-                    format!("{}#{}", order.id, i + 1)
-                };
-                if let Applied::Extended { .. } = sub.apply_renewal(&plan, &key, paid_at, &lookup) {
-                    changed = true;
-                }
-            }
-            let until = sub.period_end().unwrap_or(paid_at);
-            if !changed {
-                return Ok(until);
-            }
-            let written = self.save_subscription(subject, version, &sub).await?;
-            if written {
-                tracing::info!(subject, plan = %plan.id, until, order = %order.id, "subscription extended");
-                return Ok(until);
-            }
-        }
-        Err(CommerceError::Store(StoreError::Backend(format!(
-            "subscription {subject} kept changing; giving up after {SUBSCRIPTION_RETRIES} tries"
-        ))))
-    }
-
-    /// Writes a subscription: inserts it when `version` is `None`, else replaces its time
-    /// and plan fields on condition that the stored `version` is still `version`. Returns
-    /// whether it was written (false: someone else wrote first; read again and retry). The
-    /// stored `plan` is the plan of the latest covered time.
-    pub(super) async fn save_subscription(
-        &self,
-        subject: &str,
-        version: Option<Value>,
-        sub: &Subscription,
-    ) -> Result<bool, CommerceError> {
-        let plan = sub
-            .segments
-            .last()
-            .map_or(sub.renew_plan.as_str(), |s| s.plan.as_str());
-        let body =
-            serde_json::to_value(sub).map_err(|e| StoreError::InvalidDocument(e.to_string()))?;
-        let until = sub.period_end();
-        let Some(version) = version else {
-            let doc = super::model::new_subscription_doc(subject, sub, plan)
-                .map_err(|e| StoreError::InvalidDocument(e.to_string()))?;
-            return match self.store.insert(c::SUBSCRIPTIONS, doc).await {
-                Ok(_) => Ok(true),
-                Err(StoreError::DuplicateKey { .. }) => Ok(false),
-                Err(e) => Err(e.into()),
-            };
-        };
-        let mut update = Update::new()
-            .set("segments", body["segments"].clone())
-            .set("renewPlan", body["renewPlan"].clone())
-            .set("appliedOrders", body["appliedOrders"].clone())
-            .set("revokedOrders", json!(sub.revoked_orders))
-            .set("plan", plan)
-            .set("periodEndAt", json!(until))
-            .inc("version", 1);
-        update = match sub.canceled_at {
-            Some(at) => update.set("canceledAt", at),
-            None => update.unset("canceledAt"),
-        };
-        Ok(self
-            .store
-            .update_one(
-                c::SUBSCRIPTIONS,
-                &Filter::id(subject).and(Filter::eq("version", version)),
-                &update,
-                UpdateOptions::default(),
-            )
-            .await?
-            .is_some())
-    }
-
-    pub(super) async fn plans_for(
-        &self,
-        sub: &Subscription,
-        plan: &Plan,
-    ) -> Result<HashMap<String, Plan>, CommerceError> {
-        let mut plans = HashMap::new();
-        plans.insert(plan.id.clone(), plan.clone());
-        for segment in &sub.segments {
-            if !plans.contains_key(&segment.plan)
-                && let Some(p) = self.plan(&segment.plan).await?
-            {
-                plans.insert(p.id.clone(), p);
-            }
-        }
-        Ok(plans)
+        Ok(subscriptions::renew(&self.store, subject, &plan, &order.id, periods, paid_at).await?)
     }
 
     /// Records a verified payment event (unique id; a redelivery keeps the first record).

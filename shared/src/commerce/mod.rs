@@ -41,10 +41,7 @@ pub use fulfil::{DeliveryOutcome, PaymentOutcome};
 pub use gateway::{
     WxpayGateway, XpayFailure, XpayGateway, XpayOrderState, XpayProvider, XpayPurchase,
 };
-pub use model::{
-    OrderDoc, RefundDoc, RefundState, SubscriptionScope, UpgradeTerms, collections,
-    new_subscription_doc,
-};
+pub use model::{OrderDoc, RefundDoc, RefundState, SubscriptionScope, UpgradeTerms, collections};
 pub use orders::{CreateInput, Created, ListInput, MAX_OPEN_ORDERS, SearchInput};
 pub use reconcile::ReconcileReport;
 pub use refunds::RefundInput;

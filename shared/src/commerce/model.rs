@@ -10,25 +10,9 @@ use crate::domain::catalog::{Channel, Product, ProductKind};
 use crate::domain::money::Fen;
 use crate::domain::order::{OrderLine, OrderStatus};
 
-/// Collection names.
-pub mod collections {
-    /// The catalog, `_id` = sku.
-    pub const PRODUCTS: &str = "products";
-    /// Subscription plans, `_id` = plan id.
-    pub const PLANS: &str = "plans";
-    /// Orders, `_id` = order id.
-    pub const ORDERS: &str = "orders";
-    /// Every verified payment notification / delivery push, `_id` = event id.
-    pub const PAYMENT_EVENTS: &str = "payment_events";
-    /// What users own, `_id` = `<openid>:<sku>` (coins: `<openid>:coins`).
-    pub const ENTITLEMENTS: &str = "entitlements";
-    /// Subscriptions, `_id` = `subscriber` (the openid, or `tenant:<tenantId>`).
-    pub const SUBSCRIPTIONS: &str = "subscriptions";
-    /// Refunds, `_id` = refund number.
-    pub const REFUNDS: &str = "refunds";
-    /// Users (owned by login): `sessionKey` (sealed) and `role`.
-    pub const USERS: &str = "users";
-}
+/// The collections commerce uses: the registry, re-exported for the functions and tests
+/// that already name them through commerce.
+pub use crate::store::collections;
 
 /// A stock reservation held by an order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,16 +109,8 @@ pub struct OrderDoc {
     pub upgrade: Option<UpgradeTerms>,
 }
 
-/// Whose subscription an upgrade is for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionScope {
-    /// The buyer's own membership.
-    #[default]
-    User,
-    /// The plan of the buyer's active tenant (managed by its owner and admins).
-    Tenant,
-}
+/// Whose subscription an upgrade is for (`subscriptions::Scope`, under commerce's name).
+pub use crate::subscriptions::Scope as SubscriptionScope;
 
 /// What an upgrade order buys: the time `[from, until)` of `subscriber`'s subscription moved
 /// from `fromPlan` (or any lower tier) to `plan`, priced when the order was created.
@@ -297,25 +273,6 @@ impl RefundDoc {
         }
         v
     }
-}
-
-/// A new `subscriptions` document for `subscriber` (an openid, or `tenant:<id>`): the
-/// serialized subscription plus the fields queries use, at version 1.
-///
-/// # Errors
-/// A subscription that does not serialize (not expected).
-pub fn new_subscription_doc(
-    subscriber: &str,
-    sub: &crate::domain::subscription::Subscription,
-    plan: &str,
-) -> Result<Value, serde_json::Error> {
-    let mut doc = serde_json::to_value(sub)?;
-    doc["_id"] = json!(subscriber);
-    doc["subscriber"] = json!(subscriber);
-    doc["plan"] = json!(plan);
-    doc["periodEndAt"] = json!(sub.period_end());
-    doc["version"] = json!(1);
-    Ok(doc)
 }
 
 /// The wire name of a product kind (`physical`, `membership`, …).

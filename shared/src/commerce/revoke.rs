@@ -17,6 +17,7 @@ use super::model::{OrderDoc, SubscriptionScope, collections as c};
 use crate::domain::catalog::ProductKind;
 use crate::domain::subscription::{Revoked, Subscription};
 use crate::store::{Filter, StoreError, Update, UpdateOptions};
+use crate::subscriptions;
 
 const RETRIES: usize = 8;
 
@@ -118,33 +119,13 @@ impl Commerce {
         Ok(())
     }
 
-    /// Applies `revoke` to a stored subscription with the version check, retrying on races.
-    /// Returns the covered time's end afterwards (`None`: no subscription or nothing left).
+    /// Applies `revoke` to a stored subscription (see [`subscriptions::revoke`]).
     async fn revoke_in_subscription(
         &self,
         subscriber: &str,
         revoke: impl Fn(&mut Subscription) -> Revoked,
     ) -> Result<Option<i64>, CommerceError> {
-        for _ in 0..RETRIES {
-            let Some((mut sub, version)) = self.load_subscription(subscriber).await? else {
-                return Ok(None);
-            };
-            match revoke(&mut sub) {
-                Revoked::NotApplied | Revoked::AlreadyRevoked => return Ok(sub.period_end()),
-                Revoked::Done { period_end } => {
-                    if self
-                        .save_subscription(subscriber, Some(version), &sub)
-                        .await?
-                    {
-                        tracing::info!(subscriber, ?period_end, "refunded time taken back");
-                        return Ok(period_end);
-                    }
-                }
-            }
-        }
-        Err(CommerceError::Store(StoreError::Backend(format!(
-            "subscription {subscriber} kept changing; giving up after {RETRIES} tries"
-        ))))
+        Ok(subscriptions::revoke(&self.store, subscriber, revoke).await?)
     }
 
     /// Marks `order_id` taken back on the entitlement `<owner>:<sku>`. The entitlement stops

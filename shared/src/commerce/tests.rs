@@ -212,18 +212,18 @@ async fn world() -> World {
         json!({"_id":"vip-wx","sku":"vip-wx","title":"VIP (WeChat Pay)","priceFen":1800,"kind":{"type":"membership","plan":"vip"},"channel":"wxpay","active":true}),
         json!({"_id":"team","sku":"team","title":"Team","priceFen":9900,"kind":{"type":"tenant_plan","plan":"team"},"active":true}),
     ] {
-        store.insert("products", doc).await.unwrap();
+        store.insert(collections::PRODUCTS, doc).await.unwrap();
     }
     for plan in [
         json!({"_id":"vip","id":"vip","title":"VIP","tier":1,"periodDays":30,"priceFen":1800}),
         json!({"_id":"team","id":"team","title":"Team","tier":2,"periodDays":30,"priceFen":9900,"seats":5}),
     ] {
-        store.insert("plans", plan).await.unwrap();
+        store.insert(collections::PLANS, plan).await.unwrap();
     }
     let data_key = Arc::new(DataKey::from_bytes(&[9u8; 32]).unwrap());
     store
         .insert(
-            "users",
+            collections::USERS,
             json!({"_id":"alice","openid":"alice","appid":APPID,"role":"user",
                 "sessionKey": data_key.seal("alice", b"alice-session-key").unwrap(),
                 "sessionKeyAt": NOW, "createdAt": NOW, "lastLoginAt": NOW}),
@@ -232,7 +232,7 @@ async fn world() -> World {
         .unwrap();
     store
         .insert(
-            "users",
+            collections::USERS,
             json!({"_id":"admin","openid":"admin","appid":APPID,"role":"admin",
                 "createdAt": NOW, "lastLoginAt": NOW}),
         )
@@ -278,13 +278,21 @@ fn cart(request: &str, items: &[(&str, u32)]) -> CreateInput {
 }
 
 async fn stock(w: &World, sku: &str) -> i64 {
-    w.store.get("products", sku).await.unwrap().unwrap()["stock"]
+    w.store
+        .get(collections::PRODUCTS, sku)
+        .await
+        .unwrap()
+        .unwrap()["stock"]
         .as_i64()
         .unwrap()
 }
 
 async fn order(w: &World, id: &str) -> OrderDoc {
-    w.store.get_as("orders", id).await.unwrap().unwrap()
+    w.store
+        .get_as(collections::ORDERS, id)
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -364,7 +372,13 @@ async fn refuses_bad_carts_before_taking_stock() {
         );
     }
     assert_eq!(stock(&w, "mug").await, 5);
-    assert_eq!(w.store.count("orders", &Filter::All).await.unwrap(), 0);
+    assert_eq!(
+        w.store
+            .count(collections::ORDERS, &Filter::All)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -427,7 +441,7 @@ async fn notification_pays_and_fulfils_once_even_when_duplicated() {
     );
     let sub = w
         .store
-        .get("subscriptions", "alice")
+        .get(collections::SUBSCRIPTIONS, "alice")
         .await
         .unwrap()
         .unwrap();
@@ -439,7 +453,7 @@ async fn notification_pays_and_fulfils_once_even_when_duplicated() {
     assert_eq!(sub["appliedOrders"], json!([o.id]));
     let event = w
         .store
-        .get("payment_events", "EV-1")
+        .get(collections::PAYMENT_EVENTS, "EV-1")
         .await
         .unwrap()
         .unwrap();
@@ -604,7 +618,13 @@ async fn refunds_are_admin_only_idempotent_and_bounded() {
         w.commerce.refund(&admin, input("R2", Some(6000))).await,
         Err(CommerceError::Refund(_))
     ));
-    assert!(w.store.get("refunds", "R2").await.unwrap().is_none());
+    assert!(
+        w.store
+            .get(collections::REFUNDS, "R2")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(order(&w, &id).await.status, OrderStatus::Refunding);
 
     assert!(
@@ -749,7 +769,7 @@ async fn virtual_goods_use_xpay_and_deliveries_grant_once() {
     assert!(matches!(second, PaymentOutcome::AlreadyPaid { .. }));
     let wallet = w
         .store
-        .get("entitlements", "alice:coins")
+        .get(collections::ENTITLEMENTS, "alice:coins")
         .await
         .unwrap()
         .unwrap();
@@ -771,7 +791,7 @@ async fn virtual_goods_use_xpay_and_deliveries_grant_once() {
     assert_eq!(report.paid, 1);
     let ent = w
         .store
-        .get("entitlements", "alice:article-1")
+        .get(collections::ENTITLEMENTS, "alice:article-1")
         .await
         .unwrap()
         .unwrap();
@@ -804,7 +824,7 @@ async fn virtual_goods_use_xpay_and_deliveries_grant_once() {
     assert!(matches!(outcome, PaymentOutcome::Review { .. }));
     assert!(
         w.store
-            .get("subscriptions", "alice")
+            .get(collections::SUBSCRIPTIONS, "alice")
             .await
             .unwrap()
             .is_none()
@@ -864,7 +884,7 @@ async fn tenant_plans_extend_the_tenant_subscription() {
     w.commerce.deliver_xpay(&delivery).await.unwrap();
     let sub = w
         .store
-        .get("subscriptions", "tenant:t1")
+        .get(collections::SUBSCRIPTIONS, "tenant:t1")
         .await
         .unwrap()
         .unwrap();
@@ -1028,14 +1048,14 @@ async fn alice_on_vip(w: &World, channel: crate::domain::catalog::Channel) -> Cr
     use crate::domain::catalog::Channel;
     w.store
         .insert(
-            "plans",
+            collections::PLANS,
             json!({"_id":"vip-pro","id":"vip-pro","title":"VIP Pro","tier":2,"periodDays":30,"priceFen":3600}),
         )
         .await
         .unwrap();
     w.store
         .insert(
-            "products",
+            collections::PRODUCTS,
             json!({"_id":"pro-month","sku":"pro-month","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"active":true}),
         )
         .await
@@ -1136,7 +1156,7 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
     }
     let sub = w
         .store
-        .get("subscriptions", "alice")
+        .get(collections::SUBSCRIPTIONS, "alice")
         .await
         .unwrap()
         .unwrap();
@@ -1154,7 +1174,7 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
     assert_eq!(sub["appliedOrders"].as_array().unwrap().len(), 2);
     let ent = w
         .store
-        .get("entitlements", "alice:pro-month")
+        .get(collections::ENTITLEMENTS, "alice:pro-month")
         .await
         .unwrap()
         .unwrap();
@@ -1190,7 +1210,7 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
         .unwrap();
     let sub = w
         .store
-        .get("subscriptions", "alice")
+        .get(collections::SUBSCRIPTIONS, "alice")
         .await
         .unwrap()
         .unwrap();
@@ -1231,7 +1251,7 @@ async fn xpay_cannot_charge_a_tiny_upgrade_but_wechat_pay_can() {
     );
     assert_eq!(
         w.store
-            .count("orders", &Filter::eq("openid", "alice"))
+            .count(collections::ORDERS, &Filter::eq("openid", "alice"))
             .await
             .unwrap(),
         1,
@@ -1239,7 +1259,7 @@ async fn xpay_cannot_charge_a_tiny_upgrade_but_wechat_pay_can() {
     );
     w.store
         .insert(
-            "products",
+            collections::PRODUCTS,
             json!({"_id":"pro-wx","sku":"pro-wx","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"channel":"wxpay","active":true}),
         )
         .await
@@ -1290,7 +1310,7 @@ async fn a_second_paid_upgrade_of_the_same_time_is_refunded_in_full() {
     let vip = alice_on_vip(&w, crate::domain::catalog::Channel::Wxpay).await;
     w.store
         .insert(
-            "products",
+            collections::PRODUCTS,
             json!({"_id":"pro-wx","sku":"pro-wx","title":"VIP Pro","priceFen":3600,"kind":{"type":"membership","plan":"vip-pro"},"channel":"wxpay","active":true}),
         )
         .await
@@ -1340,7 +1360,7 @@ async fn a_second_paid_upgrade_of_the_same_time_is_refunded_in_full() {
     assert_eq!(sent[0].refund_fen, total);
     let sub = w
         .store
-        .get("subscriptions", "alice")
+        .get(collections::SUBSCRIPTIONS, "alice")
         .await
         .unwrap()
         .unwrap();
@@ -1365,7 +1385,7 @@ async fn a_second_paid_upgrade_of_the_same_time_is_refunded_in_full() {
     );
     let after = w
         .store
-        .get("subscriptions", "alice")
+        .get(collections::SUBSCRIPTIONS, "alice")
         .await
         .unwrap()
         .unwrap();
@@ -1387,14 +1407,14 @@ async fn a_tenant_plan_upgrade_is_bought_by_an_admin_and_raises_the_seats() {
     let w = world().await;
     w.store
         .insert(
-            "plans",
+            collections::PLANS,
             json!({"_id":"team-pro","id":"team-pro","title":"Team Pro","tier":3,"periodDays":30,"priceFen":19800,"seats":20}),
         )
         .await
         .unwrap();
     w.store
         .insert(
-            "products",
+            collections::PRODUCTS,
             json!({"_id":"team-pro","sku":"team-pro","title":"Team Pro","priceFen":19800,"kind":{"type":"tenant_plan","plan":"team-pro"},"active":true}),
         )
         .await
@@ -1467,7 +1487,7 @@ async fn a_tenant_plan_upgrade_is_bought_by_an_admin_and_raises_the_seats() {
     let sub = w
         .store
         .get(
-            "subscriptions",
+            collections::SUBSCRIPTIONS,
             &format!("tenant:{}", tenant["_id"].as_str().unwrap()),
         )
         .await
@@ -1511,7 +1531,7 @@ async fn a_full_refund_takes_back_what_the_order_granted() {
     let (month2, _) = buy("vip-month", 1, 1800).await;
     assert_eq!(
         w.store
-            .get("subscriptions", "alice")
+            .get(collections::SUBSCRIPTIONS, "alice")
             .await
             .unwrap()
             .unwrap()["periodEndAt"],
@@ -1520,7 +1540,7 @@ async fn a_full_refund_takes_back_what_the_order_granted() {
     // Alice spends 150 of her 200 coins.
     w.store
         .update_one(
-            "entitlements",
+            collections::ENTITLEMENTS,
             &Filter::id("alice:coins"),
             &crate::store::Update::new().set("balance", 50),
             crate::store::UpdateOptions::default(),
@@ -1549,7 +1569,13 @@ async fn a_full_refund_takes_back_what_the_order_granted() {
     }
     let entitlement = |id: &'static str| {
         let store = w.store.clone();
-        async move { store.get("entitlements", id).await.unwrap().unwrap() }
+        async move {
+            store
+                .get(collections::ENTITLEMENTS, id)
+                .await
+                .unwrap()
+                .unwrap()
+        }
     };
     assert!(entitlement("alice:article-1").await["revokedAt"].is_i64());
     let wallet = entitlement("alice:coins").await;
@@ -1564,7 +1590,7 @@ async fn a_full_refund_takes_back_what_the_order_granted() {
     // The refunded month comes off the end; the first month stays.
     let sub = w
         .store
-        .get("subscriptions", "alice")
+        .get(collections::SUBSCRIPTIONS, "alice")
         .await
         .unwrap()
         .unwrap();
@@ -1667,7 +1693,7 @@ async fn an_upgrade_delivered_16_times_at_once_applies_once() {
     assert_eq!(applied, 1);
     let sub = w
         .store
-        .get("subscriptions", "alice")
+        .get(collections::SUBSCRIPTIONS, "alice")
         .await
         .unwrap()
         .unwrap();

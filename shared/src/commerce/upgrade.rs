@@ -12,7 +12,6 @@
 //! the buyer never pays for nothing.
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::Commerce;
 use super::error::CommerceError;
@@ -22,13 +21,11 @@ use super::refunds::RefundInput;
 use crate::domain::catalog::Product;
 use crate::domain::money::Fen;
 use crate::domain::order::OrderLine;
-use crate::domain::subscription::{Applied, Plan, Subscription, SubscriptionError};
+use crate::domain::subscription::{Plan, SubscriptionError};
 use crate::identity::{Caller, TenantRole};
-use crate::store::{Filter, FindOptions, StoreError, Update, UpdateOptions};
+use crate::store::{Filter, FindOptions, Update, UpdateOptions};
+use crate::subscriptions;
 use crate::tenancy::{Tenancy, TenancyError};
-
-/// How many times an optimistic subscription write is retried under contention.
-const WRITE_RETRIES: usize = 8;
 
 /// `create` data `upgrade`: the plan to move to and whose subscription.
 #[derive(Debug, Clone, Deserialize)]
@@ -57,13 +54,14 @@ impl Commerce {
             return Err(CommerceError::PlanChangeInvalid(format!(
                 "plan {} is not a {} plan",
                 target.id,
-                scope_name(request.scope)
+                request.scope.name()
             )));
         }
-        let (sub, _) = self.load_subscription(&subscriber).await?.ok_or(
-            CommerceError::SubscriptionNotFound(scope_name(request.scope)),
-        )?;
-        let plans = self.plans_for(&sub, &target).await?;
+        let sub = subscriptions::load(&self.store, &subscriber)
+            .await?
+            .ok_or(CommerceError::SubscriptionNotFound(request.scope.name()))?
+            .sub;
+        let plans = subscriptions::plans_for(&self.store, &sub, &target).await?;
         let quote = sub.upgrade_quote(&target, self.now(), &|id: &str| plans.get(id).cloned())?;
         if quote.amount == Fen::ZERO {
             return Err(CommerceError::PlanChangeInvalid(
@@ -169,20 +167,6 @@ impl Commerce {
         Err(refused.unwrap_or_else(|| CommerceError::PlanNotForSale(plan.id.clone())))
     }
 
-    /// A stored subscription and the version its conditional writes check.
-    pub(super) async fn load_subscription(
-        &self,
-        subscriber: &str,
-    ) -> Result<Option<(Subscription, Value)>, CommerceError> {
-        let Some(doc) = self.store.get(c::SUBSCRIPTIONS, subscriber).await? else {
-            return Ok(None);
-        };
-        let version = doc.get("version").cloned().unwrap_or(Value::Null);
-        let sub = serde_json::from_value(doc)
-            .map_err(|e| StoreError::InvalidDocument(format!("subscription {subscriber}: {e}")))?;
-        Ok(Some((sub, version)))
-    }
-
     /// Applies a paid upgrade order. Returns `Err(reason)` inside `Ok` when it cannot be
     /// applied (the caller refunds), `Ok(Ok(()))` when applied now or before.
     pub(super) async fn grant_upgrade(
@@ -198,37 +182,18 @@ impl Commerce {
             )));
         };
         // The subscription as it stands once the upgrade is in (now or before).
-        let mut applied = None;
-        for _ in 0..WRITE_RETRIES {
-            let Some((mut sub, version)) = self.load_subscription(&terms.subscriber).await? else {
-                return Ok(Err("the subscription no longer exists".into()));
-            };
-            let plans = self.plans_for(&sub, &target).await?;
-            let lookup = |id: &str| plans.get(id).cloned();
-            match sub.apply_upgrade(&target, &order.id, terms.from, terms.until, &lookup) {
-                Ok(Applied::AlreadyApplied) => {
-                    applied = Some(sub);
-                    break;
-                }
-                Ok(_) => {
-                    if self
-                        .save_subscription(&terms.subscriber, Some(version), &sub)
-                        .await?
-                    {
-                        tracing::info!(subscriber = %terms.subscriber, plan = %target.id,
-                            from = terms.from, until = terms.until, order = %order.id, "subscription upgraded");
-                        applied = Some(sub);
-                        break;
-                    }
-                }
-                Err(e) => return Ok(Err(e.to_string())),
-            }
-        }
-        let Some(sub) = applied else {
-            return Err(CommerceError::Store(StoreError::Backend(format!(
-                "subscription {} kept changing; giving up after {WRITE_RETRIES} tries",
-                terms.subscriber
-            ))));
+        let sub = match subscriptions::apply_upgrade(
+            &self.store,
+            &terms.subscriber,
+            &target,
+            &order.id,
+            terms.from,
+            terms.until,
+        )
+        .await?
+        {
+            Ok(sub) => sub,
+            Err(reason) => return Ok(Err(reason)),
         };
         // The holdings that follow the plan, both idempotent.
         match terms.scope {
@@ -286,13 +251,6 @@ impl Commerce {
                 Ok(())
             }
         }
-    }
-}
-
-fn scope_name(scope: SubscriptionScope) -> &'static str {
-    match scope {
-        SubscriptionScope::User => "user",
-        SubscriptionScope::Tenant => "tenant",
     }
 }
 

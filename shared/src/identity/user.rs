@@ -18,8 +18,8 @@ use crate::runtime::ApiError;
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 
-/// The collection name.
-pub const USERS: &str = "users";
+/// The users collection (the registry's constant, re-exported for login).
+pub use crate::store::collections::USERS;
 
 /// A user's project role.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,7 @@
 //! - Unique indexes only cover documents in which every indexed field is present.
 
 mod bootstrap;
+pub mod collections;
 mod document;
 mod filter;
 #[cfg(feature = "mongodb")]
@@ -34,7 +35,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use bootstrap::{bootstrap, collections};
+pub use bootstrap::bootstrap;
 pub use document::{MAX_DEPTH, MAX_DOCUMENT_BYTES, id_from_parts, new_id};
 pub use filter::Filter;
 pub use update::Update;

@@ -756,7 +756,7 @@ mod tests {
     fn index_sql_uses_the_filter_expression() {
         let spec = IndexSpec::unique(["owner", "client_request_id"]);
         assert_eq!(
-            index_sql("orders", &spec),
+            index_sql(crate::store::collections::ORDERS, &spec),
             "CREATE UNIQUE INDEX \"orders:owner_1_client_request_id_1\" ON \"orders\" (json_extract(doc, '$.\"owner\"'), json_extract(doc, '$.\"client_request_id\"'))"
         );
     }
@@ -765,7 +765,10 @@ mod tests {
     async fn lookups_by_indexed_path_use_the_index() {
         let store = SqliteStore::open_in_memory().await.unwrap();
         store
-            .ensure_indexes("users", &[IndexSpec::unique(["openid"])])
+            .ensure_indexes(
+                crate::store::collections::USERS,
+                &[IndexSpec::unique(["openid"])],
+            )
             .await
             .unwrap();
         let sql = Sql::compile(&Filter::eq("openid", "o")).unwrap();

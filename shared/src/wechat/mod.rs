@@ -9,6 +9,7 @@ pub mod client;
 pub mod crypto;
 pub mod error;
 pub mod push;
+pub mod subscribe_grants;
 pub mod token;
 pub mod verdict;
 
@@ -27,5 +28,5 @@ pub use push::{
     OpenedPush, PushCrypto, PushError, PushFormat, PushKind, PushMessage, PushQuery, Reply,
     SealedPush, Stamp,
 };
-pub use token::{TOKEN_COLLECTION, TokenCache, TokenPolicy};
+pub use token::{TokenCache, TokenPolicy};
 pub use verdict::{CheckDetail, Suggest, Verdict};

@@ -32,8 +32,7 @@ use crate::store::{Filter, Store, StoreError, Update, UpdateOptions};
 use crate::wechat::client::{AccessToken, Clock, Http, Idempotent};
 use crate::wechat::error::WechatError;
 
-/// Collection holding one token document per appid.
-pub const TOKEN_COLLECTION: &str = "wechat_tokens";
+use crate::store::collections::WECHAT_TOKENS;
 
 /// `kind` of the access-token document (the collection may hold other WeChat tickets).
 const TOKEN_KIND: &str = "access_token";
@@ -196,7 +195,7 @@ impl TokenCache {
             .set("refreshAt", 0)
             .set("expiresAt", 0);
         self.store
-            .update_one(TOKEN_COLLECTION, &filter, &clear, UpdateOptions::default())
+            .update_one(WECHAT_TOKENS, &filter, &clear, UpdateOptions::default())
             .await
             .map_err(store_err)?;
         self.load_or_refresh(Some(failed)).await
@@ -213,7 +212,7 @@ impl TokenCache {
             let now = self.now();
             let doc = self
                 .store
-                .get(TOKEN_COLLECTION, &self.doc_id())
+                .get(WECHAT_TOKENS, &self.doc_id())
                 .await
                 .map_err(store_err)?;
             if let Some(local) = doc.as_ref().and_then(|d| usable(d, now, failed)) {
@@ -249,7 +248,7 @@ impl TokenCache {
             "refreshAt": 0,
             "expiresAt": 0,
         });
-        match self.store.insert(TOKEN_COLLECTION, doc).await {
+        match self.store.insert(WECHAT_TOKENS, doc).await {
             Ok(_) | Err(StoreError::DuplicateKey { .. }) => Ok(()),
             Err(e) => Err(store_err(e)),
         }
@@ -266,7 +265,7 @@ impl TokenCache {
             .set("leaseOwner", owner)
             .set("leaseUntil", now.saturating_add(ms(self.policy.lease)));
         self.store
-            .update_one(TOKEN_COLLECTION, &filter, &take, UpdateOptions::default())
+            .update_one(WECHAT_TOKENS, &filter, &take, UpdateOptions::default())
             .await
             .map_err(store_err)
     }
@@ -277,12 +276,7 @@ impl TokenCache {
             .set("leaseOwner", Value::Null)
             .set("leaseUntil", 0);
         self.store
-            .update_one(
-                TOKEN_COLLECTION,
-                &filter,
-                &release,
-                UpdateOptions::default(),
-            )
+            .update_one(WECHAT_TOKENS, &filter, &release, UpdateOptions::default())
             .await
             .map_err(store_err)?;
         Ok(())
@@ -320,7 +314,7 @@ impl TokenCache {
         // If our lease expired and another instance took over, its write wins; the token we
         // fetched is still valid (stable_token normal mode hands out the same token).
         self.store
-            .update_one(TOKEN_COLLECTION, &filter, &store, UpdateOptions::default())
+            .update_one(WECHAT_TOKENS, &filter, &store, UpdateOptions::default())
             .await
             .map_err(store_err)?;
         let token = AccessToken::new(fetched.access_token);

@@ -384,7 +384,7 @@ pub async fn own_post(svc: &Service, openid: &str, id: &str) -> Value {
     let (_, v) = call(svc, openid, false, "list", json!({"limit": 50})).await;
     v["data"]["posts"]
         .as_array()
-        .expect("posts")
+        .expect("a posts array")
         .iter()
         .find(|p| p["id"] == json!(id))
         .cloned()

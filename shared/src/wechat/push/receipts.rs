@@ -13,8 +13,7 @@ use serde_json::json;
 use super::PushMessage;
 use crate::store::{Filter, Store, StoreError};
 
-/// Collection of push receipts.
-pub const RECEIPT_COLLECTION: &str = "wechat_push_receipts";
+use crate::store::collections::WECHAT_PUSH_RECEIPTS;
 
 /// How long a receipt is kept: far beyond WeChat's retry window (3 retries within seconds).
 pub const RECEIPT_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -32,7 +31,7 @@ fn receipt_id(message: &PushMessage) -> String {
 /// Store failures.
 pub async fn already_handled(store: &dyn Store, message: &PushMessage) -> Result<bool, StoreError> {
     Ok(store
-        .get(RECEIPT_COLLECTION, &receipt_id(message))
+        .get(WECHAT_PUSH_RECEIPTS, &receipt_id(message))
         .await?
         .is_some())
 }
@@ -54,7 +53,7 @@ pub async fn record_handled(
         "createdAt": now_ms,
         "expiresAt": now_ms.saturating_add(RECEIPT_TTL_MS),
     });
-    match store.insert(RECEIPT_COLLECTION, doc).await {
+    match store.insert(WECHAT_PUSH_RECEIPTS, doc).await {
         Ok(_) => Ok(true),
         Err(StoreError::DuplicateKey { .. }) => Ok(false),
         Err(e) => Err(e),
@@ -67,7 +66,7 @@ pub async fn record_handled(
 /// Store failures.
 pub async fn purge_expired(store: &dyn Store, now_ms: i64) -> Result<u64, StoreError> {
     store
-        .delete_many(RECEIPT_COLLECTION, &Filter::lt("expiresAt", now_ms))
+        .delete_many(WECHAT_PUSH_RECEIPTS, &Filter::lt("expiresAt", now_ms))
         .await
 }
 

@@ -1,9 +1,9 @@
 //! Renewal reminders as subscribe messages.
 //!
 //! WeChat lets a Mini Program send one subscribe message per grant: each time the user
-//! accepts a template in `wx.requestSubscribeMessage`, one credit. Grants are kept in
-//! `subscribe_grants` (`_id` = `<openid>:<templateId>`, `credits`), recorded by the
-//! `subscribeGrant` action. The timer finds subscriptions whose period ends within the
+//! accepts a template in `wx.requestSubscribeMessage`, one credit, counted by
+//! [`crate::wechat::subscribe_grants`] and recorded by gatedContent's `subscribeGrant` action
+//! ([`record_grants`]). The timer finds subscriptions whose period ends within the
 //! configured days and sends one reminder per subscription and period end
 //! (`renewal_reminders`, `_id` = `<subscription>@<periodEnd>`), only while a credit is left.
 //! A renewal moves the period end, so the next period gets its own reminder.
@@ -13,32 +13,27 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use wemint::config::{ReminderField, ReminderSettings};
-use wemint::domain::subscription::{Subscription, SubscriptionState};
-use wemint::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions};
-use wemint::wechat::{ErrCode, SubscribeMessage, WechatClient};
 
-use crate::access::{Plans, collections as c};
-use crate::error::GatedError;
-
-/// Grants ledger.
-pub(crate) const GRANTS: &str = "subscribe_grants";
-/// Reminders sent (one per subscription and period end).
-pub(crate) const REMINDERS: &str = "renewal_reminders";
+use super::{Plans, SubscriptionsError, ending_between};
+use crate::config::{ReminderField, ReminderSettings};
+use crate::domain::subscription::SubscriptionState;
+use crate::store::collections::{RENEWAL_REMINDERS, TENANTS};
+use crate::store::{Filter, Store, StoreError, Update, UpdateOptions};
+use crate::wechat::{ErrCode, SubscribeMessage, WechatClient, subscribe_grants};
 
 const DAY: i64 = 86_400;
 /// `thing` template values are limited to 20 characters.
 const THING_MAX_CHARS: usize = 20;
 
 /// Records that `openid` accepted each template once more (one credit each).
-pub(crate) async fn record_grants(
+pub async fn record_grants(
     store: &Arc<dyn Store>,
     openid: &str,
     template_ids: &[String],
     now: i64,
-) -> Result<Vec<Value>, GatedError> {
+) -> Result<Vec<Value>, SubscriptionsError> {
     if template_ids.is_empty() || template_ids.len() > 3 {
-        return Err(GatedError::BadRequest(
+        return Err(SubscriptionsError::BadRequest(
             "templateIds: 1 to 3 accepted template ids (one wx.requestSubscribeMessage)".into(),
         ));
     }
@@ -48,33 +43,21 @@ pub(crate) async fn record_grants(
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     };
     if !template_ids.iter().all(ok) {
-        return Err(GatedError::BadRequest(
+        return Err(SubscriptionsError::BadRequest(
             "templateIds must be WeChat template ids".into(),
         ));
     }
     let mut out = Vec::new();
     for template in template_ids {
-        let doc = store
-            .update_one(
-                GRANTS,
-                &Filter::id(format!("{openid}:{template}")),
-                &Update::new()
-                    .inc("credits", 1)
-                    .set("lastGrantedAt", now)
-                    .set_on_insert("openid", openid)
-                    .set_on_insert("templateId", template.as_str()),
-                UpdateOptions::upsert(),
-            )
-            .await?
-            .unwrap_or_default();
-        out.push(json!({"templateId": template, "credits": doc["credits"]}));
+        let credits = subscribe_grants::add(store, openid, template, now).await?;
+        out.push(json!({"templateId": template, "credits": credits}));
     }
     Ok(out)
 }
 
 /// Why a send failed.
 #[derive(Debug)]
-pub(crate) enum SendFailure {
+pub enum SendFailure {
     /// 43101: the user has no grant left at WeChat.
     Refused,
     /// Anything else (logged; the credit is kept for the next run).
@@ -82,7 +65,7 @@ pub(crate) enum SendFailure {
 }
 
 /// Sends subscribe messages; the WeChat client in production.
-pub(crate) trait ReminderSender: Send + Sync {
+pub trait ReminderSender: Send + Sync {
     fn send<'a>(
         &'a self,
         message: &'a SubscribeMessage,
@@ -107,19 +90,19 @@ impl ReminderSender for WechatClient {
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct SweepReport {
+pub struct SweepReport {
     /// Subscriptions ending within the window.
-    pub(crate) due: u32,
+    pub due: u32,
     /// Reminders sent now.
-    pub(crate) sent: u32,
+    pub sent: u32,
     /// Already reminded for this period.
-    pub(crate) already_sent: u32,
+    pub already_sent: u32,
     /// No grant (credit) to send with.
-    pub(crate) no_grant: u32,
+    pub no_grant: u32,
     /// WeChat said the user has no grant (credits reset).
-    pub(crate) refused: u32,
+    pub refused: u32,
     /// Sending failed; retried on the next run.
-    pub(crate) failed: u32,
+    pub failed: u32,
 }
 
 /// China Standard Time `YYYY-MM-DD HH:MM`, the format `time` template fields take.
@@ -157,7 +140,7 @@ fn message_data(
 async fn recipient(store: &Arc<dyn Store>, id: &str) -> Result<Option<String>, StoreError> {
     match id.strip_prefix("tenant:") {
         Some(tenant) => Ok(store
-            .get(c::TENANTS, tenant)
+            .get(TENANTS, tenant)
             .await?
             .and_then(|t| t["ownerOpenid"].as_str().map(str::to_owned))),
         None => Ok(Some(id.to_owned())),
@@ -167,28 +150,17 @@ async fn recipient(store: &Arc<dyn Store>, id: &str) -> Result<Option<String>, S
 /// One timer run: reminds every subscription whose paid (or trial) time ends within
 /// `settings.days` of `now` and that is not canceled, once per period end, when the
 /// recipient has a grant.
-pub(crate) async fn sweep(
+pub async fn sweep(
     store: &Arc<dyn Store>,
     sender: &dyn ReminderSender,
     settings: &ReminderSettings,
     now: i64,
-) -> Result<SweepReport, GatedError> {
+) -> Result<SweepReport, SubscriptionsError> {
     let horizon = now + i64::from(settings.days) * DAY;
     let plans = Plans::load(store).await?;
-    let docs = store
-        .find(
-            c::SUBSCRIPTIONS,
-            &Filter::gt("periodEndAt", now).and(Filter::lte("periodEndAt", horizon)),
-            &FindOptions::new().sort_asc("periodEndAt").limit(500),
-        )
-        .await?;
+    let due = ending_between(store, now, horizon, 500).await?;
     let mut report = SweepReport::default();
-    for doc in docs {
-        let id = doc["_id"].as_str().unwrap_or_default().to_owned();
-        let Ok(sub) = serde_json::from_value::<Subscription>(doc.clone()) else {
-            tracing::warn!(subscription = %id, "subscription document does not fit; skipped");
-            continue;
-        };
+    for (id, sub) in due {
         let Some(period_end) = sub.period_end().filter(|e| *e > now && *e <= horizon) else {
             continue;
         };
@@ -203,39 +175,22 @@ pub(crate) async fn sweep(
             continue;
         };
         let reminder_id = format!("{id}@{period_end}");
-        if store.get(REMINDERS, &reminder_id).await?.is_some() {
+        if store.get(RENEWAL_REMINDERS, &reminder_id).await?.is_some() {
             report.already_sent += 1;
             continue;
         }
-        let grant = Filter::id(format!("{openid}:{}", settings.template_id));
-        let claimed = store
-            .update_one(
-                GRANTS,
-                &grant.clone().and(Filter::gt("credits", 0)),
-                &Update::new().inc("credits", -1),
-                UpdateOptions::default(),
-            )
-            .await?;
-        if claimed.is_none() {
+        let template = settings.template_id.as_str();
+        if !subscribe_grants::take(store, &openid, template).await? {
             report.no_grant += 1;
             continue;
         }
-        let refund = || async {
-            store
-                .update_one(
-                    GRANTS,
-                    &grant,
-                    &Update::new().inc("credits", 1),
-                    UpdateOptions::default(),
-                )
-                .await
-        };
+        let refund = || subscribe_grants::give_back(store, &openid, template);
         let record = json!({
             "_id": reminder_id, "subscription": id, "openid": openid,
             "periodEndAt": period_end, "templateId": settings.template_id,
             "status": "sending", "createdAt": now,
         });
-        match store.insert(REMINDERS, record).await {
+        match store.insert(RENEWAL_REMINDERS, record).await {
             Ok(_) => {}
             Err(StoreError::DuplicateKey { .. }) => {
                 refund().await?;
@@ -267,7 +222,7 @@ pub(crate) async fn sweep(
             Ok(()) => {
                 store
                     .update_one(
-                        REMINDERS,
+                        RENEWAL_REMINDERS,
                         &Filter::id(reminder_id.as_str()),
                         &Update::new().set("status", "sent").set("sentAt", now),
                         UpdateOptions::default(),
@@ -278,18 +233,11 @@ pub(crate) async fn sweep(
             Err(failure) => {
                 // Not sent: forget the claim so a later run (or a new grant) can send it.
                 store
-                    .delete_one(REMINDERS, &Filter::id(reminder_id.as_str()))
+                    .delete_one(RENEWAL_REMINDERS, &Filter::id(reminder_id.as_str()))
                     .await?;
                 match failure {
                     SendFailure::Refused => {
-                        store
-                            .update_one(
-                                GRANTS,
-                                &grant,
-                                &Update::new().set("credits", 0),
-                                UpdateOptions::default(),
-                            )
-                            .await?;
+                        subscribe_grants::reset(store, &openid, template).await?;
                         report.refused += 1;
                     }
                     SendFailure::Other(reason) => {
@@ -307,9 +255,11 @@ pub(crate) async fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-    use wemint::domain::money::Fen;
-    use wemint::domain::subscription::Plan;
+    use std::sync::{Arc, Mutex};
+
+    use crate::domain::money::Fen;
+    use crate::domain::subscription::{Plan, Subscription};
+    use crate::store::collections::{PLANS, SUBSCRIBE_GRANTS, SUBSCRIPTIONS};
 
     struct Recorder {
         sent: Mutex<Vec<SubscribeMessage>>,
@@ -347,7 +297,7 @@ mod tests {
     }
 
     async fn store_with_subscription(canceled: bool) -> Arc<dyn Store> {
-        let store = wemint::store::open("sqlite::memory:").await.unwrap();
+        let store = crate::store::open("sqlite::memory:").await.unwrap();
         let vip = Plan {
             id: "vip".into(),
             title: "VIP 会员 月卡 with a rather long name".into(),
@@ -361,7 +311,7 @@ mod tests {
         };
         let mut doc = serde_json::to_value(&vip).unwrap();
         doc["_id"] = json!("vip");
-        store.insert(c::PLANS, doc).await.unwrap();
+        store.insert(PLANS, doc).await.unwrap();
         let mut sub = Subscription::start(&vip, T0, false);
         sub.apply_renewal(&vip, "o1", T0, &|_: &str| Some(vip.clone()));
         if canceled {
@@ -371,7 +321,7 @@ mod tests {
         doc["_id"] = json!("o-alice");
         doc["periodEndAt"] = json!(sub.period_end());
         doc["version"] = json!(1);
-        store.insert(c::SUBSCRIPTIONS, doc).await.unwrap();
+        store.insert(SUBSCRIPTIONS, doc).await.unwrap();
         store
     }
 
@@ -413,7 +363,11 @@ mod tests {
         assert_eq!(sent[0].data["thing1"].chars().count(), 20);
         assert_eq!(sent[0].data["amount3"], "18.00元");
         assert_eq!(sent[0].data["time2"], cst(end));
-        let grant = store.get(GRANTS, "o-alice:tmpl").await.unwrap().unwrap();
+        let grant = store
+            .get(SUBSCRIBE_GRANTS, "o-alice:tmpl")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(grant["credits"], 1, "one credit used, one left");
     }
 
@@ -442,12 +396,16 @@ mod tests {
             .unwrap();
         assert_eq!(r.refused, 1);
         assert_eq!(
-            store.get(GRANTS, "o-alice:tmpl").await.unwrap().unwrap()["credits"],
+            store
+                .get(SUBSCRIBE_GRANTS, "o-alice:tmpl")
+                .await
+                .unwrap()
+                .unwrap()["credits"],
             0
         );
         assert!(
             store
-                .get(REMINDERS, &format!("o-alice@{end}"))
+                .get(RENEWAL_REMINDERS, &format!("o-alice@{end}"))
                 .await
                 .unwrap()
                 .is_none()

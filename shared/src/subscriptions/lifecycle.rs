@@ -1,57 +1,72 @@
-//! Subscription lifecycle actions: cancel (access until the period end) and plan changes
-//! (a downgrade is scheduled for the period end; an upgrade is quoted with proration and
-//! bought through createOrder, whose fulfilment applies it).
+//! The subscriber's own changes: a free trial, cancel and resume (access until the period end),
+//! plan changes (a downgrade is scheduled for the period end; an upgrade is quoted with
+//! proration and bought through createOrder, whose fulfilment applies it), and the daily end
+//! of tenant plans.
 //!
-//! Writes are conditional on the document's `version`, the same optimistic concurrency
-//! commerce's renewals use, so a cancel racing a paid renewal never loses either.
+//! Writes go through [`super::save`], conditional on the document's `version`, the same
+//! optimistic concurrency commerce's renewals use, so a cancel racing a paid renewal never
+//! loses either.
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use wemint::domain::money::Fen;
-use wemint::domain::subscription::{Plan, Subscription, SubscriptionError};
-use wemint::identity::{Caller, TenantRole};
-use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
-use wemint::tenancy::{Tenancy, TenancyError};
 
-use crate::access::{
-    Plans, Scope, StoredSubscription, collections as c, load_subscription, subject,
-};
-use crate::error::GatedError;
+use super::stored::{WRITE_RETRIES, kept_changing};
+use super::{Plans, Scope, Stored, SubscriptionsError, load, save, view};
+use crate::domain::money::Fen;
+use crate::domain::subscription::{Plan, Subscription, SubscriptionError};
+use crate::identity::{Caller, TenantRole};
+use crate::store::collections::{TENANTS, TRIAL_CLAIMS};
+use crate::store::{Filter, FindOptions, Store, StoreError};
+use crate::tenancy::{Tenancy, TenancyError};
 
-const WRITE_RETRIES: usize = 5;
+/// The subscription service gatedContent's actions and timer call. Cheap to clone; build one
+/// at init.
+#[derive(Clone)]
+pub struct Subscriptions {
+    store: Arc<dyn Store>,
+    tenancy: Tenancy,
+}
+
+impl std::fmt::Debug for Subscriptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriptions")
+            .field("store", &self.store.backend())
+            .finish_non_exhaustive()
+    }
+}
 
 /// The subscription id the caller may manage in `scope`. Tenant plans are managed by the
 /// tenant's owner and admins, by their role in the store (not the token's).
-pub(crate) async fn managed_subject(
+async fn managed_subject(
     tenancy: &Tenancy,
     caller: &Caller,
     scope: Scope,
-) -> Result<String, GatedError> {
+) -> Result<String, SubscriptionsError> {
     match scope {
-        Scope::User => Ok(subject(Scope::User, &caller.openid)),
+        Scope::User => Ok(Scope::User.subject(&caller.openid)),
         Scope::Tenant => {
             let tenant = match tenancy.scope(caller).await {
                 Ok(t) => t,
                 Err(TenancyError::NoActiveTenant) => {
-                    return Err(GatedError::SubscriptionNotFound("tenant"));
+                    return Err(SubscriptionsError::NotFound("tenant"));
                 }
                 Err(TenancyError::Store(e)) => return Err(e.into()),
-                Err(e) => return Err(GatedError::Forbidden(e.to_string())),
+                Err(e) => return Err(SubscriptionsError::Forbidden(e.to_string())),
             };
             if tenant.role() < TenantRole::Admin {
-                return Err(GatedError::Forbidden(
+                return Err(SubscriptionsError::Forbidden(
                     "only the tenant's owner or an admin can change its plan".into(),
                 ));
             }
-            Ok(subject(Scope::Tenant, tenant.tenant_id()))
+            Ok(Scope::Tenant.subject(tenant.tenant_id()))
         }
     }
 }
 
-/// What a change did, for the reply.
+/// What a change did, for the log.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Change {
+enum Change {
     /// Nothing needed writing (already in that state).
     Unchanged,
     /// Written.
@@ -66,56 +81,25 @@ async fn modify<T>(
     scope: Scope,
     now: i64,
     plans: &Plans,
-    apply: impl Fn(&mut Subscription) -> Result<T, GatedError>,
-) -> Result<(Subscription, T, Change), GatedError> {
+    apply: impl Fn(&mut Subscription) -> Result<T, SubscriptionsError>,
+) -> Result<(Subscription, T, Change), SubscriptionsError> {
     for _ in 0..WRITE_RETRIES {
-        let StoredSubscription { sub, version, .. } = load_subscription(store, id)
+        let Stored { sub, version } = load(store, id)
             .await?
-            .ok_or(GatedError::SubscriptionNotFound(scope.name()))?;
+            .ok_or(SubscriptionsError::NotFound(scope.name()))?;
         if !sub.state(now, &plans.lookup()).has_access() {
-            return Err(GatedError::SubscriptionExpired);
+            return Err(SubscriptionsError::Expired);
         }
         let mut changed = sub.clone();
         let out = apply(&mut changed)?;
         if changed == sub {
             return Ok((changed, out, Change::Unchanged));
         }
-        let mut update = Update::new()
-            .set("segments", to_json(&changed.segments)?)
-            .set("appliedOrders", to_json(&changed.applied_orders)?)
-            .set("renewPlan", changed.renew_plan.as_str())
-            .set(
-                "plan",
-                changed
-                    .segments
-                    .last()
-                    .map_or(changed.renew_plan.as_str(), |s| s.plan.as_str()),
-            )
-            .inc("version", 1);
-        update = match changed.canceled_at {
-            Some(at) => update.set("canceledAt", at),
-            None => update.unset("canceledAt"),
-        };
-        let filter = Filter::id(id).and(Filter::eq(
-            "version",
-            version.map_or(Value::Null, Value::from),
-        ));
-        if store
-            .update_one(c::SUBSCRIPTIONS, &filter, &update, UpdateOptions::default())
-            .await?
-            .is_some()
-        {
+        if save(store, id, Some(&version), &changed).await? {
             return Ok((changed, out, Change::Written));
         }
     }
-    Err(GatedError::Store(StoreError::Backend(format!(
-        "subscription {id} kept changing; giving up after {WRITE_RETRIES} tries"
-    ))))
-}
-
-fn to_json(value: &impl serde::Serialize) -> Result<Value, GatedError> {
-    serde_json::to_value(value)
-        .map_err(|e| GatedError::Store(StoreError::InvalidDocument(e.to_string())))
+    Err(kept_changing(id).into())
 }
 
 /// `cancelSubscription` (`cancel`) or `resumeSubscription` (`!cancel`).
@@ -124,14 +108,14 @@ fn to_json(value: &impl serde::Serialize) -> Result<Value, GatedError> {
 /// keeps the first cancellation time. Resuming takes a cancellation back while the paid time
 /// runs (renewal reminders and the past-due and grace days apply again); a subscription that
 /// is not canceled stays as it is, one whose canceled time ended is `SUBSCRIPTION_EXPIRED`.
-pub(crate) async fn set_canceled(
+async fn set_canceled(
     store: &Arc<dyn Store>,
     tenancy: &Tenancy,
     caller: &Caller,
     scope: Scope,
     cancel: bool,
     now: i64,
-) -> Result<Value, GatedError> {
+) -> Result<Value, SubscriptionsError> {
     let id = managed_subject(tenancy, caller, scope).await?;
     let plans = Plans::load(store).await?;
     let lookup = plans.lookup();
@@ -147,58 +131,52 @@ pub(crate) async fn set_canceled(
     if change == Change::Written {
         tracing::info!(subscription = %id, canceled = cancel, "subscription cancellation changed");
     }
-    Ok(json!({ "subscription": crate::access::subscription_view(&sub, now, &plans) }))
+    Ok(json!({ "subscription": view(&sub, now, &plans) }))
 }
 
 /// `startTrial`: the plan's free trial, once per subscriber and only before any
 /// subscription (paid or trial) exists. Asking again for the trial just started returns it.
 /// A tenant trial gives the tenant the plan's seats, like a paid tenant plan.
-pub(crate) async fn start_trial(
+async fn start_trial(
     store: &Arc<dyn Store>,
     tenancy: &Tenancy,
     caller: &Caller,
     scope: Scope,
     plan_id: &str,
     now: i64,
-) -> Result<Value, GatedError> {
+) -> Result<Value, SubscriptionsError> {
     let id = managed_subject(tenancy, caller, scope).await?;
     let plans = Plans::load(store).await?;
     let plan = plan_for(&plans, plan_id, scope)?;
     if plan.trial_days == 0 {
-        return Err(GatedError::TrialUnavailable(format!(
+        return Err(SubscriptionsError::TrialUnavailable(format!(
             "plan {plan_id} has no free trial"
         )));
     }
-    if scope == Scope::Tenant && load_subscription(store, &id).await?.is_none() {
+    if scope == Scope::Tenant && load(store, &id).await?.is_none() {
         claim_team_trial(store, &caller.openid, &id, &plan.id, now).await?;
     }
     let trial = Subscription::start(&plan, now, true);
-    let doc = wemint::commerce::new_subscription_doc(&id, &trial, &plan.id)
-        .map_err(|e| GatedError::Store(StoreError::InvalidDocument(e.to_string())))?;
-    let sub = match store.insert(c::SUBSCRIPTIONS, doc).await {
-        Ok(_) => {
-            tracing::info!(subscription = %id, plan = plan_id, "free trial started");
-            trial
+    let sub = if save(store, &id, None, &trial).await? {
+        tracing::info!(subscription = %id, plan = plan_id, "free trial started");
+        trial
+    } else {
+        let existing = load(store, &id)
+            .await?
+            .ok_or(SubscriptionsError::NotFound(scope.name()))?
+            .sub;
+        // The same request again (a retry): the trial it started, unchanged.
+        let only_this_trial = existing.applied_orders.is_empty()
+            && matches!(existing.segments.as_slice(), [s] if s.trial && s.plan == plan.id);
+        if !only_this_trial {
+            return Err(SubscriptionsError::TrialUnavailable(
+                "the free trial is only for a first subscription".into(),
+            ));
         }
-        Err(StoreError::DuplicateKey { .. }) => {
-            let existing = load_subscription(store, &id)
-                .await?
-                .ok_or(GatedError::SubscriptionNotFound(scope.name()))?
-                .sub;
-            // The same request again (a retry): the trial it started, unchanged.
-            let only_this_trial = existing.applied_orders.is_empty()
-                && matches!(existing.segments.as_slice(), [s] if s.trial && s.plan == plan.id);
-            if !only_this_trial {
-                return Err(GatedError::TrialUnavailable(
-                    "the free trial is only for a first subscription".into(),
-                ));
-            }
-            existing
-        }
-        Err(e) => return Err(e.into()),
+        existing
     };
     set_tenant_plan(tenancy, &id, &plan).await?;
-    Ok(json!({ "subscription": crate::access::subscription_view(&sub, now, &plans) }))
+    Ok(json!({ "subscription": view(&sub, now, &plans) }))
 }
 
 /// The daily sweep's second half: a tenant whose plan subscription no longer gives access
@@ -206,16 +184,16 @@ pub(crate) async fn start_trial(
 /// and is back to the no-plan rules, as before its first purchase. Access never depended on
 /// this (it is derived from the subscription); what it fixes is what the tenant displays
 /// and what invitations are checked against.
-pub(crate) async fn expire_tenant_plans(
+async fn expire_tenant_plans(
     store: &Arc<dyn Store>,
     tenancy: &Tenancy,
     now: i64,
-) -> Result<u32, GatedError> {
+) -> Result<u32, SubscriptionsError> {
     let with_plan = store
         .find(
-            c::TENANTS,
+            TENANTS,
             &Filter::exists("plan", true),
-            &wemint::store::FindOptions::new().limit(500),
+            &FindOptions::new().limit(500),
         )
         .await?;
     let plans = Plans::load(store).await?;
@@ -224,7 +202,7 @@ pub(crate) async fn expire_tenant_plans(
         let Some(id) = tenant.get("_id").and_then(Value::as_str) else {
             continue;
         };
-        let running = load_subscription(store, &subject(Scope::Tenant, id))
+        let running = load(store, &Scope::Tenant.subject(id))
             .await?
             .is_some_and(|s| s.sub.state(now, &plans.lookup()).has_access());
         if running {
@@ -250,19 +228,17 @@ async fn claim_team_trial(
     subject: &str,
     plan: &str,
     now: i64,
-) -> Result<(), GatedError> {
+) -> Result<(), SubscriptionsError> {
     let claim = json!({"_id": format!("owner:{openid}"), "openid": openid,
         "subscriber": subject, "plan": plan, "claimedAt": now});
-    match store.insert(c::TRIAL_CLAIMS, claim).await {
+    match store.insert(TRIAL_CLAIMS, claim).await {
         Ok(_) => Ok(()),
         Err(StoreError::DuplicateKey { .. }) => {
-            let existing = store
-                .get(c::TRIAL_CLAIMS, &format!("owner:{openid}"))
-                .await?;
+            let existing = store.get(TRIAL_CLAIMS, &format!("owner:{openid}")).await?;
             if existing.is_some_and(|d| d["subscriber"] == json!(subject)) {
                 Ok(())
             } else {
-                Err(GatedError::TrialUnavailable(
+                Err(SubscriptionsError::TrialUnavailable(
                     "one team trial per person: this account already started one for another team"
                         .into(),
                 ))
@@ -273,12 +249,12 @@ async fn claim_team_trial(
 }
 
 /// The plan `id`, which must be of the scope's kind (tenant plans have seats).
-fn plan_for(plans: &Plans, id: &str, scope: Scope) -> Result<Plan, GatedError> {
+fn plan_for(plans: &Plans, id: &str, scope: Scope) -> Result<Plan, SubscriptionsError> {
     let plan = plans
         .get(id)
-        .ok_or_else(|| GatedError::PlanNotFound(id.to_owned()))?;
+        .ok_or_else(|| SubscriptionsError::PlanNotFound(id.to_owned()))?;
     if plan.seats.is_some() != (scope == Scope::Tenant) {
-        return Err(GatedError::PlanChangeInvalid(format!(
+        return Err(SubscriptionsError::PlanChangeInvalid(format!(
             "plan {id} is not a {} plan",
             scope.name()
         )));
@@ -288,7 +264,11 @@ fn plan_for(plans: &Plans, id: &str, scope: Scope) -> Result<Plan, GatedError> {
 
 /// For a tenant subscription (`tenant:<id>`), gives the tenant `plan` and its seats (what
 /// inviting members is checked against), as a paid tenant plan does.
-async fn set_tenant_plan(tenancy: &Tenancy, subject: &str, plan: &Plan) -> Result<(), GatedError> {
+async fn set_tenant_plan(
+    tenancy: &Tenancy,
+    subject: &str,
+    plan: &Plan,
+) -> Result<(), SubscriptionsError> {
     let Some(tenant) = subject.strip_prefix("tenant:") else {
         return Ok(());
     };
@@ -297,44 +277,44 @@ async fn set_tenant_plan(tenancy: &Tenancy, subject: &str, plan: &Plan) -> Resul
         .await
         .map(|_| ())
         .map_err(|e| match e {
-            TenancyError::Store(e) => GatedError::Store(e),
-            other => GatedError::Forbidden(other.to_string()),
+            TenancyError::Store(e) => SubscriptionsError::Store(e),
+            other => SubscriptionsError::Forbidden(other.to_string()),
         })
 }
 
-fn plan_change_error(e: SubscriptionError) -> GatedError {
+fn plan_change_error(e: SubscriptionError) -> SubscriptionsError {
     match e {
-        SubscriptionError::Expired => GatedError::SubscriptionExpired,
-        SubscriptionError::UnknownPlan(p) => GatedError::PlanNotFound(p),
-        other => GatedError::PlanChangeInvalid(other.to_string()),
+        SubscriptionError::Expired => SubscriptionsError::Expired,
+        SubscriptionError::UnknownPlan(p) => SubscriptionsError::PlanNotFound(p),
+        other => SubscriptionsError::PlanChangeInvalid(other.to_string()),
     }
 }
 
 /// `changePlan`: a lower tier is scheduled for the period end (`renewPlan`); a higher tier
 /// is quoted (the prorated difference in fen for the rest of the paid time) and bought
 /// through createOrder; the current plan again undoes a scheduled downgrade.
-pub(crate) async fn change_plan(
+async fn change_plan(
     store: &Arc<dyn Store>,
     tenancy: &Tenancy,
     caller: &Caller,
     scope: Scope,
     to: &str,
     now: i64,
-) -> Result<Value, GatedError> {
+) -> Result<Value, SubscriptionsError> {
     let id = managed_subject(tenancy, caller, scope).await?;
     let plans = Plans::load(store).await?;
     let target = plan_for(&plans, to, scope)?;
-    let stored = load_subscription(store, &id)
+    let stored = load(store, &id)
         .await?
-        .ok_or(GatedError::SubscriptionNotFound(scope.name()))?;
+        .ok_or(SubscriptionsError::NotFound(scope.name()))?;
     let lookup = plans.lookup();
     let current_id = stored
         .sub
         .plan_at(now, &lookup)
-        .ok_or(GatedError::SubscriptionExpired)?;
+        .ok_or(SubscriptionsError::Expired)?;
     let current = plans
         .get(&current_id)
-        .ok_or_else(|| GatedError::PlanNotFound(current_id.clone()))?;
+        .ok_or_else(|| SubscriptionsError::PlanNotFound(current_id.clone()))?;
     if target.tier > current.tier {
         let quote = stored
             .sub
@@ -353,7 +333,7 @@ pub(crate) async fn change_plan(
             return Ok(json!({
                 "change": "upgrade",
                 "applied": true,
-                "subscription": crate::access::subscription_view(&sub, now, &plans),
+                "subscription": view(&sub, now, &plans),
             }));
         }
         return Ok(json!({
@@ -368,13 +348,13 @@ pub(crate) async fn change_plan(
             },
             // Pay for it with createOrder `create` and this data (plus a clientRequestId).
             "checkout": { "upgrade": { "plan": target.id, "scope": scope.name() } },
-            "subscription": crate::access::subscription_view(&stored.sub, now, &plans),
+            "subscription": view(&stored.sub, now, &plans),
         }));
     }
     let (sub, change, _) = modify(store, &id, scope, now, &plans, |sub| {
         if target.id == current_id {
             if sub.renew_plan == target.id {
-                return Err(GatedError::PlanChangeInvalid(format!(
+                return Err(SubscriptionsError::PlanChangeInvalid(format!(
                     "already on plan {to}"
                 )));
             }
@@ -390,6 +370,81 @@ pub(crate) async fn change_plan(
     Ok(json!({
         "change": change,
         "effectiveAt": sub.period_end(),
-        "subscription": crate::access::subscription_view(&sub, now, &plans),
+        "subscription": view(&sub, now, &plans),
     }))
+}
+
+impl Subscriptions {
+    /// The service over `store`; `tenancy` answers who may manage a tenant's plan and takes
+    /// the plan's seats.
+    pub fn new(store: Arc<dyn Store>, tenancy: Tenancy) -> Self {
+        Subscriptions { store, tenancy }
+    }
+
+    /// The subscription `id` (an openid, or `tenant:<id>`), with its version.
+    ///
+    /// # Errors
+    /// The store failed, or the document does not fit.
+    pub async fn load(&self, id: &str) -> Result<Option<Stored>, StoreError> {
+        load(&self.store, id).await
+    }
+
+    /// `cancelSubscription` (`cancel`) or `resumeSubscription` (`!cancel`) of the caller's
+    /// subscription in `scope`; returns `{subscription}`.
+    ///
+    /// Canceling: no renewal expected; access continues to the period end, and canceling twice
+    /// keeps the first cancellation time. Resuming takes a cancellation back while the paid
+    /// time runs; a subscription that is not canceled stays as it is, one whose canceled time
+    /// ended is [`SubscriptionsError::Expired`].
+    ///
+    /// # Errors
+    /// See [`SubscriptionsError`].
+    pub async fn set_canceled(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        cancel: bool,
+        now: i64,
+    ) -> Result<Value, SubscriptionsError> {
+        set_canceled(&self.store, &self.tenancy, caller, scope, cancel, now).await
+    }
+
+    /// `startTrial`: the plan's free trial, once per subscriber and only before any
+    /// subscription exists; returns `{subscription}`.
+    ///
+    /// # Errors
+    /// See [`SubscriptionsError`].
+    pub async fn start_trial(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        plan: &str,
+        now: i64,
+    ) -> Result<Value, SubscriptionsError> {
+        start_trial(&self.store, &self.tenancy, caller, scope, plan, now).await
+    }
+
+    /// `changePlan`: schedules a downgrade, quotes an upgrade (or applies it at once when only
+    /// free trial time is left), or undoes a scheduled downgrade.
+    ///
+    /// # Errors
+    /// See [`SubscriptionsError`].
+    pub async fn change_plan(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        to: &str,
+        now: i64,
+    ) -> Result<Value, SubscriptionsError> {
+        change_plan(&self.store, &self.tenancy, caller, scope, to, now).await
+    }
+
+    /// The daily sweep's tenant half: tenants whose plan subscription no longer gives access
+    /// lose the plan and its seat cap. Returns how many.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn expire_tenant_plans(&self, now: i64) -> Result<u32, SubscriptionsError> {
+        expire_tenant_plans(&self.store, &self.tenancy, now).await
+    }
 }
