@@ -42,3 +42,6 @@ pub fn function() -> Function<State> {
         })
         .default_action("run")
 }
+
+#[cfg(test)]
+mod tests;
