@@ -57,7 +57,10 @@ async fn create_order(ts: &TestStore, trust_platform: bool) -> Harness {
         ),
     ];
     if trust_platform {
-        vars.push(("WEMINT_TRUST_PLATFORM_IDENTITY", "cloudbase-event".to_owned()));
+        vars.push((
+            "WEMINT_TRUST_PLATFORM_IDENTITY",
+            "cloudbase-event".to_owned(),
+        ));
     }
     Harness::start(super::function(), vars).await.unwrap()
 }
@@ -87,9 +90,7 @@ async fn catalog_lists_active_products_by_sku_and_filters_by_kind() {
             "kind": "physical", "active": true, "stock": 5})
     );
 
-    let physical = f
-        .call(&alice, "catalog", json!({"kind": "physical"}))
-        .await;
+    let physical = f.call(&alice, "catalog", json!({"kind": "physical"})).await;
     assert_eq!(skus(&physical), ["mug", "tee"]);
 }
 
@@ -104,7 +105,10 @@ async fn unauthenticated_calls_are_refused_before_anything_is_read() {
     ] {
         let reply = f.call(&Caller::Anonymous, action, data).await;
         assert_eq!(reply["ok"], false, "{action}: {reply}");
-        assert_eq!(reply["error"]["code"], "UNAUTHENTICATED", "{action}: {reply}");
+        assert_eq!(
+            reply["error"]["code"], "UNAUTHENTICATED",
+            "{action}: {reply}"
+        );
     }
     // A token that is not ours identifies nobody either.
     let forged = f

@@ -141,7 +141,9 @@ fn json_body(resp: &WebhookResponse) -> Value {
 async fn a_valid_notification_pays_the_order_once() {
     let ts = TestStore::new().await.unwrap();
     seed_order(&ts).await;
-    let f = Harness::start(super::function(), config(&ts)).await.unwrap();
+    let f = Harness::start(super::function(), config(&ts))
+        .await
+        .unwrap();
     let (headers, body) = notification("wechatpay_public_key_private.pem");
 
     let resp = post(&f, "/payNotify", &headers, body.clone()).await;
@@ -151,7 +153,11 @@ async fn a_valid_notification_pays_the_order_once() {
     assert_eq!(paid["status"], "fulfilled", "{paid}");
     assert_eq!(paid["transactionId"], "4200000000202611240001");
     let paid_at = paid["paidAt"].clone();
-    assert_eq!(paid_at, json!(1_795_478_400), "success_time 2026-11-24T08:00:00+08:00");
+    assert_eq!(
+        paid_at,
+        json!(1_795_478_400),
+        "success_time 2026-11-24T08:00:00+08:00"
+    );
 
     // WeChat Pay redelivers until it sees a 2xx; the same notification again changes nothing.
     let again = post(&f, "/payNotify", &headers, body).await;
@@ -163,7 +169,9 @@ async fn a_valid_notification_pays_the_order_once() {
 async fn a_bad_signature_is_refused_and_changes_nothing() {
     let ts = TestStore::new().await.unwrap();
     seed_order(&ts).await;
-    let f = Harness::start(super::function(), config(&ts)).await.unwrap();
+    let f = Harness::start(super::function(), config(&ts))
+        .await
+        .unwrap();
     let unpaid = order(&ts).await;
     let refused = |resp: &WebhookResponse, what: &str| {
         assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{what}");
@@ -184,7 +192,10 @@ async fn a_bad_signature_is_refused_and_changes_nothing() {
         .unwrap()
         .replacen("EV-HARNESS-0001", "EV-HARNESS-0002", 1)
         .into_bytes();
-    refused(&post(&f, "/payNotify", &headers, tampered).await, "tampered");
+    refused(
+        &post(&f, "/payNotify", &headers, tampered).await,
+        "tampered",
+    );
 
     // A WeChat Pay signature probe: never valid, not even Base64.
     let mut probe = headers.clone();
@@ -202,14 +213,23 @@ async fn a_bad_signature_is_refused_and_changes_nothing() {
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
     assert_eq!(json_body(&resp)["code"], "FAIL");
 
-    assert_eq!(order(&ts).await, unpaid, "a refused notification changed the order");
+    assert_eq!(
+        order(&ts).await,
+        unpaid,
+        "a refused notification changed the order"
+    );
 }
 
 #[tokio::test]
 async fn every_invalid_vector_notification_is_refused() {
     let ts = TestStore::new().await.unwrap();
-    let f = Harness::start(super::function(), config(&ts)).await.unwrap();
-    let cases = vector("notifications.json")["cases"].as_array().unwrap().clone();
+    let f = Harness::start(super::function(), config(&ts))
+        .await
+        .unwrap();
+    let cases = vector("notifications.json")["cases"]
+        .as_array()
+        .unwrap()
+        .clone();
     let mut refused = 0;
     for case in cases.iter().filter(|c| c["expect"] == "reject") {
         let name = case["case"].as_str().unwrap();
@@ -238,7 +258,9 @@ async fn every_invalid_vector_notification_is_refused() {
 #[tokio::test]
 async fn only_post_is_accepted() {
     let ts = TestStore::new().await.unwrap();
-    let f = Harness::start(super::function(), config(&ts)).await.unwrap();
+    let f = Harness::start(super::function(), config(&ts))
+        .await
+        .unwrap();
     let req = http::Request::builder()
         .method(Method::GET)
         .uri("/payNotify")
@@ -246,5 +268,8 @@ async fn only_post_is_accepted() {
         .unwrap();
     let resp = f.http(req).await;
     assert_eq!(resp.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(json_body(&resp), json!({"code": "FAIL", "message": "POST only"}));
+    assert_eq!(
+        json_body(&resp),
+        json!({"code": "FAIL", "message": "POST only"})
+    );
 }

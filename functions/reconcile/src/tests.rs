@@ -22,7 +22,10 @@ async fn reconcile(ts: &TestStore) -> Harness {
                 "WEMINT_SESSION_SECRET",
                 "harness-session-secret-0123456789abcdef".to_owned(),
             ),
-            ("WEMINT_TRUST_PLATFORM_IDENTITY", "cloudbase-event".to_owned()),
+            (
+                "WEMINT_TRUST_PLATFORM_IDENTITY",
+                "cloudbase-event".to_owned(),
+            ),
         ],
     )
     .await

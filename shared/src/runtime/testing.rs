@@ -161,7 +161,9 @@ impl Harness {
             headers: parts.headers,
             body,
         };
-        self.service.handle_http(req, self.invocation(), false).await
+        self.service
+            .handle_http(req, self.invocation(), false)
+            .await
     }
 
     /// Fires the timer trigger `trigger_name` now; returns the reply envelope.
