@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# The test command: formatting, module layers, lints, API docs, the function binaries, every
-# test in the workspace.
+# The test command: a check that the repository tests itself, formatting, module layers, the
+# collections registry, lints, API docs, the function binaries, every test in the workspace.
 # Uses cargo-nextest when installed (plus doctests through cargo test), else cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 step() { printf '\n==> [%s] %s\n' "$(( $(date +%s) - started ))s" "$*"; }
+
+step "the repository tests itself (no tracked file reads the shared directory beside the checkout)"
+# The patterns are written so they do not match this check itself.
+if git grep -n -I -e '\.\./shared' -e '/work/share[d]'; then
+    echo "scripts/test.sh: the files above read outside the repository; use testdata/ (and state" >&2
+    echo "platform facts in docs/ with their sources) instead" >&2
+    exit 1
+fi
 
 step "fmt"
 cargo fmt --all -- --check

@@ -3,7 +3,7 @@
 //! the stand-in WeChat Pay's public-key-mode key pair (`PUB_KEY_ID_…`), the APIv3 key, the
 //! xpay AppKey, the message push token and EncodingAESKey, and the functions' own secrets.
 //!
-//! They are never the shared test vectors' keys: a developer's local suite is a private
+//! They are never the test vectors' keys (`testdata/vectors`): a developer's local suite is a private
 //! world, and a leaked test vector must never validate anything in it.
 
 use std::fmt;

@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p wemint --bench pay` (add `-- --quick` for 1 s per case instead of 3 s).
 //! Compare with `openssl speed -seconds 3 rsa2048` on the same machine (docs/pay.md).
-//! Inputs are the shared test vectors, so the measured work is exactly production's.
+//! Inputs are the test vectors in `testdata/vectors`, so the measured work is exactly production's.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use wemint::pay::v3::{
     parse_notification,
 };
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors/");
 
 fn read(name: &str) -> String {
     std::fs::read_to_string(format!("{VECTORS}{name}")).expect("vector file")

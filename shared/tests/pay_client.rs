@@ -23,7 +23,7 @@ use wemint::pay::v3::{
     Verifier, VerifyError, VerifyingKey,
 };
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors/");
 const NOW: i64 = 1_767_300_000;
 
 fn read(name: &str) -> String {

@@ -1,4 +1,4 @@
-//! Every WeChat Pay vector in `shared/vectors`, read as it is (made by an independent
+//! Every WeChat Pay vector in `testdata/vectors`, read as it is (made by an independent
 //! implementation and cross-checked with a third-party SDK).
 
 use serde_json::Value;
@@ -11,7 +11,7 @@ use wemint::pay::v3::{
     decrypt_certificates, parse_notification,
 };
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors/");
 
 fn read(name: &str) -> String {
     std::fs::read_to_string(format!("{VECTORS}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))

@@ -1,4 +1,4 @@
-//! The independent vectors in `shared/vectors` (miniprogram_crypto.json, message_push.json),
+//! The independent vectors in `testdata/vectors` (miniprogram_crypto.json, message_push.json),
 //! used as they are.
 
 use serde_json::Value;
@@ -8,7 +8,7 @@ use wemint::wechat::{
 };
 
 fn vector(name: &str) -> Value {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors/");
     let text = std::fs::read_to_string(format!("{dir}{name}")).expect("vector file readable");
     serde_json::from_str(&text).expect("vector file is JSON")
 }

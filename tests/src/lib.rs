@@ -45,19 +45,19 @@ pub fn function_binary(name: &str) -> PathBuf {
     path
 }
 
-/// The test vectors shared with the other suites (`/work/shared/vectors` beside the repo).
-pub const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
+/// The independent test vectors kept in the repository (`testdata/vectors`, see its README).
+pub const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors");
 
 /// A complete, self-contained configuration for the real functions: in-memory store, the
-/// test-only merchant material from the shared vectors, and every outbound base URL pointing at
+/// test-only merchant material from the test vectors, and every outbound base URL pointing at
 /// a closed local port (init must not need the network).
 ///
 /// # Panics
-/// When the shared vectors are missing.
+/// When the test vectors are missing.
 pub fn function_env() -> Vec<(String, String)> {
     let common: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{VECTORS}/common.json"))
-            .unwrap_or_else(|e| panic!("shared vectors missing at {VECTORS}: {e}")),
+            .unwrap_or_else(|e| panic!("test vectors missing at {VECTORS}: {e}")),
     )
     .expect("common.json is JSON");
     let field = |k: &str| {

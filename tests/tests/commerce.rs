@@ -2,7 +2,7 @@
 //! SCF runtime emulator (plus `http` mode where concurrency is the point), one SQLite store file
 //! shared by every process, and a local WeChat Pay stand-in that refuses any request whose
 //! merchant signature does not verify and signs its answers and notifications with the WeChat
-//! Pay public key material of the shared test vectors.
+//! Pay public key material of the test vectors (`testdata/vectors`).
 //!
 //! Built by `cargo build --workspace --bins` (scripts/test.sh) before running.
 

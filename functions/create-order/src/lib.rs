@@ -99,3 +99,6 @@ pub fn function() -> Function<State> {
         })
         .default_action("create")
 }
+
+#[cfg(test)]
+mod tests;

@@ -186,3 +186,6 @@ pub fn function() -> Function<State> {
             Ok(handle_v3(state, req).await)
         })
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,3 +45,6 @@ pub fn function() -> Function<State> {
         })
         .default_action("run")
 }
+
+#[cfg(test)]
+mod tests;

@@ -484,3 +484,6 @@ pub async fn follower(
 ) -> Result<Option<serde_json::Value>, StoreError> {
     store.get(FOLLOWERS, openid).await
 }
+
+#[cfg(test)]
+mod harness_tests;

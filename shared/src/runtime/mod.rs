@@ -9,6 +9,9 @@
 //! A function is a [`Function`] value: callables (JSON in/out with the reply envelope), webhooks
 //! (raw HTTP, exact body bytes) and a timer, over state built once by its init. `main` is one
 //! line: `wemint::runtime::run(my_function::function())`. See `docs/runtime.md`.
+//!
+//! Tests invoke the same value in-process, without a process or a socket, through
+//! [`testing::Harness`].
 
 mod dispatch;
 mod error;
@@ -19,6 +22,7 @@ mod identity;
 mod lambda;
 mod panic;
 mod scf;
+pub mod testing;
 
 use std::fmt;
 use std::process::ExitCode;

@@ -278,7 +278,7 @@ impl Verifier {
 mod tests {
     use super::*;
 
-    const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/keys/");
+    const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors/keys/");
 
     fn key_file(name: &str) -> String {
         std::fs::read_to_string(format!("{KEYS}{name}")).unwrap()

@@ -1,0 +1,75 @@
+//! Function-level tests: the real `reconcile` function value, invoked in-process through
+//! `wemint::runtime::testing` with its timer and its `run` action.
+
+use serde_json::{Value, json};
+use wemint::identity::{USERS, User, UserRole};
+use wemint::runtime::testing::{Caller, Harness, TestStore};
+
+const APPID: &str = "wx-harness-app";
+
+/// The counters of a run that found nothing to do.
+fn idle_report() -> Value {
+    json!({"checked": 0, "paid": 0, "closed": 0, "fulfilled": 0, "refundsRetried": 0,
+        "refundsSettled": 0, "revoked": 0, "errors": 0})
+}
+
+async fn reconcile(ts: &TestStore) -> Harness {
+    Harness::start(
+        super::function(),
+        [
+            ts.var(),
+            (
+                "WEMINT_SESSION_SECRET",
+                "harness-session-secret-0123456789abcdef".to_owned(),
+            ),
+            (
+                "WEMINT_TRUST_PLATFORM_IDENTITY",
+                "cloudbase-event".to_owned(),
+            ),
+        ],
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_timer_on_an_empty_store_reports_zero_counters() {
+    let ts = TestStore::new().await.unwrap();
+    let f = reconcile(&ts).await;
+    let reply = f.timer("every-minute").await;
+    assert_eq!(reply, json!({"ok": true, "data": idle_report()}));
+}
+
+#[tokio::test]
+async fn run_is_for_administrators_only() {
+    let ts = TestStore::new().await.unwrap();
+    let admin = User {
+        id: "o-admin".into(),
+        openid: "o-admin".into(),
+        appid: APPID.into(),
+        unionid: None,
+        phone: None,
+        session_key: None,
+        session_key_at: None,
+        role: UserRole::Admin,
+        active_tenant: None,
+        created_at: 1_700_000_000,
+        last_login_at: 1_700_000_000,
+    };
+    ts.store()
+        .insert(USERS, serde_json::to_value(&admin).unwrap())
+        .await
+        .unwrap();
+    let f = reconcile(&ts).await;
+
+    let anonymous = f.call(&Caller::Anonymous, "run", Value::Null).await;
+    assert_eq!(anonymous["error"]["code"], "UNAUTHENTICATED", "{anonymous}");
+    let user = f
+        .call(&Caller::platform("o-user", APPID), "run", Value::Null)
+        .await;
+    assert_eq!(user["error"]["code"], "FORBIDDEN", "{user}");
+    let by_admin = f
+        .call(&Caller::platform("o-admin", APPID), "run", Value::Null)
+        .await;
+    assert_eq!(by_admin, json!({"ok": true, "data": idle_report()}));
+}
