@@ -29,8 +29,8 @@ ALLOWED = [
     # The `orders` map of an entitlement document (`{"o_<orderId>": at}`): a field.
     (r"^shared/src/commerce/revoke\.rs$", r'object_keys\(&doc, "orders"\)', "entitlement field"),
     # The emulated virtual payment order's `refunds` array and WeChat Pay's URL path segment.
-    (r"^emulator/src/wechat_api\.rs$", r'\.push\(\s*"refunds"', "emulated order field"),
-    (r"^emulator/src/wechat_pay\.rs$", r'"domestic",\s*"refunds"', "WeChat Pay URL path"),
+    (r"^emulator/src/standins/wechat_api\.rs$", r'\.push\(\s*"refunds"', "emulated order field"),
+    (r"^emulator/src/standins/wechat_pay\.rs$", r'"domestic",\s*"refunds"', "WeChat Pay URL path"),
 ]
 
 names = dict(re.findall(r'pub const ([A-Z_]+): &str = "([a-z_]+)";', REGISTRY.read_text()))

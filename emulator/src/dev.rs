@@ -9,7 +9,7 @@
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use wemint::store::{Filter, FindOptions, Update, UpdateOptions};
+use wemint::store::{Filter, FindOptions, Update, UpdateOptions, collections};
 
 use crate::deliveries;
 use crate::http::{Request, Response};
@@ -23,16 +23,16 @@ pub const ADMIN_USER: &str = "admin";
 
 /// Collections `/dev/state` shows, newest first: (collection, sort key).
 const SHOWN: [(&str, &str); 16] = [
-    ("users", "_id"),
-    ("orders", "_id"),
-    ("entitlements", "_id"),
-    ("subscriptions", "_id"),
-    ("posts", "_id"),
-    ("moderation_jobs", "_id"),
-    ("payment_events", "_id"),
-    ("products", "_id"),
-    ("contents", "_id"),
-    ("plans", "_id"),
+    (collections::USERS, "_id"),
+    (collections::ORDERS, "_id"),
+    (collections::ENTITLEMENTS, "_id"),
+    (collections::SUBSCRIPTIONS, "_id"),
+    (collections::POSTS, "_id"),
+    (collections::MODERATION_JOBS, "_id"),
+    (collections::PAYMENT_EVENTS, "_id"),
+    (collections::PRODUCTS, "_id"),
+    (collections::CONTENTS, "_id"),
+    (collections::PLANS, "_id"),
     (crate::standins::wechat_pay::PAY_ORDERS, "createdAt"),
     (crate::standins::wechat_pay::REFUNDS, "createdAt"),
     (crate::standins::wechat_api::XPAY_ORDERS, "createTime"),
@@ -371,7 +371,7 @@ pub async fn promote_admin(suite: &Suite) -> Result<bool, wemint::store::StoreEr
     let updated = suite
         .store
         .update_one(
-            "users",
+            collections::USERS,
             &Filter::eq("openid", openid),
             &Update::new().set("role", "admin"),
             UpdateOptions::default(),

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wemint::store::{Filter, FindOptions};
+use wemint::store::{Filter, FindOptions, collections};
 use wemint_emulator::demo::Client;
 use wemint_emulator::standins::wechat_api::MESSAGES;
 use wemint_emulator::suite::{Suite, SuiteOptions};
@@ -107,7 +107,12 @@ async fn buy_both(client: &Client, token: &str) {
 }
 
 async fn stock(suite: &Suite) -> i64 {
-    let product = suite.store.get("products", MUG).await.unwrap().unwrap();
+    let product = suite
+        .store
+        .get(collections::PRODUCTS, MUG)
+        .await
+        .unwrap()
+        .unwrap();
     product["stock"].as_i64().unwrap()
 }
 

@@ -44,7 +44,7 @@ impl Suite {
         self.store()
             .await
             .update_one(
-                "users",
+                collections::USERS,
                 &Filter::id(openid),
                 &Update::new().set("openid", openid).set("role", "admin"),
                 UpdateOptions::upsert(),

@@ -117,7 +117,7 @@ impl World {
             .moderation()
             .store()
             .update_one(
-                "users",
+                wemint::store::collections::USERS,
                 &store::Filter::id(openid),
                 &store::Update::new().set("openid", openid).set("role", role),
                 store::UpdateOptions::upsert(),

@@ -1875,7 +1875,7 @@ struct CountingStore {
 
 impl CountingStore {
     fn count(&self, collection: &str) {
-        if collection == "products" {
+        if collection == collections::PRODUCTS {
             self.product_reads.fetch_add(1, Ordering::SeqCst);
         }
     }

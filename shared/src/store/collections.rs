@@ -55,9 +55,12 @@ pub const WECHAT_TOKENS: &str = "wechat_tokens";
 pub const WECHAT_PUSH_RECEIPTS: &str = "wechat_push_receipts";
 /// Fixed-window rate-limit counters (`wemint::ratelimit`).
 pub const RATE_LIMITS: &str = "rate_limits";
+/// One document per merchant (`_id` = mchid, `lastAt`): the throttle, shared by every
+/// instance, of certificate downloads caused by unknown `Wechatpay-Serial`s.
+pub const PAY_CERTIFICATE_DOWNLOADS: &str = "pay_certificate_downloads";
 
 /// Every collection with its indexes, in the order bootstrap declares them. Collections with
-/// no index of their own (`plans`, `trial_claims`) are listed too, so this is the whole list.
+/// no index of their own (`plans`, `trial_claims`, `pay_certificate_downloads`) are listed too, so this is the whole list.
 pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
     vec![
         (
@@ -145,6 +148,7 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
             vec![IndexSpec::non_unique(["expiresAt"])],
         ),
         (RATE_LIMITS, vec![IndexSpec::non_unique(["expiresAt"])]),
+        (PAY_CERTIFICATE_DOWNLOADS, vec![]),
     ]
 }
 

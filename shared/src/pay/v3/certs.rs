@@ -158,9 +158,6 @@ impl Default for RefreshSchedule {
 /// serial; without this, each one would cost a signed call to WeChat Pay.
 pub const FORCED_DOWNLOAD_INTERVAL_SECS: i64 = 60;
 
-/// The collection of [`DownloadThrottle`] documents: `{_id: <mchid>, lastAt: <unix secs>}`.
-pub const DOWNLOAD_THROTTLE_COLLECTION: &str = "pay_certificate_downloads";
-
 /// Allows at most one out-of-schedule certificate download per interval.
 ///
 /// Per instance it is an atomic timestamp; with a store ([`DownloadThrottle::shared`]) the
@@ -238,7 +235,7 @@ async fn acquire_shared(
 ) -> Result<bool, StoreError> {
     let moved = store
         .update_one(
-            DOWNLOAD_THROTTLE_COLLECTION,
+            crate::store::collections::PAY_CERTIFICATE_DOWNLOADS,
             &Filter::id(key).and(Filter::lte("lastAt", now_unix - interval_secs)),
             &Update::new().set("lastAt", now_unix),
             UpdateOptions::default(),
@@ -249,7 +246,7 @@ async fn acquire_shared(
     }
     match store
         .insert(
-            DOWNLOAD_THROTTLE_COLLECTION,
+            crate::store::collections::PAY_CERTIFICATE_DOWNLOADS,
             serde_json::json!({ "_id": key, "lastAt": now_unix }),
         )
         .await
