@@ -19,3 +19,6 @@ pub mod store;
 pub mod telemetry;
 pub mod tenancy;
 pub mod wechat;
+
+#[cfg(test)]
+mod fuzzing;

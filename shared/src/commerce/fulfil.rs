@@ -155,9 +155,11 @@ impl Commerce {
     }
 
     /// Fulfils a virtual payment delivery push: the entry wxPush calls for
-    /// `xpay_goods_deliver_notify` (after verifying the push). Idempotent: the same push
-    /// delivered again grants nothing twice. Answer WeChat "delivered" for every outcome but
-    /// `Err` (a store failure, worth a redelivery).
+    /// `xpay_goods_deliver_notify` (after verifying the push). Nothing is granted unless
+    /// `query_order` says the order is paid ([`PaymentOutcome::NotPaid`] otherwise): a push
+    /// is only a hint, whatever the push mode. Idempotent: the same push delivered again
+    /// grants nothing twice. Answer WeChat "delivered" for every outcome but `NotPaid` and
+    /// `Err` (a store or provider failure, worth a redelivery).
     pub async fn deliver_xpay(
         &self,
         delivery: &XpayDelivery,
@@ -186,6 +188,8 @@ impl Commerce {
                     // A sandbox payment is not money: it must never grant in production.
                     self.hold_for_review(&order, "delivery push from the other virtual payment environment (sandbox vs production)")
                         .await?
+                } else if !self.xpay_confirms_paid(&order).await? {
+                    PaymentOutcome::NotPaid
                 } else {
                     let observed = Observed {
                         mchid: String::new(),
@@ -215,6 +219,19 @@ impl Commerce {
         )
         .await?;
         Ok(outcome)
+    }
+
+    /// Whether `query_order` says the buyer paid `order`.
+    async fn xpay_confirms_paid(&self, order: &OrderDoc) -> Result<bool, CommerceError> {
+        let xpay = self
+            .xpay
+            .as_ref()
+            .ok_or(CommerceError::ChannelUnavailable("xpay"))?;
+        let state = xpay
+            .query(&order.owner, &order.out_trade_no)
+            .await
+            .map_err(|e| CommerceError::provider(&e, e.retryable))?;
+        Ok(state.paid)
     }
 
     /// Applies a virtual payment `query_order` result that says paid.

@@ -163,6 +163,19 @@ struct World {
     data_key: Arc<DataKey>,
 }
 
+impl World {
+    /// A delivery push after the buyer paid: `query_order` (the fake) says paid with the
+    /// pushed amount, as WeChat does once it sends the push.
+    async fn deliver_xpay(&self, push: &XpayDelivery) -> Result<PaymentOutcome, CommerceError> {
+        self.xpay
+            .paid
+            .lock()
+            .unwrap()
+            .insert(push.out_trade_no.clone(), push.actual_price);
+        self.commerce.deliver_xpay(push).await
+    }
+}
+
 fn caller(openid: &str) -> Caller {
     Caller {
         openid: openid.into(),
@@ -743,9 +756,9 @@ async fn virtual_goods_use_xpay_and_deliveries_grant_once() {
         transaction_id: String::new(),
         paid_time: NOW + 5,
     };
-    let first = w.commerce.deliver_xpay(&delivery).await.unwrap();
+    let first = w.deliver_xpay(&delivery).await.unwrap();
     assert!(matches!(first, PaymentOutcome::Applied { .. }));
-    let second = w.commerce.deliver_xpay(&delivery).await.unwrap();
+    let second = w.deliver_xpay(&delivery).await.unwrap();
     assert!(matches!(second, PaymentOutcome::AlreadyPaid { .. }));
     let wallet = w
         .store
@@ -791,7 +804,6 @@ async fn virtual_goods_use_xpay_and_deliveries_grant_once() {
         .await
         .unwrap();
     let outcome = w
-        .commerce
         .deliver_xpay(&XpayDelivery {
             out_trade_no: odd.order.out_trade_no.clone(),
             product_id: "vip-month".into(),
@@ -816,7 +828,6 @@ async fn virtual_goods_use_xpay_and_deliveries_grant_once() {
         .await
         .unwrap();
     let outcome = w
-        .commerce
         .deliver_xpay(&XpayDelivery {
             out_trade_no: sandbox.order.out_trade_no.clone(),
             product_id: "article-1".into(),
@@ -861,7 +872,7 @@ async fn tenant_plans_extend_the_tenant_subscription() {
         transaction_id: "T".into(),
         paid_time: NOW,
     };
-    w.commerce.deliver_xpay(&delivery).await.unwrap();
+    w.deliver_xpay(&delivery).await.unwrap();
     let sub = w
         .store
         .get("subscriptions", "tenant:t1")
@@ -1051,7 +1062,7 @@ async fn alice_on_vip(w: &World, channel: crate::domain::catalog::Channel) -> Cr
         .unwrap();
     match channel {
         Channel::Xpay => {
-            w.commerce
+            w
                 .deliver_xpay(&xpay_push(&vip.order, sku, 1800, NOW))
                 .await
                 .unwrap();
@@ -1127,7 +1138,7 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
 
     let paid = xpay_push(&up.order, "pro-month", 1620, NOW + 3 * DAY + 60);
     for expected_first in [true, false] {
-        let outcome = w.commerce.deliver_xpay(&paid).await.unwrap();
+        let outcome = w.deliver_xpay(&paid).await.unwrap();
         assert_eq!(
             matches!(outcome, PaymentOutcome::Applied { .. }),
             expected_first,
@@ -1411,7 +1422,7 @@ async fn a_tenant_plan_upgrade_is_bought_by_an_admin_and_raises_the_seats() {
         .create_order(&owner, cart("t", &[("team", 1)]))
         .await
         .unwrap();
-    w.commerce
+    w
         .deliver_xpay(&XpayDelivery {
             openid: "alice".into(),
             out_trade_no: team.order.out_trade_no.clone(),
@@ -1445,7 +1456,7 @@ async fn a_tenant_plan_upgrade_is_bought_by_an_admin_and_raises_the_seats() {
     let up = w.commerce.create_order(&owner, input).await.unwrap();
     // 27 of 30 days: 17820 - 8910 = 8910, within 40–100% of the 19800 item.
     assert_eq!(up.order.total_fen.get(), 8910);
-    w.commerce
+    w
         .deliver_xpay(&XpayDelivery {
             openid: "alice".into(),
             out_trade_no: up.order.out_trade_no.clone(),
@@ -1501,7 +1512,7 @@ async fn a_full_refund_takes_back_what_the_order_granted() {
             transaction_id: String::new(),
             paid_time: crate::pay::Clock::now_unix(w.clock.as_ref()),
         };
-        w.commerce.deliver_xpay(&delivery).await.unwrap();
+        w.deliver_xpay(&delivery).await.unwrap();
         (created.order.id, delivery)
     };
     let (article, _) = buy("article-1", 1, 600).await;
@@ -1578,7 +1589,7 @@ async fn a_full_refund_takes_back_what_the_order_granted() {
     );
 
     // A late duplicate of a refunded payment grants nothing again.
-    let again = w.commerce.deliver_xpay(&coins_push).await.unwrap();
+    let again = w.deliver_xpay(&coins_push).await.unwrap();
     assert!(
         matches!(again, PaymentOutcome::AlreadyPaid { .. }),
         "{again:?}"
@@ -1652,6 +1663,11 @@ async fn an_upgrade_delivered_16_times_at_once_applies_once() {
         .await
         .unwrap();
     let paid = xpay_push(&up.order, "pro-month", up.order.total_fen.get(), NOW + DAY);
+    w.xpay
+        .paid
+        .lock()
+        .unwrap()
+        .insert(paid.out_trade_no.clone(), paid.actual_price);
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let (commerce, paid) = (w.commerce.clone(), paid.clone());

@@ -52,7 +52,7 @@ pub(crate) async fn run<S: Send + Sync + 'static>(
     serve(listener, service).await
 }
 
-async fn serve(listener: TcpListener, service: Arc<Service>) -> ExitCode {
+pub(crate) async fn serve(listener: TcpListener, service: Arc<Service>) -> ExitCode {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
