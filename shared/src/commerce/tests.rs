@@ -1062,8 +1062,7 @@ async fn alice_on_vip(w: &World, channel: crate::domain::catalog::Channel) -> Cr
         .unwrap();
     match channel {
         Channel::Xpay => {
-            w
-                .deliver_xpay(&xpay_push(&vip.order, sku, 1800, NOW))
+            w.deliver_xpay(&xpay_push(&vip.order, sku, 1800, NOW))
                 .await
                 .unwrap();
         }
@@ -1422,19 +1421,18 @@ async fn a_tenant_plan_upgrade_is_bought_by_an_admin_and_raises_the_seats() {
         .create_order(&owner, cart("t", &[("team", 1)]))
         .await
         .unwrap();
-    w
-        .deliver_xpay(&XpayDelivery {
-            openid: "alice".into(),
-            out_trade_no: team.order.out_trade_no.clone(),
-            env: 0,
-            product_id: "team".into(),
-            quantity: 1,
-            actual_price: 9900,
-            transaction_id: "T".into(),
-            paid_time: NOW,
-        })
-        .await
-        .unwrap();
+    w.deliver_xpay(&XpayDelivery {
+        openid: "alice".into(),
+        out_trade_no: team.order.out_trade_no.clone(),
+        env: 0,
+        product_id: "team".into(),
+        quantity: 1,
+        actual_price: 9900,
+        transaction_id: "T".into(),
+        paid_time: NOW,
+    })
+    .await
+    .unwrap();
     w.clock.set(NOW + 3 * DAY);
     // Someone who is not a member (or only a member) cannot buy it for the tenant.
     let mut outsider = caller("bob");
@@ -1456,19 +1454,18 @@ async fn a_tenant_plan_upgrade_is_bought_by_an_admin_and_raises_the_seats() {
     let up = w.commerce.create_order(&owner, input).await.unwrap();
     // 27 of 30 days: 17820 - 8910 = 8910, within 40–100% of the 19800 item.
     assert_eq!(up.order.total_fen.get(), 8910);
-    w
-        .deliver_xpay(&XpayDelivery {
-            openid: "alice".into(),
-            out_trade_no: up.order.out_trade_no.clone(),
-            env: 0,
-            product_id: "team-pro".into(),
-            quantity: 1,
-            actual_price: 8910,
-            transaction_id: "T2".into(),
-            paid_time: NOW + 3 * DAY,
-        })
-        .await
-        .unwrap();
+    w.deliver_xpay(&XpayDelivery {
+        openid: "alice".into(),
+        out_trade_no: up.order.out_trade_no.clone(),
+        env: 0,
+        product_id: "team-pro".into(),
+        quantity: 1,
+        actual_price: 8910,
+        transaction_id: "T2".into(),
+        paid_time: NOW + 3 * DAY,
+    })
+    .await
+    .unwrap();
     let tenant = tenancy.tenant(&tenant.id).await.unwrap().unwrap();
     let tenant = serde_json::to_value(&tenant).unwrap();
     assert_eq!(

@@ -39,22 +39,33 @@ fn platform() -> &'static Platform {
 }
 
 fn signed(body: &[u8], timestamp: i64) -> SignatureHeaders {
-    let headers = platform().signer.sign(body, timestamp, "fuzz-nonce").unwrap();
+    let headers = platform()
+        .signer
+        .sign(body, timestamp, "fuzz-nonce")
+        .unwrap();
     let pairs = headers.pairs();
     SignatureHeaders::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str()))).unwrap()
 }
 
 /// A v3 envelope around an encrypted hostile resource.
 fn envelope() -> impl Strategy<Value = Vec<u8>> {
-    let event = proptest::sample::select(&[
-        "TRANSACTION.SUCCESS",
-        "REFUND.SUCCESS",
-        "REFUND.ABNORMAL",
-        "OTHER.EVENT",
-    ][..]);
+    let event = proptest::sample::select(
+        &[
+            "TRANSACTION.SUCCESS",
+            "REFUND.SUCCESS",
+            "REFUND.ABNORMAL",
+            "OTHER.EVENT",
+        ][..],
+    );
     (event, hostile_text()).prop_map(|(event, resource)| {
-        let enc = encrypt_resource(&platform().key, "transaction", "", "0123456789ab", &resource)
-            .unwrap();
+        let enc = encrypt_resource(
+            &platform().key,
+            "transaction",
+            "",
+            "0123456789ab",
+            &resource,
+        )
+        .unwrap();
         serde_json::json!({"id": "EV-1", "create_time": "2026-01-01T00:00:00+08:00",
             "resource_type": "encrypt-resource", "event_type": event, "summary": "",
             "resource": enc})

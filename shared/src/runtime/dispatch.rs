@@ -63,8 +63,7 @@ fn classify(value: Value) -> Result<Event, String> {
     // Only the platform fires timers. A `wx.cloud.callFunction` call always carries the
     // `userInfo` the platform adds, so `{Type:"Timer"}` sent by a client stays a call (and
     // meets the callables' own checks); HTTP requests never reach this point.
-    if obj.get("Type").and_then(Value::as_str) == Some("Timer") && !obj.contains_key("userInfo")
-    {
+    if obj.get("Type").and_then(Value::as_str) == Some("Timer") && !obj.contains_key("userInfo") {
         let field = |k: &str| {
             obj.get(k)
                 .and_then(Value::as_str)

@@ -34,23 +34,22 @@ fn fixture() -> &'static Fixture {
             .build()
             .unwrap();
         let (service, listener) = rt.block_on(async {
-            let service = Function::with_init("fuzz", "0", |_c| async {
-                Ok::<_, BoxError>(Arc::new(()))
-            })
-            .callable("echo", |_s, req| async move {
-                Ok::<_, ApiError>(json!({"data": req.data}))
-            })
-            .webhook("/hook", |_s, req| async move {
-                Ok(WebhookResponse::with_body(
-                    http::StatusCode::OK,
-                    "application/octet-stream",
-                    req.body.clone(),
-                ))
-            })
-            .timer(|_s, _t| async move { Ok::<_, ApiError>(json!(TIMER_MARK)) })
-            .build(Mode::Http, Config::from_vars::<&str, &str>([]))
-            .await
-            .unwrap();
+            let service =
+                Function::with_init("fuzz", "0", |_c| async { Ok::<_, BoxError>(Arc::new(())) })
+                    .callable("echo", |_s, req| async move {
+                        Ok::<_, ApiError>(json!({"data": req.data}))
+                    })
+                    .webhook("/hook", |_s, req| async move {
+                        Ok(WebhookResponse::with_body(
+                            http::StatusCode::OK,
+                            "application/octet-stream",
+                            req.body.clone(),
+                        ))
+                    })
+                    .timer(|_s, _t| async move { Ok::<_, ApiError>(json!(TIMER_MARK)) })
+                    .build(Mode::Http, Config::from_vars::<&str, &str>([]))
+                    .await
+                    .unwrap();
             let service = Arc::new(service);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
@@ -97,9 +96,23 @@ fn json_value() -> impl Strategy<Value = Value> {
 /// An event shaped like the platform's: some of the keys the classifier looks at.
 fn structured_event() -> impl Strategy<Value = Value> {
     const KEYS: &[&str] = &[
-        "Type", "TriggerName", "Time", "Message", "userInfo", "httpMethod", "path", "body",
-        "isBase64Encoded", "headers", "queryStringParameters", "rawPath", "rawQueryString",
-        "requestContext", "cookies", "action", "token",
+        "Type",
+        "TriggerName",
+        "Time",
+        "Message",
+        "userInfo",
+        "httpMethod",
+        "path",
+        "body",
+        "isBase64Encoded",
+        "headers",
+        "queryStringParameters",
+        "rawPath",
+        "rawQueryString",
+        "requestContext",
+        "cookies",
+        "action",
+        "token",
     ];
     proptest::collection::vec((proptest::sample::select(KEYS), json_value()), 0..10).prop_map(
         |pairs| {

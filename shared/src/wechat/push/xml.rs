@@ -256,11 +256,22 @@ mod tests {
 
     #[test]
     fn nesting_is_bounded_before_a_tree_exists() {
-        let deep = format!("<xml>{}{}</xml>", "<a>".repeat(100_000), "</a>".repeat(100_000));
+        let deep = format!(
+            "<xml>{}{}</xml>",
+            "<a>".repeat(100_000),
+            "</a>".repeat(100_000)
+        );
         assert!(xml_to_json(&deep).unwrap_err().contains("deeper"));
-        assert!(xml_root_field(&deep, "Encrypt").unwrap_err().contains("deeper"));
+        assert!(
+            xml_root_field(&deep, "Encrypt")
+                .unwrap_err()
+                .contains("deeper")
+        );
         let popup = "<xml><SubscribeMsgPopupEvent><List><TemplateId>T</TemplateId></List></SubscribeMsgPopupEvent></xml>";
-        assert_eq!(xml_to_json(popup).unwrap()["SubscribeMsgPopupEvent"]["List"]["TemplateId"], "T");
+        assert_eq!(
+            xml_to_json(popup).unwrap()["SubscribeMsgPopupEvent"]["List"]["TemplateId"],
+            "T"
+        );
     }
 
     #[test]
@@ -268,13 +279,28 @@ mod tests {
         let env = "<xml><ToUserName><![CDATA[gh]]></ToUserName><Encrypt><![CDATA[a+b/c=]]></Encrypt></xml>";
         assert_eq!(xml_root_field(env, "Encrypt"), Ok(Some("a+b/c=".into())));
         assert_eq!(xml_root_field("<xml><A>x</A></xml>", "Encrypt"), Ok(None));
-        assert_eq!(xml_root_field("<xml><Encrypt/></xml>", "Encrypt"), Ok(Some(String::new())));
-        assert!(xml_root_field("<xml><Encrypt>a</Encrypt><Encrypt>b</Encrypt></xml>", "Encrypt").is_err());
+        assert_eq!(
+            xml_root_field("<xml><Encrypt/></xml>", "Encrypt"),
+            Ok(Some(String::new()))
+        );
+        assert!(
+            xml_root_field(
+                "<xml><Encrypt>a</Encrypt><Encrypt>b</Encrypt></xml>",
+                "Encrypt"
+            )
+            .is_err()
+        );
         assert!(xml_root_field("<xml><Encrypt>a</Encrypt></xml><xml/>", "Encrypt").is_err());
         assert!(xml_root_field("<xml><Encrypt>a</Encrypt>", "Encrypt").is_err());
         // Nested below the root's child: not the envelope's field.
-        assert_eq!(xml_root_field("<xml><B><Encrypt>a</Encrypt></B></xml>", "Encrypt"), Ok(None));
-        assert_eq!(xml_root_field("<xml><Encrypt>a&amp;b</Encrypt></xml>", "Encrypt"), Ok(Some("a&b".into())));
+        assert_eq!(
+            xml_root_field("<xml><B><Encrypt>a</Encrypt></B></xml>", "Encrypt"),
+            Ok(None)
+        );
+        assert_eq!(
+            xml_root_field("<xml><Encrypt>a&amp;b</Encrypt></xml>", "Encrypt"),
+            Ok(Some("a&b".into()))
+        );
     }
 
     #[test]
