@@ -336,7 +336,17 @@ impl Authenticator {
                     reason: e.to_string(),
                 }
             })?;
-        Ok(Self::new(config.trust_platform_identity()?, signer).with_clock(clock))
+        let trusted = config.trust_platform_identity()?;
+        if trusted == Some(TrustedGateway::CloudbaseRun) {
+            // The headers are only as trustworthy as the gateway in front of the listener.
+            tracing::warn!(
+                setting = "WEMINT_TRUST_PLATFORM_IDENTITY=cloudbase-run",
+                "X-WX-OPENID / X-WX-APPID / X-WX-UNIONID headers are trusted as the caller's \
+                 identity: the gateway in front of this listener must strip these headers \
+                 from client requests (CloudBase Run does); never expose the port directly"
+            );
+        }
+        Ok(Self::new(trusted, signer).with_clock(clock))
     }
 
     /// An authenticator trusting `trusted` (if any) and verifying tokens with `signer`.

@@ -30,3 +30,6 @@ pub mod subscriptions;
 pub mod telemetry;
 pub mod tenancy;
 pub mod wechat;
+
+#[cfg(test)]
+mod fuzzing;

@@ -3,8 +3,11 @@
 //!
 //! - `GET`: URL verification (`signature` over token, timestamp, nonce; answer `echostr`).
 //! - `POST`: the push, verified before anything is read: `msg_signature` over the ciphertext
-//!   and our appid inside it in safe mode (`signature` in plaintext mode). A push that fails
-//!   any check is refused (`401`/`403`/`400`) and changes nothing.
+//!   and our appid inside it in safe mode (`signature` in plaintext mode). With an
+//!   EncodingAESKey configured, only safe mode is accepted (a plaintext `signature` covers no
+//!   body). A `timestamp` more than 5 minutes from now is refused, so a logged push URL cannot
+//!   be replayed. A push that fails any check is refused (`401`/`403`/`400`) and changes
+//!   nothing.
 //! - Retried pushes (WeChat retries 3 times when it gets no answer within 5 s) are recognised
 //!   by `wemint::wechat::push::receipts` and answered `success` without handling them again;
 //!   every handler is also idempotent on its own key.
@@ -13,15 +16,16 @@
 //! `subscribe_msg_popup_event` → subscribe-message grants; Official Account `subscribe` and
 //! menu events → the funnel (the follower is stored in `followers`; the reply is a text with a
 //! link into the Mini Program); `xpay_goods_deliver_notify` → [`Commerce::deliver_xpay`], the
-//! same fulfilment payNotify uses (answered `{"ErrCode":0,"ErrMsg":"Success"}` once handled,
-//! a 5xx when the store fails so WeChat redelivers).
+//! same fulfilment payNotify uses, which grants only once `query_order` says the order is paid
+//! (answered `{"ErrCode":0,"ErrMsg":"Success"}` once handled, a 5xx when the store or the
+//! query fails or the payment is not confirmed yet, so WeChat redelivers).
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 use http::{Method, StatusCode};
 use wemint::clock::SharedClock;
-use wemint::commerce::{Commerce, XpayDelivery};
+use wemint::commerce::{Commerce, PaymentOutcome, XpayDelivery, XpayGateway};
 use wemint::config::Config;
 use wemint::moderation::{Moderation, NoticeTemplate};
 use wemint::runtime::{ApiError, BoxError, Function, WebhookRequest, WebhookResponse};
@@ -120,6 +124,19 @@ impl State {
         }
     }
 
+    /// Virtual payment as configured: deliveries are confirmed with `query_order`, and one
+    /// from the other environment (sandbox vs production) is held for review.
+    #[must_use]
+    pub fn with_xpay(mut self, gateway: Arc<dyn XpayGateway>) -> Self {
+        self.commerce = Commerce::new(
+            self.store().clone(),
+            self.crypto.appid().to_owned(),
+            self.clock.clone(),
+        )
+        .with_xpay(gateway);
+        self
+    }
+
     fn store(&self) -> &Arc<dyn Store> {
         self.moderation.store()
     }
@@ -162,6 +179,9 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
     };
     let mut state = State::new(crypto, oa_crypto, moderation, wechat, funnel, deps.clock);
     state.safe_mode = safe_mode;
+    if let Some(xpay) = deps.xpay.clone() {
+        state = state.with_xpay(xpay);
+    }
     Ok(state)
 }
 
@@ -184,7 +204,10 @@ pub fn function() -> Function<State> {
 
 fn refusal(err: &PushError) -> WebhookResponse {
     let status = match err {
-        PushError::BadSignature | PushError::MissingParam(_) => StatusCode::UNAUTHORIZED,
+        PushError::BadSignature
+        | PushError::MissingParam(_)
+        | PushError::PlaintextRefused
+        | PushError::Timestamp => StatusCode::UNAUTHORIZED,
         PushError::AppidMismatch { .. } => StatusCode::FORBIDDEN,
         _ => StatusCode::BAD_REQUEST,
     };
@@ -203,6 +226,12 @@ pub async fn handle(state: &State, req: &WebhookRequest) -> WebhookResponse {
         Method::POST => {
             if query.is_encrypted() && !state.safe_mode {
                 return refusal(&PushError::InvalidAesKey);
+            }
+            if state.safe_mode && !query.is_encrypted() {
+                return refusal(&PushError::PlaintextRefused);
+            }
+            if let Err(e) = query.check_fresh(state.clock.now_unix()) {
+                return refusal(&e);
             }
             let opened = match open(state, &query, &req.body) {
                 Ok(o) => o,
@@ -366,9 +395,16 @@ async fn deliver_xpay(
     let outcome = state
         .commerce
         .deliver_xpay(&XpayDelivery::from(&push))
-        .await
-        .map_err(internal)?;
+        .await?;
     tracing::info!(out_trade_no = %push.out_trade_no, ?outcome, "xpay delivery");
+    if outcome == PaymentOutcome::NotPaid {
+        // `query_order` does not confirm the payment: not acknowledged and not recorded, so
+        // WeChat's retry (or reconcile) delivers it once the payment shows.
+        return Ok(WebhookResponse::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payment not confirmed",
+        ));
+    }
     receipts::record_handled(state.store().as_ref(), message, now.saturating_mul(1000))
         .await
         .map_err(internal)?;

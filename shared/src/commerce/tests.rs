@@ -163,6 +163,19 @@ struct World {
     data_key: Arc<DataKey>,
 }
 
+impl World {
+    /// A delivery push after the buyer paid: `query_order` (the fake) says paid with the
+    /// pushed amount, as WeChat does once it sends the push.
+    async fn deliver_xpay(&self, push: &XpayDelivery) -> Result<PaymentOutcome, CommerceError> {
+        self.xpay
+            .paid
+            .lock()
+            .unwrap()
+            .insert(push.out_trade_no.clone(), push.actual_price);
+        self.commerce.deliver_xpay(push).await
+    }
+}
+
 fn caller(openid: &str) -> Caller {
     Caller {
         openid: openid.into(),
@@ -763,9 +776,9 @@ async fn virtual_goods_use_xpay_and_deliveries_grant_once() {
         transaction_id: String::new(),
         paid_time: NOW + 5,
     };
-    let first = w.commerce.deliver_xpay(&delivery).await.unwrap();
+    let first = w.deliver_xpay(&delivery).await.unwrap();
     assert!(matches!(first, PaymentOutcome::Applied { .. }));
-    let second = w.commerce.deliver_xpay(&delivery).await.unwrap();
+    let second = w.deliver_xpay(&delivery).await.unwrap();
     assert!(matches!(second, PaymentOutcome::AlreadyPaid { .. }));
     let wallet = w
         .store
@@ -811,7 +824,6 @@ async fn virtual_goods_use_xpay_and_deliveries_grant_once() {
         .await
         .unwrap();
     let outcome = w
-        .commerce
         .deliver_xpay(&XpayDelivery {
             out_trade_no: odd.order.out_trade_no.clone(),
             product_id: "vip-month".into(),
@@ -836,7 +848,6 @@ async fn virtual_goods_use_xpay_and_deliveries_grant_once() {
         .await
         .unwrap();
     let outcome = w
-        .commerce
         .deliver_xpay(&XpayDelivery {
             out_trade_no: sandbox.order.out_trade_no.clone(),
             product_id: "article-1".into(),
@@ -881,7 +892,7 @@ async fn tenant_plans_extend_the_tenant_subscription() {
         transaction_id: "T".into(),
         paid_time: NOW,
     };
-    w.commerce.deliver_xpay(&delivery).await.unwrap();
+    w.deliver_xpay(&delivery).await.unwrap();
     let sub = w
         .store
         .get(collections::SUBSCRIPTIONS, "tenant:t1")
@@ -1071,8 +1082,7 @@ async fn alice_on_vip(w: &World, channel: crate::domain::catalog::Channel) -> Cr
         .unwrap();
     match channel {
         Channel::Xpay => {
-            w.commerce
-                .deliver_xpay(&xpay_push(&vip.order, sku, 1800, NOW))
+            w.deliver_xpay(&xpay_push(&vip.order, sku, 1800, NOW))
                 .await
                 .unwrap();
         }
@@ -1147,7 +1157,7 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
 
     let paid = xpay_push(&up.order, "pro-month", 1620, NOW + 3 * DAY + 60);
     for expected_first in [true, false] {
-        let outcome = w.commerce.deliver_xpay(&paid).await.unwrap();
+        let outcome = w.deliver_xpay(&paid).await.unwrap();
         assert_eq!(
             matches!(outcome, PaymentOutcome::Applied { .. }),
             expected_first,
@@ -1431,19 +1441,18 @@ async fn a_tenant_plan_upgrade_is_bought_by_an_admin_and_raises_the_seats() {
         .create_order(&owner, cart("t", &[("team", 1)]))
         .await
         .unwrap();
-    w.commerce
-        .deliver_xpay(&XpayDelivery {
-            openid: "alice".into(),
-            out_trade_no: team.order.out_trade_no.clone(),
-            env: 0,
-            product_id: "team".into(),
-            quantity: 1,
-            actual_price: 9900,
-            transaction_id: "T".into(),
-            paid_time: NOW,
-        })
-        .await
-        .unwrap();
+    w.deliver_xpay(&XpayDelivery {
+        openid: "alice".into(),
+        out_trade_no: team.order.out_trade_no.clone(),
+        env: 0,
+        product_id: "team".into(),
+        quantity: 1,
+        actual_price: 9900,
+        transaction_id: "T".into(),
+        paid_time: NOW,
+    })
+    .await
+    .unwrap();
     w.clock.set(NOW + 3 * DAY);
     // Someone who is not a member (or only a member) cannot buy it for the tenant.
     let mut outsider = caller("bob");
@@ -1465,19 +1474,18 @@ async fn a_tenant_plan_upgrade_is_bought_by_an_admin_and_raises_the_seats() {
     let up = w.commerce.create_order(&owner, input).await.unwrap();
     // 27 of 30 days: 17820 - 8910 = 8910, within 40–100% of the 19800 item.
     assert_eq!(up.order.total_fen.get(), 8910);
-    w.commerce
-        .deliver_xpay(&XpayDelivery {
-            openid: "alice".into(),
-            out_trade_no: up.order.out_trade_no.clone(),
-            env: 0,
-            product_id: "team-pro".into(),
-            quantity: 1,
-            actual_price: 8910,
-            transaction_id: "T2".into(),
-            paid_time: NOW + 3 * DAY,
-        })
-        .await
-        .unwrap();
+    w.deliver_xpay(&XpayDelivery {
+        openid: "alice".into(),
+        out_trade_no: up.order.out_trade_no.clone(),
+        env: 0,
+        product_id: "team-pro".into(),
+        quantity: 1,
+        actual_price: 8910,
+        transaction_id: "T2".into(),
+        paid_time: NOW + 3 * DAY,
+    })
+    .await
+    .unwrap();
     let tenant = tenancy.tenant(&tenant.id).await.unwrap().unwrap();
     let tenant = serde_json::to_value(&tenant).unwrap();
     assert_eq!(
@@ -1521,7 +1529,7 @@ async fn a_full_refund_takes_back_what_the_order_granted() {
             transaction_id: String::new(),
             paid_time: crate::clock::Clock::now_unix(w.clock.as_ref()),
         };
-        w.commerce.deliver_xpay(&delivery).await.unwrap();
+        w.deliver_xpay(&delivery).await.unwrap();
         (created.order.id, delivery)
     };
     let (article, _) = buy("article-1", 1, 600).await;
@@ -1604,7 +1612,7 @@ async fn a_full_refund_takes_back_what_the_order_granted() {
     );
 
     // A late duplicate of a refunded payment grants nothing again.
-    let again = w.commerce.deliver_xpay(&coins_push).await.unwrap();
+    let again = w.deliver_xpay(&coins_push).await.unwrap();
     assert!(
         matches!(again, PaymentOutcome::AlreadyPaid { .. }),
         "{again:?}"
@@ -1678,6 +1686,11 @@ async fn an_upgrade_delivered_16_times_at_once_applies_once() {
         .await
         .unwrap();
     let paid = xpay_push(&up.order, "pro-month", up.order.total_fen.get(), NOW + DAY);
+    w.xpay
+        .paid
+        .lock()
+        .unwrap()
+        .insert(paid.out_trade_no.clone(), paid.actual_price);
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let (commerce, paid) = (w.commerce.clone(), paid.clone());

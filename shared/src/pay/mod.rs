@@ -90,6 +90,9 @@ pub fn has_4byte_char(s: &str) -> bool {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -60,7 +60,10 @@ fn classify(value: Value) -> Result<Event, String> {
     {
         return Ok(Event::Http(http_event_v2(&obj)));
     }
-    if obj.get("Type").and_then(Value::as_str) == Some("Timer") {
+    // Only the platform fires timers. A `wx.cloud.callFunction` call always carries the
+    // `userInfo` the platform adds, so `{Type:"Timer"}` sent by a client stays a call (and
+    // meets the callables' own checks); HTTP requests never reach this point.
+    if obj.get("Type").and_then(Value::as_str) == Some("Timer") && !obj.contains_key("userInfo") {
         let field = |k: &str| {
             obj.get(k)
                 .and_then(Value::as_str)

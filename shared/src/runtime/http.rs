@@ -97,7 +97,11 @@ pub(crate) async fn run<S: Send + Sync + 'static>(
 
 /// Accepts connections while fewer than `limits.max_connections` are open and serves each
 /// under the time and request limits.
-async fn serve(listener: TcpListener, service: Arc<Service>, limits: Limits) -> ExitCode {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    service: Arc<Service>,
+    limits: Limits,
+) -> ExitCode {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
         // Waiting for a free slot before accepting leaves excess connections in the

@@ -16,6 +16,8 @@
 mod dispatch;
 mod error;
 mod function;
+#[cfg(test)]
+mod fuzz_tests;
 mod http;
 mod identity;
 #[cfg(feature = "lambda")]

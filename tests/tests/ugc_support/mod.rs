@@ -326,8 +326,13 @@ pub fn crypto(appid: &str, token: &str) -> PushCrypto {
 /// Seals a JSON push in safe mode, as WeChat delivers it.
 pub fn seal(crypto: &PushCrypto, payload: &Value, openid: Option<&str>) -> SealedPush {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    // wxPush refuses timestamps more than 5 minutes from now: stamp as WeChat does, at send.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     let stamp = Stamp {
-        timestamp: 1_700_000_000 + i64::try_from(n).expect("n"),
+        timestamp: i64::try_from(now).expect("time"),
         nonce: format!("{}", 100_000 + n),
         random: [u8::try_from(n % 200).expect("byte"); 16],
     };

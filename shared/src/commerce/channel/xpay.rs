@@ -296,9 +296,10 @@ impl Commerce {
     }
 
     /// Fulfils a virtual payment delivery push: the entry wxPush calls for
-    /// `xpay_goods_deliver_notify` (after verifying the push). Idempotent: the same push
-    /// delivered again grants nothing twice. Answer WeChat "delivered" for every outcome but
-    /// `Err` (a store failure, worth a redelivery).
+    /// `xpay_goods_deliver_notify` (after verifying the push). Nothing is granted unless
+    /// `query_order` says the order is paid ([`PaymentOutcome::NotPaid`] otherwise). Idempotent:
+    /// the same push delivered again grants nothing twice. Answer WeChat "delivered" for every
+    /// outcome but `NotPaid` and `Err` (a store or provider failure, worth a redelivery).
     pub async fn deliver_xpay(
         &self,
         delivery: &XpayDelivery,
@@ -317,12 +318,21 @@ impl Commerce {
                     .await?
             }
             Some(order) => {
-                self.apply_observed(
-                    &delivery.out_trade_no,
-                    Channel::Xpay,
-                    &delivery.observed(&order),
-                )
-                .await?
+                let channel = self.require_channel(Channel::Xpay)?;
+                if let Some(reason) = channel.foreign_env(delivery.env) {
+                    self.hold_for_review(&order, reason).await?
+                } else if channel.query(&order, self.now()).await?.is_none() {
+                    // A push is only a hint, whatever the push mode: nothing is granted until
+                    // `query_order` says the buyer paid.
+                    PaymentOutcome::NotPaid
+                } else {
+                    self.apply_observed(
+                        &delivery.out_trade_no,
+                        Channel::Xpay,
+                        &delivery.observed(&order),
+                    )
+                    .await?
+                }
             }
         };
         let event_id = format!("xpay:{}", delivery.out_trade_no);

@@ -131,7 +131,7 @@ impl MerchantIdentity {
         if !auth.serial_no.eq_ignore_ascii_case(&self.serial_no) {
             return Err(AuthError::WrongSerial(auth.serial_no));
         }
-        if (now_unix - auth.timestamp).abs() > TIMESTAMP_TOLERANCE_SECS {
+        if now_unix.abs_diff(auth.timestamp) > TIMESTAMP_TOLERANCE_SECS.unsigned_abs() {
             return Err(AuthError::Timestamp(auth.timestamp));
         }
         let sig = STANDARD

@@ -243,7 +243,7 @@ impl Verifier {
             .timestamp
             .parse()
             .map_err(|_| VerifyError::MalformedTimestamp)?;
-        if (now_unix - timestamp).abs() > TIMESTAMP_TOLERANCE_SECS {
+        if now_unix.abs_diff(timestamp) > TIMESTAMP_TOLERANCE_SECS.unsigned_abs() {
             return Err(VerifyError::TimestampOutOfWindow {
                 timestamp,
                 now: now_unix,

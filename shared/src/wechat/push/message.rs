@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use super::limits::json_object;
 use super::xml::{push_cdata, push_number, xml_to_json};
 use super::{PushError, PushFormat};
 use crate::wechat::verdict::{
@@ -110,21 +111,19 @@ fn required(v: &Value, key: &'static str) -> Result<String, PushError> {
 }
 
 impl PushMessage {
-    /// Parses a decrypted push body in the given format.
+    /// Parses a decrypted push body in the given format, nesting bounded by
+    /// [`super::MAX_DEPTH`] before any tree is built.
     ///
     /// # Errors
     /// [`PushError::Message`] if the body is not a push message.
     pub fn parse(plaintext: &[u8], format: PushFormat) -> Result<Self, PushError> {
         let text = std::str::from_utf8(plaintext)
             .map_err(|_| PushError::Message("body is not UTF-8".into()))?;
-        let raw = match format {
-            PushFormat::Json => match serde_json::from_str::<Value>(text) {
-                Ok(v @ Value::Object(_)) => v,
-                Ok(_) => return Err(PushError::Message("JSON body is not an object".into())),
-                Err(e) => return Err(PushError::Message(e.to_string())),
-            },
-            PushFormat::Xml => Value::Object(xml_to_json(text).map_err(PushError::Message)?),
+        let fields = match format {
+            PushFormat::Json => json_object(text),
+            PushFormat::Xml => xml_to_json(text),
         };
+        let raw = Value::Object(fields.map_err(PushError::Message)?);
         Self::from_value(raw)
     }
 

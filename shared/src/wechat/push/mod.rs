@@ -10,10 +10,17 @@
 //!
 //! The signature is checked on the ciphertext before anything is decrypted, and the appid
 //! at the end of the plaintext must be ours.
+//!
+//! Bodies come from anyone who can reach the push URL, so reading them is bounded before any
+//! tree is built ([`MAX_BODY_BYTES`], [`MAX_DEPTH`]): the `Encrypt` value is read from the raw
+//! envelope as a stream, and the message itself is parsed only once its signature matched.
 
+mod limits;
 mod message;
 pub mod receipts;
 mod xml;
+
+pub use limits::{MAX_BODY_BYTES, MAX_DEPTH, MAX_TIMESTAMP_SKEW_SECS};
 
 pub use message::{MediaCheckResult, PushKind, PushMessage, Reply, SubscribeDecision};
 
@@ -77,6 +84,14 @@ pub enum PushError {
     /// The decrypted message is not a valid push message.
     #[error("push message invalid: {0}")]
     Message(String),
+    /// A plaintext push reached an endpoint that has an EncodingAESKey: its `signature`
+    /// covers only token, timestamp and nonce, so the body could be anything.
+    #[error("plaintext push refused: safe mode (encrypt_type=aes) is required")]
+    PlaintextRefused,
+    /// `timestamp` is not a number or is more than [`MAX_TIMESTAMP_SKEW_SECS`] from now
+    /// (a replayed URL).
+    #[error("push timestamp is missing, malformed or outside the allowed window")]
+    Timestamp,
 }
 
 /// Wire format of a push body (configured per Mini Program; Official Accounts use XML).
@@ -185,6 +200,23 @@ impl PushQuery {
     /// True when the push claims safe mode (`encrypt_type=aes`).
     pub fn is_encrypted(&self) -> bool {
         self.encrypt_type.as_deref() == Some("aes")
+    }
+
+    /// Refuses a `timestamp` more than [`MAX_TIMESTAMP_SKEW_SECS`] away from `now` (Unix
+    /// seconds): a push URL that was logged once cannot be replayed later.
+    ///
+    /// # Errors
+    /// [`PushError::Timestamp`] when missing, not an integer, or out of the window.
+    pub fn check_fresh(&self, now: i64) -> Result<(), PushError> {
+        let ts: i64 = self
+            .timestamp
+            .as_deref()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or(PushError::Timestamp)?;
+        if ts.abs_diff(now) > MAX_TIMESTAMP_SKEW_SECS.unsigned_abs() {
+            return Err(PushError::Timestamp);
+        }
+        Ok(())
     }
 }
 
@@ -412,6 +444,11 @@ impl PushCrypto {
     /// # Errors
     /// A [`PushError`]; nothing in the body is trusted unless this returns `Ok`.
     pub fn open(&self, query: &PushQuery, body: &[u8]) -> Result<OpenedPush, PushError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(PushError::Body(format!(
+                "larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
         let format = PushFormat::detect(body)?;
         let (plaintext, encrypted) = if query.is_encrypted() {
             let ts = param(&query.timestamp, "timestamp")?;
@@ -583,25 +620,27 @@ impl PushCrypto {
     }
 }
 
-/// The top-level fields of a body (JSON object or XML root).
+/// The top-level fields of a body (JSON object or XML root), depth-bounded.
 fn body_fields(body: &[u8], format: PushFormat) -> Result<Map<String, Value>, PushError> {
     let text = std::str::from_utf8(body).map_err(|_| PushError::Body("not UTF-8".into()))?;
     match format {
-        PushFormat::Json => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err(PushError::Body("JSON body is not an object".into())),
-            Err(e) => Err(PushError::Body(e.to_string())),
-        },
+        PushFormat::Json => limits::json_object(text).map_err(PushError::Body),
         PushFormat::Xml => xml::xml_to_json(text).map_err(PushError::Body),
     }
 }
 
-/// The `Encrypt` field of a safe-mode body.
+/// The `Encrypt` field of a safe-mode body, read without building a tree (the signature over
+/// it has not been checked yet).
 fn envelope_encrypt(body: &[u8], format: PushFormat) -> Result<String, PushError> {
-    match body_fields(body, format)?.get("Encrypt") {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        _ => Err(PushError::MissingEncrypt),
+    let text = std::str::from_utf8(body).map_err(|_| PushError::Body("not UTF-8".into()))?;
+    let encrypt = match format {
+        PushFormat::Json => limits::json_encrypt(text),
+        PushFormat::Xml => xml::xml_root_field(text, "Encrypt"),
     }
+    .map_err(PushError::Body)?;
+    encrypt
+        .filter(|s| !s.is_empty())
+        .ok_or(PushError::MissingEncrypt)
 }
 
 /// The per-message values WeChat's sealing uses: timestamp, nonce and the 16 random bytes
@@ -642,6 +681,9 @@ pub fn random_bytes() -> Result<[u8; 16], aws_lc_rs::error::Unspecified> {
     aws_lc_rs::rand::fill(&mut buf)?;
     Ok(buf)
 }
+
+#[cfg(test)]
+mod fuzz_tests;
 
 #[cfg(test)]
 mod tests {

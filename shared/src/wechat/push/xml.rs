@@ -3,8 +3,10 @@
 //! back with CDATA for replies.
 
 use quick_xml::Reader;
-use quick_xml::events::Event;
+use quick_xml::events::{BytesRef, Event};
 use serde_json::{Map, Value};
+
+use super::limits::MAX_DEPTH;
 
 /// An element being read: its name, child elements, and text (text + CDATA + references).
 struct Frame {
@@ -39,11 +41,26 @@ fn resolve_entity(name: &str) -> Option<char> {
     }
 }
 
+fn resolve_ref(r: &BytesRef<'_>) -> Result<char, String> {
+    match r.resolve_char_ref().map_err(|e| e.to_string())? {
+        Some(ch) => Ok(ch),
+        None => {
+            let name = r.xml10_content();
+            resolve_entity(&name).ok_or_else(|| format!("unknown entity &{name};"))
+        }
+    }
+}
+
+fn too_deep() -> String {
+    format!("XML nested deeper than {MAX_DEPTH} levels")
+}
+
 /// Reads a WeChat XML document into the JSON object of its root element's children.
 ///
 /// Leaf elements become strings (XML has no numbers; the typed parser accepts numeric
 /// strings), elements with children become objects, repeated names become arrays.
-/// Unknown entities, unbalanced tags and a missing root are errors.
+/// Unknown entities, unbalanced tags, a missing root and nesting deeper than [`MAX_DEPTH`]
+/// are errors (the depth is refused as it is read, so no deep tree is ever built).
 pub(crate) fn xml_to_json(input: &str) -> Result<Map<String, Value>, String> {
     let mut reader = Reader::from_str(input);
     let mut stack: Vec<Frame> = Vec::new();
@@ -54,6 +71,9 @@ pub(crate) fn xml_to_json(input: &str) -> Result<Map<String, Value>, String> {
             Event::Start(e) => {
                 if root.is_some() {
                     return Err("content after the root element".into());
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(too_deep());
                 }
                 stack.push(Frame {
                     name: e.local_name().as_ref().to_owned(),
@@ -109,14 +129,7 @@ pub(crate) fn xml_to_json(input: &str) -> Result<Map<String, Value>, String> {
                 let frame = stack
                     .last_mut()
                     .ok_or("reference outside the root element")?;
-                let ch = match r.resolve_char_ref().map_err(|e| e.to_string())? {
-                    Some(ch) => ch,
-                    None => {
-                        let name = r.xml10_content();
-                        resolve_entity(&name).ok_or_else(|| format!("unknown entity &{name};"))?
-                    }
-                };
-                frame.text.push(ch);
+                frame.text.push(resolve_ref(&r)?);
             }
             Event::Eof => break,
             Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
@@ -126,6 +139,70 @@ pub(crate) fn xml_to_json(input: &str) -> Result<Map<String, Value>, String> {
         return Err("unclosed element".into());
     }
     root.ok_or_else(|| "no root element".into())
+}
+
+/// The text of the root's child `field` (`<xml><Encrypt>…</Encrypt>…</xml>`), read as a
+/// stream without building a tree: the envelope of a safe-mode push, before its signature is
+/// checked. `None` when absent; a repeated field, bad nesting or more than [`MAX_DEPTH`]
+/// levels are errors.
+pub(crate) fn xml_root_field(input: &str, field: &str) -> Result<Option<String>, String> {
+    let mut reader = Reader::from_str(input);
+    let mut depth = 0usize;
+    let mut roots = 0usize;
+    let mut inside = false;
+    let mut text = String::new();
+    let mut found: Option<String> = None;
+    let take = |found: &mut Option<String>, value: String| {
+        if found.replace(value).is_some() {
+            Err(format!("<{field}> appears twice"))
+        } else {
+            Ok(())
+        }
+    };
+    loop {
+        match reader.read_event().map_err(|e| e.to_string())? {
+            Event::Start(e) => {
+                if depth == 0 {
+                    roots += 1;
+                }
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(too_deep());
+                }
+                if depth == 2 && AsRef::<str>::as_ref(&e.local_name()) == field {
+                    inside = true;
+                    text.clear();
+                }
+            }
+            Event::Empty(e) => {
+                if depth == 0 {
+                    roots += 1;
+                }
+                if depth == 1 && AsRef::<str>::as_ref(&e.local_name()) == field {
+                    take(&mut found, String::new())?;
+                }
+            }
+            Event::End(_) => {
+                if depth == 2 && inside {
+                    inside = false;
+                    take(&mut found, std::mem::take(&mut text))?;
+                }
+                depth = depth.checked_sub(1).ok_or("unbalanced end tag")?;
+            }
+            Event::Text(t) if inside && depth == 2 => text.push_str(&t.xml10_content()),
+            Event::CData(c) if inside && depth == 2 => text.push_str(&c.xml10_content()),
+            Event::GeneralRef(r) if inside && depth == 2 => text.push(resolve_ref(&r)?),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unclosed element".into());
+    }
+    if roots != 1 {
+        return Err("expected exactly one root element".into());
+    }
+    Ok(found)
 }
 
 /// Appends `<name><![CDATA[value]]></name>`, splitting any `]]>` inside the value.
@@ -175,6 +252,55 @@ mod tests {
         assert!(xml_to_json("<xml><a>&foo;</a></xml>").is_err());
         assert!(xml_to_json("").is_err());
         assert!(xml_to_json("<xml/><more/>").is_err());
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_a_tree_exists() {
+        let deep = format!(
+            "<xml>{}{}</xml>",
+            "<a>".repeat(100_000),
+            "</a>".repeat(100_000)
+        );
+        assert!(xml_to_json(&deep).unwrap_err().contains("deeper"));
+        assert!(
+            xml_root_field(&deep, "Encrypt")
+                .unwrap_err()
+                .contains("deeper")
+        );
+        let popup = "<xml><SubscribeMsgPopupEvent><List><TemplateId>T</TemplateId></List></SubscribeMsgPopupEvent></xml>";
+        assert_eq!(
+            xml_to_json(popup).unwrap()["SubscribeMsgPopupEvent"]["List"]["TemplateId"],
+            "T"
+        );
+    }
+
+    #[test]
+    fn root_field_is_read_as_a_stream() {
+        let env = "<xml><ToUserName><![CDATA[gh]]></ToUserName><Encrypt><![CDATA[a+b/c=]]></Encrypt></xml>";
+        assert_eq!(xml_root_field(env, "Encrypt"), Ok(Some("a+b/c=".into())));
+        assert_eq!(xml_root_field("<xml><A>x</A></xml>", "Encrypt"), Ok(None));
+        assert_eq!(
+            xml_root_field("<xml><Encrypt/></xml>", "Encrypt"),
+            Ok(Some(String::new()))
+        );
+        assert!(
+            xml_root_field(
+                "<xml><Encrypt>a</Encrypt><Encrypt>b</Encrypt></xml>",
+                "Encrypt"
+            )
+            .is_err()
+        );
+        assert!(xml_root_field("<xml><Encrypt>a</Encrypt></xml><xml/>", "Encrypt").is_err());
+        assert!(xml_root_field("<xml><Encrypt>a</Encrypt>", "Encrypt").is_err());
+        // Nested below the root's child: not the envelope's field.
+        assert_eq!(
+            xml_root_field("<xml><B><Encrypt>a</Encrypt></B></xml>", "Encrypt"),
+            Ok(None)
+        );
+        assert_eq!(
+            xml_root_field("<xml><Encrypt>a&amp;b</Encrypt></xml>", "Encrypt"),
+            Ok(Some("a&b".into()))
+        );
     }
 
     #[test]
