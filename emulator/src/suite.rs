@@ -5,6 +5,7 @@
 //! - WeChat Pay stand-in: `/v3/*` ([`crate::wechat_pay`])
 //! - CloudBase gateway: `/tcb/callFunction`, `/payNotify`, `/wxPush` ([`crate::gateway`])
 //! - storage: `/tcb/uploadFile`, `/storage/*` ([`crate::storage`])
+//! - CloudBase document database: `/v1/database/*` ([`crate::cloudbase_db`])
 //! - dev controls: `/dev/*` (login codes, client-side payments, clock, failures)
 //! - console: `/` and `/console/api/*` ([`crate::console`])
 
@@ -147,6 +148,8 @@ pub struct Suite {
     pub deliveries_wake: Notify,
     /// The function instances.
     pub functions: Functions,
+    /// The CloudBase document-database stand-in over [`Suite::store`].
+    pub cloudbase_db: crate::cloudbase_db::CloudbaseDb,
     moderation: RwLock<Moderation>,
     addr: OnceLock<SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -203,10 +206,12 @@ impl Suite {
             .map_err(|e| SuiteError::Io(e.to_string()))?;
         let (shutdown, _) = watch::channel(false);
         let functions = Functions::new(options.bin_dir.clone(), options.run_functions);
+        let cloudbase_db = crate::cloudbase_db::CloudbaseDb::dev(Arc::clone(&store));
         let suite = Arc::new(Suite {
             options,
             keys,
             store,
+            cloudbase_db,
             clock: Clock::with_offset(offset),
             pay,
             deliveries_wake: Notify::new(),
@@ -393,6 +398,9 @@ pub async fn route(suite: &Suite, req: Request) -> Response {
     if let Some(r) = crate::storage::handle(suite, &req).await {
         return r;
     }
+    if let Some(r) = suite.cloudbase_db.handle(&req).await {
+        return r;
+    }
     if let Some(r) = dev(suite, &req).await {
         return r;
     }
@@ -515,6 +523,7 @@ async fn dev(suite: &Suite, req: &Request) -> Option<Response> {
                 "stableTokenFetches": crate::wechat_api::counter(suite, "stable_token").await,
                 "clockOffsetSecs": suite.clock.offset(), "now": suite.clock.now(),
                 "functions": suite.functions.status().await,
+                "cloudbaseDb": suite.cloudbase_db.stats(),
             }),
         ),
         (&Method::GET, "/dev/deliveries") => {
