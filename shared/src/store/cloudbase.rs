@@ -662,7 +662,15 @@ impl CloudbaseStore {
             let id = match (upserted, &target) {
                 (Some(id), _) => id.to_owned(),
                 (None, Some(id)) => id.clone(),
-                (None, None) => return self.find_token(op, token).await,
+                // An upsert that found a document after all (inserted since our lookup).
+                (None, None) => match self.find_token(op, token).await? {
+                    Some(doc) => return Ok(Some(doc)),
+                    // A later writer already replaced our token: read the newest state.
+                    None => match self.first_id(op, query).await? {
+                        Some(id) => id,
+                        None => return Err(self.backend(op, "updated, but the document is gone")),
+                    },
+                },
             };
             return match self.get_raw(op, &id).await? {
                 Some(doc) => Ok(Some(ejson::decode_document(doc))),
