@@ -109,11 +109,17 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 fn invalid(message: impl std::fmt::Display) -> Response {
-    error(StatusCode::BAD_REQUEST, "INVALID_PARAM", &message.to_string())
+    error(
+        StatusCode::BAD_REQUEST,
+        "INVALID_PARAM",
+        &message.to_string(),
+    )
 }
 
 fn duplicate(collection: &str, index: &str) -> String {
-    format!("E11000 duplicate key error collection: (default).{collection} index: {index} dup key: {{ ... }}")
+    format!(
+        "E11000 duplicate key error collection: (default).{collection} index: {index} dup key: {{ ... }}"
+    )
 }
 
 /// A store error as the gateway reports it; `in_command` selects the `/commands` forms.
@@ -231,7 +237,9 @@ impl CloudbaseDb {
             (_, [c, name, d]) if c == "collections" && d == "documents" => {
                 Route::Documents(name.clone())
             }
-            (&Method::POST, [c, name, d, r]) if c == "collections" && d == "documents" && r == "remove" => {
+            (&Method::POST, [c, name, d, r])
+                if c == "collections" && d == "documents" && r == "remove" =>
+            {
                 Route::Remove(name.clone())
             }
             (_, [c, name, d, id]) if c == "collections" && d == "documents" => {
@@ -239,7 +247,10 @@ impl CloudbaseDb {
             }
             _ => return Some(Response::not_found(&req.path)),
         };
-        let admin = match req.header("authorization").and_then(|a| a.strip_prefix("Bearer ")) {
+        let admin = match req
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+        {
             Some(token) if token == self.options.admin_key => true,
             Some(token) if self.options.user_key.as_deref() == Some(token) => false,
             _ => {
@@ -396,7 +407,10 @@ impl CloudbaseDb {
                         .map_err(|e| store_error(e, false))?;
                     ids.push(id);
                 }
-                Ok(Response::json(StatusCode::CREATED, &json!({"insertedIds": ids})))
+                Ok(Response::json(
+                    StatusCode::CREATED,
+                    &json!({"insertedIds": ids}),
+                ))
             }
             Method::PATCH => {
                 self.require(c).await?;
@@ -488,7 +502,9 @@ impl CloudbaseDb {
             return Ok(Response::json(StatusCode::OK, &json!({"total": total})));
         }
         let number = |name: &str, default: u64| match req.param(name) {
-            Some(v) => v.parse::<u64>().map_err(|_| invalid(format!("{name} must be a number"))),
+            Some(v) => v
+                .parse::<u64>()
+                .map_err(|_| invalid(format!("{name} must be a number"))),
             None => Ok(default),
         };
         let offset = number("offset", 0)?;
@@ -520,7 +536,12 @@ impl CloudbaseDb {
         self.require(c).await?;
         let by_id = Filter::id(id);
         match *method {
-            Method::GET => match self.store.get(c, id).await.map_err(|e| store_error(e, false))? {
+            Method::GET => match self
+                .store
+                .get(c, id)
+                .await
+                .map_err(|e| store_error(e, false))?
+            {
                 Some(doc) => Ok(Response::json(StatusCode::OK, &ejson::encode(&doc))),
                 None => Err(not_found()),
             },
@@ -606,17 +627,23 @@ impl CloudbaseDb {
     async fn find_and_modify(&self, command: &Value) -> Result<Value, Response> {
         let c = command["findAndModify"].as_str().unwrap_or("");
         if command["new"] != true || command["remove"] == true {
-            return Err(invalid("wemint-dev supports findAndModify with new: true only"));
+            return Err(invalid(
+                "wemint-dev supports findAndModify with new: true only",
+            ));
         }
         if !command["sort"].is_null() && command["sort"] != json!({"_id": 1}) {
-            return Err(invalid("wemint-dev supports findAndModify with sort {_id: 1} only"));
+            return Err(invalid(
+                "wemint-dev supports findAndModify with sort {_id: 1} only",
+            ));
         }
         let filter = parse_query(&command["query"])?;
         let update = parse_data(&command["update"])?;
         let upsert = command["upsert"] == true;
         if !self.exists(c).await? {
             if !upsert {
-                return Ok(json!({"value": null, "lastErrorObject": {"n": 0, "updatedExisting": false}, "ok": 1}));
+                return Ok(
+                    json!({"value": null, "lastErrorObject": {"n": 0, "updatedExisting": false}, "ok": 1}),
+                );
             }
             // MongoDB creates the collection on upsert.
             self.register(c).await?;
@@ -647,7 +674,9 @@ impl CloudbaseDb {
                     .map(|f| (f.clone(), json!({"$exists": true})))
                     .collect();
                 if partial != &Value::Object(expected) {
-                    return Err(invalid("wemint-dev supports partial indexes on `$exists: true` of every field only"));
+                    return Err(invalid(
+                        "wemint-dev supports partial indexes on `$exists: true` of every field only",
+                    ));
                 }
             }
             let mut spec = IndexSpec::non_unique(fields).named(name);
@@ -680,7 +709,11 @@ fn missing() -> Response {
 }
 
 fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "DOCUMENT_NOT_FOUND", "Document not found")
+    error(
+        StatusCode::NOT_FOUND,
+        "DOCUMENT_NOT_FOUND",
+        "Document not found",
+    )
 }
 
 fn counts(matched: u64, upsert_id: &str) -> Response {

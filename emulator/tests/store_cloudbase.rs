@@ -101,7 +101,10 @@ async fn conformance_with_conditional_patch_and_small_pages() {
 
 async fn order(store: &Arc<dyn Store>, c: &str, id: &str) {
     store
-        .insert(c, json!({"_id": id, "status": "created", "version": 0, "n": 0}))
+        .insert(
+            c,
+            json!({"_id": id, "status": "created", "version": 0, "n": 0}),
+        )
         .await
         .unwrap();
 }
@@ -136,7 +139,12 @@ async fn refusals_are_retried_and_apply_once() {
         if !find_and_modify {
             // Settle the probe first, so the faults hit the PATCH.
             store
-                .update_one("orders", &Filter::id("none"), &Update::new().set("x", 1), UpdateOptions::default())
+                .update_one(
+                    "orders",
+                    &Filter::id("none"),
+                    &Update::new().set("x", 1),
+                    UpdateOptions::default(),
+                )
                 .await
                 .unwrap();
         }
@@ -178,7 +186,12 @@ async fn lost_answers_are_resolved_by_reading_back() {
         order(&store, "orders", "o1").await;
         order(&store, "orders", "o2").await;
         store
-            .update_one("orders", &Filter::id("none"), &Update::new().set("x", 1), UpdateOptions::default())
+            .update_one(
+                "orders",
+                &Filter::id("none"),
+                &Update::new().set("x", 1),
+                UpdateOptions::default(),
+            )
             .await
             .unwrap();
 
@@ -195,7 +208,12 @@ async fn lost_answers_are_resolved_by_reading_back() {
         // An increment is not idempotent: it must not run twice.
         s.db.inject(Fault::GatewayTimeout, 1, Some(write));
         let counted = store
-            .update_one("orders", &Filter::id("o2"), &Update::new().inc("n", 1), UpdateOptions::default())
+            .update_one(
+                "orders",
+                &Filter::id("o2"),
+                &Update::new().inc("n", 1),
+                UpdateOptions::default(),
+            )
             .await
             .unwrap()
             .unwrap();
@@ -220,18 +238,35 @@ async fn unapplied_timeouts_fail_cleanly() {
     let s = stand_in(options).await;
     let store = client(&s, Duration::from_millis(300)).await;
     order(&store, "orders", "o1").await;
-    s.db.inject(Fault::Hang { applied: false }, 1, Some("commands:findAndModify"));
+    s.db.inject(
+        Fault::Hang { applied: false },
+        1,
+        Some("commands:findAndModify"),
+    );
     let err = store
-        .update_one("orders", &Filter::id("o1"), &Update::new().inc("n", 1), UpdateOptions::default())
+        .update_one(
+            "orders",
+            &Filter::id("o1"),
+            &Update::new().inc("n", 1),
+            UpdateOptions::default(),
+        )
         .await
         .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
-    assert!(msg.contains("update_one") && msg.contains("`orders`"), "{msg}");
+    assert!(
+        msg.contains("update_one") && msg.contains("`orders`"),
+        "{msg}"
+    );
     assert!(!msg.contains(KEY), "{msg}");
     assert_eq!(store.get("orders", "o1").await.unwrap().unwrap()["n"], 0);
     let again = store
-        .update_one("orders", &Filter::id("o1"), &Update::new().inc("n", 1), UpdateOptions::default())
+        .update_one(
+            "orders",
+            &Filter::id("o1"),
+            &Update::new().inc("n", 1),
+            UpdateOptions::default(),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -252,20 +287,35 @@ async fn errors_are_clear_and_never_contain_the_key() {
     order(&store, "orders", "o1").await;
     s.db.inject(Fault::Unavailable, 6, None);
     let err = store
-        .update_one("orders", &Filter::id("o1"), &Update::new().set("a", 1), UpdateOptions::default())
+        .update_one(
+            "orders",
+            &Filter::id("o1"),
+            &Update::new().set("a", 1),
+            UpdateOptions::default(),
+        )
         .await
         .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("update_one") && msg.contains("`orders`") && msg.contains("503"), "{msg}");
+    assert!(
+        msg.contains("update_one") && msg.contains("`orders`") && msg.contains("503"),
+        "{msg}"
+    );
     assert!(!msg.contains(KEY), "{msg}");
-    assert_eq!(version(&store, "orders", "o1").await, 0, "the faults ran out");
+    assert_eq!(
+        version(&store, "orders", "o1").await,
+        0,
+        "the faults ran out"
+    );
 
     let wrong = CloudbaseStore::connect(config(&s.endpoint, "not-the-key", Duration::from_secs(5)))
         .await
         .unwrap();
     let err = wrong.get("orders", "o1").await.unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("WEMINT_CLOUDBASE_API_KEY") && msg.contains("401"), "{msg}");
+    assert!(
+        msg.contains("WEMINT_CLOUDBASE_API_KEY") && msg.contains("401"),
+        "{msg}"
+    );
     assert!(!msg.contains("not-the-key"), "{msg}");
 }
 

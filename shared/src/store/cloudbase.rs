@@ -115,13 +115,15 @@ impl CloudbaseConfig {
     /// Parses `cloudbase://<envId>[?instance=…&database=…]`, with the key and endpoint taken
     /// from `var` (the process environment in [`super::open`]).
     pub fn from_uri(uri: &str, var: impl Fn(&str) -> Option<String>) -> Result<Self, StoreError> {
-        let rest = uri
-            .strip_prefix("cloudbase://")
-            .ok_or_else(|| StoreError::InvalidQuery("a CloudBase store URI starts with `cloudbase://`".into()))?;
+        let rest = uri.strip_prefix("cloudbase://").ok_or_else(|| {
+            StoreError::InvalidQuery("a CloudBase store URI starts with `cloudbase://`".into())
+        })?;
         let (env_id, query) = rest.split_once('?').unwrap_or((rest, ""));
         let env_id = env_id.trim_end_matches('/');
         if env_id.is_empty()
-            || !env_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !env_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return Err(StoreError::InvalidQuery(format!(
                 "`{uri}`: the environment id after `cloudbase://` must be letters, digits, `-` and `_`"
@@ -139,7 +141,9 @@ impl CloudbaseConfig {
                 }
             };
             if value.is_empty() {
-                return Err(StoreError::InvalidQuery(format!("`cloudbase://` option `{key}` is empty")));
+                return Err(StoreError::InvalidQuery(format!(
+                    "`cloudbase://` option `{key}` is empty"
+                )));
             }
             *slot = value.into_owned();
         }
@@ -200,7 +204,8 @@ struct Reply {
 
 impl Reply {
     fn ok(&self) -> bool {
-        (200..300).contains(&self.status) && self.body.get("code").is_none_or(|c| c.is_null() || c == "")
+        (200..300).contains(&self.status)
+            && self.body.get("code").is_none_or(|c| c.is_null() || c == "")
     }
 
     fn code(&self) -> &str {
@@ -208,11 +213,17 @@ impl Reply {
     }
 
     fn message(&self) -> &str {
-        self.body.get("message").and_then(Value::as_str).unwrap_or("")
+        self.body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     fn count(&self, field: &str) -> u64 {
-        self.body.get(field).and_then(|v| ejson::decode(v.clone()).as_u64()).unwrap_or(0)
+        self.body
+            .get(field)
+            .and_then(|v| ejson::decode(v.clone()).as_u64())
+            .unwrap_or(0)
     }
 
     fn missing_collection(&self) -> bool {
@@ -280,7 +291,13 @@ impl CloudbaseStore {
     /// invocation does not pay for it. Any answer will do; failures surface on first use.
     async fn warm(&self) {
         let url = format!("{}/", self.inner.config.endpoint);
-        let sent = self.inner.client.head(url).timeout(Duration::from_secs(3)).send().await;
+        let sent = self
+            .inner
+            .client
+            .head(url)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await;
         if let Err(e) = sent {
             tracing::debug!(error = %e, "CloudBase gateway warm-up failed");
         }
@@ -296,7 +313,12 @@ impl CloudbaseStore {
     }
 
     fn collection_url(&self, collection: &str, tail: &str) -> String {
-        format!("{}/collections/{}{}", self.inner.base, segment(collection), tail)
+        format!(
+            "{}/collections/{}{}",
+            self.inner.base,
+            segment(collection),
+            tail
+        )
     }
 
     /// Sends one request, retrying refusals (`422 EXCEED_*`, `503`) with backoff, and reads
@@ -320,17 +342,24 @@ impl CloudbaseStore {
             if let Some(body) = body {
                 request = request
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(serde_json::to_vec(body).map_err(|e| StoreError::InvalidDocument(e.to_string()))?);
+                    .body(
+                        serde_json::to_vec(body)
+                            .map_err(|e| StoreError::InvalidDocument(e.to_string()))?,
+                    );
             }
             let retryable = match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let text = match response.text().await {
                         Ok(text) => text,
-                        Err(e) if kind == Kind::Write => return Err(Failure::Unknown(self.scrub(&e.to_string()))),
+                        Err(e) if kind == Kind::Write => {
+                            return Err(Failure::Unknown(self.scrub(&e.to_string())));
+                        }
                         Err(e) => {
                             if attempt >= ATTEMPTS {
-                                return Err(self.backend(op, &format!("reading the answer failed: {e}")).into());
+                                return Err(self
+                                    .backend(op, &format!("reading the answer failed: {e}"))
+                                    .into());
                             }
                             attempt += 1;
                             continue;
@@ -342,7 +371,8 @@ impl CloudbaseStore {
                         serde_json::from_str(&text).unwrap_or_else(|_| json!({"message": text}))
                     };
                     let reply = Reply { status, body };
-                    let refused = status == 503 || (status == 422 && reply.code().starts_with("EXCEED"));
+                    let refused =
+                        status == 503 || (status == 422 && reply.code().starts_with("EXCEED"));
                     if status == 504 && kind == Kind::Write {
                         return Err(Failure::Unknown(format!("HTTP 504 {}", reply.code())));
                     }
@@ -353,12 +383,17 @@ impl CloudbaseStore {
                 }
                 // Never sent: nothing can have been applied.
                 Err(e) if e.is_connect() => self.scrub(&e.to_string()),
-                Err(e) if kind == Kind::Write => return Err(Failure::Unknown(self.scrub(&e.to_string()))),
+                Err(e) if kind == Kind::Write => {
+                    return Err(Failure::Unknown(self.scrub(&e.to_string())));
+                }
                 Err(e) => self.scrub(&e.to_string()),
             };
             if attempt >= ATTEMPTS {
                 return Err(self
-                    .backend(op, &format!("still failing after {ATTEMPTS} attempts: {retryable}"))
+                    .backend(
+                        op,
+                        &format!("still failing after {ATTEMPTS} attempts: {retryable}"),
+                    )
                     .into());
             }
             tokio::time::sleep(self.inner.retry.delay_for(attempt)).await;
@@ -447,10 +482,16 @@ impl CloudbaseStore {
     /// Creates a collection (201 and "already exists" are both fine) and waits until the
     /// gateway serves it (creation propagates with a delay).
     async fn create_collection(&self, collection: &str) -> Result<(), StoreError> {
-        let op = Op { name: "create collection", collection };
+        let op = Op {
+            name: "create collection",
+            collection,
+        };
         let url = format!("{}/collections", self.inner.base);
         let body = json!({ "collectionName": collection });
-        let reply = match self.call(op, Kind::Write, Method::POST, &url, Some(&body)).await {
+        let reply = match self
+            .call(op, Kind::Write, Method::POST, &url, Some(&body))
+            .await
+        {
             Ok(reply) => Some(reply),
             // Idempotent: the wait below sees whether it exists.
             Err(Failure::Unknown(_)) => None,
@@ -515,7 +556,12 @@ impl CloudbaseStore {
     }
 
     async fn get_raw(&self, op: Op<'_>, id: &str) -> Result<Option<Value>, StoreError> {
-        let reply = self.read(op, &self.collection_url(op.collection, &format!("/documents/{}", segment(id)))).await?;
+        let reply = self
+            .read(
+                op,
+                &self.collection_url(op.collection, &format!("/documents/{}", segment(id))),
+            )
+            .await?;
         if reply.status == 404 {
             return Ok(None);
         }
@@ -527,13 +573,20 @@ impl CloudbaseStore {
 
     /// A write whose outcome is unknown: found by its token means applied, otherwise an
     /// error (it may have applied and been overwritten, so it is never repeated).
-    async fn resolve_update(&self, op: Op<'_>, token: &str, why: &str) -> Result<Option<Value>, StoreError> {
+    async fn resolve_update(
+        &self,
+        op: Op<'_>,
+        token: &str,
+        why: &str,
+    ) -> Result<Option<Value>, StoreError> {
         tokio::time::sleep(self.inner.retry.delay_for(1)).await;
         match self.find_token(op, token).await? {
             Some(doc) => Ok(Some(doc)),
             None => Err(self.backend(
                 op,
-                &format!("outcome unknown ({why}) and the write is not visible; it was not repeated"),
+                &format!(
+                    "outcome unknown ({why}) and the write is not visible; it was not repeated"
+                ),
             )),
         }
     }
@@ -559,9 +612,14 @@ impl CloudbaseStore {
         let url = format!("{}/commands", self.inner.base);
         let mut created = false;
         let reply = loop {
-            let reply = match self.call(op, Kind::Write, Method::POST, &url, Some(&body)).await {
+            let reply = match self
+                .call(op, Kind::Write, Method::POST, &url, Some(&body))
+                .await
+            {
                 Ok(reply) => reply,
-                Err(Failure::Unknown(why)) => return self.resolve_update(op, token, &why).await.map(Some),
+                Err(Failure::Unknown(why)) => {
+                    return self.resolve_update(op, token, &why).await.map(Some);
+                }
                 Err(Failure::Store(e)) => return Err(e),
             };
             // MongoDB creates the collection on upsert; should the gateway not, create it.
@@ -587,9 +645,16 @@ impl CloudbaseStore {
             }
             return Err(self.error(op, &reply));
         }
-        self.inner.mode.store(MODE_COMMANDS, AtomicOrdering::Relaxed);
+        self.inner
+            .mode
+            .store(MODE_COMMANDS, AtomicOrdering::Relaxed);
         // `{list: [result]}`; a result may itself be wrapped in an array.
-        let mut result = reply.body.get("list").and_then(|l| l.get(0)).cloned().unwrap_or(Value::Null);
+        let mut result = reply
+            .body
+            .get("list")
+            .and_then(|l| l.get(0))
+            .cloned()
+            .unwrap_or(Value::Null);
         if let Value::Array(items) = result {
             result = items.into_iter().next().unwrap_or(Value::Null);
         }
@@ -639,7 +704,10 @@ impl CloudbaseStore {
                     "multi": false, "upsert": true,
                 }),
             };
-            let reply = match self.call(op, Kind::Write, Method::PATCH, &url, Some(&body)).await {
+            let reply = match self
+                .call(op, Kind::Write, Method::PATCH, &url, Some(&body))
+                .await
+            {
                 Ok(reply) => reply,
                 Err(Failure::Unknown(why)) => return self.resolve_update(op, token, &why).await,
                 Err(Failure::Store(e)) => return Err(e),
@@ -651,7 +719,11 @@ impl CloudbaseStore {
             if !reply.ok() {
                 return Err(self.error(op, &reply));
             }
-            let upserted = reply.body.get("upsert_id").and_then(Value::as_str).filter(|s| !s.is_empty());
+            let upserted = reply
+                .body
+                .get("upsert_id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
             if reply.count("matched") == 0 && upserted.is_none() {
                 if pinned.is_some() {
                     return Ok(None);
@@ -684,7 +756,9 @@ impl CloudbaseStore {
         let url = self.collection_url(op.collection, "/documents");
         let mut created = false;
         loop {
-            let reply = self.call(op, Kind::Write, Method::POST, &url, Some(body)).await?;
+            let reply = self
+                .call(op, Kind::Write, Method::POST, &url, Some(body))
+                .await?;
             if reply.missing_collection() && !created {
                 self.create_collection(op.collection).await?;
                 created = true;
@@ -707,7 +781,12 @@ fn upsert_id(filter: &Filter, update: &Update) -> Option<String> {
 
 /// The `list` of a query answer.
 fn list(reply: &Reply) -> Vec<Value> {
-    reply.body.get("list").and_then(Value::as_array).cloned().unwrap_or_default()
+    reply
+        .body
+        .get("list")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The index name in an E11000 message, without the key values (they can be personal data).
@@ -767,7 +846,10 @@ impl Store for CloudbaseStore {
 
     async fn insert(&self, collection: &str, mut doc: Value) -> Result<String, StoreError> {
         check_collection(collection)?;
-        let op = Op { name: "insert", collection };
+        let op = Op {
+            name: "insert",
+            collection,
+        };
         let id = document::prepare_insert(&mut doc)?;
         to_json(&doc)?;
         // The token tells our own earlier attempt apart from someone else's document.
@@ -786,7 +868,10 @@ impl Store for CloudbaseStore {
                     let err = self.error(op, &reply);
                     if uncertain
                         && matches!(&err, StoreError::DuplicateKey { .. })
-                        && self.get_raw(op, &id).await?.is_some_and(|found| ours(&found))
+                        && self
+                            .get_raw(op, &id)
+                            .await?
+                            .is_some_and(|found| ours(&found))
                     {
                         // The first attempt landed after all.
                         return Ok(id);
@@ -805,7 +890,11 @@ impl Store for CloudbaseStore {
                             });
                         }
                         None => {
-                            tracing::warn!(collection, why, "insert outcome unknown and not visible; sending it again");
+                            tracing::warn!(
+                                collection,
+                                why,
+                                "insert outcome unknown and not visible; sending it again"
+                            );
                             uncertain = true;
                         }
                     }
@@ -817,7 +906,10 @@ impl Store for CloudbaseStore {
 
     async fn get(&self, collection: &str, id: &str) -> Result<Option<Value>, StoreError> {
         check_collection(collection)?;
-        let op = Op { name: "get", collection };
+        let op = Op {
+            name: "get",
+            collection,
+        };
         Ok(self.get_raw(op, id).await?.map(ejson::decode_document))
     }
 
@@ -832,7 +924,10 @@ impl Store for CloudbaseStore {
         for (path, _) in &options.sort {
             super::filter::check_path(path)?;
         }
-        let op = Op { name: "find", collection };
+        let op = Op {
+            name: "find",
+            collection,
+        };
         let prefix = format!(
             "{}?query={}&order={}",
             self.collection_url(collection, "/documents"),
@@ -844,7 +939,9 @@ impl Store for CloudbaseStore {
         let mut remaining = options.limit;
         while remaining != Some(0) {
             let want = remaining.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-            let reply = self.read(op, &format!("{prefix}&offset={offset}&limit={want}")).await?;
+            let reply = self
+                .read(op, &format!("{prefix}&offset={offset}&limit={want}"))
+                .await?;
             if reply.missing_collection() {
                 break;
             }
@@ -879,17 +976,32 @@ impl Store for CloudbaseStore {
             // Catch what the server would only report after the fact, as the MongoDB backend does.
             document::validate(&Value::Object(update.upsert_document(filter)?))?;
         }
-        let op = Op { name: "update_one", collection };
+        let op = Op {
+            name: "update_one",
+            collection,
+        };
         let query = ejson::filter_query(filter);
         let mut races = 0;
         loop {
             let token = new_id();
             let result = if self.uses_commands() == Some(false) {
-                self.patch_update(op, filter, &query, update, options.upsert, &token).await
+                self.patch_update(op, filter, &query, update, options.upsert, &token)
+                    .await
             } else {
-                let insert_id = if options.upsert { upsert_id(filter, update) } else { None };
-                let data = ejson::update_document(update, &[(REV_FIELD, Value::String(token.clone()))], insert_id.as_deref());
-                match self.find_and_modify(op, &query, &data, options.upsert, &token).await {
+                let insert_id = if options.upsert {
+                    upsert_id(filter, update)
+                } else {
+                    None
+                };
+                let data = ejson::update_document(
+                    update,
+                    &[(REV_FIELD, Value::String(token.clone()))],
+                    insert_id.as_deref(),
+                );
+                match self
+                    .find_and_modify(op, &query, &data, options.upsert, &token)
+                    .await
+                {
                     Ok(Some(found)) => Ok(found),
                     Ok(None) => continue,
                     Err(e) => Err(e),
@@ -897,7 +1009,11 @@ impl Store for CloudbaseStore {
             };
             match result {
                 // Two upserts raced to insert: the loser retries and now updates the winner's.
-                Err(StoreError::DuplicateKey { .. }) if options.upsert && races < UPSERT_RETRIES => races += 1,
+                Err(StoreError::DuplicateKey { .. })
+                    if options.upsert && races < UPSERT_RETRIES =>
+                {
+                    races += 1
+                }
                 other => return other,
             }
         }
@@ -906,7 +1022,10 @@ impl Store for CloudbaseStore {
     async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<bool, StoreError> {
         check_collection(collection)?;
         filter.validate()?;
-        let op = Op { name: "delete_one", collection };
+        let op = Op {
+            name: "delete_one",
+            collection,
+        };
         let query = ejson::filter_query(filter);
         for _ in 0..RACE_RETRIES {
             let id = match only_id(filter) {
@@ -918,7 +1037,10 @@ impl Store for CloudbaseStore {
             };
             let url = self.collection_url(collection, "/documents/remove");
             let body = json!({ "query": { "$and": [query, { "_id": id }] }, "multi": false });
-            let reply = match self.call(op, Kind::Write, Method::POST, &url, Some(&body)).await {
+            let reply = match self
+                .call(op, Kind::Write, Method::POST, &url, Some(&body))
+                .await
+            {
                 Ok(reply) => reply,
                 // Deleting by `_id` and condition is idempotent: read back to settle it.
                 Err(Failure::Unknown(_)) => match self.get_raw(op, &id).await? {
@@ -946,14 +1068,20 @@ impl Store for CloudbaseStore {
     async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
         check_collection(collection)?;
         filter.validate()?;
-        let op = Op { name: "delete_many", collection };
+        let op = Op {
+            name: "delete_many",
+            collection,
+        };
         let url = self.collection_url(collection, "/documents/remove");
         let body = json!({ "query": non_empty(ejson::filter_query(filter)), "multi": true });
         let mut deleted = 0;
         // A filtered delete is idempotent: after an unknown outcome it runs again and the
         // count adds up what the second run still found.
         for _ in 0..2 {
-            match self.call(op, Kind::Write, Method::POST, &url, Some(&body)).await {
+            match self
+                .call(op, Kind::Write, Method::POST, &url, Some(&body))
+                .await
+            {
                 Ok(reply) if reply.missing_collection() => return Ok(deleted),
                 Ok(reply) if reply.ok() => return Ok(deleted + reply.count("deleted")),
                 Ok(reply) => return Err(self.error(op, &reply)),
@@ -967,7 +1095,10 @@ impl Store for CloudbaseStore {
     async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
         check_collection(collection)?;
         filter.validate()?;
-        let op = Op { name: "count", collection };
+        let op = Op {
+            name: "count",
+            collection,
+        };
         let url = format!(
             "{}?query={}&count=true",
             self.collection_url(collection, "/documents"),
@@ -996,13 +1127,19 @@ impl Store for CloudbaseStore {
         if indexes.is_empty() {
             return Ok(());
         }
-        let op = Op { name: "ensure_indexes", collection };
+        let op = Op {
+            name: "ensure_indexes",
+            collection,
+        };
         let models: Vec<Value> = indexes.iter().map(index_model).collect();
         let body = json!({ "commands": [{ "createIndexes": collection, "indexes": models }] });
         let url = format!("{}/commands", self.inner.base);
         // Creating the same indexes again is a no-op, so an unknown outcome is simply retried.
         for _ in 0..2 {
-            match self.call(op, Kind::Write, Method::POST, &url, Some(&body)).await {
+            match self
+                .call(op, Kind::Write, Method::POST, &url, Some(&body))
+                .await
+            {
                 Ok(reply) if reply.ok() => return Ok(()),
                 Ok(reply) => {
                     let err = self.error(op, &reply);
@@ -1024,7 +1161,8 @@ impl Store for CloudbaseStore {
 /// A `createIndexes` entry. Unique indexes are partial on `$exists` for every field, so
 /// documents missing a field are not indexed (as in SQLite and the MongoDB backend).
 fn index_model(spec: &IndexSpec) -> Value {
-    let key: serde_json::Map<String, Value> = spec.fields.iter().map(|f| (f.clone(), json!(1))).collect();
+    let key: serde_json::Map<String, Value> =
+        spec.fields.iter().map(|f| (f.clone(), json!(1))).collect();
     let mut model = json!({ "key": key, "name": spec.name, "unique": spec.unique });
     if spec.unique && spec.fields.iter().any(|f| f != "_id") {
         let partial: serde_json::Map<String, Value> = spec
@@ -1052,15 +1190,22 @@ mod tests {
     #[test]
     fn uris_parse() {
         let c = CloudbaseConfig::from_uri("cloudbase://env-1a2b", env(Some("k"))).unwrap();
-        assert_eq!((c.instance.as_str(), c.database.as_str()), (DEFAULT, DEFAULT));
+        assert_eq!(
+            (c.instance.as_str(), c.database.as_str()),
+            (DEFAULT, DEFAULT)
+        );
         assert_eq!(c.endpoint, "https://env-1a2b.api.tcloudbasegateway.com");
-        let c = CloudbaseConfig::from_uri("cloudbase://e?instance=i1&database=db", env(Some("k"))).unwrap();
+        let c = CloudbaseConfig::from_uri("cloudbase://e?instance=i1&database=db", env(Some("k")))
+            .unwrap();
         assert_eq!((c.instance.as_str(), c.database.as_str()), ("i1", "db"));
         assert!(CloudbaseConfig::from_uri("cloudbase://", env(Some("k"))).is_err());
         assert!(CloudbaseConfig::from_uri("cloudbase://e?x=1", env(Some("k"))).is_err());
         let err = CloudbaseConfig::from_uri("cloudbase://e", env(None)).unwrap_err();
         assert!(err.to_string().contains(API_KEY_VAR), "{err}");
-        let debug = format!("{:?}", CloudbaseConfig::from_uri("cloudbase://e", env(Some("sekrit"))).unwrap());
+        let debug = format!(
+            "{:?}",
+            CloudbaseConfig::from_uri("cloudbase://e", env(Some("sekrit"))).unwrap()
+        );
         assert!(!debug.contains("sekrit"), "{debug}");
     }
 
@@ -1068,7 +1213,10 @@ mod tests {
     fn encodes_urls() {
         assert_eq!(segment("(default)"), "(default)");
         assert_eq!(segment("用户 1/x"), "%E7%94%A8%E6%88%B7%201%2Fx");
-        assert_eq!(component(r#"{"a":"b c+"}"#), "%7B%22a%22%3A%22b%20c%2B%22%7D");
+        assert_eq!(
+            component(r#"{"a":"b c+"}"#),
+            "%7B%22a%22%3A%22b%20c%2B%22%7D"
+        );
     }
 
     #[test]

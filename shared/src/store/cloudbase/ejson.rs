@@ -138,7 +138,11 @@ fn eq(path: &str, value: &Value) -> Value {
 
 /// The MongoDB update document for a validated update, values in EJSON. `extra_set` adds
 /// fields to `$set` (the write token); `insert_id` becomes `$setOnInsert._id` (upserts).
-pub fn update_document(update: &Update, extra_set: &[(&str, Value)], insert_id: Option<&str>) -> Value {
+pub fn update_document(
+    update: &Update,
+    extra_set: &[(&str, Value)],
+    insert_id: Option<&str>,
+) -> Value {
     let mut groups: [(&str, Map<String, Value>); 5] = [
         ("$set", Map::new()),
         ("$unset", Map::new()),
@@ -209,7 +213,10 @@ pub fn parse_filter(query: &Value) -> Result<Filter, StoreError> {
                 let Value::Array(items) = value else {
                     return Err(bad(format!("`{key}` takes an array")));
                 };
-                let list = items.iter().map(parse_filter).collect::<Result<Vec<_>, _>>()?;
+                let list = items
+                    .iter()
+                    .map(parse_filter)
+                    .collect::<Result<Vec<_>, _>>()?;
                 parts.push(if key == "$and" {
                     Filter::And(list)
                 } else {
@@ -282,10 +289,14 @@ fn field_filter(path: &str, value: &Value) -> Result<Vec<Filter>, StoreError> {
 /// operators is a `$set` of its fields (the gateway's documented merge behaviour).
 pub fn parse_update(data: &Value) -> Result<Update, StoreError> {
     let Value::Object(map) = data else {
-        return Err(StoreError::InvalidUpdate("an update must be an object".into()));
+        return Err(StoreError::InvalidUpdate(
+            "an update must be an object".into(),
+        ));
     };
     if !map.keys().any(|k| k.starts_with('$')) {
-        return Ok(map.iter().fold(Update::new(), |u, (k, v)| u.set(k, v.clone())));
+        return Ok(map
+            .iter()
+            .fold(Update::new(), |u, (k, v)| u.set(k, v.clone())));
     }
     let mut update = Update::new();
     for (op, fields) in map {
@@ -324,7 +335,9 @@ pub fn parse_order(order: &Value) -> Result<Vec<(String, Order)>, StoreError> {
     };
     keys.iter()
         .map(|key| {
-            let field = key["field"].as_str().ok_or_else(|| bad("`order` entry needs `field`"))?;
+            let field = key["field"]
+                .as_str()
+                .ok_or_else(|| bad("`order` entry needs `field`"))?;
             let direction = match key["direction"].as_str() {
                 Some("asc") | None => Order::Asc,
                 Some("desc") => Order::Desc,
@@ -342,14 +355,18 @@ mod tests {
     #[test]
     fn numbers_round_trip_exactly() {
         let big = 9_007_199_254_740_993_i64;
-        let value = json!({"a": 1, "b": big, "c": 2.0, "d": [1.5, "s", null, true], "e": {"f": -2}});
+        let value =
+            json!({"a": 1, "b": big, "c": 2.0, "d": [1.5, "s", null, true], "e": {"f": -2}});
         let wire = encode(&value);
         assert_eq!(wire["b"], json!({"$numberLong": "9007199254740993"}));
         assert_eq!(wire["c"], json!({"$numberDouble": "2.0"}));
         let back = decode(wire);
         assert_eq!(back, value);
         assert!(back["c"].is_f64(), "a float stays a float");
-        assert_eq!(decode(json!({"n": {"$numberInt": "7"}, "o": {"$oid": "507f1f77bcf86cd799439011"}})), json!({"n": 7, "o": "507f1f77bcf86cd799439011"}));
+        assert_eq!(
+            decode(json!({"n": {"$numberInt": "7"}, "o": {"$oid": "507f1f77bcf86cd799439011"}})),
+            json!({"n": 7, "o": "507f1f77bcf86cd799439011"})
+        );
         assert_eq!(decode(json!({"$numberDouble": "Infinity"})), Value::Null);
         let date = json!({"$date": {"$numberLong": "1736929200000"}});
         assert_eq!(decode(date), json!({"$date": 1_736_929_200_000_i64}));
@@ -358,7 +375,9 @@ mod tests {
     #[test]
     fn filters_survive_the_wire() {
         let filters = [
-            Filter::eq("status", "created").and(Filter::gte("n", 2)).and(Filter::ne("x", 1.5)),
+            Filter::eq("status", "created")
+                .and(Filter::gte("n", 2))
+                .and(Filter::ne("x", 1.5)),
             Filter::eq("t", json!([1, {"a": 2}])),
             Filter::eq("n", 1).or(Filter::contains("tags", "x")),
             Filter::exists("a.b", false),
@@ -375,14 +394,22 @@ mod tests {
             parse_filter(&decode(filter_query(&Filter::is_in("n", [1, 3])))).unwrap(),
             Filter::eq("n", 1).or(Filter::eq("n", 3))
         );
-        assert_eq!(parse_filter(&filter_query(&Filter::Or(vec![]))).unwrap(), Filter::In("_id".into(), vec![]));
+        assert_eq!(
+            parse_filter(&filter_query(&Filter::Or(vec![]))).unwrap(),
+            Filter::In("_id".into(), vec![])
+        );
         assert!(parse_filter(&json!({"a": {"$regex": "x"}})).is_err());
         assert!(parse_filter(&json!({"$where": "1"})).is_err());
     }
 
     #[test]
     fn updates_survive_the_wire() {
-        let update = Update::new().set("s", "paid").inc("v", 1).unset("u").push("log", json!({"n": 2})).set_on_insert("c", 1);
+        let update = Update::new()
+            .set("s", "paid")
+            .inc("v", 1)
+            .unset("u")
+            .push("log", json!({"n": 2}))
+            .set_on_insert("c", 1);
         let wire = update_document(&update, &[(REV_FIELD, json!("tok"))], Some("id1"));
         assert_eq!(wire["$inc"]["v"], json!({"$numberLong": "1"}));
         assert_eq!(wire["$setOnInsert"]["_id"], "id1");
@@ -393,13 +420,22 @@ mod tests {
         got.sort_by(|a, b| a.path().cmp(b.path()));
         want.sort_by(|a, b| a.path().cmp(b.path()));
         assert_eq!(got, want);
-        assert_eq!(parse_update(&json!({"a": 1})).unwrap(), Update::new().set("a", 1));
+        assert_eq!(
+            parse_update(&json!({"a": 1})).unwrap(),
+            Update::new().set("a", 1)
+        );
     }
 
     #[test]
     fn order_appends_id() {
         let o = order(&FindOptions::new().sort_desc("n"));
-        assert_eq!(o, json!([{"field": "n", "direction": "desc"}, {"field": "_id", "direction": "asc"}]));
-        assert_eq!(parse_order(&o).unwrap(), vec![("n".into(), Order::Desc), ("_id".into(), Order::Asc)]);
+        assert_eq!(
+            o,
+            json!([{"field": "n", "direction": "desc"}, {"field": "_id", "direction": "asc"}])
+        );
+        assert_eq!(
+            parse_order(&o).unwrap(),
+            vec![("n".into(), Order::Desc), ("_id".into(), Order::Asc)]
+        );
     }
 }
