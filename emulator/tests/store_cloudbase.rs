@@ -344,3 +344,233 @@ async fn commands_are_admin_only() {
         .unwrap_err();
     assert!(err.to_string().contains("administrator"), "{err}");
 }
+
+/// 16 writers race one state transition and one counter while the stand-in answers some
+/// requests with 503, 422, 504 or a hang: the transition happens exactly once, and the
+/// counter moves at least once per success and at most once per attempt (never twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_under_faults_never_apply_twice() {
+    for find_and_modify in [true, false] {
+        let mut options = StandInOptions::new(KEY);
+        options.find_and_modify = find_and_modify;
+        options.hang = Duration::from_millis(700);
+        let s = stand_in(options).await;
+        let store = client(&s, Duration::from_millis(250)).await;
+        order(&store, "orders", "o1").await;
+        store
+            .update_one(
+                "orders",
+                &Filter::id("none"),
+                &Update::new().set("x", 1),
+                UpdateOptions::default(),
+            )
+            .await
+            .unwrap();
+        let write = if find_and_modify {
+            "commands:findAndModify"
+        } else {
+            "update"
+        };
+        s.db.inject(Fault::Unavailable, 3, Some(write));
+        s.db.inject(Fault::GatewayTimeout, 2, Some(write));
+        s.db.inject(Fault::RateLimited, 3, Some(write));
+        s.db.inject(Fault::Hang { applied: true }, 2, Some(write));
+        s.db.inject(Fault::Hang { applied: false }, 2, Some(write));
+        let mut tasks = Vec::new();
+        for writer in 0..16_i64 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let (filter, update) = pay("o1");
+                let paid = store
+                    .update_one(
+                        "orders",
+                        &filter,
+                        &update.set("paid_by", writer),
+                        UpdateOptions::default(),
+                    )
+                    .await;
+                let counted = store
+                    .update_one(
+                        "orders",
+                        &Filter::id("o1"),
+                        &Update::new().inc("n", 1),
+                        UpdateOptions::default(),
+                    )
+                    .await;
+                (paid, counted.is_ok())
+            }));
+        }
+        let (mut winners, mut counted_ok) = (Vec::new(), 0);
+        for task in tasks {
+            let (paid, counted) = task.await.unwrap();
+            if let Ok(Some(doc)) = paid {
+                winners.push(doc);
+            }
+            counted_ok += i64::from(counted);
+        }
+        let stored = store.get("orders", "o1").await.unwrap().unwrap();
+        assert_eq!(stored["status"], "paid");
+        assert_eq!(stored["version"], 1, "the transition applied exactly once");
+        assert!(winners.len() <= 1, "{winners:?}");
+        if let Some(winner) = winners.first() {
+            assert_eq!(winner["paid_by"], stored["paid_by"]);
+        }
+        let n = stored["n"].as_i64().unwrap();
+        assert!(
+            (counted_ok..=16).contains(&n),
+            "n = {n}, {counted_ok} reported done"
+        );
+    }
+}
+
+/// The wire format the client relies on, straight from the stand-in: strict EJSON out and
+/// the documented codes and statuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stand_in_speaks_the_documented_wire_format() {
+    let mut options = StandInOptions::new(KEY);
+    options.user_key = Some("publishable".into());
+    let s = stand_in(options).await;
+    let http = reqwest::Client::new();
+    let db = format!(
+        "{}/v1/database/instances/(default)/databases/(default)",
+        s.endpoint
+    );
+    let call = |method: reqwest::Method,
+                url: String,
+                key: &'static str,
+                body: Option<serde_json::Value>| {
+        let mut request = http.request(method, url).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let docs = format!("{db}/collections/orders/documents");
+    let (status, body) = call(
+        reqwest::Method::POST,
+        docs.clone(),
+        KEY,
+        Some(json!({"data": [{"_id": "a"}]})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("DATABASE_COLLECTION_NOT_EXIST"))
+    );
+    let (status, _) = call(
+        reqwest::Method::POST,
+        format!("{db}/collections"),
+        "publishable",
+        Some(json!({"collectionName": "orders"})),
+    )
+    .await;
+    assert_eq!(status, 401, "creating collections is admin only");
+    let (status, _) = call(
+        reqwest::Method::POST,
+        format!("{db}/collections"),
+        KEY,
+        Some(json!({"collectionName": "orders"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{db}/collections"),
+        KEY,
+        Some(json!({"collectionName": "orders"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("DATABASE_COLLECTION_ALREADY_EXIST"))
+    );
+    let doc = json!({"_id": "a", "n": 5, "f": 1.5, "big": {"$numberLong": "9007199254740993"}});
+    let (status, body) = call(
+        reqwest::Method::POST,
+        docs.clone(),
+        "publishable",
+        Some(json!({"data": [doc]})),
+    )
+    .await;
+    assert_eq!((status, body), (201, json!({"insertedIds": ["a"]})));
+    let (status, body) = call(
+        reqwest::Method::POST,
+        docs.clone(),
+        KEY,
+        Some(json!({"data": [{"_id": "a"}]})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("DATABASE_DUPLICATE_WRITE"))
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("index: _id_"),
+        "{body}"
+    );
+    let (status, body) = call(reqwest::Method::GET, format!("{docs}/a"), KEY, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"_id": "a", "n": {"$numberLong": "5"}, "f": {"$numberDouble": "1.5"}, "big": {"$numberLong": "9007199254740993"}})
+    );
+    let (status, body) = call(reqwest::Method::GET, format!("{docs}/zz"), KEY, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("DOCUMENT_NOT_FOUND"))
+    );
+    let (status, body) = call(
+        reqwest::Method::GET,
+        format!("{docs}?count=true"),
+        KEY,
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"total": 1})));
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{docs}/remove"),
+        KEY,
+        Some(json!({"query": {}, "multi": true})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_PARAM"))
+    );
+    let command = json!({"commands": [{"findAndModify": "orders", "query": {"_id": "a"}, "update": {"$inc": {"n": 1}}, "new": true}]});
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{db}/commands"),
+        "publishable",
+        Some(command.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("DATABASE_PERMISSION_DENIED"))
+    );
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{db}/commands"),
+        KEY,
+        Some(command),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["list"][0]["value"]["n"], json!({"$numberLong": "6"}));
+    let stats = s.db.stats();
+    assert_eq!(stats["insert"], 3);
+    assert_eq!(stats["count"], 1);
+    assert_eq!(stats["commands:findAndModify"], 2);
+}
