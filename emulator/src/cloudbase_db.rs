@@ -2,7 +2,7 @@
 //! `/v1/database/instances/{instance}/databases/{database}/…`) over the embedded store, so
 //! the `cloudbase://` backend runs against something local.
 //!
-//! What it keeps from the real service (`docs` reference: endpoints, EJSON, error table):
+//! What it keeps from the real service (as documented: endpoints, EJSON, error table):
 //! - the same paths and bodies; strict EJSON out (`$numberLong` for every integer);
 //! - the documented codes and statuses: `DATABASE_COLLECTION_NOT_EXIST` (404; a collection
 //!   exists once created, or once it holds documents written by the emulator itself),

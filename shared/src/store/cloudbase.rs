@@ -25,7 +25,11 @@
 //!   document stops matching in between, `matched == 0` and the lookup repeats), then a read
 //!   back by `_id`. The write stamps a fresh token in [`ejson::REV_FIELD`]; the read back
 //!   returns our after-image when the token is ours, otherwise the newest state (a later
-//!   writer already changed it). Three round trips.
+//!   writer already changed it). Three round trips (two when the filter is an `_id`).
+//!
+//! Round trips per call otherwise: `insert`, `get`, `count`, `delete_many` one each; `find`
+//! one per page; `delete_one` one by `_id`, else two (lookup, then a remove pinned to it);
+//! `ensure_indexes` three (create collection, readiness probe, `createIndexes`).
 //!
 //! Every write stamps the token, so a write whose outcome is unknown (transport timeout,
 //! `504`) is resolved by reading back: found means applied; not found means it did not apply
