@@ -335,6 +335,11 @@ impl CloudbaseStore {
         url: &str,
         body: Option<&Value>,
     ) -> Result<Reply, Failure> {
+        let bytes = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| StoreError::InvalidDocument(e.to_string()))?
+            .map(bytes::Bytes::from);
         let mut attempt = 1;
         loop {
             let mut request = self
@@ -343,13 +348,10 @@ impl CloudbaseStore {
                 .request(method.clone(), url)
                 .timeout(self.inner.config.request_timeout)
                 .bearer_auth(&self.inner.config.api_key);
-            if let Some(body) = body {
+            if let Some(bytes) = &bytes {
                 request = request
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(
-                        serde_json::to_vec(body)
-                            .map_err(|e| StoreError::InvalidDocument(e.to_string()))?,
-                    );
+                    .body(bytes.clone());
             }
             let retryable = match request.send().await {
                 Ok(response) => {
