@@ -1215,6 +1215,18 @@ mod tests {
         assert!(!debug.contains("sekrit"), "{debug}");
     }
 
+    #[tokio::test]
+    async fn open_dispatches_cloudbase_uris_and_needs_the_key() {
+        if std::env::var_os(API_KEY_VAR).is_some() {
+            return;
+        }
+        let err = crate::store::open("cloudbase://env-1a2b")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InvalidQuery(_)), "{err:?}");
+        assert!(err.to_string().contains(API_KEY_VAR), "{err}");
+    }
+
     #[test]
     fn encodes_urls() {
         assert_eq!(segment("(default)"), "(default)");
