@@ -201,6 +201,7 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
                 "stableTokenFetches": crate::standins::wechat_api::counter(suite, "stable_token").await,
                 "clockOffsetSecs": suite.clock.offset(), "now": suite.clock.now(),
                 "functions": suite.functions.status().await,
+                "cloudbaseDb": suite.cloudbase_db.stats(),
             }),
         ),
         (&Method::GET, "/dev/deliveries") => {

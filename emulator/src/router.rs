@@ -7,6 +7,7 @@
 //! - CloudBase gateway: `/tcb/callFunction`, `/payNotify`, `/wxPush`
 //!   ([`crate::standins::gateway`])
 //! - cloud storage: `/tcb/uploadFile`, `/storage/*` ([`crate::standins::cloud_storage`])
+//! - CloudBase document database: `/v1/database/*` ([`crate::standins::cloudbase_db`])
 //! - dev controls: `/dev/*` ([`crate::dev`]), what the console and every test call
 //! - console page: `/` ([`crate::console`])
 
@@ -40,6 +41,9 @@ pub async fn route(suite: &Suite, req: Request) -> Response {
         return r;
     }
     if let Some(r) = crate::standins::cloud_storage::handle(suite, &req).await {
+        return r;
+    }
+    if let Some(r) = suite.cloudbase_db.handle(&req).await {
         return r;
     }
     if let Some(r) = crate::dev::handle(suite, &req).await {

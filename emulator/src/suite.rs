@@ -1,7 +1,8 @@
 //! The suite's state: options, keys, store, dev clock, fault hooks and function pool, and its
 //! life cycle (start, environment, clock moves, shutdown). Requests are dispatched by
 //! [`crate::router`]; the stand-ins are in [`crate::standins`], the dev controls in
-//! [`crate::dev`], the timers in [`crate::timers`].
+//! [`crate::dev`], the timers in [`crate::timers`], the CloudBase document-database stand-in
+//! in [`crate::standins::cloudbase_db`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -165,6 +166,8 @@ pub struct Suite {
     pub faults: Faults,
     /// Wakes the timer loop (the dev clock moved).
     pub timers_wake: Notify,
+    /// The CloudBase document-database stand-in over [`Suite::store`].
+    pub cloudbase_db: crate::standins::cloudbase_db::CloudbaseDb,
     moderation: RwLock<Moderation>,
     addr: OnceLock<SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -221,10 +224,12 @@ impl Suite {
             .map_err(|e| SuiteError::Io(e.to_string()))?;
         let (shutdown, _) = watch::channel(false);
         let functions = Functions::new(options.bin_dir.clone(), options.run_functions);
+        let cloudbase_db = crate::standins::cloudbase_db::CloudbaseDb::dev(Arc::clone(&store));
         let suite = Arc::new(Suite {
             options,
             keys,
             store,
+            cloudbase_db,
             clock: Clock::with_offset(offset),
             pay,
             deliveries_wake: Notify::new(),

@@ -5,6 +5,7 @@
 //! failures with the [`faults`] hooks.
 
 pub mod cloud_storage;
+pub mod cloudbase_db;
 pub mod faults;
 pub mod gateway;
 pub mod wechat_api;

@@ -19,6 +19,7 @@
 //! - Unique indexes only cover documents in which every indexed field is present.
 
 mod bootstrap;
+pub mod cloudbase;
 pub mod collections;
 mod document;
 mod filter;
@@ -341,8 +342,10 @@ fn from_document<T: DeserializeOwned>(doc: Value) -> Result<T, StoreError> {
         .map_err(|e| StoreError::InvalidDocument(format!("stored document does not fit: {e}")))
 }
 
-/// Opens the store named by a `WEMINT_STORE` URI: `sqlite:PATH`, `sqlite::memory:`, or a
-/// `mongodb://` / `mongodb+srv://` URI (database from the URI path, default `wemint`).
+/// Opens the store named by a `WEMINT_STORE` URI: `sqlite:PATH`, `sqlite::memory:`, a
+/// `mongodb://` / `mongodb+srv://` URI (database from the URI path, default `wemint`), or
+/// `cloudbase://ENV_ID[?instance=…&database=…]` (key and endpoint from the environment, see
+/// [`cloudbase`]).
 pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(rest) = uri.strip_prefix("sqlite:") {
         let store = if rest == ":memory:" {
@@ -356,8 +359,11 @@ pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
     if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") {
         return open_mongodb(uri).await;
     }
+    if uri.starts_with("cloudbase://") {
+        return Ok(Arc::new(cloudbase::CloudbaseStore::open(uri).await?));
+    }
     Err(StoreError::InvalidQuery(format!(
-        "unsupported store URI scheme in `{}`: expected `sqlite:PATH`, `sqlite::memory:`, `mongodb://…` or `mongodb+srv://…`",
+        "unsupported store URI scheme in `{}`: expected `sqlite:PATH`, `sqlite::memory:`, `mongodb://…`, `mongodb+srv://…` or `cloudbase://ENV_ID`",
         redact_uri(uri)
     )))
 }
