@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use wemint::store::cloudbase::{CloudbaseConfig, CloudbaseStore};
+use wemint::store::collections::ORDERS;
 use wemint::store::{Filter, IndexSpec, Store, StoreError, Update, UpdateOptions};
 use wemint_emulator::http::{Response, serve};
 use wemint_emulator::standins::cloudbase_db::{CloudbaseDb, Fault, StandInOptions};
@@ -130,7 +131,7 @@ async fn refusals_are_retried_and_apply_once() {
         options.find_and_modify = find_and_modify;
         let s = stand_in(options).await;
         let store = client(&s, Duration::from_secs(5)).await;
-        order(&store, "orders", "o1").await;
+        order(&store, ORDERS, "o1").await;
         let write = if find_and_modify {
             "commands:findAndModify"
         } else {
@@ -140,7 +141,7 @@ async fn refusals_are_retried_and_apply_once() {
             // Settle the probe first, so the faults hit the PATCH.
             store
                 .update_one(
-                    "orders",
+                    ORDERS,
                     &Filter::id("none"),
                     &Update::new().set("x", 1),
                     UpdateOptions::default(),
@@ -152,7 +153,7 @@ async fn refusals_are_retried_and_apply_once() {
         s.db.inject(Fault::RateLimited, 2, Some(write));
         let (filter, update) = pay("o1");
         let paid = store
-            .update_one("orders", &filter, &update, UpdateOptions::default())
+            .update_one(ORDERS, &filter, &update, UpdateOptions::default())
             .await
             .unwrap()
             .expect("applied");
@@ -162,9 +163,9 @@ async fn refusals_are_retried_and_apply_once() {
         // Inserts and reads too.
         s.db.inject(Fault::Unavailable, 1, Some("insert"));
         s.db.inject(Fault::RateLimited, 1, Some("getById"));
-        order(&store, "orders", "o2").await;
-        assert_eq!(version(&store, "orders", "o2").await, 0);
-        assert_eq!(version(&store, "orders", "o1").await, 1);
+        order(&store, ORDERS, "o2").await;
+        assert_eq!(version(&store, ORDERS, "o2").await, 0);
+        assert_eq!(version(&store, ORDERS, "o1").await, 1);
     }
 }
 
@@ -183,11 +184,11 @@ async fn lost_answers_are_resolved_by_reading_back() {
         } else {
             "update"
         };
-        order(&store, "orders", "o1").await;
-        order(&store, "orders", "o2").await;
+        order(&store, ORDERS, "o1").await;
+        order(&store, ORDERS, "o2").await;
         store
             .update_one(
-                "orders",
+                ORDERS,
                 &Filter::id("none"),
                 &Update::new().set("x", 1),
                 UpdateOptions::default(),
@@ -198,18 +199,18 @@ async fn lost_answers_are_resolved_by_reading_back() {
         s.db.inject(Fault::Hang { applied: true }, 1, Some(write));
         let (filter, update) = pay("o1");
         let paid = store
-            .update_one("orders", &filter, &update, UpdateOptions::default())
+            .update_one(ORDERS, &filter, &update, UpdateOptions::default())
             .await
             .unwrap()
             .expect("resolved as applied");
         assert_eq!(paid["status"], "paid");
-        assert_eq!(version(&store, "orders", "o1").await, 1);
+        assert_eq!(version(&store, ORDERS, "o1").await, 1);
 
         // An increment is not idempotent: it must not run twice.
         s.db.inject(Fault::GatewayTimeout, 1, Some(write));
         let counted = store
             .update_one(
-                "orders",
+                ORDERS,
                 &Filter::id("o2"),
                 &Update::new().inc("n", 1),
                 UpdateOptions::default(),
@@ -218,14 +219,14 @@ async fn lost_answers_are_resolved_by_reading_back() {
             .unwrap()
             .unwrap();
         assert_eq!(counted["n"], 1);
-        assert_eq!(store.get("orders", "o2").await.unwrap().unwrap()["n"], 1);
+        assert_eq!(store.get(ORDERS, "o2").await.unwrap().unwrap()["n"], 1);
 
         // Inserts carry their own `_id`: the read back settles them.
         s.db.inject(Fault::Hang { applied: true }, 1, Some("insert"));
-        order(&store, "orders", "o3").await;
+        order(&store, ORDERS, "o3").await;
         s.db.inject(Fault::GatewayTimeout, 1, Some("insert"));
-        order(&store, "orders", "o4").await;
-        assert_eq!(store.count("orders", &Filter::All).await.unwrap(), 4);
+        order(&store, ORDERS, "o4").await;
+        assert_eq!(store.count(ORDERS, &Filter::All).await.unwrap(), 4);
     }
 }
 
@@ -237,7 +238,7 @@ async fn unapplied_timeouts_fail_cleanly() {
     options.hang = Duration::from_millis(900);
     let s = stand_in(options).await;
     let store = client(&s, Duration::from_millis(300)).await;
-    order(&store, "orders", "o1").await;
+    order(&store, ORDERS, "o1").await;
     s.db.inject(
         Fault::Hang { applied: false },
         1,
@@ -245,7 +246,7 @@ async fn unapplied_timeouts_fail_cleanly() {
     );
     let err = store
         .update_one(
-            "orders",
+            ORDERS,
             &Filter::id("o1"),
             &Update::new().inc("n", 1),
             UpdateOptions::default(),
@@ -259,10 +260,10 @@ async fn unapplied_timeouts_fail_cleanly() {
         "{msg}"
     );
     assert!(!msg.contains(KEY), "{msg}");
-    assert_eq!(store.get("orders", "o1").await.unwrap().unwrap()["n"], 0);
+    assert_eq!(store.get(ORDERS, "o1").await.unwrap().unwrap()["n"], 0);
     let again = store
         .update_one(
-            "orders",
+            ORDERS,
             &Filter::id("o1"),
             &Update::new().inc("n", 1),
             UpdateOptions::default(),
@@ -274,8 +275,8 @@ async fn unapplied_timeouts_fail_cleanly() {
 
     // An insert whose first send was lost is sent again once, after a read back.
     s.db.inject(Fault::Hang { applied: false }, 1, Some("insert"));
-    order(&store, "orders", "o2").await;
-    assert_eq!(version(&store, "orders", "o2").await, 0);
+    order(&store, ORDERS, "o2").await;
+    assert_eq!(version(&store, ORDERS, "o2").await, 0);
 }
 
 /// Endless refusals end in an error that names the operation and collection, never the key;
@@ -284,11 +285,11 @@ async fn unapplied_timeouts_fail_cleanly() {
 async fn errors_are_clear_and_never_contain_the_key() {
     let s = stand_in(StandInOptions::new(KEY)).await;
     let store = client(&s, Duration::from_secs(5)).await;
-    order(&store, "orders", "o1").await;
+    order(&store, ORDERS, "o1").await;
     s.db.inject(Fault::Unavailable, 6, None);
     let err = store
         .update_one(
-            "orders",
+            ORDERS,
             &Filter::id("o1"),
             &Update::new().set("a", 1),
             UpdateOptions::default(),
@@ -301,16 +302,12 @@ async fn errors_are_clear_and_never_contain_the_key() {
         "{msg}"
     );
     assert!(!msg.contains(KEY), "{msg}");
-    assert_eq!(
-        version(&store, "orders", "o1").await,
-        0,
-        "the faults ran out"
-    );
+    assert_eq!(version(&store, ORDERS, "o1").await, 0, "the faults ran out");
 
     let wrong = CloudbaseStore::connect(config(&s.endpoint, "not-the-key", Duration::from_secs(5)))
         .await
         .unwrap();
-    let err = wrong.get("orders", "o1").await.unwrap_err();
+    let err = wrong.get(ORDERS, "o1").await.unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("WEMINT_CLOUDBASE_API_KEY") && msg.contains("401"),
@@ -327,19 +324,19 @@ async fn commands_are_admin_only() {
     options.user_key = Some("publishable".into());
     let s = stand_in(options).await;
     let admin = client(&s, Duration::from_secs(5)).await;
-    order(&admin, "orders", "o1").await;
+    order(&admin, ORDERS, "o1").await;
     let user = CloudbaseStore::connect(config(&s.endpoint, "publishable", Duration::from_secs(5)))
         .await
         .unwrap();
     let (filter, update) = pay("o1");
     let paid = user
-        .update_one("orders", &filter, &update, UpdateOptions::default())
+        .update_one(ORDERS, &filter, &update, UpdateOptions::default())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(paid["version"], 1);
     let err = user
-        .ensure_indexes("orders", &[IndexSpec::unique(["outTradeNo"])])
+        .ensure_indexes(ORDERS, &[IndexSpec::unique(["outTradeNo"])])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("administrator"), "{err}");
@@ -356,10 +353,10 @@ async fn racing_writers_under_faults_never_apply_twice() {
         options.hang = Duration::from_millis(700);
         let s = stand_in(options).await;
         let store = client(&s, Duration::from_millis(250)).await;
-        order(&store, "orders", "o1").await;
+        order(&store, ORDERS, "o1").await;
         store
             .update_one(
-                "orders",
+                ORDERS,
                 &Filter::id("none"),
                 &Update::new().set("x", 1),
                 UpdateOptions::default(),
@@ -383,7 +380,7 @@ async fn racing_writers_under_faults_never_apply_twice() {
                 let (filter, update) = pay("o1");
                 let paid = store
                     .update_one(
-                        "orders",
+                        ORDERS,
                         &filter,
                         &update.set("paid_by", writer),
                         UpdateOptions::default(),
@@ -391,7 +388,7 @@ async fn racing_writers_under_faults_never_apply_twice() {
                     .await;
                 let counted = store
                     .update_one(
-                        "orders",
+                        ORDERS,
                         &Filter::id("o1"),
                         &Update::new().inc("n", 1),
                         UpdateOptions::default(),
@@ -408,7 +405,7 @@ async fn racing_writers_under_faults_never_apply_twice() {
             }
             counted_ok += i64::from(counted);
         }
-        let stored = store.get("orders", "o1").await.unwrap().unwrap();
+        let stored = store.get(ORDERS, "o1").await.unwrap().unwrap();
         assert_eq!(stored["status"], "paid");
         assert_eq!(stored["version"], 1, "the transition applied exactly once");
         assert!(winners.len() <= 1, "{winners:?}");
@@ -471,7 +468,7 @@ async fn stand_in_speaks_the_documented_wire_format() {
         reqwest::Method::POST,
         format!("{db}/collections"),
         "publishable",
-        Some(json!({"collectionName": "orders"})),
+        Some(json!({"collectionName": ORDERS})),
     )
     .await;
     assert_eq!(status, 401, "creating collections is admin only");
@@ -479,7 +476,7 @@ async fn stand_in_speaks_the_documented_wire_format() {
         reqwest::Method::POST,
         format!("{db}/collections"),
         KEY,
-        Some(json!({"collectionName": "orders"})),
+        Some(json!({"collectionName": ORDERS})),
     )
     .await;
     assert_eq!(status, 201);
@@ -487,7 +484,7 @@ async fn stand_in_speaks_the_documented_wire_format() {
         reqwest::Method::POST,
         format!("{db}/collections"),
         KEY,
-        Some(json!({"collectionName": "orders"})),
+        Some(json!({"collectionName": ORDERS})),
     )
     .await;
     assert_eq!(
@@ -548,7 +545,7 @@ async fn stand_in_speaks_the_documented_wire_format() {
         (status, body["code"].as_str()),
         (400, Some("INVALID_PARAM"))
     );
-    let command = json!({"commands": [{"findAndModify": "orders", "query": {"_id": "a"}, "update": {"$inc": {"n": 1}}, "new": true}]});
+    let command = json!({"commands": [{"findAndModify": ORDERS, "query": {"_id": "a"}, "update": {"$inc": {"n": 1}}, "new": true}]});
     let (status, body) = call(
         reqwest::Method::POST,
         format!("{db}/commands"),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use wemint::store::Store;
+use wemint::store::{Store, collections};
 use wemint::wechat::{PushCrypto, PushFormat, SealedPush, Stamp};
 use wemint_e2e::{HttpInstance, SESSION_SECRET, ScfInstance, StandIn, function_binary, http};
 use wemint_emulator::http::{Request, Response};
@@ -179,13 +179,19 @@ impl Push {
     }
 
     async fn order_status(&self, id: &str) -> Value {
-        let doc = self.db.store().await.get("orders", id).await.unwrap();
+        let doc = self
+            .db
+            .store()
+            .await
+            .get(collections::ORDERS, id)
+            .await
+            .unwrap();
         doc.map(|d| d["status"].clone()).unwrap_or(Value::Null)
     }
 
     async fn entitled(&self, sku: &str) -> bool {
         let doc = self.db.store().await;
-        doc.get("entitlements", &format!("{BUYER}:{sku}"))
+        doc.get(collections::ENTITLEMENTS, &format!("{BUYER}:{sku}"))
             .await
             .unwrap()
             .is_some()
@@ -199,7 +205,7 @@ impl Push {
             .store()
             .await
             .insert(
-                "orders",
+                collections::ORDERS,
                 json!({"_id": id, "outTradeNo": out_trade_no, "openid": BUYER, "appid": APPID,
                     "clientRequestId": id, "status": "created", "channel": "xpay",
                     "items": [{"sku": "article-1", "title": "Article", "quantity": 1,
@@ -260,7 +266,7 @@ async fn plaintext_and_stale_pushes_are_refused_when_an_aes_key_is_set() {
     p.db.store()
         .await
         .insert(
-            "followers",
+            collections::FOLLOWERS,
             json!({"_id": "oReplay", "openid": "oReplay", "subscribed": true}),
         )
         .await
@@ -269,7 +275,7 @@ async fn plaintext_and_stale_pushes_are_refused_when_an_aes_key_is_set() {
         let doc =
             p.db.store()
                 .await
-                .get("followers", "oReplay")
+                .get(collections::FOLLOWERS, "oReplay")
                 .await
                 .unwrap();
         doc.unwrap()["subscribed"].clone()
