@@ -313,7 +313,7 @@ impl Suite {
         self.functions.stop_all().await;
     }
 
-    /// The environment the functions get (DESIGN.md's variables, pointed at this suite).
+    /// The environment the functions get (the variables of docs/runtime.md, pointed at this suite).
     pub fn function_env(&self) -> Vec<(String, String)> {
         let k = &self.keys;
         let base = self.base_url();

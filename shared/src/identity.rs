@@ -1,6 +1,6 @@
 //! Who is calling: the [`Caller`] of every callable, resolved in one place.
 //!
-//! Trust order (DESIGN.md "Who is calling"): platform-injected identity, only where
+//! Trust order (docs/identity.md): platform-injected identity, only where
 //! `WEMINT_TRUST_PLATFORM_IDENTITY` names the gateway it came through; otherwise a session
 //! token issued by `login`. Identity fields inside request data are never read.
 //!
