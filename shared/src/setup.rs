@@ -32,8 +32,10 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     /// The deployment's clock: system time plus `WEMINT_DEV_CLOCK_OFFSET_SECS`.
     pub clock: SharedClock,
-    /// Identifies callers (`WEMINT_SESSION_SECRET`, `WEMINT_TRUST_PLATFORM_IDENTITY`).
-    pub auth: Authenticator,
+    /// Identifies callers (`WEMINT_SESSION_SECRET`, `WEMINT_TRUST_PLATFORM_IDENTITY`); absent
+    /// when no session secret is set, as for the webhook-only payNotify and wxPush, which
+    /// verify platform signatures instead of sessions.
+    pub auth: Option<Authenticator>,
     /// The Mini Program's WeChat API client (`WECHAT_*`), sharing the store's token cache.
     pub wechat: Option<WechatClient>,
     /// WeChat Pay v3 (`WECHATPAY_*`), on the deployment's clock.
@@ -68,7 +70,10 @@ impl Deps {
     /// incomplete, or the store not opening.
     pub async fn from_config(config: &Config) -> Result<Deps, BoxError> {
         let clock = clock::from_offset(config.dev_clock_offset_secs()?);
-        let auth = Authenticator::from_config(config, clock.clone())?;
+        let auth = optional(
+            Authenticator::from_config(config, clock.clone()),
+            "WEMINT_SESSION_SECRET",
+        )?;
         let store = open_store(&config.store()?).await?;
         let wechat_settings = optional(config.wechat(), "WECHAT_APPID")?;
         let wechat = match &wechat_settings {
@@ -241,7 +246,7 @@ mod tests {
             .unwrap();
         let shifted = |now: i64| (real + 86_400..real + 86_405).contains(&now);
         assert!(shifted(deps.clock.now_unix()));
-        assert!(shifted(deps.auth.now()));
+        assert!(shifted(deps.auth.as_ref().unwrap().now()));
         assert!(shifted(deps.commerce().now()));
         assert!(deps.wechat.is_none() && deps.wechat_pay.is_none() && deps.xpay.is_none());
         assert!(deps.cloud_files.is_none() && deps.data_key.is_none());

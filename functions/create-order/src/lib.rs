@@ -9,7 +9,7 @@ use wemint::commerce::{Commerce, CreateInput, ListInput, RefundInput, SearchInpu
 use wemint::identity::{Authenticator, Caller};
 use wemint::ratelimit::{Limit, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
-use wemint::setup::Deps;
+use wemint::setup::{Deps, required};
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "createOrder";
@@ -48,7 +48,7 @@ async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
     Ok(State {
         commerce: deps.commerce(),
         limits: RateLimiter::new(deps.store).with_clock(deps.clock),
-        auth: deps.auth,
+        auth: required(deps.auth, "WEMINT_SESSION_SECRET")?,
     })
 }
 

@@ -30,7 +30,7 @@ use wemint::config::{Config, ReminderSettings};
 use wemint::domain::content::{self, Content, ContentKind, MediaUrl};
 use wemint::identity::{Authenticator, Caller};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
-use wemint::setup::Deps;
+use wemint::setup::{Deps, required};
 use wemint::store::collections::CONTENTS;
 use wemint::store::{Filter, FindOptions, Store};
 use wemint::subscriptions::{Plans, Scope, Subscriptions, reminders};
@@ -85,7 +85,7 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
     Ok(State {
         store: deps.store,
         clock: deps.clock,
-        auth: deps.auth,
+        auth: required(deps.auth, "WEMINT_SESSION_SECRET")?,
         tenancy,
         subscriptions,
         storage: deps.cloud_files,

@@ -104,10 +104,14 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
     let deps = Deps::from_config(&config).await?;
     let data_key = required(deps.data_key, "WEMINT_DATA_KEY")?;
     let wechat = Arc::new(required(deps.wechat, "WECHAT_APPID")?);
-    Ok(
-        State::new(deps.store, wechat, deps.auth, data_key, deps.clock)
-            .with_admins(config.admin_openids()),
+    Ok(State::new(
+        deps.store,
+        wechat,
+        required(deps.auth, "WEMINT_SESSION_SECRET")?,
+        data_key,
+        deps.clock,
     )
+    .with_admins(config.admin_openids()))
 }
 
 /// The function value `main` runs.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use wemint::commerce::Commerce;
 use wemint::identity::Authenticator;
 use wemint::runtime::{ApiError, BoxError, Function};
-use wemint::setup::Deps;
+use wemint::setup::{Deps, required};
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "reconcile";
@@ -27,7 +27,7 @@ async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
     let deps = Deps::from_config(&config).await?;
     Ok(State {
         commerce: deps.commerce(),
-        auth: deps.auth,
+        auth: required(deps.auth, "WEMINT_SESSION_SECRET")?,
     })
 }
 

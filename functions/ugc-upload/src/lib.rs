@@ -17,7 +17,7 @@ use wemint::identity::{Authenticator, Caller, is_stored_admin};
 use wemint::moderation::{DAILY_QUOTA_EXCEEDED, MediaInput, Moderation, NoticeTemplate, Post};
 use wemint::ratelimit::{Limit, RateLimitError, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
-use wemint::setup::Deps;
+use wemint::setup::{Deps, required};
 
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "ugcUpload";
@@ -76,8 +76,12 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
     let moderation = deps
         .moderation()?
         .with_notice(NoticeTemplate::from_config(&config));
-    Ok(State::new(moderation, deps.auth, deps.clock)
-        .with_verdict_timeout(config.moderation_timeout_secs()?))
+    Ok(State::new(
+        moderation,
+        required(deps.auth, "WEMINT_SESSION_SECRET")?,
+        deps.clock,
+    )
+    .with_verdict_timeout(config.moderation_timeout_secs()?))
 }
 
 /// The function value `main` runs.
