@@ -50,6 +50,11 @@ pub struct SuiteOptions {
     pub run_timers: bool,
     /// Extra variables for the functions (added after the suite's own, so they win).
     pub extra_env: Vec<(String, String)>,
+    /// Where `tcb/batchdownloadfile` points its download URLs. `None`: the suite's own signed
+    /// temp URLs, which it serves. `Some("https://…")`: CloudBase-shaped URLs on that host
+    /// (`{base}/{cloud path}?sign=…&t=…`), as real WeChat answers, for tests that check what a
+    /// function hands on (nothing serves them).
+    pub download_url_base: Option<String>,
 }
 
 impl SuiteOptions {
@@ -67,6 +72,7 @@ impl SuiteOptions {
             run_functions: true,
             run_timers: true,
             extra_env: Vec::new(),
+            download_url_base: None,
         }
     }
 

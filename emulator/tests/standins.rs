@@ -791,3 +791,54 @@ async fn fault_hooks_fail_or_delay_the_next_calls_then_the_stand_ins_answer_agai
     assert!(wechat.code2session(&code().await).await.is_ok());
     suite.shutdown().await;
 }
+
+/// `tcb/batchdownloadfile` as `wemint::cloud_files` calls it in production: the suite's own
+/// temp URLs by default (they serve the file), CloudBase-shaped `https://` URLs when
+/// `download_url_base` says so; another env or no token is refused as WeChat does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_download_file_answers_temp_urls_of_the_suite_env() {
+    for base in [None, Some("https://dev-env.tcb.qcloud.la")] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = SuiteOptions::standins_only(dir.path().join(".wemint"));
+        options.download_url_base = base.map(str::to_owned);
+        let suite = Suite::start(options).await.expect("suite starts");
+        let url = suite.base_url();
+        let k = &suite.keys;
+        let token = post(
+            &format!("{url}/cgi-bin/stable_token"),
+            json!({"grant_type": "client_credential", "appid": k.appid, "secret": k.appsecret}),
+        )
+        .await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let file = format!("cloud://{}.bucket/ugc/o1/cat.jpg", k.env_id);
+        let call = |env: String, token: String| {
+            let body = json!({"env": env, "file_list": [{"fileid": file, "max_age": 600}]});
+            let endpoint = format!("{url}/tcb/batchdownloadfile?access_token={token}");
+            async move { post(&endpoint, body).await }
+        };
+        let reply = call(k.env_id.clone(), token.clone()).await;
+        assert_eq!(reply["errcode"], 0, "{reply}");
+        let entry = &reply["file_list"][0];
+        assert_eq!(entry["fileid"], json!(file));
+        assert_eq!(entry["status"], 0);
+        let download = entry["download_url"].as_str().unwrap();
+        match base {
+            None => assert!(
+                download.starts_with(&format!("{url}/storage/temp?")),
+                "{download}"
+            ),
+            Some(b) => assert!(
+                download.starts_with(&format!("{b}/ugc/o1/cat.jpg?sign=")),
+                "{download}"
+            ),
+        }
+        assert_eq!(call("other-env".into(), token).await["errcode"], -501_001);
+        assert_eq!(
+            call(k.env_id.clone(), "nope".into()).await["errcode"],
+            40001
+        );
+        suite.shutdown().await;
+    }
+}

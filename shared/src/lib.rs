@@ -15,6 +15,7 @@ pub mod clock;
 pub mod cloud_files;
 pub mod commerce;
 pub mod config;
+pub mod content;
 pub mod domain;
 pub mod identity;
 pub mod moderation;

@@ -32,6 +32,7 @@ impl System {
         } else if ["/sns/", "/cgi-bin/", "/wxa/", "/xpay/"]
             .iter()
             .any(|p| path.starts_with(p))
+            || path == "/tcb/batchdownloadfile"
         {
             Some(System::WechatApi)
         } else {

@@ -1,6 +1,7 @@
 //! The WeChat server API stand-in (`WECHAT_API_BASE`): code2Session for dev codes,
 //! stable_token, content security with deterministic verdicts, subscribe messages, URL
-//! links and schemes, and the xpay (virtual payment) server APIs. Every endpoint but
+//! links and schemes, cloud-file download URLs (`tcb/batchdownloadfile`), and the xpay
+//! (virtual payment) server APIs. Every endpoint but
 //! code2Session and stable_token checks an access_token this stand-in issued (40001
 //! otherwise), as WeChat does. State lives in `dev_*` collections of the suite's store.
 
@@ -53,7 +54,7 @@ fn ok(mut extra: Value) -> Response {
     Response::json(StatusCode::OK, &extra)
 }
 
-/// Routes `/sns/*`, `/cgi-bin/*`, `/wxa/*`, `/xpay/*`.
+/// Routes `/sns/*`, `/cgi-bin/*`, `/wxa/*`, `/xpay/*` and `/tcb/batchdownloadfile`.
 pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
     let response = match (req.method.clone(), req.path.as_str()) {
         (Method::GET, "/sns/jscode2session") => code2session(suite, req).await,
@@ -67,7 +68,8 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
         (Method::POST, path)
             if path.starts_with("/wxa/")
                 || path.starts_with("/cgi-bin/")
-                || path.starts_with("/xpay/") =>
+                || path.starts_with("/xpay/")
+                || path == "/tcb/batchdownloadfile" =>
         {
             if let Err(denied) = check_token(suite, req).await {
                 return Some(denied);
@@ -83,6 +85,7 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
                 }
                 "/wxa/business/getuserphonenumber" => phone_number(suite, req).await,
                 "/wxa/getwxacodeunlimit" => unlimited_code(req),
+                "/tcb/batchdownloadfile" => batch_download_file(suite, req),
                 _ => wx_error(-1, &format!("api {path} is not emulated by wemint-dev")),
             }
         }
@@ -220,6 +223,41 @@ fn unlimited_code(req: &Request) -> Response {
         "image/png",
         crate::demo::png_with_text(&format!("scene={scene}&page={page}")),
     )
+}
+
+/// `tcb/batchdownloadfile`: download URLs for `{env, file_list: [{fileid, max_age}]}` of this
+/// suite's environment. Each file gets `status` 0 and its URL, valid `max_age` seconds (at
+/// most a day) on the dev clock; see [`crate::suite::SuiteOptions::download_url_base`].
+fn batch_download_file(suite: &Suite, req: &Request) -> Response {
+    let Ok(body) = req.json::<Value>() else {
+        return wx_error(47001, "data format error");
+    };
+    if body["env"].as_str() != Some(suite.keys.env_id.as_str()) {
+        return wx_error(-501_001, "env not found");
+    }
+    let Some(files) = body["file_list"].as_array().filter(|l| !l.is_empty()) else {
+        return wx_error(44002, "empty post data: file_list");
+    };
+    let list: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            let id = f["fileid"].as_str().unwrap_or_default();
+            let max_age = f["max_age"].as_i64().unwrap_or(7200).clamp(1, 86_400);
+            let Some(path) = crate::standins::cloud_storage::cloud_path(id) else {
+                return json!({"fileid": id, "download_url": "", "status": -503_003, "errmsg": "invalid fileid"});
+            };
+            let url = match &suite.options.download_url_base {
+                None => crate::standins::cloud_storage::temp_url(suite, id, max_age),
+                Some(base) => {
+                    let t = suite.clock.now() + max_age;
+                    let sign = crate::standins::cloud_storage::sign(&suite.keys.storage_key, id, t);
+                    format!("{}/{path}?sign={sign}&t={t}", base.trim_end_matches('/'))
+                }
+            };
+            json!({"fileid": id, "download_url": url, "status": 0, "errmsg": "ok"})
+        })
+        .collect();
+    ok(json!({"file_list": list}))
 }
 
 async fn code2session(suite: &Suite, req: &Request) -> Response {

@@ -1,9 +1,8 @@
 //! The function's errors and the public codes they map to (`docs/errors.md`).
 
 use http::StatusCode;
-use wemint::cloud_files::StorageError;
+use wemint::content::ContentError;
 use wemint::runtime::ApiError;
-use wemint::store::StoreError;
 use wemint::subscriptions::SubscriptionsError;
 
 /// Public error codes of `gatedContent`.
@@ -27,44 +26,38 @@ pub mod codes {
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum GatedError {
-    /// See [`codes::CONTENT_NOT_FOUND`].
-    #[error("content {0} does not exist")]
-    ContentNotFound(String),
+    /// A content request failed (see [`content_error`] for the codes).
+    #[error(transparent)]
+    Content(#[from] ContentError),
     /// A subscription change was refused (see the codes of [`SubscriptionsError`]'s variants).
     #[error(transparent)]
     Subscription(#[from] SubscriptionsError),
-    /// The request data is malformed.
-    #[error("{0}")]
-    BadRequest(String),
-    /// See [`codes::MEDIA_UNAVAILABLE`].
-    #[error("media is unavailable: {0}")]
-    Media(#[source] StorageError),
-    /// Protected media exists but no storage is configured.
-    #[error("no storage is configured for protected media")]
-    NoStorage,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 impl From<GatedError> for ApiError {
     fn from(e: GatedError) -> Self {
         let message = e.to_string();
         match e {
-            GatedError::ContentNotFound(_) => {
-                ApiError::new(codes::CONTENT_NOT_FOUND, StatusCode::NOT_FOUND, message)
-            }
+            GatedError::Content(e) => content_error(e, message),
             GatedError::Subscription(e) => subscription_error(e, message),
-            GatedError::BadRequest(_) => ApiError::bad_request(message),
-            GatedError::Media(source) => ApiError::new(
-                codes::MEDIA_UNAVAILABLE,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "protected media is unavailable right now; retry shortly",
-            )
-            .with_source(source),
-            GatedError::NoStorage => ApiError::internal(message),
-            GatedError::Store(source) => ApiError::internal(source),
         }
+    }
+}
+
+/// The public code of a failed content request.
+fn content_error(e: ContentError, message: String) -> ApiError {
+    use ContentError as E;
+    match e {
+        E::NotFound(_) => ApiError::new(codes::CONTENT_NOT_FOUND, StatusCode::NOT_FOUND, message),
+        E::BadRequest(_) => ApiError::bad_request(message),
+        E::Media(source) => ApiError::new(
+            codes::MEDIA_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "protected media is unavailable right now; retry shortly",
+        )
+        .with_source(source),
+        E::NoStorage => ApiError::internal(message),
+        E::Store(source) => ApiError::internal(source),
     }
 }
 

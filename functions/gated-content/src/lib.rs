@@ -11,11 +11,10 @@
 //! - `subscribeGrant` and the timer: renewal reminders as subscribe messages
 //!   ([`wemint::subscriptions::reminders`]) and the end of lapsed tenant plans.
 //!
-//! This crate parses requests and wires the pieces; what a caller holds is loaded by
-//! [`wemint::access`] and the access decisions are [`wemint::domain::content`]'s.
-//!
-//! Time comes from one clock ([`wemint::setup::Deps::clock`]), which follows the
-//! emulator's dev clock, so expiry happens at the right instant in development too.
+//! This crate parses requests and calls the library: `get`, `list` and `entitlements` are
+//! [`wemint::content::Contents`]', the rest [`wemint::subscriptions`]'. Time comes from one
+//! clock ([`wemint::setup::Deps::clock`]), which follows the emulator's dev clock, so expiry
+//! happens at the right instant in development too.
 
 pub mod error;
 
@@ -23,17 +22,14 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wemint::access::{self, Standing};
 use wemint::clock::SharedClock;
-use wemint::cloud_files::Storage;
 use wemint::config::{Config, ReminderSettings};
-use wemint::domain::content::{self, Content, ContentKind, MediaUrl};
+use wemint::content::{Contents, GetInput, ListInput};
 use wemint::identity::{Authenticator, Caller};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 use wemint::setup::{Deps, required};
-use wemint::store::collections::CONTENTS;
-use wemint::store::{Filter, FindOptions, Store};
-use wemint::subscriptions::{Plans, Scope, Subscriptions, reminders};
+use wemint::store::Store;
+use wemint::subscriptions::{Scope, Subscriptions, reminders};
 use wemint::tenancy::Tenancy;
 use wemint::wechat::WechatClient;
 
@@ -42,28 +38,18 @@ use error::GatedError;
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "gatedContent";
 
-/// Default lifetime of a protected media URL: long enough to start playing, short enough
-/// that a shared link dies quickly.
-pub const DEFAULT_MEDIA_URL_TTL_SECS: i64 = 600;
-
 /// Everything built once at init.
 pub struct State {
     store: Arc<dyn Store>,
     clock: SharedClock,
     auth: Authenticator,
-    tenancy: Tenancy,
+    contents: Contents,
     subscriptions: Subscriptions,
-    storage: Option<Storage>,
     wechat: Option<WechatClient>,
     reminders: Option<ReminderSettings>,
-    media_ttl_secs: i64,
 }
 
 impl State {
-    fn now(&self) -> i64 {
-        self.clock.now_unix()
-    }
-
     fn caller(&self, req: &CallRequest) -> Result<Caller, ApiError> {
         self.auth.caller(req)
     }
@@ -81,35 +67,27 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
         );
     }
     let tenancy = Tenancy::new(deps.store.clone()).with_clock(deps.clock.clone());
-    let subscriptions = Subscriptions::new(deps.store.clone(), tenancy.clone());
+    let (store, clock) = (deps.store, deps.clock);
+    let contents = Contents::new(
+        store.clone(),
+        clock.clone(),
+        tenancy.clone(),
+        deps.cloud_files,
+    );
+    let subscriptions = Subscriptions::new(store.clone(), tenancy);
+    let (auth, wechat) = (deps.auth, deps.wechat);
     Ok(State {
-        store: deps.store,
-        clock: deps.clock,
-        auth: required(deps.auth, "WEMINT_SESSION_SECRET")?,
-        tenancy,
+        store,
+        clock,
+        auth: required(auth, "WEMINT_SESSION_SECRET")?,
+        contents,
         subscriptions,
-        storage: deps.cloud_files,
-        wechat: deps.wechat,
+        wechat,
         reminders,
-        media_ttl_secs: DEFAULT_MEDIA_URL_TTL_SECS,
     })
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct GetInput {
-    content_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ListInput {
-    #[serde(default)]
-    kind: Option<ContentKind>,
-    #[serde(default)]
-    limit: Option<u64>,
-}
-
+/// `cancelSubscription` and `resumeSubscription`.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ScopeInput {
@@ -117,9 +95,10 @@ struct ScopeInput {
     scope: Option<String>,
 }
 
+/// `startTrial` and `changePlan`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ChangePlanInput {
+struct PlanInput {
     plan: String,
     #[serde(default)]
     scope: Option<String>,
@@ -131,214 +110,35 @@ struct GrantInput {
     template_ids: Vec<String>,
 }
 
-fn scope(name: Option<&str>) -> Result<Scope, GatedError> {
-    match name {
-        None | Some("user") => Ok(Scope::User),
-        Some("tenant") => Ok(Scope::Tenant),
-        Some(other) => Err(GatedError::BadRequest(format!(
-            "scope must be `user` or `tenant`, not `{other}`"
-        ))),
-    }
-}
-
-async fn load_content(state: &State, id: &str) -> Result<Content, GatedError> {
-    let valid = (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if !valid {
-        return Err(GatedError::ContentNotFound(id.to_owned()));
-    }
-    state
-        .store
-        .get_as::<Content>(CONTENTS, id)
-        .await?
-        .ok_or_else(|| GatedError::ContentNotFound(id.to_owned()))
-}
-
-/// Temp URLs for the media a view shows, all with the same expiry.
-async fn media_urls(
-    state: &State,
-    file_ids: &[String],
-) -> Result<std::collections::HashMap<String, MediaUrl>, GatedError> {
-    if file_ids.is_empty() {
-        return Ok(Default::default());
-    }
-    let storage = state.storage.as_ref().ok_or(GatedError::NoStorage)?;
-    let urls = storage
-        .temp_urls(file_ids, state.media_ttl_secs, state.now())
-        .await
-        .map_err(GatedError::Media)?;
-    Ok(urls
-        .into_iter()
-        .map(|u| {
-            (
-                u.file_id,
-                MediaUrl {
-                    url: u.url,
-                    expires_at: u.expires_at,
-                },
-            )
-        })
-        .collect())
-}
-
-async fn get(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
-    let caller = state.caller(&req)?;
-    let input: GetInput = req.parse()?;
-    let content = load_content(&state, &input.content_id).await?;
-    let now = state.now();
-    let plans = Plans::load(&state.store).await.map_err(GatedError::from)?;
-    let standing = Standing::load(&state.store, &state.tenancy, &caller)
-        .await
-        .map_err(GatedError::from)?;
-    let holdings = standing.holdings(now, &plans);
-    match content::decide(&content, &holdings, &plans.lookup()) {
-        Some(via) => {
-            let view = content.full_view();
-            let urls = media_urls(&state, &view.media_file_ids()).await?;
-            Ok(json!({
-                "content": view.into_json(&|id| urls.get(id).cloned()),
-                "access": "granted",
-                "via": via,
-            }))
-        }
-        None => {
-            let view = content.preview_view();
-            let urls = media_urls(&state, &view.media_file_ids()).await?;
-            let catalog = access::active_catalog(&state.store)
-                .await
-                .map_err(GatedError::from)?;
-            let offers = content::offers(&content, &catalog, &plans.lookup());
-            Ok(json!({
-                "content": view.into_json(&|id| urls.get(id).cloned()),
-                "access": "locked",
-                "paywall": {"offers": offers},
-            }))
-        }
-    }
-}
-
-const LIST_DEFAULT: u64 = 20;
-const LIST_MAX: u64 = 50;
-
-async fn list(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
-    let caller = state.caller(&req)?;
-    let input: ListInput = req.parse()?;
-    let limit = input.limit.unwrap_or(LIST_DEFAULT);
-    if !(1..=LIST_MAX).contains(&limit) {
-        return Err(GatedError::BadRequest(format!("limit must be 1 to {LIST_MAX}")).into());
-    }
-    let filter = match input.kind {
-        Some(kind) => Filter::eq("kind", kind.as_str()),
-        None => Filter::All,
-    };
-    let contents: Vec<Content> = state
-        .store
-        .find_as(
-            CONTENTS,
-            &filter,
-            &FindOptions::new().sort_desc("publishedAt").limit(limit),
-        )
-        .await
-        .map_err(GatedError::from)?;
-    let now = state.now();
-    let plans = Plans::load(&state.store).await.map_err(GatedError::from)?;
-    let holdings = Standing::load(&state.store, &state.tenancy, &caller)
-        .await
-        .map_err(GatedError::from)?
-        .holdings(now, &plans);
-    let items: Vec<Value> = contents
-        .iter()
-        .map(|content| {
-            let via = content::decide(content, &holdings, &plans.lookup());
-            let mut v = json!({
-                "id": content.id,
-                "title": content.title,
-                "kind": content.kind.as_str(),
-                "summary": content.summary,
-                "access": if via.is_some() { "granted" } else { "locked" },
-            });
-            if let Some(via) = via {
-                v["via"] = json!(via);
-            }
-            v
-        })
-        .collect();
-    Ok(json!({ "contents": items }))
-}
-
-async fn entitlements(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
-    let caller = state.caller(&req)?;
-    let now = state.now();
-    let plans = Plans::load(&state.store).await.map_err(GatedError::from)?;
-    let standing = Standing::load(&state.store, &state.tenancy, &caller)
-        .await
-        .map_err(GatedError::from)?;
-    Ok(access::entitlements_view(&standing, now, &plans))
-}
-
-/// `cancelSubscription` (`cancel`) and `resumeSubscription` (`!cancel`).
-async fn set_canceled(
-    state: Arc<State>,
-    req: CallRequest,
-    cancel: bool,
-) -> Result<Value, ApiError> {
-    let caller = state.caller(&req)?;
-    let input: ScopeInput = req.parse()?;
-    let scope = scope(input.scope.as_deref())?;
-    Ok(state
-        .subscriptions
-        .set_canceled(&caller, scope, cancel, state.now())
-        .await
-        .map_err(GatedError::from)?)
-}
-
-/// The two actions that name a target plan.
-#[derive(Clone, Copy)]
-enum PlanAction {
-    StartTrial,
-    Change,
-}
-
-async fn plan_action(
-    state: Arc<State>,
-    req: CallRequest,
-    action: PlanAction,
-) -> Result<Value, ApiError> {
-    let caller = state.caller(&req)?;
-    let input: ChangePlanInput = req.parse()?;
-    let scope = scope(input.scope.as_deref())?;
-    let (subs, now) = (&state.subscriptions, state.now());
-    let done = match action {
-        PlanAction::StartTrial => subs.start_trial(&caller, scope, &input.plan, now).await,
-        PlanAction::Change => subs.change_plan(&caller, scope, &input.plan, now).await,
-    };
-    Ok(done.map_err(GatedError::from)?)
-}
-
-async fn subscribe_grant(state: Arc<State>, req: CallRequest) -> Result<Value, ApiError> {
-    let caller = state.caller(&req)?;
-    let input: GrantInput = req.parse()?;
-    let grants = reminders::record_grants(
-        &state.store,
-        &caller.openid,
-        &input.template_ids,
-        state.now(),
-    )
-    .await
-    .map_err(GatedError::from)?;
-    Ok(json!({ "grants": grants }))
-}
-
 /// The function value `main` runs; tests build it the same way.
 pub fn function() -> Function<State> {
     Function::with_init(NAME, env!("CARGO_PKG_VERSION"), init)
-        .callable("get", get)
-        .callable("list", list)
-        .callable("entitlements", entitlements)
-        .callable("startTrial", |s: Arc<State>, req| {
-            plan_action(s, req, PlanAction::StartTrial)
+        .callable("get", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: GetInput = req.parse()?;
+            let reply = s.contents.get(&caller, &input.content_id).await;
+            Ok::<_, ApiError>(reply.map_err(GatedError::from)?)
+        })
+        .callable("list", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: ListInput = req.parse()?;
+            let reply = s.contents.list(&caller, input).await;
+            Ok::<_, ApiError>(reply.map_err(GatedError::from)?)
+        })
+        .callable("entitlements", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let reply = s.contents.entitlements(&caller).await;
+            Ok::<_, ApiError>(reply.map_err(GatedError::from)?)
+        })
+        .callable("startTrial", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: PlanInput = req.parse()?;
+            let scope = Scope::parse(input.scope.as_deref()).map_err(GatedError::from)?;
+            let now = s.clock.now_unix();
+            let done = s
+                .subscriptions
+                .start_trial(&caller, scope, &input.plan, now);
+            Ok::<_, ApiError>(done.await.map_err(GatedError::from)?)
         })
         .callable("cancelSubscription", |s: Arc<State>, req| {
             set_canceled(s, req, true)
@@ -346,31 +146,41 @@ pub fn function() -> Function<State> {
         .callable("resumeSubscription", |s: Arc<State>, req| {
             set_canceled(s, req, false)
         })
-        .callable("changePlan", |s: Arc<State>, req| {
-            plan_action(s, req, PlanAction::Change)
-        })
-        .callable("subscribeGrant", subscribe_grant)
-        .default_action("get")
-        .timer(|state: Arc<State>, _timer| async move {
-            let now = state.now();
-            let tenant_plans_ended = state
+        .callable("changePlan", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: PlanInput = req.parse()?;
+            let scope = Scope::parse(input.scope.as_deref()).map_err(GatedError::from)?;
+            let now = s.clock.now_unix();
+            let done = s
                 .subscriptions
-                .expire_tenant_plans(now)
-                .await
-                .map_err(GatedError::from)?;
-            let reminders = match (&state.reminders, &state.wechat) {
-                (Some(settings), Some(wechat)) => {
-                    let report = reminders::sweep(&state.store, wechat, settings, now)
-                        .await
-                        .map_err(GatedError::from)?;
-                    tracing::info!(?report, "renewal reminders");
-                    json!(report)
-                }
-                _ => json!("not configured"),
-            };
-            Ok::<_, ApiError>(json!({
-                "reminders": reminders,
-                "tenantPlansEnded": tenant_plans_ended,
-            }))
+                .change_plan(&caller, scope, &input.plan, now);
+            Ok::<_, ApiError>(done.await.map_err(GatedError::from)?)
         })
+        .callable("subscribeGrant", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: GrantInput = req.parse()?;
+            let now = s.clock.now_unix();
+            let grants =
+                reminders::record_grants(&s.store, &caller.openid, &input.template_ids, now)
+                    .await
+                    .map_err(GatedError::from)?;
+            Ok::<_, ApiError>(json!({ "grants": grants }))
+        })
+        .default_action("get")
+        .timer(|s: Arc<State>, _timer| async move {
+            let reminders = s.reminders.as_ref().zip(s.wechat.as_ref());
+            let now = s.clock.now_unix();
+            let ran = reminders::run_timer(&s.subscriptions, &s.store, reminders, now).await;
+            Ok::<_, ApiError>(ran.map_err(GatedError::from)?)
+        })
+}
+
+/// `cancelSubscription` (`cancel`) and `resumeSubscription` (`!cancel`).
+async fn set_canceled(s: Arc<State>, req: CallRequest, cancel: bool) -> Result<Value, ApiError> {
+    let caller = s.caller(&req)?;
+    let input: ScopeInput = req.parse()?;
+    let scope = Scope::parse(input.scope.as_deref()).map_err(GatedError::from)?;
+    let now = s.clock.now_unix();
+    let done = s.subscriptions.set_canceled(&caller, scope, cancel, now);
+    Ok(done.await.map_err(GatedError::from)?)
 }

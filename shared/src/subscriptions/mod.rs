@@ -47,6 +47,20 @@ impl Scope {
         }
     }
 
+    /// The scope a request names: `user` (also when none is named) or `tenant`.
+    ///
+    /// # Errors
+    /// [`SubscriptionsError::BadRequest`] for any other name.
+    pub fn parse(name: Option<&str>) -> Result<Scope, SubscriptionsError> {
+        match name {
+            None | Some("user") => Ok(Scope::User),
+            Some("tenant") => Ok(Scope::Tenant),
+            Some(other) => Err(SubscriptionsError::BadRequest(format!(
+                "scope must be `user` or `tenant`, not `{other}`"
+            ))),
+        }
+    }
+
     /// The `subscriptions` id of a subscriber in this scope: the openid for a membership,
     /// `tenant:<id>` for a tenant plan.
     pub fn subject(self, id: &str) -> String {

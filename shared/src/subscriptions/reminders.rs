@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{Plans, SubscriptionsError, ending_between};
+use super::{Plans, Subscriptions, SubscriptionsError, ending_between};
 use crate::config::{ReminderField, ReminderSettings};
 use crate::domain::subscription::SubscriptionState;
 use crate::store::collections::{RENEWAL_REMINDERS, TENANTS};
@@ -24,6 +24,30 @@ use crate::wechat::{ErrCode, SubscribeMessage, WechatClient, subscribe_grants};
 const DAY: i64 = 86_400;
 /// `thing` template values are limited to 20 characters.
 const THING_MAX_CHARS: usize = 20;
+
+/// One run of gatedContent's timer at `now`: ends the tenant plans that have lapsed, then sends
+/// the renewal reminders that are due when reminders are configured (`reminders`). The reply
+/// reports both.
+pub async fn run_timer(
+    subscriptions: &Subscriptions,
+    store: &Arc<dyn Store>,
+    reminders: Option<(&ReminderSettings, &WechatClient)>,
+    now: i64,
+) -> Result<Value, SubscriptionsError> {
+    let tenant_plans_ended = subscriptions.expire_tenant_plans(now).await?;
+    let reminders = match reminders {
+        Some((settings, wechat)) => {
+            let report = sweep(store, wechat, settings, now).await?;
+            tracing::info!(?report, "renewal reminders");
+            json!(report)
+        }
+        None => json!("not configured"),
+    };
+    Ok(json!({
+        "reminders": reminders,
+        "tenantPlansEnded": tenant_plans_ended,
+    }))
+}
 
 /// Records that `openid` accepted each template once more (one credit each).
 pub async fn record_grants(
