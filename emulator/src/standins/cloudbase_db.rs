@@ -9,7 +9,8 @@
 //!   `DOCUMENT_NOT_FOUND` (404, single-document routes), `DATABASE_DUPLICATE_WRITE` (409, with
 //!   MongoDB's `E11000 … index: NAME` text; inside `/commands` it is the 500
 //!   `DATABASE_REQUEST_FAILED` form), `INVALID_PARAM` (400), `DATABASE_PERMISSION_DENIED` (401);
-//! - `/commands` and collection creation are for the administrator key only;
+//! - `/commands` (`findAndModify`, `createIndexes`, `listIndexes`, `drop`, `ping`) and
+//!   collection creation are for the administrator key only;
 //! - list queries return at most [`StandInOptions::max_page`] documents and echo that `limit`.
 //!
 //! What it adds for tests and `/dev/stats`: a request counter per operation, and fault
