@@ -26,6 +26,9 @@ scripts/check-modules.sh
 step "collections registry (no collection name outside shared/src/store/collections.rs)"
 scripts/check-collections.sh
 
+step "cloudbaserc.json (loaded offline as the CloudBase CLI loads it; SCF's 4 KB environment limit)"
+scripts/check-cloudbaserc.sh
+
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

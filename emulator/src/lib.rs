@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod clock;
+pub mod cloudbase_admin;
 pub mod console;
 pub mod deliveries;
 pub mod demo;

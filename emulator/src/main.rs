@@ -15,6 +15,13 @@ USAGE:
   wemint-dev env [OPTIONS]         print the environment the functions get (KEY=VALUE)
   wemint-dev seed --store URI FILE import products, plans and contents (idempotent)
   wemint-dev demo [--bin-dir DIR]  run the money flow end to end on a fresh suite
+  wemint-dev provision --store cloudbase://ENV
+                                   create every collection and index of the registry in a
+                                   CloudBase environment (idempotent; prints created/found)
+  wemint-dev probe --store cloudbase://ENV
+                                   first-contact checks against a CloudBase environment: what
+                                   it supports (findAndModify, createIndexes, page size, …);
+                                   writes only into a scratch collection it cleans up
   wemint-dev help
 
 OPTIONS (up, env):
@@ -196,6 +203,30 @@ async fn env(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// `provision` and `probe`: the key comes from `WEMINT_CLOUDBASE_API_KEY`, the gateway from
+/// `WEMINT_CLOUDBASE_ENDPOINT` (default `https://ENV.api.tcloudbasegateway.com`).
+async fn cloudbase(args: &Args) -> Result<bool, String> {
+    let store_uri = args
+        .store
+        .clone()
+        .ok_or_else(|| format!("{} needs --store cloudbase://ENV", args.command))?;
+    if !store_uri.starts_with("cloudbase://") {
+        return Err(format!(
+            "{} works on a CloudBase environment: --store cloudbase://ENV (not {})",
+            args.command,
+            wemint::store::redact_uri(&store_uri)
+        ));
+    }
+    let gateway = wemint_emulator::cloudbase_admin::Gateway::from_env(&store_uri)?;
+    let mut out = std::io::stdout();
+    if args.command == "provision" {
+        wemint_emulator::cloudbase_admin::provision(&gateway, &mut out).await?;
+    } else {
+        wemint_emulator::cloudbase_admin::probe(&gateway, &mut out).await?;
+    }
+    Ok(true)
+}
+
 async fn seed(args: &Args) -> Result<(), String> {
     let store_uri = args.store.clone().ok_or("seed needs --store URI")?;
     let [file] = args.positional.as_slice() else {
@@ -252,6 +283,7 @@ fn main() -> ExitCode {
             "up" => up(&args).await.map(|()| true),
             "env" => env(&args).await.map(|()| true),
             "seed" => seed(&args).await.map(|()| true),
+            "provision" | "probe" => cloudbase(&args).await,
             "demo" => wemint_emulator::demo::run(args.bin_dir.clone())
                 .await
                 .map(|r| r.passed()),

@@ -9,7 +9,8 @@
 //!   `DOCUMENT_NOT_FOUND` (404, single-document routes), `DATABASE_DUPLICATE_WRITE` (409, with
 //!   MongoDB's `E11000 … index: NAME` text; inside `/commands` it is the 500
 //!   `DATABASE_REQUEST_FAILED` form), `INVALID_PARAM` (400), `DATABASE_PERMISSION_DENIED` (401);
-//! - `/commands` and collection creation are for the administrator key only;
+//! - `/commands` (`findAndModify`, `createIndexes`, `listIndexes`, `drop`, `ping`) and
+//!   collection creation are for the administrator key only;
 //! - list queries return at most [`StandInOptions::max_page`] documents and echo that `limit`.
 //!
 //! What it adds for tests and `/dev/stats`: a request counter per operation, and fault
@@ -96,6 +97,9 @@ pub struct CloudbaseDb {
     counters: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<VecDeque<Pending>>,
     known: Mutex<HashSet<String>>,
+    /// Index models created through `createIndexes`, per collection, for `listIndexes` and
+    /// MongoDB's `numIndexesBefore/After` (remembered for the stand-in's lifetime).
+    indexes: Mutex<BTreeMap<String, BTreeMap<String, Value>>>,
 }
 
 /// A handler's failure: the HTTP answer.
@@ -168,6 +172,7 @@ impl CloudbaseDb {
             counters: Mutex::default(),
             faults: Mutex::default(),
             known: Mutex::default(),
+            indexes: Mutex::default(),
         }
     }
 
@@ -610,6 +615,8 @@ impl CloudbaseDb {
                     self.find_and_modify(&command).await?
                 }
                 "createIndexes" => self.create_indexes(&command).await?,
+                "listIndexes" => self.list_indexes(&command).await?,
+                "drop" => self.drop(&command).await?,
                 "ping" => json!({"ok": 1}),
                 other => {
                     return Err(error(
@@ -688,7 +695,61 @@ impl CloudbaseDb {
             .ensure_indexes(c, &specs)
             .await
             .map_err(|e| store_error(e, true))?;
-        Ok(json!({"ok": 1}))
+        let (before, after) = match self.indexes.lock() {
+            Ok(mut all) => {
+                let known = all.entry(c.to_owned()).or_default();
+                let before = known.len() + 1;
+                for model in models {
+                    if let Some(name) = model["name"].as_str() {
+                        known.insert(name.to_owned(), model.clone());
+                    }
+                }
+                (before, known.len() + 1)
+            }
+            Err(_) => (1, 1),
+        };
+        // MongoDB's answer; the `+ 1` is the implicit `_id_` index.
+        Ok(json!({"numIndexesBefore": before, "numIndexesAfter": after, "ok": 1}))
+    }
+
+    /// `drop`: the collection's documents, its registration and its remembered indexes go
+    /// (the documents' indexes stay in the embedded store, where they are harmless).
+    async fn drop(&self, command: &Value) -> Result<Value, Response> {
+        let c = command["drop"].as_str().unwrap_or("");
+        if !self.exists(c).await? {
+            return Err(missing());
+        }
+        self.store
+            .delete_many(c, &Filter::All)
+            .await
+            .map_err(|e| store_error(e, true))?;
+        self.store
+            .delete_one(REGISTRY, &Filter::id(c))
+            .await
+            .map_err(|e| store_error(e, true))?;
+        if let Ok(mut k) = self.known.lock() {
+            k.remove(c);
+        }
+        if let Ok(mut all) = self.indexes.lock() {
+            all.remove(c);
+        }
+        Ok(json!({"ns": c, "ok": 1}))
+    }
+
+    /// `listIndexes`: `_id_` plus the indexes created here, as an array of index documents
+    /// (the shape observed for `/commands` reads).
+    async fn list_indexes(&self, command: &Value) -> Result<Value, Response> {
+        let c = command["listIndexes"].as_str().unwrap_or("");
+        if !self.exists(c).await? {
+            return Err(missing());
+        }
+        let mut list = vec![json!({"v": 2, "key": {"_id": 1}, "name": "_id_"})];
+        if let Ok(all) = self.indexes.lock()
+            && let Some(known) = all.get(c)
+        {
+            list.extend(known.values().cloned());
+        }
+        Ok(Value::Array(list))
     }
 }
 

@@ -1166,7 +1166,8 @@ impl Store for CloudbaseStore {
 
 /// A `createIndexes` entry. Unique indexes are partial on `$exists` for every field, so
 /// documents missing a field are not indexed (as in SQLite and the MongoDB backend).
-fn index_model(spec: &IndexSpec) -> Value {
+/// Public for `wemint-dev provision`, which creates the same indexes ahead of deploy.
+pub fn index_model(spec: &IndexSpec) -> Value {
     let key: serde_json::Map<String, Value> =
         spec.fields.iter().map(|f| (f.clone(), json!(1))).collect();
     let mut model = json!({ "key": key, "name": spec.name, "unique": spec.unique });
