@@ -393,7 +393,11 @@ impl Commerce {
     /// stock never goes negative; on a shortfall what was taken is given back. With `hold`
     /// (an order not stored yet), each product records `holds.o_<order>` in the same write,
     /// so exactly what was taken can be given back whatever step a crash stops at.
-    async fn reserve(&self, lines: &[Reservation], hold: Option<&str>) -> Result<(), CommerceError> {
+    async fn reserve(
+        &self,
+        lines: &[Reservation],
+        hold: Option<&str>,
+    ) -> Result<(), CommerceError> {
         for (i, line) in lines.iter().enumerate() {
             let qty = i64::from(line.quantity);
             let mut filter = Filter::id(line.sku.as_str()).and(Filter::gte("stock", qty));
@@ -506,7 +510,12 @@ impl Commerce {
                     .update_one(c::PRODUCTS, &filter, &update, UpdateOptions::default())
                     .await?;
                 if won.is_some() && !stored {
-                    tracing::warn!(sku, order = order_id, qty, "stock of an order never stored given back");
+                    tracing::warn!(
+                        sku,
+                        order = order_id,
+                        qty,
+                        "stock of an order never stored given back"
+                    );
                     released += 1;
                 }
             }

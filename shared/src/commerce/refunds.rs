@@ -402,7 +402,11 @@ impl Commerce {
         if !state.is_final() {
             return Ok(false);
         }
-        let Some(current) = self.store.get_as::<RefundDoc>(c::REFUNDS, refund_no).await? else {
+        let Some(current) = self
+            .store
+            .get_as::<RefundDoc>(c::REFUNDS, refund_no)
+            .await?
+        else {
             return Ok(false);
         };
         let movable = match current.status {
@@ -453,7 +457,13 @@ impl Commerce {
             let held = Update::new()
                 .inc("refundingFen", -amount)
                 .set(mark.as_str(), target);
-            let refunded = |u: Update| if success { u.inc("refundedFen", amount) } else { u };
+            let refunded = |u: Update| {
+                if success {
+                    u.inc("refundedFen", amount)
+                } else {
+                    u
+                }
+            };
             let mut steps = vec![
                 (Filter::eq(mark.as_str(), HELD), refunded(held)),
                 (
@@ -567,7 +577,10 @@ impl Commerce {
     async fn settle_order_status(&self, mut order: OrderDoc) -> Result<(), CommerceError> {
         use OrderStatus::*;
         for _ in 0..ORDER_RETRIES {
-            if !matches!(order.status, Refunding | Paid | Fulfilled | PartiallyRefunded) {
+            if !matches!(
+                order.status,
+                Refunding | Paid | Fulfilled | PartiallyRefunded
+            ) {
                 return Ok(());
             }
             let target = status_after_refund_settled(

@@ -2114,11 +2114,17 @@ async fn a_refund_whose_outcome_is_unknown_stays_processing_until_the_provider_a
     );
     w.clock.advance(120);
     w.commerce.reconcile().await.unwrap();
-    assert_eq!(refund_doc(&w, "RU1").await.unwrap().status, RefundState::Processing);
+    assert_eq!(
+        refund_doc(&w, "RU1").await.unwrap().status,
+        RefundState::Processing
+    );
     w.clock.advance(120);
     let report = w.commerce.reconcile().await.unwrap();
     assert_eq!(report.refunds_settled, 1);
-    assert_eq!(refund_doc(&w, "RU1").await.unwrap().status, RefundState::Success);
+    assert_eq!(
+        refund_doc(&w, "RU1").await.unwrap().status,
+        RefundState::Success
+    );
     let sent: Vec<String> = w
         .wxpay
         .refunds
@@ -2163,10 +2169,18 @@ async fn a_verified_success_settles_an_abnormal_refund_and_takes_the_grants_back
             .unwrap(),
         "a redelivery changes nothing"
     );
-    assert_eq!(refund_doc(&w, "RA1").await.unwrap().status, RefundState::Success);
+    assert_eq!(
+        refund_doc(&w, "RA1").await.unwrap().status,
+        RefundState::Success
+    );
     let o = order(&w, &paid.id).await;
     assert_eq!(
-        (o.status, o.refunding_fen.get(), o.refunded_fen.get(), o.grants_revoked),
+        (
+            o.status,
+            o.refunding_fen.get(),
+            o.refunded_fen.get(),
+            o.grants_revoked
+        ),
         (OrderStatus::Refunded, 0, 1800, true)
     );
 }
@@ -2190,13 +2204,22 @@ async fn a_refund_made_in_the_merchant_console_is_recorded_and_takes_the_grants_
     );
     let recorded = refund_doc(&w, "CONSOLE-1").await.unwrap();
     assert_eq!(
-        (recorded.status, recorded.amount_fen.get(), recorded.order_id.as_str()),
+        (
+            recorded.status,
+            recorded.amount_fen.get(),
+            recorded.order_id.as_str()
+        ),
         (RefundState::Success, 1800, paid.id.as_str())
     );
     assert_eq!(recorded.requested_by, "merchant_console");
     let o = order(&w, &paid.id).await;
     assert_eq!(
-        (o.status, o.refunding_fen.get(), o.refunded_fen.get(), o.grants_revoked),
+        (
+            o.status,
+            o.refunding_fen.get(),
+            o.refunded_fen.get(),
+            o.grants_revoked
+        ),
         (OrderStatus::Refunded, 0, 1800, true)
     );
     let entitlement = w
@@ -2329,12 +2352,20 @@ async fn a_refund_request_stopped_at_any_write_is_finished_by_reconciliation() {
             Some(r) => {
                 assert_eq!(r.status, RefundState::Success, "stop at write {fail_at}");
                 assert!(r.order_applied, "stop at write {fail_at}");
-                assert_eq!(state, (OrderStatus::Refunded, 0, 1800), "stop at write {fail_at}");
+                assert_eq!(
+                    state,
+                    (OrderStatus::Refunded, 0, 1800),
+                    "stop at write {fail_at}"
+                );
                 assert!(o.grants_revoked, "stop at write {fail_at}");
             }
             None => {
                 assert!(outcome.is_err(), "stop at write {fail_at}");
-                assert_eq!(state, (OrderStatus::Fulfilled, 0, 0), "stop at write {fail_at}");
+                assert_eq!(
+                    state,
+                    (OrderStatus::Fulfilled, 0, 0),
+                    "stop at write {fail_at}"
+                );
             }
         }
         // Asking again with the same number answers with the (finished) refund.
@@ -2343,7 +2374,11 @@ async fn a_refund_request_stopped_at_any_write_is_finished_by_reconciliation() {
             .refund(&caller("admin"), full_refund(&paid, "RC1"))
             .await
             .unwrap();
-        assert_eq!(again.status, RefundState::Success, "stop at write {fail_at}");
+        assert_eq!(
+            again.status,
+            RefundState::Success,
+            "stop at write {fail_at}"
+        );
         let o = order(&w, &paid.id).await;
         assert_eq!(
             (o.status, o.refunding_fen.get(), o.refunded_fen.get()),
@@ -2403,8 +2438,16 @@ async fn stock_taken_by_a_create_stopped_at_any_write_is_given_back() {
             .map(|r| i64::from(r.quantity))
             .sum();
         assert_eq!(stock(&w, "mug").await + held, 5, "stop at write {fail_at}");
-        let product = w.store.get(collections::PRODUCTS, "mug").await.unwrap().unwrap();
+        let product = w
+            .store
+            .get(collections::PRODUCTS, "mug")
+            .await
+            .unwrap()
+            .unwrap();
         let holds = product.get("holds").and_then(Value::as_object);
-        assert!(holds.is_none_or(|h| h.is_empty()), "stop at write {fail_at}: {product}");
+        assert!(
+            holds.is_none_or(|h| h.is_empty()),
+            "stop at write {fail_at}: {product}"
+        );
     }
 }
