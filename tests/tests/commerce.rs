@@ -1167,3 +1167,44 @@ async fn checkouts_are_rate_limited_per_buyer() {
         "one prepay per order"
     );
 }
+
+#[tokio::test]
+async fn a_refund_made_in_the_merchant_console_is_recorded_from_its_notification() {
+    let w = world(10).await;
+    let data = w
+        .buy("o-alice", "c", json!([{"sku": "mug", "quantity": 2}]))
+        .await;
+    let id = data["order"]["id"].as_str().unwrap().to_owned();
+    let no = data["order"]["outTradeNo"].as_str().unwrap().to_owned();
+    w.pay(&no, 5000, "o-alice").await;
+    // wemint never asked for this refund number: the merchant refunded in the console.
+    let refund = json!({
+        "mchid": field("mchid"), "out_trade_no": no, "transaction_id": format!("4200{}", &no[2..]),
+        "out_refund_no": "CONSOLE-1", "refund_id": "5030CONSOLE-1", "refund_status": "SUCCESS",
+        "success_time": "2026-11-24T08:05:00+08:00", "user_received_account": "balance",
+        "amount": {"total": 5000, "refund": 5000, "payer_total": 5000, "payer_refund": 5000},
+    });
+    let n = w.pay.notification("REFUND.SUCCESS", "refund", &refund, 0);
+    assert_eq!(w.deliver(&n).await["statusCode"], 204);
+    let order = w.order(&id).await;
+    assert_eq!(
+        (
+            order["status"].as_str(),
+            order["refundedFen"].as_i64(),
+            order["refundingFen"].as_i64()
+        ),
+        (Some("refunded"), Some(5000), Some(0)),
+        "{order}"
+    );
+    let out = w
+        .call(
+            "o-admin",
+            "refund",
+            json!({"orderId": id, "refundNo": "RF-9"}),
+        )
+        .await;
+    assert!(
+        out["error"]["code"].is_string(),
+        "nothing left to refund: {out}"
+    );
+}

@@ -10,7 +10,8 @@ const APPID: &str = "wx-harness-app";
 /// The counters of a run that found nothing to do.
 fn idle_report() -> Value {
     json!({"checked": 0, "paid": 0, "closed": 0, "fulfilled": 0, "refundsRetried": 0,
-        "refundsSettled": 0, "revoked": 0, "errors": 0})
+        "refundsSettled": 0, "refundsRecovered": 0, "holdsReleased": 0, "revoked": 0,
+        "errors": 0})
 }
 
 async fn reconcile(ts: &TestStore) -> Harness {

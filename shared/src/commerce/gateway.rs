@@ -316,7 +316,15 @@ impl XpayGateway for XpayProvider {
                         errcode: ErrCode::Duplicate | ErrCode::AlreadyRefunded,
                         ..
                     }) => Ok(()),
-                    other => other.map(|_| ()),
+                    // Only a definite refusal (an errcode, or nothing sent) ends the refund;
+                    // an unknown outcome (transport, HTTP status, undecodable answer) may
+                    // have refunded, so it is retried with the same refund number.
+                    Err(e @ (XpayError::Invalid { .. } | XpayError::Api { .. })) => Err(e),
+                    Err(e) => Err(XpayError::Transport {
+                        message: format!("refund outcome unknown: {e}"),
+                        transient: true,
+                    }),
+                    Ok(_) => Ok(()),
                 }
             }
         })

@@ -253,6 +253,19 @@ pub struct RefundDoc {
     /// Last provider error, for the admin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Whether the order tracks this refund under `refundMarks.r_<hex refund number>`
+    /// (`held` / `refunded` / `released`), which makes each order write for it happen once.
+    /// Refunds recorded before the marks existed do not.
+    #[serde(default)]
+    pub marked: bool,
+    /// False between the refund reaching a final state and its order's amounts following;
+    /// reconciliation finishes what a crash left in between.
+    #[serde(default = "yes")]
+    pub order_applied: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl RefundDoc {

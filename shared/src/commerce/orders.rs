@@ -178,11 +178,14 @@ impl Commerce {
             None
         };
         let counted = draft.reservations;
-        self.reserve(&counted).await?;
+        // Stock is taken under a hold named after the order before the order is stored, so
+        // a stop in between leaves holds reconciliation can give back (`release_orphan_holds`).
+        let order_id = crate::store::new_id();
+        self.reserve(&counted, Some(&order_id)).await?;
 
         let now = self.now();
         let order = OrderDoc {
-            id: crate::store::new_id(),
+            id: order_id,
             out_trade_no: OutTradeNo::generate(now, (self.random)()).to_string(),
             owner: caller.openid.clone(),
             appid: self.appid.clone(),
@@ -213,7 +216,7 @@ impl Commerce {
             Ok(_) => {}
             Err(StoreError::DuplicateKey { .. }) => {
                 // The same request raced us: give the stock back and answer with its order.
-                self.unreserve(&counted).await;
+                self.release_holds(&order.id, &counted).await;
                 let existing = self
                     .find_by_request(&caller.openid, request_id)
                     .await?
@@ -221,10 +224,12 @@ impl Commerce {
                 return self.replay(caller, existing, &input).await;
             }
             Err(e) => {
-                self.unreserve(&counted).await;
+                self.release_holds(&order.id, &counted).await;
                 return Err(e.into());
             }
         }
+        // The stored order owns the stock now (`reservations`); the holds are only a trace.
+        self.drop_holds(&order.id, &counted).await;
         tracing::info!(order = %order.id, out_trade_no = %order.out_trade_no,
             total = order.total_fen.get(), channel = order.channel.as_str(), "order created");
         self.payment_for(order, session_key).await
@@ -385,32 +390,137 @@ impl Commerce {
     }
 
     /// Takes stock for every counted line with a conditional `$inc` (`stock ≥ quantity`), so
-    /// stock never goes negative; on a shortfall what was taken is given back.
-    async fn reserve(&self, lines: &[Reservation]) -> Result<(), CommerceError> {
+    /// stock never goes negative; on a shortfall what was taken is given back. With `hold`
+    /// (an order not stored yet), each product records `holds.o_<order>` in the same write,
+    /// so exactly what was taken can be given back whatever step a crash stops at.
+    async fn reserve(
+        &self,
+        lines: &[Reservation],
+        hold: Option<&str>,
+    ) -> Result<(), CommerceError> {
         for (i, line) in lines.iter().enumerate() {
             let qty = i64::from(line.quantity);
+            let mut filter = Filter::id(line.sku.as_str()).and(Filter::gte("stock", qty));
+            let mut update = Update::new().inc("stock", -qty);
+            if let Some(order_id) = hold {
+                filter = filter.and(Filter::exists(hold_path(order_id), false));
+                update = update.set(hold_path(order_id), json!({"qty": qty, "at": self.now()}));
+            }
             let taken = self
+                .store
+                .update_one(c::PRODUCTS, &filter, &update, UpdateOptions::default())
+                .await;
+            let failed = match taken {
+                Ok(Some(_)) => continue,
+                Ok(None) => CommerceError::OutOfStock(line.sku.clone()),
+                Err(e) => e.into(),
+            };
+            match hold {
+                Some(order_id) => self.release_holds(order_id, &lines[..i]).await,
+                None => self.unreserve(&lines[..i]).await,
+            }
+            return Err(failed);
+        }
+        Ok(())
+    }
+
+    /// Gives back the stock an order that was never stored held, once per product (the hold
+    /// is removed in the same write). Best effort: reconciliation retries what fails.
+    async fn release_holds(&self, order_id: &str, lines: &[Reservation]) {
+        for line in lines {
+            let result = self
                 .store
                 .update_one(
                     c::PRODUCTS,
-                    &Filter::id(line.sku.as_str()).and(Filter::gte("stock", qty)),
-                    &Update::new().inc("stock", -qty),
+                    &Filter::id(line.sku.as_str()).and(Filter::exists(hold_path(order_id), true)),
+                    &Update::new()
+                        .inc("stock", i64::from(line.quantity))
+                        .unset(hold_path(order_id)),
                     UpdateOptions::default(),
                 )
                 .await;
-            match taken {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    self.unreserve(&lines[..i]).await;
-                    return Err(CommerceError::OutOfStock(line.sku.clone()));
+            if let Err(e) = result {
+                tracing::error!(sku = %line.sku, order = order_id, error = %e, "stock hold release failed");
+            }
+        }
+    }
+
+    /// Removes the holds of a stored order (its stock stays taken). Best effort:
+    /// reconciliation removes what is left.
+    async fn drop_holds(&self, order_id: &str, lines: &[Reservation]) {
+        for line in lines {
+            let result = self
+                .store
+                .update_one(
+                    c::PRODUCTS,
+                    &Filter::id(line.sku.as_str()).and(Filter::exists(hold_path(order_id), true)),
+                    &Update::new().unset(hold_path(order_id)),
+                    UpdateOptions::default(),
+                )
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(sku = %line.sku, order = order_id, error = %e, "dropping a stock hold failed");
+            }
+        }
+    }
+
+    /// Reconciliation: holds taken before `before` whose order was never stored are given
+    /// back; holds of stored orders are dropped. `before` must be older than the longest a
+    /// function can run, so the order of a hold that old is stored by now or never will be.
+    /// Returns how many holds were given back.
+    pub(crate) async fn release_orphan_holds(
+        &self,
+        before: i64,
+        limit: u64,
+    ) -> Result<u32, CommerceError> {
+        let products = self
+            .store
+            .find(
+                c::PRODUCTS,
+                &Filter::exists("holds", true),
+                &FindOptions::new().limit(limit),
+            )
+            .await?;
+        let mut released = 0;
+        for product in products {
+            let Some(sku) = product.get("_id").and_then(Value::as_str) else {
+                continue;
+            };
+            let Some(holds) = product.get("holds").and_then(Value::as_object) else {
+                continue;
+            };
+            for (key, hold) in holds {
+                let Some(order_id) = key.strip_prefix("o_") else {
+                    continue;
+                };
+                let at = hold.get("at").and_then(Value::as_i64).unwrap_or(0);
+                let qty = hold.get("qty").and_then(Value::as_i64).unwrap_or(0);
+                if at >= before {
+                    continue;
                 }
-                Err(e) => {
-                    self.unreserve(&lines[..i]).await;
-                    return Err(e.into());
+                let filter = Filter::id(sku).and(Filter::exists(hold_path(order_id), true));
+                let stored = self.store.get(c::ORDERS, order_id).await?.is_some();
+                let update = if stored {
+                    Update::new().unset(hold_path(order_id))
+                } else {
+                    Update::new().inc("stock", qty).unset(hold_path(order_id))
+                };
+                let won = self
+                    .store
+                    .update_one(c::PRODUCTS, &filter, &update, UpdateOptions::default())
+                    .await?;
+                if won.is_some() && !stored {
+                    tracing::warn!(
+                        sku,
+                        order = order_id,
+                        qty,
+                        "stock of an order never stored given back"
+                    );
+                    released += 1;
                 }
             }
         }
-        Ok(())
+        Ok(released)
     }
 
     /// Gives stock back (best effort: a failure leaves stock understated, never negative).
@@ -466,7 +576,7 @@ impl Commerce {
         if won.is_none() {
             return Ok(true);
         }
-        match self.reserve(&order.reservations).await {
+        match self.reserve(&order.reservations, None).await {
             Ok(()) => Ok(true),
             Err(CommerceError::OutOfStock(sku)) => {
                 tracing::error!(order = %order.id, sku = %sku,
@@ -622,6 +732,11 @@ impl Commerce {
 }
 
 /// `status ∈ allowed_from(to)`: the condition of every transition to `to`.
+/// Where a product records the stock an order not stored yet took.
+fn hold_path(order_id: &str) -> String {
+    format!("holds.o_{order_id}")
+}
+
 pub(crate) fn status_in(to: OrderStatus) -> Filter {
     Filter::is_in(
         "status",

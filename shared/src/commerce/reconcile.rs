@@ -13,6 +13,9 @@ use crate::store::{Filter, FindOptions};
 
 /// Orders younger than this are left to their notification.
 const QUIET_SECS: i64 = 60;
+/// A stock hold older than this (above a cloud function's longest run, 900 s) whose order is
+/// not stored belongs to a create that stopped: its order can no longer be written.
+const HOLD_SECS: i64 = 20 * 60;
 /// Orders / refunds handled per run and step (the timer runs again soon).
 const BATCH: u64 = 100;
 
@@ -34,6 +37,10 @@ pub struct ReconcileReport {
     pub refunds_settled: u32,
     /// Fully refunded orders whose grants were taken back here (an interrupted revocation).
     pub revoked: u32,
+    /// Half-done refunds finished (a request or a settlement a crash interrupted).
+    pub refunds_recovered: u32,
+    /// Stock reservations of orders that were never stored, given back.
+    pub holds_released: u32,
     /// Steps that failed (logged; retried next run).
     pub errors: u32,
 }
@@ -115,6 +122,10 @@ impl Commerce {
                 }
             }
         }
+        // 3b. Refunds a crash left between two writes.
+        self.recover_refunds_step(now, &mut report).await;
+        // 3c. Stock taken for orders a crash kept from being stored.
+        self.release_orphan_holds_step(now, &mut report).await;
         // 4. Fully refunded orders whose grants were not taken back (interrupted).
         let refunded: Vec<OrderDoc> = self
             .store
@@ -136,6 +147,33 @@ impl Commerce {
         }
         tracing::info!(?report, "reconcile done");
         Ok(report)
+    }
+
+    /// Finishes refund requests and settlements a crash interrupted (see
+    /// [`Commerce::recover_refunds`]).
+    async fn recover_refunds_step(&self, now: i64, report: &mut ReconcileReport) {
+        match self.recover_refunds(now - QUIET_SECS, BATCH).await {
+            Ok((done, failed)) => {
+                report.refunds_recovered += done;
+                report.errors += failed;
+            }
+            Err(e) => {
+                report.errors += 1;
+                tracing::warn!(error = %e, "reconcile: half-done refunds");
+            }
+        }
+    }
+
+    /// Gives back stock held for orders that were never stored (see
+    /// [`Commerce::release_orphan_holds`]).
+    async fn release_orphan_holds_step(&self, now: i64, report: &mut ReconcileReport) {
+        match self.release_orphan_holds(now - HOLD_SECS, BATCH).await {
+            Ok(released) => report.holds_released += released,
+            Err(e) => {
+                report.errors += 1;
+                tracing::warn!(error = %e, "reconcile: stock holds");
+            }
+        }
     }
 
     /// Asks the provider about an unpaid order: paid → apply; expired and unpaid → close.

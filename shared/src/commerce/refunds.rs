@@ -10,10 +10,24 @@ use super::model::{OrderDoc, RefundDoc, RefundState, collections as c};
 use crate::domain::money::Fen;
 use crate::domain::order::{OrderStatus, plan_refund, status_after_refund_settled};
 use crate::identity::Caller;
-use crate::store::{Filter, StoreError, Update, UpdateOptions};
+use crate::store::{Filter, FindOptions, StoreError, Update, UpdateOptions};
 
 /// How many times an optimistic order update is retried under contention.
 const ORDER_RETRIES: usize = 8;
+
+/// The order's mark of a refund whose amount is counted in `refundingFen`.
+const HELD: &str = "held";
+/// The order's mark of a refund counted in `refundedFen`.
+const REFUNDED: &str = "refunded";
+/// The order's mark of a refund that ended without refunding (nothing counted).
+const RELEASED: &str = "released";
+/// `requestedBy` of a refund made outside wemint (merchant console).
+const OUTSIDE: &str = "merchant_console";
+
+/// Where an order marks what it counted of a refund (hex, so any refund number is a key).
+fn refund_mark(refund_no: &str) -> String {
+    format!("refundMarks.r_{}", hex::encode(refund_no))
+}
 
 /// `refund` data.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,7 +88,12 @@ impl Commerce {
             .get_as::<RefundDoc>(c::REFUNDS, &input.refund_no)
             .await?
         {
-            return self.same_refund(existing, &input);
+            let existing = self.same_refund(existing, &input)?;
+            if existing.status == RefundState::Processing && !existing.reserved && existing.marked {
+                // A request that stopped between its writes: finish it now.
+                return self.finish_reservation(existing).await;
+            }
+            return Ok(existing);
         }
         let order: OrderDoc = self
             .store
@@ -108,6 +127,8 @@ impl Commerce {
             settled_at: None,
             provider_refund_id: None,
             last_error: None,
+            marked: true,
+            order_applied: true,
         };
         match self.store.insert_as(c::REFUNDS, &refund).await {
             Ok(_) => {}
@@ -121,17 +142,33 @@ impl Commerce {
             }
             Err(e) => return Err(e.into()),
         }
+        tracing::info!(order = %order.id, refund = %refund.refund_no, amount = amount.get(), "refund requested");
+        self.finish_reservation(refund).await
+    }
+
+    /// The writes of a refund request after its document: reserve the amount on the order
+    /// (once, by the order's mark), record `reserved`, ask the provider. Each step can be
+    /// repeated, so a request that stopped anywhere is finished by repeating the refund number
+    /// or by reconciliation. A refund whose amount can no longer be reserved never existed.
+    async fn finish_reservation(&self, refund: RefundDoc) -> Result<RefundDoc, CommerceError> {
         if let Err(e) = self
-            .reserve_refund(&order.id, amount, input.amount_fen)
+            .reserve_refund(
+                &refund.order_id,
+                &refund.refund_no,
+                refund.amount_fen,
+                Some(refund.amount_fen),
+            )
             .await
         {
-            // Not reserved: the refund never existed.
-            self.store
-                .delete_one(
-                    c::REFUNDS,
-                    &Filter::id(input.refund_no.as_str()).and(Filter::eq("reserved", false)),
-                )
-                .await?;
+            if matches!(e, CommerceError::Refund(_) | CommerceError::OrderNotFound) {
+                // Not reserved (no mark on the order): the refund never existed.
+                self.store
+                    .delete_one(
+                        c::REFUNDS,
+                        &Filter::id(refund.refund_no.as_str()).and(Filter::eq("reserved", false)),
+                    )
+                    .await?;
+            }
             return Err(e);
         }
         self.store
@@ -142,8 +179,57 @@ impl Commerce {
                 UpdateOptions::default(),
             )
             .await?;
-        tracing::info!(order = %order.id, refund = %refund.refund_no, amount = amount.get(), "refund requested");
         self.submit_refund(&refund).await
+    }
+
+    /// Reconciliation: finishes refund requests that stopped before `reserved` was recorded,
+    /// and final refunds whose order did not follow yet, older than `before`. Returns how
+    /// many were finished and how many failed.
+    pub(crate) async fn recover_refunds(
+        &self,
+        before: i64,
+        limit: u64,
+    ) -> Result<(u32, u32), CommerceError> {
+        let (mut done, mut failed) = (0, 0);
+        let half_requested: Vec<RefundDoc> = self
+            .store
+            .find_as(
+                c::REFUNDS,
+                &Filter::eq("status", "processing")
+                    .and(Filter::eq("reserved", false))
+                    .and(Filter::eq("marked", true))
+                    .and(Filter::lt("createdAt", before)),
+                &FindOptions::new().sort_asc("createdAt").limit(limit),
+            )
+            .await?;
+        for refund in half_requested {
+            let no = refund.refund_no.clone();
+            match self.finish_reservation(refund).await {
+                Ok(_) => done += 1,
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(refund = %no, error = %e, "reconcile: half-done refund");
+                }
+            }
+        }
+        let half_settled: Vec<RefundDoc> = self
+            .store
+            .find_as(
+                c::REFUNDS,
+                &Filter::eq("orderApplied", false).and(Filter::lt("settledAt", before)),
+                &FindOptions::new().sort_asc("settledAt").limit(limit),
+            )
+            .await?;
+        for refund in half_settled {
+            match self.apply_refund_to_order(&refund).await {
+                Ok(()) => done += 1,
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(refund = %refund.refund_no, error = %e, "reconcile: settled refund");
+                }
+            }
+        }
+        Ok((done, failed))
     }
 
     fn same_refund(
@@ -163,13 +249,28 @@ impl Commerce {
 
     /// Adds `amount` to the order's refunds in flight and moves it to `refunding`, with the
     /// amounts read as the condition (so two refunds cannot together exceed the total).
+    /// The order's mark of `refund_no` is set in the same write, and a marked refund is
+    /// never reserved again (the mark says it already was).
     async fn reserve_refund(
         &self,
         order_id: &str,
+        refund_no: &str,
         amount: Fen,
         requested: Option<Fen>,
     ) -> Result<(), CommerceError> {
+        let mark = refund_mark(refund_no);
         for _ in 0..ORDER_RETRIES {
+            if self
+                .store
+                .find_one(
+                    c::ORDERS,
+                    &Filter::id(order_id).and(Filter::exists(mark.as_str(), true)),
+                )
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
             let order: OrderDoc = self
                 .store
                 .get_as(c::ORDERS, order_id)
@@ -191,10 +292,12 @@ impl Commerce {
             let filter = Filter::id(order_id)
                 .and(Filter::is_in("status", from))
                 .and(Filter::eq("refundedFen", order.refunded_fen.get()))
-                .and(Filter::eq("refundingFen", order.refunding_fen.get()));
+                .and(Filter::eq("refundingFen", order.refunding_fen.get()))
+                .and(Filter::exists(mark.as_str(), false));
             let update = Update::new()
                 .set("status", OrderStatus::Refunding.as_str())
-                .inc("refundingFen", amount.get());
+                .inc("refundingFen", amount.get())
+                .set(mark.as_str(), HELD);
             if self
                 .store
                 .update_one(c::ORDERS, &filter, &update, UpdateOptions::default())
@@ -287,7 +390,9 @@ impl Commerce {
     }
 
     /// Moves a refund to its final state once and updates the order's amounts and status.
-    /// Returns false when the refund was already final (or unknown).
+    /// A refund that ended `abnormal` may still become `success` or `closed` (WeChat Pay
+    /// retries an abnormal refund, and a verified later answer is the truth). Returns false
+    /// when the refund was already in that state, final otherwise, or unknown.
     pub async fn settle_refund(
         &self,
         refund_no: &str,
@@ -297,18 +402,36 @@ impl Commerce {
         if !state.is_final() {
             return Ok(false);
         }
+        let Some(current) = self
+            .store
+            .get_as::<RefundDoc>(c::REFUNDS, refund_no)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let movable = match current.status {
+            RefundState::Processing => true,
+            // Refunds from before the order marks freed their amount without a trace of it.
+            RefundState::Abnormal => state != RefundState::Abnormal && current.marked,
+            RefundState::Success | RefundState::Closed => false,
+        };
+        if !movable {
+            return Ok(false);
+        }
         let now = self.now();
         let mut update = Update::new()
             .set("status", serde_json::to_value(state).unwrap_or_default())
-            .set("settledAt", now);
+            .set("settledAt", now)
+            .set("orderApplied", false);
         if let Some(id) = provider_refund_id {
             update = update.set("providerRefundId", id);
         }
+        let from = serde_json::to_value(current.status).unwrap_or_default();
         let Some(refund): Option<RefundDoc> = self
             .store
             .update_one_as(
                 c::REFUNDS,
-                &Filter::id(refund_no).and(Filter::eq("status", "processing")),
+                &Filter::id(refund_no).and(Filter::eq("status", from)),
                 &update,
                 UpdateOptions::default(),
             )
@@ -316,31 +439,148 @@ impl Commerce {
         else {
             return Ok(false);
         };
-        let amount = refund.amount_fen.get();
-        let mut money = Update::new().inc("refundingFen", -amount);
-        if state == RefundState::Success {
-            money = money.inc("refundedFen", amount);
-        }
-        let order: Option<OrderDoc> = self
-            .store
-            .update_one_as(
-                c::ORDERS,
-                &Filter::id(refund.order_id.as_str()),
-                &money,
-                UpdateOptions::default(),
-            )
-            .await?;
-        tracing::info!(refund = %refund_no, state = ?state, "refund settled");
-        if let Some(order) = order {
-            self.settle_order_status(order).await?;
-        }
+        tracing::info!(refund = %refund_no, from = ?current.status, state = ?state, "refund settled");
+        self.apply_refund_to_order(&refund).await?;
         Ok(true)
     }
 
+    /// Makes the order's amounts follow a final refund, once (the order's mark moves
+    /// `held` → `refunded`/`released`, `released` → `refunded`, or absent → final for a refund
+    /// never reserved: made in the merchant console, or a request that stopped before
+    /// reserving), then its status, then records `orderApplied`.
+    async fn apply_refund_to_order(&self, refund: &RefundDoc) -> Result<(), CommerceError> {
+        let amount = refund.amount_fen.get();
+        let success = refund.status == RefundState::Success;
+        let order: Option<OrderDoc> = if refund.marked {
+            let mark = refund_mark(&refund.refund_no);
+            let target = if success { REFUNDED } else { RELEASED };
+            let held = Update::new()
+                .inc("refundingFen", -amount)
+                .set(mark.as_str(), target);
+            let refunded = |u: Update| {
+                if success {
+                    u.inc("refundedFen", amount)
+                } else {
+                    u
+                }
+            };
+            let mut steps = vec![
+                (Filter::eq(mark.as_str(), HELD), refunded(held)),
+                (
+                    Filter::exists(mark.as_str(), false),
+                    refunded(Update::new().set(mark.as_str(), target)),
+                ),
+            ];
+            if success {
+                steps.push((
+                    Filter::eq(mark.as_str(), RELEASED),
+                    Update::new()
+                        .inc("refundedFen", amount)
+                        .set(mark.as_str(), REFUNDED),
+                ));
+            }
+            let mut moved = None;
+            for (when, update) in steps {
+                let filter = Filter::id(refund.order_id.as_str()).and(when);
+                moved = self
+                    .store
+                    .update_one_as(c::ORDERS, &filter, &update, UpdateOptions::default())
+                    .await?;
+                if moved.is_some() {
+                    break;
+                }
+            }
+            match moved {
+                Some(order) => Some(order),
+                // Already applied (a repeat after a crash): only the status may be left.
+                None => self.store.get_as(c::ORDERS, &refund.order_id).await?,
+            }
+        } else {
+            // Refunds recorded before the marks: settled once by the refund's own transition.
+            let mut money = Update::new().inc("refundingFen", -amount);
+            if success {
+                money = money.inc("refundedFen", amount);
+            }
+            self.store
+                .update_one_as(
+                    c::ORDERS,
+                    &Filter::id(refund.order_id.as_str()),
+                    &money,
+                    UpdateOptions::default(),
+                )
+                .await?
+        };
+        if let Some(order) = order {
+            self.settle_order_status(order).await?;
+        }
+        self.store
+            .update_one(
+                c::REFUNDS,
+                &Filter::id(refund.refund_no.as_str()),
+                &Update::new().set("orderApplied", true),
+                UpdateOptions::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records a verified successful refund wemint did not ask for (made in the merchant
+    /// console) against its order, so its money counts and a full refund takes the grants
+    /// back. Returns false when no order has that merchant number.
+    pub(crate) async fn record_outside_refund(
+        &self,
+        out_trade_no: &str,
+        refund_no: &str,
+        amount: Fen,
+        provider_refund_id: Option<&str>,
+    ) -> Result<bool, CommerceError> {
+        let Some(order): Option<OrderDoc> = self
+            .store
+            .find_one_as(c::ORDERS, &Filter::eq("outTradeNo", out_trade_no))
+            .await?
+        else {
+            tracing::error!(refund = %refund_no, out_trade_no, "refund of an unknown order");
+            return Ok(false);
+        };
+        let refund = RefundDoc {
+            refund_no: refund_no.to_owned(),
+            order_id: order.id.clone(),
+            out_trade_no: order.out_trade_no.clone(),
+            owner: order.owner.clone(),
+            channel: order.channel,
+            amount_fen: amount,
+            reason: None,
+            status: RefundState::Processing,
+            reserved: false,
+            requested_by: OUTSIDE.to_owned(),
+            created_at: self.now(),
+            attempted_at: self.now(),
+            settled_at: None,
+            provider_refund_id: provider_refund_id.map(str::to_owned),
+            last_error: None,
+            marked: true,
+            order_applied: true,
+        };
+        match self.store.insert_as(c::REFUNDS, &refund).await {
+            Ok(_) | Err(StoreError::DuplicateKey { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::warn!(order = %order.id, refund = %refund_no, amount = amount.get(),
+            "refund made outside wemint recorded");
+        self.settle_refund(refund_no, RefundState::Success, provider_refund_id)
+            .await
+    }
+
     /// Sets the status the order's refund amounts call for (conditional on those amounts).
+    /// Besides `refunding`, a paid order with no refund in flight moves too: a late success
+    /// of an abnormal refund, or a refund made outside wemint, lands there.
     async fn settle_order_status(&self, mut order: OrderDoc) -> Result<(), CommerceError> {
+        use OrderStatus::*;
         for _ in 0..ORDER_RETRIES {
-            if order.status != OrderStatus::Refunding {
+            if !matches!(
+                order.status,
+                Refunding | Paid | Fulfilled | PartiallyRefunded
+            ) {
                 return Ok(());
             }
             let target = status_after_refund_settled(
@@ -348,11 +588,16 @@ impl Commerce {
                 order.refunded_fen,
                 order.refunding_fen,
             );
-            if target == OrderStatus::Refunding {
+            let settles = match order.status {
+                Refunding => target != Refunding,
+                // Nothing refunded: a paid order stays as it is.
+                _ => target != order.status && matches!(target, Refunded | PartiallyRefunded),
+            };
+            if !settles {
                 return Ok(());
             }
             let filter = Filter::id(order.id.as_str())
-                .and(Filter::eq("status", OrderStatus::Refunding.as_str()))
+                .and(Filter::eq("status", order.status.as_str()))
                 .and(Filter::eq("refundedFen", order.refunded_fen.get()))
                 .and(Filter::eq("refundingFen", order.refunding_fen.get()));
             if let Some(settled) = self

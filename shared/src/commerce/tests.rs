@@ -30,6 +30,8 @@ struct FakeWxpay {
     /// Transactions the query answers with; absent → NOTPAY.
     paid: Mutex<HashMap<String, Transaction>>,
     refund_status: Mutex<Option<RefundStatus>>,
+    /// Errors the next refund calls answer with (first first), after the request was sent.
+    refund_errors: Mutex<Vec<PayError>>,
 }
 
 #[async_trait]
@@ -73,6 +75,12 @@ impl WxpayGateway for FakeWxpay {
     }
     async fn refund(&self, refund: &RefundOrder) -> Result<Refund, PayError> {
         self.refunds.lock().unwrap().push(refund.clone());
+        {
+            let mut errors = self.refund_errors.lock().unwrap();
+            if !errors.is_empty() {
+                return Err(errors.remove(0));
+            }
+        }
         let status = self
             .refund_status
             .lock()
@@ -2010,4 +2018,436 @@ async fn a_session_admin_flag_without_the_stored_role_refunds_nothing() {
     ));
     assert!(!w.commerce.is_admin(&demoted).await.unwrap());
     assert!(w.commerce.is_admin(&caller("admin")).await.unwrap());
+}
+
+/// A paid WeChat Pay order of `sku` (price `fen`) for `buyer`.
+async fn paid_wxpay_order(w: &World, buyer: &str, sku: &str, fen: i64) -> OrderDoc {
+    let created = w
+        .commerce
+        .create_order(&caller(buyer), cart(&format!("p-{sku}"), &[(sku, 1)]))
+        .await
+        .unwrap();
+    w.commerce
+        .apply_wxpay_transaction(
+            &format!("EV-{}", created.order.id),
+            "v3_notify",
+            &transaction(&created.order.out_trade_no, fen, buyer),
+        )
+        .await
+        .unwrap();
+    order(w, &created.order.id).await
+}
+
+fn full_refund(order: &OrderDoc, no: &str) -> RefundInput {
+    RefundInput {
+        order_id: order.id.clone(),
+        refund_no: no.into(),
+        amount_fen: None,
+        reason: None,
+    }
+}
+
+fn refund_notice(
+    order: &OrderDoc,
+    no: &str,
+    status: RefundStatus,
+    fen: i64,
+) -> crate::pay::v3::models::RefundNotification {
+    crate::pay::v3::models::RefundNotification {
+        mchid: MCHID.into(),
+        out_trade_no: order.out_trade_no.clone(),
+        transaction_id: format!("42000{}", order.out_trade_no),
+        out_refund_no: no.into(),
+        refund_id: format!("5030{no}"),
+        refund_status: status,
+        success_time: None,
+        user_received_account: None,
+        amount: RefundAmount {
+            total: order.total_fen.get(),
+            refund: fen,
+            payer_total: None,
+            payer_refund: None,
+            currency: None,
+        },
+    }
+}
+
+async fn refund_doc(w: &World, no: &str) -> Option<RefundDoc> {
+    w.store.get_as(collections::REFUNDS, no).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_refund_whose_outcome_is_unknown_stays_processing_until_the_provider_answers() {
+    let w = world().await;
+    let paid = paid_wxpay_order(&w, "bob", "tee", 9900).await;
+    // The request reached WeChat Pay, but the answer was lost: an undecodable body, then a
+    // reset connection on the first re-send. Neither says the refund failed.
+    w.wxpay.refund_errors.lock().unwrap().extend([
+        PayError::Decode {
+            status: 200,
+            message: "truncated".into(),
+        },
+        PayError::Transport {
+            message: "connection reset by peer".into(),
+            transient: false,
+        },
+    ]);
+    *w.wxpay.refund_status.lock().unwrap() = Some(RefundStatus::Success);
+    let refund = w
+        .commerce
+        .refund(&caller("admin"), full_refund(&paid, "RU1"))
+        .await
+        .unwrap();
+    assert_eq!(refund.status, RefundState::Processing);
+    let o = order(&w, &paid.id).await;
+    assert_eq!(
+        (o.status, o.refunding_fen.get(), o.refunded_fen.get()),
+        (OrderStatus::Refunding, 9900, 0),
+        "the amount stays reserved while the outcome is unknown"
+    );
+    // A second refund cannot use the money that may already be gone.
+    assert!(
+        w.commerce
+            .refund(&caller("admin"), full_refund(&paid, "RU2"))
+            .await
+            .is_err()
+    );
+    w.clock.advance(120);
+    w.commerce.reconcile().await.unwrap();
+    assert_eq!(
+        refund_doc(&w, "RU1").await.unwrap().status,
+        RefundState::Processing
+    );
+    w.clock.advance(120);
+    let report = w.commerce.reconcile().await.unwrap();
+    assert_eq!(report.refunds_settled, 1);
+    assert_eq!(
+        refund_doc(&w, "RU1").await.unwrap().status,
+        RefundState::Success
+    );
+    let sent: Vec<String> = w
+        .wxpay
+        .refunds
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.out_refund_no.clone())
+        .collect();
+    assert_eq!(sent, ["RU1", "RU1", "RU1"], "re-sent with the same number");
+    let o = order(&w, &paid.id).await;
+    assert_eq!(
+        (o.status, o.refunding_fen.get(), o.refunded_fen.get()),
+        (OrderStatus::Refunded, 0, 9900)
+    );
+}
+
+#[tokio::test]
+async fn a_verified_success_settles_an_abnormal_refund_and_takes_the_grants_back() {
+    let w = world().await;
+    let paid = paid_wxpay_order(&w, "bob", "vip-wx", 1800).await;
+    assert!(!paid.grants_revoked);
+    *w.wxpay.refund_status.lock().unwrap() = Some(RefundStatus::Abnormal);
+    let refund = w
+        .commerce
+        .refund(&caller("admin"), full_refund(&paid, "RA1"))
+        .await
+        .unwrap();
+    assert_eq!(refund.status, RefundState::Abnormal);
+    assert_eq!(order(&w, &paid.id).await.status, OrderStatus::Fulfilled);
+    // WeChat Pay retried the abnormal refund (or the merchant did) and it went through.
+    let notice = refund_notice(&paid, "RA1", RefundStatus::Success, 1800);
+    assert!(
+        w.commerce
+            .apply_refund_notification("EV-RA1", &notice)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !w.commerce
+            .apply_refund_notification("EV-RA1b", &notice)
+            .await
+            .unwrap(),
+        "a redelivery changes nothing"
+    );
+    assert_eq!(
+        refund_doc(&w, "RA1").await.unwrap().status,
+        RefundState::Success
+    );
+    let o = order(&w, &paid.id).await;
+    assert_eq!(
+        (
+            o.status,
+            o.refunding_fen.get(),
+            o.refunded_fen.get(),
+            o.grants_revoked
+        ),
+        (OrderStatus::Refunded, 0, 1800, true)
+    );
+}
+
+#[tokio::test]
+async fn a_refund_made_in_the_merchant_console_is_recorded_and_takes_the_grants_back() {
+    let w = world().await;
+    let paid = paid_wxpay_order(&w, "bob", "vip-wx", 1800).await;
+    let notice = refund_notice(&paid, "CONSOLE-1", RefundStatus::Success, 1800);
+    assert!(
+        w.commerce
+            .apply_refund_notification("EV-C1", &notice)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !w.commerce
+            .apply_refund_notification("EV-C1", &notice)
+            .await
+            .unwrap()
+    );
+    let recorded = refund_doc(&w, "CONSOLE-1").await.unwrap();
+    assert_eq!(
+        (
+            recorded.status,
+            recorded.amount_fen.get(),
+            recorded.order_id.as_str()
+        ),
+        (RefundState::Success, 1800, paid.id.as_str())
+    );
+    assert_eq!(recorded.requested_by, "merchant_console");
+    let o = order(&w, &paid.id).await;
+    assert_eq!(
+        (
+            o.status,
+            o.refunding_fen.get(),
+            o.refunded_fen.get(),
+            o.grants_revoked
+        ),
+        (OrderStatus::Refunded, 0, 1800, true)
+    );
+    let entitlement = w
+        .store
+        .get(collections::ENTITLEMENTS, "bob:vip-wx")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(entitlement.get("revokedAt").is_some(), "{entitlement}");
+    // Nothing is left to refund.
+    assert!(
+        w.commerce
+            .refund(&caller("admin"), full_refund(&paid, "R-after"))
+            .await
+            .is_err()
+    );
+}
+
+/// A store that crashes at its `fail_at`-th write (1-based): that write and every later one
+/// fail without being applied, as if the function had stopped there.
+#[derive(Debug)]
+struct CrashingStore {
+    inner: Arc<dyn Store>,
+    writes: AtomicU64,
+    fail_at: u64,
+}
+
+impl CrashingStore {
+    fn write(&self) -> Result<(), StoreError> {
+        if self.writes.fetch_add(1, Ordering::SeqCst) + 1 >= self.fail_at {
+            Err(StoreError::Backend("injected crash".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Store for CrashingStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn insert(&self, collection: &str, doc: Value) -> Result<String, StoreError> {
+        self.write()?;
+        self.inner.insert(collection, doc).await
+    }
+    async fn get(&self, collection: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        self.inner.get(collection, id).await
+    }
+    async fn find(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: &crate::store::FindOptions,
+    ) -> Result<Vec<Value>, StoreError> {
+        self.inner.find(collection, filter, options).await
+    }
+    async fn update_one(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &crate::store::Update,
+        options: crate::store::UpdateOptions,
+    ) -> Result<Option<Value>, StoreError> {
+        self.write()?;
+        self.inner
+            .update_one(collection, filter, update, options)
+            .await
+    }
+    async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<bool, StoreError> {
+        self.write()?;
+        self.inner.delete_one(collection, filter).await
+    }
+    async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        self.write()?;
+        self.inner.delete_many(collection, filter).await
+    }
+    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        self.inner.count(collection, filter).await
+    }
+    async fn ensure_indexes(
+        &self,
+        collection: &str,
+        indexes: &[crate::store::IndexSpec],
+    ) -> Result<(), StoreError> {
+        self.inner.ensure_indexes(collection, indexes).await
+    }
+}
+
+/// The service of `w` over a store that crashes at its `fail_at`-th write.
+fn crashing_at(w: &World, fail_at: u64) -> Commerce {
+    let store = Arc::new(CrashingStore {
+        inner: w.store.clone(),
+        writes: AtomicU64::new(0),
+        fail_at,
+    });
+    let counter = Arc::new(AtomicU64::new(1 << 32));
+    Commerce::new(store, APPID, w.clock.clone())
+        .with_wxpay(w.wxpay.clone())
+        .with_xpay(w.xpay.clone())
+        .with_data_key(w.data_key.clone())
+        .with_random(Arc::new(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&n.to_be_bytes());
+            b
+        }))
+}
+
+#[tokio::test]
+async fn a_refund_request_stopped_at_any_write_is_finished_by_reconciliation() {
+    // Stop after each write of the request (and of its settlement), then let reconciliation
+    // run: the refund ends refunded exactly once, or never existed, and nothing stays held.
+    for fail_at in 1..=14 {
+        let w = world().await;
+        let paid = paid_wxpay_order(&w, "bob", "vip-wx", 1800).await;
+        *w.wxpay.refund_status.lock().unwrap() = Some(RefundStatus::Success);
+        let crashing = crashing_at(&w, fail_at);
+        let outcome = crashing
+            .refund(&caller("admin"), full_refund(&paid, "RC1"))
+            .await;
+        w.clock.advance(120);
+        w.commerce.reconcile().await.unwrap();
+        w.clock.advance(120);
+        w.commerce.reconcile().await.unwrap();
+        let o = order(&w, &paid.id).await;
+        let doc = refund_doc(&w, "RC1").await;
+        let state = (o.status, o.refunding_fen.get(), o.refunded_fen.get());
+        match &doc {
+            Some(r) => {
+                assert_eq!(r.status, RefundState::Success, "stop at write {fail_at}");
+                assert!(r.order_applied, "stop at write {fail_at}");
+                assert_eq!(
+                    state,
+                    (OrderStatus::Refunded, 0, 1800),
+                    "stop at write {fail_at}"
+                );
+                assert!(o.grants_revoked, "stop at write {fail_at}");
+            }
+            None => {
+                assert!(outcome.is_err(), "stop at write {fail_at}");
+                assert_eq!(
+                    state,
+                    (OrderStatus::Fulfilled, 0, 0),
+                    "stop at write {fail_at}"
+                );
+            }
+        }
+        // Asking again with the same number answers with the (finished) refund.
+        let again = w
+            .commerce
+            .refund(&caller("admin"), full_refund(&paid, "RC1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            again.status,
+            RefundState::Success,
+            "stop at write {fail_at}"
+        );
+        let o = order(&w, &paid.id).await;
+        assert_eq!(
+            (o.status, o.refunding_fen.get(), o.refunded_fen.get()),
+            (OrderStatus::Refunded, 0, 1800),
+            "stop at write {fail_at}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_same_refund_number_finishes_a_request_that_stopped_after_reserving() {
+    let w = world().await;
+    let paid = paid_wxpay_order(&w, "bob", "tee", 9900).await;
+    *w.wxpay.refund_status.lock().unwrap() = Some(RefundStatus::Success);
+    // Write 1 records the refund, write 2 reserves on the order; stop before `reserved`.
+    assert!(
+        crashing_at(&w, 3)
+            .refund(&caller("admin"), full_refund(&paid, "RS1"))
+            .await
+            .is_err()
+    );
+    let again = w
+        .commerce
+        .refund(&caller("admin"), full_refund(&paid, "RS1"))
+        .await
+        .unwrap();
+    assert_eq!(again.status, RefundState::Success);
+    let o = order(&w, &paid.id).await;
+    assert_eq!(
+        (o.status, o.refunding_fen.get(), o.refunded_fen.get()),
+        (OrderStatus::Refunded, 0, 9900)
+    );
+}
+
+#[tokio::test]
+async fn stock_taken_by_a_create_stopped_at_any_write_is_given_back() {
+    for fail_at in 1..=6 {
+        let w = world().await;
+        let crashing = crashing_at(&w, fail_at);
+        let _ = crashing
+            .create_order(&caller("bob"), cart("s", &[("mug", 2)]))
+            .await;
+        // Past the longest a function runs: a hold without its order is an orphan.
+        w.clock.advance(21 * 60);
+        w.commerce.reconcile().await.unwrap();
+        let held: i64 = w
+            .store
+            .find_as::<OrderDoc>(
+                collections::ORDERS,
+                &Filter::eq("stockReleased", false),
+                &crate::store::FindOptions::new(),
+            )
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|o| o.reservations.iter())
+            .map(|r| i64::from(r.quantity))
+            .sum();
+        assert_eq!(stock(&w, "mug").await + held, 5, "stop at write {fail_at}");
+        let product = w
+            .store
+            .get(collections::PRODUCTS, "mug")
+            .await
+            .unwrap()
+            .unwrap();
+        let holds = product.get("holds").and_then(Value::as_object);
+        assert!(
+            holds.is_none_or(|h| h.is_empty()),
+            "stop at write {fail_at}: {product}"
+        );
+    }
 }

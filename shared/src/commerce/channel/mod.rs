@@ -94,9 +94,12 @@ pub enum RefundAnswer {
         /// The provider's refund id.
         provider_refund_id: Option<String>,
     },
-    /// Refused for good (e.g. not enough balance): the refund ends abnormal with this note.
+    /// Certainly not refunded (refused before sending, or a definite answer such as not
+    /// enough balance): the refund ends abnormal with this note.
     Refused(String),
-    /// Not done now (worth retrying): left processing for reconciliation.
+    /// Not done now, or the outcome is unknown (a reset after sending, an unverified or
+    /// undecodable answer): left processing, and reconciliation re-sends the same refund
+    /// number, which answers with the real state.
     Retry(CommerceError),
 }
 

@@ -118,6 +118,16 @@ fn refund_state(status: RefundStatus) -> Option<RefundState> {
     }
 }
 
+/// Whether a refund request certainly made no refund: refused before sending, or a verified
+/// WeChat Pay 4xx answer (not 429). Anything else may have refunded.
+fn refused_for_good(err: &PayError) -> bool {
+    match err {
+        PayError::Validation(_) => true,
+        PayError::Api(api) => (400..500).contains(&api.status) && !err.is_retryable(),
+        _ => false,
+    }
+}
+
 #[async_trait]
 impl PaymentChannel for WxpayChannel {
     fn channel(&self) -> Channel {
@@ -230,12 +240,16 @@ impl PaymentChannel for WxpayChannel {
                 state: refund_state(r.status),
                 provider_refund_id: Some(r.refund_id),
             },
-            Err(e) if e.is_retryable() => RefundAnswer::Retry(provider(e)),
-            Err(e) => {
+            Err(e) if refused_for_good(&e) => {
                 // WeChat refused it for good (e.g. not enough balance, bad params).
                 tracing::error!(refund = %refund.refund_no, error = %e, "refund refused");
                 RefundAnswer::Refused(e.to_string())
             }
+            // The outcome is unknown (a reset after sending, an unverified or undecodable
+            // answer, a 5xx): the refund may have been made, so it stays processing and
+            // reconciliation re-sends the same `out_refund_no`, which WeChat Pay answers with
+            // the refund's real state.
+            Err(e) => RefundAnswer::Retry(provider(e)),
         })
     }
 }
@@ -274,12 +288,32 @@ impl Commerce {
         let ours = self.mchid() == Some(notification.mchid.as_str());
         let settled = match refund_state(notification.refund_status) {
             Some(state) if ours => {
-                self.settle_refund(
-                    &notification.out_refund_no,
-                    state,
-                    Some(&notification.refund_id),
-                )
-                .await?
+                let known = self
+                    .store
+                    .get(c::REFUNDS, &notification.out_refund_no)
+                    .await?
+                    .is_some();
+                match (known, state, Fen::new(notification.amount.refund)) {
+                    (true, ..) => {
+                        self.settle_refund(
+                            &notification.out_refund_no,
+                            state,
+                            Some(&notification.refund_id),
+                        )
+                        .await?
+                    }
+                    // Made in the merchant console: the money went back all the same.
+                    (false, RefundState::Success, Ok(amount)) if amount > Fen::ZERO => {
+                        self.record_outside_refund(
+                            &notification.out_trade_no,
+                            &notification.out_refund_no,
+                            amount,
+                            Some(&notification.refund_id),
+                        )
+                        .await?
+                    }
+                    _ => false,
+                }
             }
             _ => false,
         };
