@@ -3,7 +3,8 @@
 //! stock, asks WeChat Pay / virtual payment about unpaid orders whose notification may have
 //! been lost and fulfils the paid ones, finishes interrupted fulfilments, and re-sends refunds
 //! still processing. Every change is a conditional update, so overlapping runs and concurrent
-//! notifications are safe.
+//! notifications are safe. A run makes at most `wemint::commerce::CALL_BUDGET` provider calls,
+//! shared by the steps in turns, and reports each step's counters.
 //!
 //! Also callable as `run` by a project administrator (manual trigger from the console).
 

@@ -9,9 +9,15 @@ const APPID: &str = "wx-harness-app";
 
 /// The counters of a run that found nothing to do.
 fn idle_report() -> Value {
+    let step = |name: &str| {
+        json!({"step": name, "due": 0, "handled": 0, "deferred": 0, "providerCalls": 0,
+            "errors": 0})
+    };
     json!({"checked": 0, "paid": 0, "closed": 0, "fulfilled": 0, "refundsRetried": 0,
         "refundsSettled": 0, "refundsRecovered": 0, "holdsReleased": 0, "revoked": 0,
-        "errors": 0})
+        "errors": 0, "providerCalls": 0,
+        "steps": [step("unpaidOrders"), step("interruptedFulfilments"),
+            step("refundsInFlight"), step("unrevokedGrants")]})
 }
 
 async fn reconcile(ts: &TestStore) -> Harness {

@@ -43,7 +43,7 @@ pub use gateway::{
 };
 pub use model::{OrderDoc, RefundDoc, RefundState, SubscriptionScope, UpgradeTerms, collections};
 pub use orders::{CreateInput, Created, ListInput, MAX_OPEN_ORDERS, SearchInput};
-pub use reconcile::ReconcileReport;
+pub use reconcile::{CALL_BUDGET, ReconcileReport, StepReport};
 pub use refunds::RefundInput;
 pub use upgrade::UpgradeRequest;
 

@@ -2451,3 +2451,207 @@ async fn stock_taken_by_a_create_stopped_at_any_write_is_given_back() {
         );
     }
 }
+
+/// A provider on a bad day: every call is slow and then fails. Records what was asked.
+#[derive(Default)]
+struct SlowFailingChannel {
+    calls: Mutex<Vec<String>>,
+}
+
+impl SlowFailingChannel {
+    async fn call(&self, what: String) -> Result<(), CommerceError> {
+        self.calls.lock().unwrap().push(what);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        Err(CommerceError::provider("timed out", true))
+    }
+}
+
+#[async_trait]
+impl PaymentChannel for SlowFailingChannel {
+    fn channel(&self) -> crate::domain::catalog::Channel {
+        crate::domain::catalog::Channel::Wxpay
+    }
+    async fn start(
+        &self,
+        order: &mut OrderDoc,
+        _: channel::Payer<'_>,
+    ) -> Result<Started, CommerceError> {
+        self.call(format!("start {}", order.out_trade_no)).await?;
+        unreachable!("the slow provider always fails")
+    }
+    async fn query(&self, order: &OrderDoc, _: i64) -> Result<Option<Observation>, CommerceError> {
+        self.call(format!("query {}", order.out_trade_no)).await?;
+        Ok(None)
+    }
+    async fn close(&self, order: &OrderDoc) -> Result<(), CommerceError> {
+        self.call(format!("close {}", order.out_trade_no)).await
+    }
+    async fn refund(
+        &self,
+        _: &OrderDoc,
+        refund: &RefundDoc,
+    ) -> Result<RefundAnswer, CommerceError> {
+        self.call(format!("refund {}", refund.refund_no)).await?;
+        Ok(RefundAnswer::Retry(CommerceError::provider(
+            "timed out",
+            true,
+        )))
+    }
+    async fn delivered(&self, order: &OrderDoc) -> Result<(), CommerceError> {
+        self.call(format!("delivered {}", order.out_trade_no)).await
+    }
+}
+
+/// Regression: the first step used to make up to 100 provider calls before the others
+/// started. With work queued in every step and a slow, failing provider, one run stays within
+/// the budget, every step makes progress, and each step takes its oldest work first.
+#[tokio::test]
+async fn a_slow_provider_and_a_backlog_starve_no_reconcile_step() {
+    let w = world().await;
+    let mut unpaid = Vec::new();
+    for i in 0..110 {
+        let created = w
+            .commerce
+            .create_order(&caller(&format!("u{i}")), cart("c", &[("tee", 1)]))
+            .await
+            .unwrap();
+        unpaid.push(created.order.out_trade_no);
+        w.clock.advance(1);
+    }
+    let mut stuck = Vec::new();
+    let mut unrevoked = Vec::new();
+    for (i, status) in ["paid", "paid", "paid", "refunded", "refunded", "refunded"]
+        .into_iter()
+        .enumerate()
+    {
+        let created = w
+            .commerce
+            .create_order(&caller(&format!("s{i}")), cart("c", &[("tee", 1)]))
+            .await
+            .unwrap();
+        w.store
+            .update_one(
+                collections::ORDERS,
+                &Filter::id(created.order.id.as_str()),
+                &crate::store::Update::new()
+                    .set("status", status)
+                    .set("paidAt", NOW + i as i64),
+                crate::store::UpdateOptions::default(),
+            )
+            .await
+            .unwrap();
+        if status == "paid" {
+            &mut stuck
+        } else {
+            &mut unrevoked
+        }
+        .push(created.order.id);
+    }
+    *w.wxpay.refund_status.lock().unwrap() = Some(RefundStatus::Unknown);
+    let mut in_flight = Vec::new();
+    for i in 0..3 {
+        let buyer = format!("r{i}");
+        let created = w
+            .commerce
+            .create_order(&caller(&buyer), cart("c", &[("tee", 1)]))
+            .await
+            .unwrap();
+        let no = created.order.out_trade_no.clone();
+        w.commerce
+            .apply_wxpay_transaction(
+                &format!("EV-r{i}"),
+                "v3_notify",
+                &transaction(&no, 9900, &buyer),
+            )
+            .await
+            .unwrap();
+        let refund = w
+            .commerce
+            .refund(
+                &caller("admin"),
+                RefundInput {
+                    order_id: created.order.id.clone(),
+                    refund_no: format!("RF{i}"),
+                    amount_fen: None,
+                    reason: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(refund.status, RefundState::Processing);
+        in_flight.push(refund.refund_no);
+        w.clock.advance(1);
+    }
+    w.clock.advance(120);
+
+    let provider = Arc::new(SlowFailingChannel::default());
+    let bad_day =
+        Commerce::new(w.store.clone(), APPID, w.clock.clone()).with_channel(provider.clone());
+    let report = bad_day.reconcile().await.unwrap();
+    let calls = provider.calls.lock().unwrap().clone();
+    assert!(
+        calls.len() <= 100,
+        "{} provider calls in one run",
+        calls.len()
+    );
+    // Every step progressed, oldest first.
+    let queried: Vec<&str> = calls
+        .iter()
+        .filter_map(|c| c.strip_prefix("query "))
+        .collect();
+    assert!(!queried.is_empty());
+    assert_eq!(
+        queried,
+        unpaid[..queried.len()],
+        "oldest unpaid orders first"
+    );
+    let refunded: Vec<&str> = calls
+        .iter()
+        .filter_map(|c| c.strip_prefix("refund "))
+        .collect();
+    assert_eq!(refunded, in_flight, "every refund in flight was re-sent");
+    for id in &stuck {
+        assert_eq!(order(&w, id).await.status, OrderStatus::Fulfilled);
+    }
+    for id in &unrevoked {
+        assert!(order(&w, id).await.grants_revoked);
+    }
+
+    // The run's counters, per step and in all.
+    assert_eq!(report.provider_calls as usize, calls.len());
+    assert!(report.provider_calls <= CALL_BUDGET);
+    let steps: Vec<_> = report
+        .steps
+        .iter()
+        .map(|s| (s.step, s.due, s.handled))
+        .collect();
+    let handled_unpaid = queried.len() as u32;
+    assert_eq!(
+        steps,
+        [
+            ("unpaidOrders", 100, handled_unpaid),
+            ("interruptedFulfilments", 3, 3),
+            ("refundsInFlight", 3, 3),
+            ("unrevokedGrants", 3, 3),
+        ]
+    );
+    assert_eq!(report.steps[0].deferred, 100 - handled_unpaid);
+    assert!(
+        report.steps[0].deferred > 0,
+        "the backlog waits for the next run"
+    );
+    assert_eq!(
+        report.steps.iter().map(|s| s.provider_calls).sum::<u32>(),
+        report.provider_calls
+    );
+    assert_eq!(
+        (
+            report.checked,
+            report.fulfilled,
+            report.refunds_retried,
+            report.revoked
+        ),
+        (handled_unpaid, 3, 3, 3)
+    );
+    assert_eq!(report.steps[0].errors, handled_unpaid, "every query failed");
+}

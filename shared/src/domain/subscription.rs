@@ -180,7 +180,7 @@ pub struct UpgradeQuote {
     pub plan: String,
     /// The plan in force when quoted.
     pub from_plan: String,
-    /// What to pay, fen (zero when only trial time is left).
+    /// What to pay, fen: zero exactly when only trial time is left, at least 1 otherwise.
     pub amount: Fen,
     /// Start of the upgraded time (the quote time).
     pub from: i64,
@@ -320,7 +320,8 @@ impl Subscription {
     /// What moving to the higher-tier plan `to` costs at `now`: for the rest of the covered
     /// time (`now` to the period end), each stretch on a lower tier costs the new plan's
     /// price for that time (rounded up) minus the unused value of what was paid for it
-    /// (rounded down), never below zero. Trial time costs and credits nothing.
+    /// (rounded down), never below 1 fen while any paid time is moved: only an upgrade of
+    /// nothing but trial time costs nothing (trial time costs and credits nothing).
     ///
     /// The quote names its window; [`Subscription::apply_upgrade`] with the same window moves
     /// exactly the time that was paid for, however late the payment arrives.
@@ -340,18 +341,29 @@ impl Subscription {
         }
         let mut cost = Fen::ZERO;
         let mut credit = Fen::ZERO;
+        let mut paid_time = false;
         for (segment, old, start, end) in self.lower_tier_stretches(to, now, until, plans)? {
             if segment.trial {
                 continue;
             }
+            paid_time = true;
             let secs = end - start;
             credit = credit.checked_add(old.price_fen.mul_div_floor(secs, old.period_secs())?)?;
             cost = cost.checked_add(to.price_fen.mul_div_ceil(secs, to.period_secs())?)?;
         }
+        let difference = cost.checked_sub(credit).unwrap_or(Fen::ZERO);
+        // Paid time moves only through a paid order: when the credit covers the new plan (an
+        // annual tier cheaper per second than a monthly one), the floor keeps the upgrade from
+        // being free, so it cannot be applied without a payment.
+        let amount = if paid_time {
+            difference.max(Fen::new(1)?)
+        } else {
+            difference
+        };
         Ok(UpgradeQuote {
             plan: to.id.clone(),
             from_plan: current.id,
-            amount: cost.checked_sub(credit).unwrap_or(Fen::ZERO),
+            amount,
             from: now,
             until,
         })
@@ -764,6 +776,38 @@ mod tests {
     }
 
     #[test]
+    fn moving_paid_time_to_a_tier_cheaper_per_second_still_costs_at_least_one_fen() {
+        let basic = plans("basic").unwrap();
+        // A higher tier sold by the year: 100 fen a day on basic, 83 on the annual plan.
+        let annual = Plan {
+            period_days: 360,
+            price_fen: Fen::new(30_000).unwrap(),
+            ..plan("pro-annual", 2, 0)
+        };
+        let lookup = |id: &str| match id {
+            "pro-annual" => Some(annual.clone()),
+            other => plans(other),
+        };
+        let mut paid = Subscription::start(&basic, T0, false);
+        paid.apply_renewal(&basic, "o1", T0, &lookup);
+        let quote = paid.upgrade_quote(&annual, T0 + 10 * DAY, &lookup).unwrap();
+        assert_eq!(
+            quote.amount.get(),
+            1,
+            "the credit covers the new plan, but paid time is never moved for free"
+        );
+        // Nothing but trial time left: free, as before.
+        let trial = Subscription::start(&basic, T0, true);
+        let quote = trial.upgrade_quote(&annual, T0 + DAY, &lookup).unwrap();
+        assert_eq!(quote.amount, Fen::ZERO);
+        // A trial with a paid period queued after it: the paid part is priced.
+        let mut queued = trial.clone();
+        queued.apply_renewal(&basic, "o2", T0 + DAY, &lookup);
+        let quote = queued.upgrade_quote(&annual, T0 + DAY, &lookup).unwrap();
+        assert!(quote.amount.get() >= 1, "{quote:?}");
+    }
+
+    #[test]
     fn a_refunded_renewal_gives_back_the_latest_days_but_never_used_ones() {
         let basic = plans("basic").unwrap();
         let mut sub = Subscription::start(&basic, T0, false);
@@ -928,9 +972,15 @@ mod tests {
                         let id = format!("u{order}");
                         let before = (sub.paid_secs(), sub.period_end());
                         let had_access = sub.state(now, &plans).has_access();
+                        let paid_below = sub
+                            .segments
+                            .iter()
+                            .any(|s| !s.trial && s.plan == "basic" && s.end > now);
                         match sub.upgrade_quote(&pro, now, &plans) {
                             Ok(quote) => {
                                 prop_assert!(had_access);
+                                // Free exactly when no paid time moves.
+                                prop_assert_eq!(quote.amount == Fen::ZERO, !paid_below);
                                 // Never more than the new plan's price for the window.
                                 let window = quote.until - quote.from;
                                 prop_assert!(quote.amount.get() <= pro.price_fen.mul_div_ceil(window, pro.period_secs()).unwrap().get());

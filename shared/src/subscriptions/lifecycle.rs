@@ -448,3 +448,91 @@ impl Subscriptions {
         expire_tenant_plans(&self.store, &self.tenancy, now).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::subscription::Segment;
+    use crate::identity::{CallerSource, TenantMembership};
+    use crate::store::collections::PLANS;
+
+    const T0: i64 = 1_800_000_000;
+    const DAY: i64 = 86_400;
+
+    fn team_plan(id: &str, tier: u32, period_days: u32, price: i64, seats: u32) -> Plan {
+        Plan {
+            id: id.into(),
+            title: id.into(),
+            tier,
+            period_days,
+            price_fen: Fen::new(price).unwrap(),
+            trial_days: 0,
+            past_due_days: 0,
+            grace_days: 0,
+            seats: Some(seats),
+        }
+    }
+
+    /// A tenant paid for a month of `team` (2 seats), ten days ago; `team-annual` is the
+    /// higher tier (10 seats) and costs less per day (545 fen against 663).
+    #[tokio::test]
+    async fn a_paid_tenant_plan_is_not_upgraded_for_free_to_a_tier_cheaper_per_day() {
+        let store = crate::store::open("sqlite::memory:").await.unwrap();
+        let monthly = team_plan("team", 1, 30, 19_900, 2);
+        let annual = team_plan("team-annual", 2, 365, 199_000, 10);
+        for plan in [&monthly, &annual] {
+            let mut doc = serde_json::to_value(plan).unwrap();
+            doc["_id"] = json!(plan.id);
+            store.insert(PLANS, doc).await.unwrap();
+        }
+        let tenancy = Tenancy::new(store.clone());
+        let (tenant, _) = tenancy.create("o-owner", "Team").await.unwrap();
+        tenancy
+            .set_plan(&tenant.id, Some("team"), Some(2))
+            .await
+            .unwrap();
+        let subject = Scope::Tenant.subject(&tenant.id);
+        let mut sub = Subscription::start(&monthly, T0, false);
+        sub.apply_renewal(&monthly, "o1", T0, &|_: &str| Some(monthly.clone()));
+        assert!(save(&store, &subject, None, &sub).await.unwrap());
+        let owner = Caller {
+            openid: "o-owner".into(),
+            appid: "wx-app".into(),
+            unionid: None,
+            tenant: Some(TenantMembership {
+                id: tenant.id.clone(),
+                role: TenantRole::Owner,
+            }),
+            plan: None,
+            admin: false,
+            source: CallerSource::Session,
+        };
+
+        let subs = Subscriptions::new(store.clone(), tenancy.clone());
+        let out = subs
+            .change_plan(&owner, Scope::Tenant, "team-annual", T0 + 10 * DAY)
+            .await
+            .unwrap();
+        assert_eq!(out["change"], "upgrade");
+        assert_eq!(out["applied"], false, "paid time needs a payment: {out}");
+        assert_eq!(out["quote"]["amountFen"], 1, "{out}");
+        assert_eq!(out["checkout"]["upgrade"]["plan"], "team-annual");
+        // Nothing moved before the payment: neither the paid time nor the seats.
+        let stored = load(&store, &subject).await.unwrap().unwrap().sub;
+        assert_eq!(
+            stored.segments,
+            vec![Segment {
+                plan: "team".into(),
+                start: T0,
+                end: T0 + 30 * DAY,
+                trial: false,
+            }]
+        );
+        assert_eq!(stored.renew_plan, "team");
+        let tenant = tenancy.tenant(&tenant.id).await.unwrap().unwrap();
+        assert_eq!(
+            (tenant.plan.as_deref(), tenant.seats),
+            (Some("team"), Some(2))
+        );
+    }
+}
