@@ -50,6 +50,10 @@ pub struct SuiteOptions {
     pub run_timers: bool,
     /// Extra variables for the functions (added after the suite's own, so they win).
     pub extra_env: Vec<(String, String)>,
+    /// Run the functions on the `cloudbase://` backend against the suite's CloudBase
+    /// document-database stand-in (`--store cloudbase`), as deployed; the suite itself keeps
+    /// using [`SuiteOptions::store_uri`], the store the stand-in serves.
+    pub cloudbase_functions: bool,
 }
 
 impl SuiteOptions {
@@ -67,6 +71,7 @@ impl SuiteOptions {
             run_functions: true,
             run_timers: true,
             extra_env: Vec::new(),
+            cloudbase_functions: false,
         }
     }
 
@@ -318,8 +323,21 @@ impl Suite {
         let k = &self.keys;
         let base = self.base_url();
         let admin = [self.keys.openid_for("admin")].join(",");
-        [
-            ("WEMINT_STORE", self.options.store_uri()),
+        let store: Vec<(&str, String)> = if self.options.cloudbase_functions {
+            vec![
+                ("WEMINT_STORE", format!("cloudbase://{}", k.env_id)),
+                ("WEMINT_CLOUDBASE_ENDPOINT", base.clone()),
+                (
+                    "WEMINT_CLOUDBASE_API_KEY",
+                    crate::standins::cloudbase_db::DEV_API_KEY.to_owned(),
+                ),
+            ]
+        } else {
+            vec![("WEMINT_STORE", self.options.store_uri())]
+        };
+        store
+            .into_iter()
+            .chain([
             ("WEMINT_SESSION_SECRET", k.session_secret.clone()),
             ("WEMINT_DATA_KEY", k.data_key.clone()),
             ("WEMINT_TRUST_PLATFORM_IDENTITY", "cloudbase-event".into()),
@@ -344,8 +362,7 @@ impl Suite {
             ("WEMINT_STORAGE_SIGNING_KEY", k.storage_key.clone()),
             ("WEMINT_ENV_ID", k.env_id.clone()),
             (CLOCK_OFFSET_VAR, self.clock.offset().to_string()),
-        ]
-        .into_iter()
+        ])
         .map(|(k, v)| (k.to_owned(), v))
         .chain(self.options.extra_env.iter().cloned())
         .collect()
