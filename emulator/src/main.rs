@@ -144,6 +144,11 @@ async fn up(args: &Args) -> Result<(), String> {
     );
     println!("  dev login        POST {base}/dev/login {{\"user\":\"alice\"}} → a wx.login code");
     println!("  store            {}", suite.options.store_uri());
+    if suite.options.cloudbase_functions {
+        println!(
+            "  functions' store cloudbase:// through {base}/v1/database/… (the stand-in over the store above)"
+        );
+    }
     println!("\n  functions (real binaries under the SCF runtime API):");
     for (name, krate) in FUNCTIONS {
         let path = suite.functions.binary(krate);
@@ -271,7 +276,7 @@ fn main() -> ExitCode {
                 args.store.as_deref() == Some(CLOUDBASE),
             )
             .await
-                .map(|r| r.passed()),
+            .map(|r| r.passed()),
             "help" => {
                 print!("{HELP}");
                 Ok(true)

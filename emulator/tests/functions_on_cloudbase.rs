@@ -225,10 +225,20 @@ async fn a_notification_under_database_faults_applies_exactly_once() {
     let scenarios: [(&str, Fault, u32, Option<&str>); 7] = [
         ("fault-503", Fault::Unavailable, 9, None),
         ("fault-422", Fault::RateLimited, 9, None),
-        ("fault-503-fam", Fault::Unavailable, 8, Some("commands:findAndModify")),
+        (
+            "fault-503-fam",
+            Fault::Unavailable,
+            8,
+            Some("commands:findAndModify"),
+        ),
         ("fault-422-insert", Fault::RateLimited, 8, Some("insert")),
         ("fault-503-query", Fault::Unavailable, 7, Some("query")),
-        ("fault-504-fam", Fault::GatewayTimeout, 3, Some("commands:findAndModify")),
+        (
+            "fault-504-fam",
+            Fault::GatewayTimeout,
+            3,
+            Some("commands:findAndModify"),
+        ),
         ("fault-504-insert", Fault::GatewayTimeout, 2, Some("insert")),
     ];
     for (user, fault, count, only) in scenarios {
