@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start-up benchmark, part 1: for each function binary (release build), the median time from
+# Part 1, start-up: for each function binary (release build), the median time from
 # process start to init/ready under the SCF runtime API emulator and the peak resident memory,
 # over RUNS starts (default 20). Uses dist/functions/*/bootstrap from scripts/build.sh when
 # present (the binaries that ship), else builds with `cargo build --release`.
@@ -26,3 +26,15 @@ echo "==> building the benchmark driver"
 cargo build --locked -p wemint-e2e --bin scf-bench
 echo "==> $RUNS starts per function"
 "$TARGET_DIR/debug/scf-bench" --runs "$RUNS" "${bins[@]}"
+
+# Part 2: database round trips per operation on the cloudbase:// backend. The suite runs with
+# the functions on `cloudbase://` against its CloudBase document-database stand-in
+# (`wemint-dev up --store cloudbase`), runs a createOrder checkout, the payNotify that pays and
+# grants, and a gatedContent `get`, and prints the stand-in's per-operation counters from
+# `/dev/stats`. The same test fails when a count exceeds its budget (6, 6, 6). Debug builds:
+# the counts do not depend on the profile.
+echo "==> CloudBase round trips per operation (functions on cloudbase://, the suite's stand-in)"
+cargo build --locked --workspace --bins
+cargo test --locked -p wemint-emulator --test functions_on_cloudbase \
+    round_trips_per_operation_stay_within_budget -- --nocapture 2>&1 \
+    | grep -E '^(cold start|cloudbase round trips|  [a-zA-Z]|test result)'

@@ -619,17 +619,28 @@ struct Ctx {
 }
 
 /// Starts a fresh suite in a temporary directory, runs the flow, prints it, stops the suite.
-pub async fn run(bin_dir: Option<std::path::PathBuf>) -> Result<DemoReport, String> {
+/// `cloudbase_functions` runs the functions on the `cloudbase://` backend against the suite's
+/// stand-in (`wemint-dev demo --store cloudbase`).
+pub async fn run(
+    bin_dir: Option<std::path::PathBuf>,
+    cloudbase_functions: bool,
+) -> Result<DemoReport, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let mut options = SuiteOptions::new(dir.path().join(".wemint"));
     options.port = 0;
     options.bin_dir = bin_dir;
+    options.cloudbase_functions = cloudbase_functions;
     let started = Instant::now();
     let suite = Suite::start(options).await.map_err(|e| e.to_string())?;
     println!(
-        "wemint-dev demo: fresh suite at {} (started in {} ms)\n",
+        "wemint-dev demo: fresh suite at {} (started in {} ms), functions on {}\n",
         suite.base_url(),
-        started.elapsed().as_millis()
+        started.elapsed().as_millis(),
+        if cloudbase_functions {
+            "cloudbase:// (the suite's CloudBase database stand-in)"
+        } else {
+            "the suite's store"
+        }
     );
     let report = run_flow(&suite.base_url(), |s| {
         let mark = if s.ok { "PASS" } else { "FAIL" };

@@ -14,7 +14,8 @@ USAGE:
   wemint-dev [up] [OPTIONS]        start the suite (default command)
   wemint-dev env [OPTIONS]         print the environment the functions get (KEY=VALUE)
   wemint-dev seed --store URI FILE import products, plans and contents (idempotent)
-  wemint-dev demo [--bin-dir DIR]  run the money flow end to end on a fresh suite
+  wemint-dev demo [--bin-dir DIR] [--store cloudbase]
+                                   run the money flow end to end on a fresh suite
   wemint-dev provision --store cloudbase://ENV
                                    create every collection and index of the registry in a
                                    CloudBase environment (idempotent; prints created/found)
@@ -27,11 +28,16 @@ USAGE:
 OPTIONS (up, env):
   --dir DIR            state directory (default .wemint): keys, dev.db, storage
   --port PORT          port on 127.0.0.1 (default 8787; 0 = any free port)
-  --store URI          store URI (default sqlite:DIR/dev.db)
+  --store URI          store URI (default sqlite:DIR/dev.db); `cloudbase` runs the functions
+                       on the cloudbase:// backend against the suite's CloudBase database
+                       stand-in (which serves sqlite:DIR/dev.db)
   --retry-factor F     multiply WeChat's notification retry delays (default 0.001)
   --bin-dir DIR        where the function binaries are (default: next to wemint-dev)
   --no-seed            do not seed the demo catalog into an empty store
 ";
+
+/// `--store cloudbase`: the functions use `cloudbase://` against the suite's stand-in.
+const CLOUDBASE: &str = "cloudbase";
 
 struct Args {
     command: String,
@@ -89,7 +95,11 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
 fn options(args: &Args) -> SuiteOptions {
     let mut o = SuiteOptions::new(args.dir.clone());
     o.port = args.port;
-    o.store_uri = args.store.clone();
+    if args.store.as_deref() == Some(CLOUDBASE) {
+        o.cloudbase_functions = true;
+    } else {
+        o.store_uri = args.store.clone();
+    }
     o.retry_factor = args.retry_factor;
     o.bin_dir = args.bin_dir.clone();
     o.seed_demo = args.seed;
@@ -102,6 +112,7 @@ fn redact(key: &str, value: &str) -> String {
         "PRIVATE_KEY",
         "APIV3",
         "APPKEY",
+        "API_KEY",
         "TOKEN",
         "AES_KEY",
         "DATA_KEY",
@@ -140,6 +151,11 @@ async fn up(args: &Args) -> Result<(), String> {
     );
     println!("  dev login        POST {base}/dev/login {{\"user\":\"alice\"}} → a wx.login code");
     println!("  store            {}", suite.options.store_uri());
+    if suite.options.cloudbase_functions {
+        println!(
+            "  functions' store cloudbase:// through {base}/v1/database/… (the stand-in over the store above)"
+        );
+    }
     println!("\n  functions (real binaries under the SCF runtime API):");
     for (name, krate) in FUNCTIONS {
         let path = suite.functions.binary(krate);
@@ -229,6 +245,9 @@ async fn cloudbase(args: &Args) -> Result<bool, String> {
 
 async fn seed(args: &Args) -> Result<(), String> {
     let store_uri = args.store.clone().ok_or("seed needs --store URI")?;
+    if store_uri == CLOUDBASE {
+        return Err("seed needs a store URI (`cloudbase` alone names the suite's stand-in)".into());
+    }
     let [file] = args.positional.as_slice() else {
         return Err("seed needs exactly one FILE".into());
     };
@@ -284,9 +303,12 @@ fn main() -> ExitCode {
             "env" => env(&args).await.map(|()| true),
             "seed" => seed(&args).await.map(|()| true),
             "provision" | "probe" => cloudbase(&args).await,
-            "demo" => wemint_emulator::demo::run(args.bin_dir.clone())
-                .await
-                .map(|r| r.passed()),
+            "demo" => wemint_emulator::demo::run(
+                args.bin_dir.clone(),
+                args.store.as_deref() == Some(CLOUDBASE),
+            )
+            .await
+            .map(|r| r.passed()),
             "help" => {
                 print!("{HELP}");
                 Ok(true)

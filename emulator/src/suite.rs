@@ -55,6 +55,10 @@ pub struct SuiteOptions {
     /// (`{base}/{cloud path}?sign=…&t=…`), as real WeChat answers, for tests that check what a
     /// function hands on (nothing serves them).
     pub download_url_base: Option<String>,
+    /// Run the functions on the `cloudbase://` backend against the suite's CloudBase
+    /// document-database stand-in (`--store cloudbase`), as deployed; the suite itself keeps
+    /// using [`SuiteOptions::store_uri`], the store the stand-in serves.
+    pub cloudbase_functions: bool,
 }
 
 impl SuiteOptions {
@@ -73,6 +77,7 @@ impl SuiteOptions {
             run_timers: true,
             extra_env: Vec::new(),
             download_url_base: None,
+            cloudbase_functions: false,
         }
     }
 
@@ -324,37 +329,49 @@ impl Suite {
         let k = &self.keys;
         let base = self.base_url();
         let admin = [self.keys.openid_for("admin")].join(",");
-        [
-            ("WEMINT_STORE", self.options.store_uri()),
-            ("WEMINT_SESSION_SECRET", k.session_secret.clone()),
-            ("WEMINT_DATA_KEY", k.data_key.clone()),
-            ("WEMINT_TRUST_PLATFORM_IDENTITY", "cloudbase-event".into()),
-            ("WEMINT_ADMIN_OPENIDS", admin),
-            ("WECHAT_APPID", k.appid.clone()),
-            ("WECHAT_APPSECRET", k.appsecret.clone()),
-            ("WECHAT_API_BASE", base.clone()),
-            ("WECHATPAY_MCHID", k.mchid.clone()),
-            ("WECHATPAY_MERCHANT_SERIAL", k.merchant_serial.clone()),
-            ("WECHATPAY_PRIVATE_KEY", k.merchant_private_key.clone()),
-            ("WECHATPAY_APIV3_KEY", k.apiv3_key.clone()),
-            ("WECHATPAY_PUBLIC_KEY", k.platform_public_key.clone()),
-            ("WECHATPAY_PUBLIC_KEY_ID", k.platform_key_id.clone()),
-            ("WECHATPAY_API_BASE", base.clone()),
-            ("WECHATPAY_NOTIFY_URL", format!("{base}/payNotify")),
-            ("XPAY_APPKEY", k.xpay_appkey.clone()),
-            ("XPAY_OFFER_ID", k.xpay_offer_id.clone()),
-            ("XPAY_ENV", "0".into()),
-            ("WX_PUSH_TOKEN", k.push_token.clone()),
-            ("WX_PUSH_AES_KEY", k.push_aes_key.clone()),
-            ("WEMINT_STORAGE_URL", format!("{base}/storage")),
-            ("WEMINT_STORAGE_SIGNING_KEY", k.storage_key.clone()),
-            ("WEMINT_ENV_ID", k.env_id.clone()),
-            (CLOCK_OFFSET_VAR, self.clock.offset().to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .chain(self.options.extra_env.iter().cloned())
-        .collect()
+        let store: Vec<(&str, String)> = if self.options.cloudbase_functions {
+            vec![
+                ("WEMINT_STORE", format!("cloudbase://{}", k.env_id)),
+                ("WEMINT_CLOUDBASE_ENDPOINT", base.clone()),
+                (
+                    "WEMINT_CLOUDBASE_API_KEY",
+                    crate::standins::cloudbase_db::DEV_API_KEY.to_owned(),
+                ),
+            ]
+        } else {
+            vec![("WEMINT_STORE", self.options.store_uri())]
+        };
+        store
+            .into_iter()
+            .chain([
+                ("WEMINT_SESSION_SECRET", k.session_secret.clone()),
+                ("WEMINT_DATA_KEY", k.data_key.clone()),
+                ("WEMINT_TRUST_PLATFORM_IDENTITY", "cloudbase-event".into()),
+                ("WEMINT_ADMIN_OPENIDS", admin),
+                ("WECHAT_APPID", k.appid.clone()),
+                ("WECHAT_APPSECRET", k.appsecret.clone()),
+                ("WECHAT_API_BASE", base.clone()),
+                ("WECHATPAY_MCHID", k.mchid.clone()),
+                ("WECHATPAY_MERCHANT_SERIAL", k.merchant_serial.clone()),
+                ("WECHATPAY_PRIVATE_KEY", k.merchant_private_key.clone()),
+                ("WECHATPAY_APIV3_KEY", k.apiv3_key.clone()),
+                ("WECHATPAY_PUBLIC_KEY", k.platform_public_key.clone()),
+                ("WECHATPAY_PUBLIC_KEY_ID", k.platform_key_id.clone()),
+                ("WECHATPAY_API_BASE", base.clone()),
+                ("WECHATPAY_NOTIFY_URL", format!("{base}/payNotify")),
+                ("XPAY_APPKEY", k.xpay_appkey.clone()),
+                ("XPAY_OFFER_ID", k.xpay_offer_id.clone()),
+                ("XPAY_ENV", "0".into()),
+                ("WX_PUSH_TOKEN", k.push_token.clone()),
+                ("WX_PUSH_AES_KEY", k.push_aes_key.clone()),
+                ("WEMINT_STORAGE_URL", format!("{base}/storage")),
+                ("WEMINT_STORAGE_SIGNING_KEY", k.storage_key.clone()),
+                ("WEMINT_ENV_ID", k.env_id.clone()),
+                (CLOCK_OFFSET_VAR, self.clock.offset().to_string()),
+            ])
+            .map(|(k, v)| (k.to_owned(), v))
+            .chain(self.options.extra_env.iter().cloned())
+            .collect()
     }
 
     /// Moves the dev clock forward, persists it, restarts the functions so they pick it up,

@@ -105,6 +105,12 @@ pub enum StoreSettings {
         /// The connection string.
         uri: Secret<String>,
     },
+    /// `cloudbase://<envId>[?instance=…&database=…]`: the environment's own document database
+    /// (`wemint::store::cloudbase`; the API key comes from `WEMINT_CLOUDBASE_API_KEY`).
+    Cloudbase {
+        /// The store URI (no credential in it).
+        uri: String,
+    },
 }
 
 impl StoreSettings {
@@ -114,6 +120,7 @@ impl StoreSettings {
             StoreSettings::Sqlite { path } => format!("sqlite:{}", path.display()),
             StoreSettings::SqliteMemory => "sqlite::memory:".to_owned(),
             StoreSettings::Mongodb { uri } => uri.expose().clone(),
+            StoreSettings::Cloudbase { uri } => uri.clone(),
         }
     }
 }
@@ -301,7 +308,8 @@ impl Config {
     /// `WEMINT_STORE`.
     ///
     /// # Errors
-    /// Missing, or not `sqlite:PATH`, `sqlite::memory:`, `mongodb://…`, `mongodb+srv://…`.
+    /// Missing, or not `sqlite:PATH`, `sqlite::memory:`, `mongodb://…`, `mongodb+srv://…`,
+    /// `cloudbase://…`.
     pub fn store(&self) -> Result<StoreSettings> {
         const VAR: &str = "WEMINT_STORE";
         let value = self.required_secret(VAR)?;
@@ -319,10 +327,12 @@ impl Config {
             Ok(StoreSettings::Mongodb {
                 uri: Secret::new(value.clone()),
             })
+        } else if value.starts_with("cloudbase://") {
+            Ok(StoreSettings::Cloudbase { uri: value.clone() })
         } else {
             Err(invalid(
                 VAR,
-                "expected `sqlite:PATH`, `sqlite::memory:`, `mongodb://…` or `mongodb+srv://…`",
+                "expected `sqlite:PATH`, `sqlite::memory:`, `mongodb://…`, `mongodb+srv://…` or `cloudbase://<envId>`",
             ))
         }
     }
@@ -939,6 +949,9 @@ mod tests {
         );
         let mongo = store("mongodb://u:pw@host/db").unwrap();
         assert!(!format!("{mongo:?}").contains("pw"));
+        assert!(
+            matches!(store("cloudbase://env-1a2b"), Ok(StoreSettings::Cloudbase { uri }) if uri == "cloudbase://env-1a2b")
+        );
         assert!(store("postgres://x").is_err());
         assert!(matches!(
             Config::from_vars([("X", "y")]).store(),

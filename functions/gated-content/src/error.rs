@@ -26,7 +26,7 @@ pub mod codes {
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum GatedError {
-    /// A content request failed (see [`content_error`] for the codes).
+    /// A content request failed (`content_error` maps it to the public codes).
     #[error(transparent)]
     Content(#[from] ContentError),
     /// A subscription change was refused (see the codes of [`SubscriptionsError`]'s variants).
