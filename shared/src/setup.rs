@@ -305,12 +305,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn store_and_authenticator_are_required() {
+    async fn the_store_is_required_and_the_authenticator_only_where_sessions_are_used() {
         let no_store = Config::from_vars([("WEMINT_SESSION_SECRET", SECRET)]);
         let err = Deps::from_config(&no_store).await.unwrap_err().to_string();
         assert!(err.contains("WEMINT_STORE"), "{err}");
+        // Webhook-only functions (payNotify, wxPush) run without a session secret; the
+        // callables ask for it with `required`.
         let no_secret = Config::from_vars([("WEMINT_STORE", "sqlite::memory:")]);
-        let err = Deps::from_config(&no_secret).await.unwrap_err().to_string();
+        let deps = Deps::from_config(&no_secret).await.unwrap();
+        let err = required(deps.auth, "WEMINT_SESSION_SECRET")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WEMINT_SESSION_SECRET"), "{err}");
+        // A secret that is set but unusable is an error, never "not used".
+        let short = Config::from_vars([
+            ("WEMINT_STORE", "sqlite::memory:"),
+            ("WEMINT_SESSION_SECRET", "too short"),
+        ]);
+        let err = Deps::from_config(&short).await.unwrap_err().to_string();
         assert!(err.contains("WEMINT_SESSION_SECRET"), "{err}");
     }
 }
