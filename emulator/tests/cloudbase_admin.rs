@@ -3,53 +3,29 @@
 //! and finds them all on a second run; the probe reports what the environment supports, and
 //! its answer follows the stand-in's `findAndModify` switch.
 
-use std::sync::Arc;
-
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use wemint::store::cloudbase::CloudbaseConfig;
 use wemint::store::collections;
 use wemint_emulator::cloudbase_admin::{Found, Gateway, Verdict, probe, provision};
-use wemint_emulator::http::{Response, serve};
-use wemint_emulator::standins::cloudbase_db::{CloudbaseDb, StandInOptions};
+use wemint_emulator::standins::cloudbase_db::{ServedAlone, StandInOptions};
 
 const KEY: &str = "test-admin-api-key-provision";
 
 struct StandIn {
-    db: Arc<CloudbaseDb>,
+    served: ServedAlone,
     gateway: Gateway,
-    _stop: watch::Sender<bool>,
 }
 
 async fn stand_in(options: StandInOptions) -> StandIn {
-    let store = wemint::store::open("sqlite::memory:").await.unwrap();
-    let db = Arc::new(CloudbaseDb::new(store, options));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = watch::channel(false);
-    let handler_db = Arc::clone(&db);
-    tokio::spawn(serve(
-        listener,
-        move |req| {
-            let db = Arc::clone(&handler_db);
-            async move {
-                db.handle(&req)
-                    .await
-                    .unwrap_or_else(|| Response::not_found(&req.path))
-            }
-        },
-        stopped,
-    ));
+    let served = ServedAlone::start(options).await;
     let var = |name: &str| match name {
         "WEMINT_CLOUDBASE_API_KEY" => Some(KEY.to_owned()),
-        "WEMINT_CLOUDBASE_ENDPOINT" => Some(endpoint.clone()),
+        "WEMINT_CLOUDBASE_ENDPOINT" => Some(served.endpoint.clone()),
         _ => None,
     };
     let config = CloudbaseConfig::from_uri("cloudbase://wemint-test-1a2b", var).unwrap();
     StandIn {
-        db,
         gateway: Gateway::new(&config).unwrap(),
-        _stop: stop,
+        served,
     }
 }
 
@@ -150,7 +126,11 @@ async fn probe_reports_the_patch_fallback_without_find_and_modify() {
     );
     // The registry collections were only read: the scratch collection got every write (its
     // creation and the `409` check), and it is gone afterwards.
-    assert_eq!(s.db.stats().get("createCollection"), Some(&2), "{text}");
+    assert_eq!(
+        s.served.db.stats().get("createCollection"),
+        Some(&2),
+        "{text}"
+    );
     assert_eq!(
         p.verdict("cleanup (/commands drop)"),
         Some(Verdict::Yes),

@@ -14,46 +14,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use wemint::store::cloudbase::{CloudbaseConfig, CloudbaseStore};
 use wemint::store::collections::ORDERS;
 use wemint::store::{Filter, IndexSpec, Store, StoreError, Update, UpdateOptions};
-use wemint_emulator::http::{Response, serve};
-use wemint_emulator::standins::cloudbase_db::{CloudbaseDb, Fault, StandInOptions};
+use wemint_emulator::standins::cloudbase_db::{Fault, ServedAlone, StandInOptions};
 
 const KEY: &str = "test-admin-api-key-0123456789";
 
-struct StandIn {
-    db: Arc<CloudbaseDb>,
-    endpoint: String,
-    _stop: watch::Sender<bool>,
-}
-
-async fn stand_in(options: StandInOptions) -> StandIn {
-    let store = wemint::store::open("sqlite::memory:").await.unwrap();
-    let db = Arc::new(CloudbaseDb::new(store, options));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = watch::channel(false);
-    let handler_db = Arc::clone(&db);
-    tokio::spawn(serve(
-        listener,
-        move |req| {
-            let db = Arc::clone(&handler_db);
-            async move {
-                db.handle(&req)
-                    .await
-                    .unwrap_or_else(|| Response::not_found(&req.path))
-            }
-        },
-        stopped,
-    ));
-    StandIn {
-        db,
-        endpoint,
-        _stop: stop,
-    }
+async fn stand_in(options: StandInOptions) -> ServedAlone {
+    ServedAlone::start(options).await
 }
 
 fn config(endpoint: &str, key: &str, timeout: Duration) -> CloudbaseConfig {
@@ -68,7 +37,7 @@ fn config(endpoint: &str, key: &str, timeout: Duration) -> CloudbaseConfig {
     config
 }
 
-async fn client(s: &StandIn, timeout: Duration) -> Arc<dyn Store> {
+async fn client(s: &ServedAlone, timeout: Duration) -> Arc<dyn Store> {
     Arc::new(
         CloudbaseStore::connect(config(&s.endpoint, KEY, timeout))
             .await

@@ -163,6 +163,52 @@ enum Route {
     Commands,
 }
 
+/// A stand-in serving alone on a free loopback port, for tests that need the CloudBase
+/// document-database API without the rest of the suite. It stops when dropped.
+pub struct ServedAlone {
+    /// The stand-in (faults, counters).
+    pub db: Arc<CloudbaseDb>,
+    /// Its base URL, for `WEMINT_CLOUDBASE_ENDPOINT`.
+    pub endpoint: String,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl ServedAlone {
+    /// Serves a stand-in with `options` over a fresh in-memory store.
+    ///
+    /// # Panics
+    /// When the store cannot open or no loopback port can be bound (test setup).
+    pub async fn start(options: StandInOptions) -> ServedAlone {
+        let store = wemint::store::open("sqlite::memory:")
+            .await
+            .expect("in-memory store");
+        let db = Arc::new(CloudbaseDb::new(store, options));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback port");
+        let endpoint = format!("http://{}", listener.local_addr().expect("bound address"));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let handler_db = Arc::clone(&db);
+        tokio::spawn(crate::http::serve(
+            listener,
+            move |req| {
+                let db = Arc::clone(&handler_db);
+                async move {
+                    db.handle(&req)
+                        .await
+                        .unwrap_or_else(|| Response::not_found(&req.path))
+                }
+            },
+            stopped,
+        ));
+        ServedAlone {
+            db,
+            endpoint,
+            _stop: stop,
+        }
+    }
+}
+
 impl CloudbaseDb {
     /// A stand-in over `store`.
     pub fn new(store: Arc<dyn Store>, options: StandInOptions) -> Self {
