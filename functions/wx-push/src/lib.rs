@@ -25,7 +25,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use http::{Method, StatusCode};
 use wemint::clock::SharedClock;
-use wemint::commerce::{Commerce, PaymentOutcome, XpayDelivery, XpayGateway};
+use wemint::commerce::{Commerce, PaymentOutcome, XpayDelivery};
 use wemint::config::Config;
 use wemint::moderation::{Moderation, NoticeTemplate};
 use wemint::runtime::{ApiError, BoxError, Function, WebhookRequest, WebhookResponse};
@@ -124,16 +124,12 @@ impl State {
         }
     }
 
-    /// Virtual payment as configured: deliveries are confirmed with `query_order`, and one
-    /// from the other environment (sandbox vs production) is held for review.
+    /// The order service as the deployment wires it ([`Deps::commerce`]): with virtual
+    /// payment configured, deliveries are confirmed with `query_order`, and one from the other
+    /// environment (sandbox vs production) is held for review.
     #[must_use]
-    pub fn with_xpay(mut self, gateway: Arc<dyn XpayGateway>) -> Self {
-        self.commerce = Commerce::new(
-            self.store().clone(),
-            self.crypto.appid().to_owned(),
-            self.clock.clone(),
-        )
-        .with_xpay(gateway);
+    pub fn with_commerce(mut self, commerce: Commerce) -> Self {
+        self.commerce = commerce;
         self
     }
 
@@ -177,11 +173,10 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
             .unwrap_or_else(|| "欢迎关注！点这里进入小程序：".to_owned()),
         mini_program_appid: appid,
     };
-    let mut state = State::new(crypto, oa_crypto, moderation, wechat, funnel, deps.clock);
+    let commerce = deps.commerce();
+    let mut state = State::new(crypto, oa_crypto, moderation, wechat, funnel, deps.clock)
+        .with_commerce(commerce);
     state.safe_mode = safe_mode;
-    if let Some(xpay) = deps.xpay.clone() {
-        state = state.with_xpay(xpay);
-    }
     Ok(state)
 }
 
