@@ -43,7 +43,7 @@ function askConsent(keys, options) {
   const o = options || {};
   const w = o.wx || (typeof wx !== 'undefined' ? wx : null);
   const templates = o.templates || (config.subscribe && config.subscribe.templates) || {};
-  const asked = keys.filter((k) => KEYS.indexOf(k) >= 0 && templates[k]).slice(0, MAX_PER_CALL);
+  const asked = keys.filter((k, i) => KEYS.indexOf(k) >= 0 && templates[k] && keys.indexOf(k) === i).slice(0, MAX_PER_CALL);
   const none = (error) => Promise.resolve({ results: {}, accepted: [], error: error || null, reported: Promise.resolve(null) });
   if (!asked.length) return none();
   if (!w || typeof w.requestSubscribeMessage !== 'function') return none({ errMsg: 'requestSubscribeMessage unavailable' });
