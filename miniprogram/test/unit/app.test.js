@@ -48,3 +48,24 @@ test('a failed launch login is remembered by code, and pages can retry', async (
   delete global.getApp;
   delete global.wx;
 });
+
+test('onLaunch registers the one privacy-consent listener', async () => {
+  const w = fakeWx([loginReply('tok-privacy', 4102444800)]);
+  w.onNeedPrivacyAuthorization = jest.fn();
+  global.wx = w;
+  let app = null;
+  global.App = (def) => {
+    app = def;
+  };
+  global.getApp = () => app;
+  jest.isolateModules(() => {
+    require('../../app'); // eslint-disable-line global-require
+  });
+  app.onLaunch();
+  await app.loginPromise;
+  expect(w.onNeedPrivacyAuthorization).toHaveBeenCalledTimes(1);
+  expect(typeof w.onNeedPrivacyAuthorization.mock.calls[0][0]).toBe('function');
+  delete global.App;
+  delete global.getApp;
+  delete global.wx;
+});
