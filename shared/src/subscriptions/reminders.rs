@@ -3,7 +3,7 @@
 //! WeChat lets a Mini Program send one subscribe message per grant: each time the user
 //! accepts a template in `wx.requestSubscribeMessage`, one credit, counted by
 //! [`crate::wechat::subscribe_grants`] and recorded by gatedContent's `subscribeGrant` action
-//! ([`record_grants`]). The timer finds subscriptions whose period ends within the
+//! ([`crate::wechat::subscribe_templates::record_consent`], key `renewal`). The timer finds subscriptions whose period ends within the
 //! configured days and sends one reminder per subscription and period end
 //! (`renewal_reminders`, `_id` = `<subscription>@<periodEnd>`), only while a credit is left.
 //! A renewal moves the period end, so the next period gets its own reminder.

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod error;
 pub mod push;
 pub mod subscribe_grants;
+pub mod subscribe_templates;
 pub mod token;
 pub mod verdict;
 
