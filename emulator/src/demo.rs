@@ -429,21 +429,59 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         }
         .await
     );
-    step!("ship it (createOrder.ship as admin, express → upload_shipping_info)", async {
-        let admin = ctx.admin.clone().ok_or("not run: the admin login step failed")?;
-        let id = ctx.physical_order.clone().ok_or("not run: the order step failed")?;
-        crate::demo_shipping::ship(&client, &admin, &id).await
-    }.await);
-    step!("buyer confirms receipt → received (trade_manage_order_settlement → wxPush, get_order)", async {
-        let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
-        let id = ctx.physical_order.clone().ok_or("not run: the order step failed")?;
-        crate::demo_shipping::platform_moves(&client, &token, &id, "/dev/shipping/confirm", "received").await
-    }.await);
-    step!("platform settles → settled (trade_manage_order_settlement → wxPush)", async {
-        let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
-        let id = ctx.physical_order.clone().ok_or("not run: the order step failed")?;
-        crate::demo_shipping::platform_moves(&client, &token, &id, "/dev/shipping/settle", "settled").await
-    }.await);
+    step!(
+        "ship it (createOrder.ship as admin, express → upload_shipping_info)",
+        async {
+            let admin = ctx
+                .admin
+                .clone()
+                .ok_or("not run: the admin login step failed")?;
+            let id = ctx
+                .physical_order
+                .clone()
+                .ok_or("not run: the order step failed")?;
+            crate::demo_shipping::ship(&client, &admin, &id).await
+        }
+        .await
+    );
+    step!(
+        "buyer confirms receipt → received (trade_manage_order_settlement → wxPush, get_order)",
+        async {
+            let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
+            let id = ctx
+                .physical_order
+                .clone()
+                .ok_or("not run: the order step failed")?;
+            crate::demo_shipping::platform_moves(
+                &client,
+                &token,
+                &id,
+                "/dev/shipping/confirm",
+                "received",
+            )
+            .await
+        }
+        .await
+    );
+    step!(
+        "platform settles → settled (trade_manage_order_settlement → wxPush)",
+        async {
+            let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
+            let id = ctx
+                .physical_order
+                .clone()
+                .ok_or("not run: the order step failed")?;
+            crate::demo_shipping::platform_moves(
+                &client,
+                &token,
+                &id,
+                "/dev/shipping/settle",
+                "settled",
+            )
+            .await
+        }
+        .await
+    );
     step!("buy a membership (createOrder.create, virtual payment)", async {
         let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
         let data = client.call("alice", Some(&token), "createOrder", json!({

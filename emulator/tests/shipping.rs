@@ -88,10 +88,13 @@ impl World {
     /// Buys and pays `sku`; returns the paid order.
     async fn buy(&self, sku: &str) -> Value {
         let created = self
-            .call(false, json!({"action": "create",
+            .call(
+                false,
+                json!({"action": "create",
                 "clientRequestId": format!("ship-{}", wemint::pay::random_string(12)),
                 "items": [{"sku": sku, "quantity": 1}],
-                "address": serde_json::from_str::<Value>(ADDRESS).unwrap()}))
+                "address": serde_json::from_str::<Value>(ADDRESS).unwrap()}),
+            )
             .await
             .unwrap_or_else(|e| panic!("create {sku}: {e}"));
         let (status, reply) = self
@@ -162,7 +165,10 @@ async fn express_shipping_is_reported_and_the_buyer_told_once() {
         .unwrap();
     let order = w.buy("mug-ceramic-350").await;
     let id = order["id"].as_str().unwrap();
-    assert_eq!(order["status"], "paid", "physical goods are not fulfilled at payment");
+    assert_eq!(
+        order["status"], "paid",
+        "physical goods are not fulfilled at payment"
+    );
     assert_eq!(order["shipping"]["state"], "awaiting");
     assert!(order["shipping"]["deadlineAt"].as_i64().unwrap() > order["paidAt"].as_i64().unwrap());
 
@@ -171,14 +177,20 @@ async fn express_shipping_is_reported_and_the_buyer_told_once() {
         .await
         .unwrap();
     assert!(
-        listed["orders"].as_array().unwrap().iter().any(|o| o["id"] == id),
+        listed["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["id"] == id),
         "{listed}"
     );
 
     let reply = w
-        .ship(json!([{"orderId": id, "logisticsType": "express", "packages": [
+        .ship(
+            json!([{"orderId": id, "logisticsType": "express", "packages": [
             {"expressCompany": "SF", "trackingNo": "SF1400000000001"},
-            {"expressCompany": "zto", "trackingNo": "ZT7700000000002"}]}]))
+            {"expressCompany": "zto", "trackingNo": "ZT7700000000002"}]}]),
+        )
         .await;
     assert_eq!(reply["shipped"], 1, "{reply}");
     let shipped = &reply["results"][0]["order"];
@@ -205,7 +217,10 @@ async fn express_shipping_is_reported_and_the_buyer_told_once() {
     assert_eq!(messages.len(), 1, "{messages:?}");
     let msg = &messages[0];
     assert_eq!(msg["templateId"], NOTICE_TEMPLATE, "{msg}");
-    assert_eq!(msg["data"]["thing3"]["value"], "SF SF1400000000001", "{msg}");
+    assert_eq!(
+        msg["data"]["thing3"]["value"], "SF SF1400000000001",
+        "{msg}"
+    );
     assert_eq!(msg["data"]["phrase4"]["value"], "已发货");
     assert_eq!(msg["page"], format!("shop/pages/order/order?id={id}"));
 
@@ -214,14 +229,23 @@ async fn express_shipping_is_reported_and_the_buyer_told_once() {
         .ship(json!([{"orderId": id, "logisticsType": "self_pickup"}]))
         .await;
     assert_eq!(again["shipped"], 0);
-    assert_eq!(again["results"][0]["error"]["code"], "ORDER_ALREADY_SHIPPED");
+    assert_eq!(
+        again["results"][0]["error"]["code"],
+        "ORDER_ALREADY_SHIPPED"
+    );
     assert_eq!(platform_record(&w.suite, tx).await.unwrap()["uploads"], 1);
     assert_eq!(w.messages_to_alice().await.len(), 1);
 
     // The buyer sees the tracking.
     let seen = w.order(id).await;
-    assert_eq!(seen["shipping"]["packages"][0]["trackingNo"], "SF1400000000001");
-    assert!(seen["shipping"].get("upload").is_none(), "buyers do not see internals");
+    assert_eq!(
+        seen["shipping"]["packages"][0]["trackingNo"],
+        "SF1400000000001"
+    );
+    assert!(
+        seen["shipping"].get("upload").is_none(),
+        "buyers do not see internals"
+    );
     w.suite.shutdown().await;
 }
 
@@ -241,15 +265,25 @@ async fn self_pickup_ships_several_orders_in_one_call_and_refuses_bad_entries() 
         .await;
     assert_eq!(reply["shipped"], 2, "{reply}");
     let results = reply["results"].as_array().unwrap();
-    assert_eq!(results[0]["order"]["shipping"]["logisticsType"], "self_pickup");
-    assert_eq!(results[1]["order"]["shipping"]["logisticsType"], "same_city");
+    assert_eq!(
+        results[0]["order"]["shipping"]["logisticsType"],
+        "self_pickup"
+    );
+    assert_eq!(
+        results[1]["order"]["shipping"]["logisticsType"],
+        "same_city"
+    );
     assert_eq!(results[2]["error"]["code"], "ORDER_NOT_FOUND");
     assert_eq!(results[3]["error"]["code"], "INVALID_SHIPMENT");
     assert_eq!(results[4]["error"]["code"], "INVALID_SHIPMENT");
     let tx = results[0]["order"]["transactionId"].as_str().unwrap();
     let record = platform_record(&w.suite, tx).await.unwrap();
     assert_eq!(record["shipping"]["logistics_type"], 4);
-    assert!(record["shipping"]["shipping_list"][0].get("tracking_no").is_none());
+    assert!(
+        record["shipping"]["shipping_list"][0]
+            .get("tracking_no")
+            .is_none()
+    );
     let tx_b = results[1]["order"]["transactionId"].as_str().unwrap();
     assert_eq!(
         platform_record(&w.suite, tx_b).await.unwrap()["shipping"]["logistics_type"],
@@ -292,7 +326,10 @@ async fn virtual_goods_paid_by_wechat_pay_get_a_virtual_shipment() {
     assert_eq!(record["state"], 2);
     // A membership through virtual payment (xpay) is not part of this flow.
     let admin_view = w
-        .call(true, json!({"action": "search", "outTradeNo": order["outTradeNo"]}))
+        .call(
+            true,
+            json!({"action": "search", "outTradeNo": order["outTradeNo"]}),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -324,7 +361,10 @@ async fn a_failed_upload_is_kept_and_reconcile_sends_it_again() {
     let tx = shipped["transactionId"].as_str().unwrap().to_owned();
     assert!(platform_record(&w.suite, &tx).await.is_none());
     let failed = w
-        .call(true, json!({"action": "shipments", "state": "upload_failed"}))
+        .call(
+            true,
+            json!({"action": "shipments", "state": "upload_failed"}),
+        )
         .await
         .unwrap();
     assert_eq!(failed["orders"][0]["id"], id.as_str(), "{failed}");
@@ -339,9 +379,15 @@ async fn a_failed_upload_is_kept_and_reconcile_sends_it_again() {
         .await
         .unwrap_or_else(|| panic!("reconcile did not re-send: {fired}"));
     assert_eq!(record["uploads"], 1);
-    assert_eq!(record["shipping"]["shipping_list"][0]["tracking_no"], "YT100");
+    assert_eq!(
+        record["shipping"]["shipping_list"][0]["tracking_no"],
+        "YT100"
+    );
     let after = w
-        .call(true, json!({"action": "search", "outTradeNo": order["outTradeNo"]}))
+        .call(
+            true,
+            json!({"action": "search", "outTradeNo": order["outTradeNo"]}),
+        )
         .await
         .unwrap();
     let upload = &after["orders"][0]["shipping"]["upload"];
@@ -477,7 +523,10 @@ async fn settlement_pushes_are_confirmed_with_the_platform_and_recorded_once() {
 
     // An unsigned push is refused before anything is read.
     let res = reqwest::Client::new()
-        .post(format!("{}/wxPush?timestamp=1&nonce=1&signature=x", w.suite.base_url()))
+        .post(format!(
+            "{}/wxPush?timestamp=1&nonce=1&signature=x",
+            w.suite.base_url()
+        ))
         .body(r#"{"MsgType":"event","Event":"trade_manage_order_settlement"}"#)
         .send()
         .await
@@ -497,7 +546,8 @@ async fn overdue_orders_are_listed_and_admins_reminded_once() {
         .unwrap();
     assert!(none["orders"].as_array().unwrap().is_empty(), "{none}");
     // 40 hours later the 48-hour deadline is 8 hours away: inside the 12-hour reminder window.
-    w.dev("/dev/clock/advance", json!({"secs": 40 * 3600})).await;
+    w.dev("/dev/clock/advance", json!({"secs": 40 * 3600}))
+        .await;
     w.dev("/dev/timers/run", json!({})).await;
     let listed = w
         .call(true, json!({"action": "shipments", "state": "awaiting"}))

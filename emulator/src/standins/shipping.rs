@@ -25,7 +25,7 @@ const SETTLE_AFTER_SECS: i64 = 86_400;
 
 /// Routes `/wxa/sec/order/*` (the access token is already checked).
 pub async fn handle(suite: &Suite, req: &Request) -> Response {
-    let Ok(body) = req.json() else {
+    let Ok(body) = req.json::<Value>() else {
         return wx_error(47001, "data format error");
     };
     match req.path.as_str() {
@@ -45,7 +45,10 @@ async fn payment(suite: &Suite, tx: Option<&str>, no: Option<&str>) -> Result<Va
     };
     match suite
         .store
-        .find_one(PAY_ORDERS, &filter.and(Filter::exists("transactionId", true)))
+        .find_one(
+            PAY_ORDERS,
+            &filter.and(Filter::exists("transactionId", true)),
+        )
         .await
     {
         Ok(Some(o)) => Ok(o),
@@ -83,7 +86,10 @@ fn check_upload(body: &Value) -> Result<(), Response> {
         return Err(wx_error(47001, "data format error: shipping_list"));
     };
     if list.is_empty() || list.len() > 15 {
-        return Err(wx_error(10_060_024, "shipping_list must have 1 to 15 entries"));
+        return Err(wx_error(
+            10_060_024,
+            "shipping_list must have 1 to 15 entries",
+        ));
     }
     if mode == 1 && list.len() != 1 {
         return Err(wx_error(268_485_228, "unified delivery takes one package"));
@@ -163,26 +169,30 @@ async fn upload(suite: &Suite, body: &Value) -> Response {
     };
     let now = suite.clock.now();
     let tx = pay["transactionId"].as_str().unwrap_or_default();
-    let update = Update::new()
-        .set("state", 2)
-        .set("shipping", shipping)
-        .set("finishShippingCount", next_count)
-        .set("shippedAt", now)
-        .set("outTradeNo", pay["_id"].clone())
-        .set("openid", pay["openid"].clone())
-        .set("uploads", current["uploads"].as_i64().unwrap_or(0) + 1);
-    match suite
-        .store
-        .update_one(
-            SHIPPING,
-            &Filter::id(tx).and(Filter::eq("finishShippingCount", count)),
-            &update,
-            UpdateOptions::upsert(),
-        )
-        .await
-    {
-        Ok(_) => ok(json!({})),
-        Err(wemint::store::StoreError::DuplicateKey { .. }) => {
+    let written = if count == 0 {
+        let doc = json!({"_id": tx, "state": 2, "shipping": shipping, "finishShippingCount": 1,
+            "shippedAt": now, "outTradeNo": pay["_id"], "openid": pay["openid"], "uploads": 1});
+        suite.store.insert(SHIPPING, doc).await.map(|_| true)
+    } else {
+        let update = Update::new()
+            .set("shipping", shipping)
+            .set("finishShippingCount", next_count)
+            .set("shippedAt", now)
+            .inc("uploads", 1);
+        suite
+            .store
+            .update_one(
+                SHIPPING,
+                &Filter::id(tx).and(Filter::eq("finishShippingCount", count)),
+                &update,
+                UpdateOptions::default(),
+            )
+            .await
+            .map(|d| d.is_some())
+    };
+    match written {
+        Ok(true) => ok(json!({})),
+        Ok(false) | Err(wemint::store::StoreError::DuplicateKey { .. }) => {
             wx_error(-1, "system error: concurrent upload, retry")
         }
         Err(e) => internal(e),
@@ -196,8 +206,10 @@ fn order_view(pay: &Value, r: &Value) -> Value {
         .as_array()
         .map(|l| {
             l.iter()
-                .map(|p| json!({"tracking_no": p["tracking_no"], "express_company": p["express_company"],
-                    "goods_desc": p["item_desc"], "upload_time": r["shippedAt"]}))
+                .map(|p| {
+                    json!({"tracking_no": p["tracking_no"], "express_company": p["express_company"],
+                    "goods_desc": p["item_desc"], "upload_time": r["shippedAt"]})
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -284,7 +296,13 @@ async fn named_payment(suite: &Suite, body: &Value) -> Result<Value, Response> {
     }
     payment(suite, body["transactionId"].as_str(), no.as_deref())
         .await
-        .map_err(|_| dev_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no paid order by that name"))
+        .map_err(|_| {
+            dev_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "no paid order by that name",
+            )
+        })
 }
 
 async fn push(suite: &Suite, pay: &Value, event: Value) -> Result<String, Response> {
@@ -398,5 +416,10 @@ pub async fn remind_shipping(suite: &Suite, body: &Value) -> Response {
 
 /// The platform's shipping record of an order (tests, console).
 pub async fn platform_record(suite: &Suite, transaction_id: &str) -> Option<Value> {
-    suite.store.get(SHIPPING, transaction_id).await.ok().flatten()
+    suite
+        .store
+        .get(SHIPPING, transaction_id)
+        .await
+        .ok()
+        .flatten()
 }

@@ -118,7 +118,11 @@ pub fn function() -> Function<State> {
             let caller = s.caller(&req)?;
             let input: OrderRef = req.parse()?;
             s.limits
-                .check(&caller.openid, "createOrder.syncShipping", SYNC_SHIPPING_LIMIT)
+                .check(
+                    &caller.openid,
+                    "createOrder.syncShipping",
+                    SYNC_SHIPPING_LIMIT,
+                )
                 .await?;
             let order = s.commerce.sync_shipping(&caller, &input.order_id).await?;
             Ok::<_, ApiError>(serde_json::json!({ "order": order.view() }))

@@ -426,7 +426,10 @@ async fn trade_manage(state: &State, raw: &serde_json::Value) -> Result<(), ApiE
             tracing::info!(?outcome, "trade_manage push");
         }
         None => tracing::info!(
-            event = raw.get("Event").and_then(|e| e.as_str()).unwrap_or_default(),
+            event = raw
+                .get("Event")
+                .and_then(|e| e.as_str())
+                .unwrap_or_default(),
             "trade_manage push not handled"
         ),
     }

@@ -32,7 +32,8 @@ use crate::identity::Caller;
 use crate::runtime::ApiError;
 use crate::store::{Filter, FindOptions, Update, UpdateOptions};
 use crate::wechat::shipping::{
-    LogisticsType, Package, PlatformOrder, ShippingUpload, TradeManagePush, upload_retryable,
+    LogisticsType, Package, PlatformOrder, PlatformOrderState, ShippingUpload, TradeManagePush,
+    upload_retryable,
 };
 use crate::wechat::{ErrCode, SubscribeMessage, WechatClient, WechatError, subscribe_grants};
 
@@ -43,8 +44,7 @@ pub trait ShippingPlatform: Send + Sync {
     /// `upload_shipping_info`.
     async fn upload(&self, upload: &ShippingUpload) -> Result<(), WechatError>;
     /// `notify_confirm_receive`.
-    async fn remind_receipt(&self, transaction_id: &str, received: i64)
-    -> Result<(), WechatError>;
+    async fn remind_receipt(&self, transaction_id: &str, received: i64) -> Result<(), WechatError>;
     /// `get_order`.
     async fn order(&self, transaction_id: &str) -> Result<PlatformOrder, WechatError>;
     /// `subscribeMessage.send`.
@@ -57,11 +57,7 @@ impl ShippingPlatform for WechatClient {
         self.upload_shipping_info(upload).await
     }
 
-    async fn remind_receipt(
-        &self,
-        transaction_id: &str,
-        received: i64,
-    ) -> Result<(), WechatError> {
+    async fn remind_receipt(&self, transaction_id: &str, received: i64) -> Result<(), WechatError> {
         self.notify_confirm_receive(transaction_id, received).await
     }
 
@@ -465,7 +461,9 @@ impl Commerce {
         let Some(shipped) = won else {
             // Shipped, refunded or changed by someone else meanwhile.
             return match self.store.get_as::<OrderDoc>(c::ORDERS, &order.id).await? {
-                Some(o) if o.shipping.as_ref().map(|s| s.state) != Some(ShippingState::Awaiting) => {
+                Some(o)
+                    if o.shipping.as_ref().map(|s| s.state) != Some(ShippingState::Awaiting) =>
+                {
                     Err(CommerceError::AlreadyShipped)
                 }
                 _ => Err(CommerceError::Conflict(
@@ -502,7 +500,10 @@ impl Commerce {
             .as_deref()
             .and_then(LogisticsType::parse)
             .ok_or("the order is not shipped")?;
-        let desc = s.item_desc.clone().unwrap_or_else(|| item_desc(&order.items));
+        let desc = s
+            .item_desc
+            .clone()
+            .unwrap_or_else(|| item_desc(&order.items));
         let contact = order
             .address
             .as_ref()
@@ -792,7 +793,10 @@ impl Commerce {
         let now = self.now();
         let state = input.state.as_deref().unwrap_or("awaiting");
         let (filter, sort) = match state {
-            "awaiting" => (Filter::eq("shipping.state", "awaiting"), "shipping.deadlineAt"),
+            "awaiting" => (
+                Filter::eq("shipping.state", "awaiting"),
+                "shipping.deadlineAt",
+            ),
             "overdue" => (
                 Filter::eq("shipping.state", "awaiting")
                     .and(Filter::lte("shipping.deadlineAt", now)),
@@ -917,7 +921,7 @@ impl Commerce {
         caller: &Caller,
         order_id: &str,
     ) -> Result<OrderDoc, CommerceError> {
-        let order: OrderDoc = match self.store.get_as(c::ORDERS, order_id).await? {
+        let order: OrderDoc = match self.store.get_as::<OrderDoc>(c::ORDERS, order_id).await? {
             Some(o) if o.owner == caller.openid || self.is_admin(caller).await? => o,
             _ => return Err(CommerceError::OrderNotFound),
         };
@@ -955,9 +959,8 @@ impl Commerce {
         }
         let now = self.now();
         let (estimated, settled_at) = settlement.unwrap_or((None, None));
-        use crate::wechat::shipping::PlatformOrderState as P;
         let (to, mut update) = match seen.state {
-            P::Complete => (
+            PlatformOrderState::Complete => (
                 ShippingState::Settled,
                 Update::new()
                     .set("shipping.state", "settled")
@@ -996,7 +999,10 @@ impl Commerce {
         Ok(changed)
     }
 
-    async fn order_for_push(&self, push: &TradeManagePush) -> Result<Option<OrderDoc>, CommerceError> {
+    async fn order_for_push(
+        &self,
+        push: &TradeManagePush,
+    ) -> Result<Option<OrderDoc>, CommerceError> {
         let (tx, no) = push.order_key();
         let filter = match (tx, no) {
             (Some(tx), _) => Filter::eq("transactionId", tx),

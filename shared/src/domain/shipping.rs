@@ -240,7 +240,9 @@ pub enum ShipmentError {
     #[error("only express shipments carry packages")]
     PackagesNotAllowed,
     /// A carrier code or waybill number is empty, too long or has odd characters.
-    #[error("package {0}: expressCompany and trackingNo must be 1 to 64 letters, digits, '-' or '_'")]
+    #[error(
+        "package {0}: expressCompany and trackingNo must be 1 to 64 letters, digits, '-' or '_'"
+    )]
     Package(usize),
 }
 
@@ -391,7 +393,10 @@ mod tests {
             item_desc(&[line("Tee", 1), line("Mug", 2)]),
             "Tee ×1; Mug ×2"
         );
-        assert_eq!(item_desc(&[line(&"长".repeat(200), 1)]).chars().count(), 120);
+        assert_eq!(
+            item_desc(&[line(&"长".repeat(200), 1)]).chars().count(),
+            120
+        );
         assert_eq!(mask_phone("13800006789").as_deref(), Some("138****6789"));
         assert_eq!(mask_phone("12345"), None);
         assert_eq!(upload_backoff_secs(0), 60);

@@ -253,11 +253,7 @@ impl WechatClient {
     pub async fn upload_shipping_info(&self, upload: &ShippingUpload) -> Result<(), WechatError> {
         let body = upload.body()?;
         match self
-            .post_with_token::<Value>(
-                "/wxa/sec/order/upload_shipping_info",
-                &body,
-                Idempotent::No,
-            )
+            .post_with_token::<Value>("/wxa/sec/order/upload_shipping_info", &body, Idempotent::No)
             .await
         {
             Err(e) if e.errcode().map(|c| c.code()) == Some(UNCHANGED) => Ok(()),
@@ -518,7 +514,10 @@ mod tests {
         assert!(upload_retryable(&WechatError::api(10_060_001, "not found")));
         assert!(upload_retryable(&WechatError::api(-1, "busy")));
         assert!(upload_retryable(&WechatError::Transport("reset".into())));
-        assert!(!upload_retryable(&WechatError::api(10_060_003, "re-ship used")));
+        assert!(!upload_retryable(&WechatError::api(
+            10_060_003,
+            "re-ship used"
+        )));
         assert!(!upload_retryable(&WechatError::InvalidRequest("x".into())));
     }
 
@@ -567,7 +566,7 @@ mod tests {
             /// times are kept only when positive.
             #[test]
             fn fuzz_trade_manage_push(
-                event in prop_oneof![Just("trade_manage_order_settlement"), Just("trade_manage_remind_shipping"), ".{0,30}"],
+                event in prop_oneof![Just("trade_manage_order_settlement".to_owned()), Just("trade_manage_remind_shipping".to_owned()), ".{0,30}"],
                 fields in proptest::collection::btree_map(
                     prop_oneof![Just("transaction_id".to_owned()), Just("merchant_trade_no".to_owned()),
                         Just("settlement_time".to_owned()), Just("confirm_receive_time".to_owned()),

@@ -10,13 +10,13 @@ use async_trait::async_trait;
 use super::super::Commerce;
 use super::super::channel::{Observation, Payer, PaymentChannel, RefundAnswer, Started};
 use super::super::error::CommerceError;
-use super::super::shipping::ShippingPlatform;
-use crate::wechat::shipping::{PlatformOrder, ShippingUpload};
-use crate::wechat::{SubscribeMessage, WechatError};
 use super::super::model::{OrderDoc, RefundDoc};
+use super::super::shipping::ShippingPlatform;
 use crate::domain::catalog::Channel;
 use crate::domain::money::Fen;
 use crate::domain::order::OrderLine;
+use crate::wechat::shipping::{PlatformOrder, ShippingUpload};
+use crate::wechat::{SubscribeMessage, WechatError};
 
 /// Provider calls allowed and made in one run.
 #[derive(Debug)]
@@ -108,11 +108,7 @@ impl ShippingPlatform for MeteredShipping {
         self.inner.upload(upload).await
     }
 
-    async fn remind_receipt(
-        &self,
-        transaction_id: &str,
-        received: i64,
-    ) -> Result<(), WechatError> {
+    async fn remind_receipt(&self, transaction_id: &str, received: i64) -> Result<(), WechatError> {
         self.take()?;
         self.inner.remind_receipt(transaction_id, received).await
     }
