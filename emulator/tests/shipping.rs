@@ -20,7 +20,7 @@ const NOTICE_TEMPLATE: &str = "tmpl-shipped-e2e";
 const ADDRESS: &str = r#"{"name": "张三", "phone": "13800006789", "province": "广东省", "city": "深圳市", "district": "南山区", "detail": "科技园 1 号"}"#;
 
 struct World {
-    suite: Suite,
+    suite: std::sync::Arc<Suite>,
     client: Client,
     alice: String,
     admin: String,
@@ -318,8 +318,9 @@ async fn virtual_goods_paid_by_wechat_pay_get_a_virtual_shipment() {
     assert_eq!(order["status"], "fulfilled");
     assert_eq!(order["shipping"]["logisticsType"], "virtual");
     let tx = order["shipping"]["transactionId"].as_str().unwrap();
-    let record = until("the platform to hold the upload", || async move {
-        platform_record(&w.suite, tx).await
+    let record = until("the platform to hold the upload", || {
+        let w = &w;
+        async move { platform_record(&w.suite, tx).await }
     })
     .await;
     assert_eq!(record["shipping"]["logistics_type"], 3);
