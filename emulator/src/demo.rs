@@ -257,7 +257,7 @@ async fn wait_until_paid(
     }
 }
 
-async fn poll<F, Fut>(timeout: Duration, mut check: F) -> Result<Value, String>
+pub(crate) async fn poll<F, Fut>(timeout: Duration, mut check: F) -> Result<Value, String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<Value>, String>>,
@@ -277,7 +277,7 @@ where
     }
 }
 
-fn short(v: &Value) -> String {
+pub(crate) fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.chars().count() > 140 {
         format!("{}…", s.chars().take(140).collect::<String>())
@@ -426,6 +426,59 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
             let reference = ctx.physical_no.clone().unwrap_or_default();
             let order = wait_until_paid(&client, &token, &id, &reference).await?;
             Ok((format!("status {}", order["status"]), order))
+        }
+        .await
+    );
+    step!(
+        "ship it (createOrder.ship as admin, express → upload_shipping_info)",
+        async {
+            let admin = ctx
+                .admin
+                .clone()
+                .ok_or("not run: the admin login step failed")?;
+            let id = ctx
+                .physical_order
+                .clone()
+                .ok_or("not run: the order step failed")?;
+            crate::demo_shipping::ship(&client, &admin, &id).await
+        }
+        .await
+    );
+    step!(
+        "buyer confirms receipt → received (trade_manage_order_settlement → wxPush, get_order)",
+        async {
+            let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
+            let id = ctx
+                .physical_order
+                .clone()
+                .ok_or("not run: the order step failed")?;
+            crate::demo_shipping::platform_moves(
+                &client,
+                &token,
+                &id,
+                "/dev/shipping/confirm",
+                "received",
+            )
+            .await
+        }
+        .await
+    );
+    step!(
+        "platform settles → settled (trade_manage_order_settlement → wxPush)",
+        async {
+            let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
+            let id = ctx
+                .physical_order
+                .clone()
+                .ok_or("not run: the order step failed")?;
+            crate::demo_shipping::platform_moves(
+                &client,
+                &token,
+                &id,
+                "/dev/shipping/settle",
+                "settled",
+            )
+            .await
         }
         .await
     );

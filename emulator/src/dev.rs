@@ -221,6 +221,20 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
                 Err(e) => internal(e),
             }
         }
+        (&Method::POST, "/dev/shipping/confirm") => {
+            crate::standins::shipping::confirm_receipt(suite, &body).await
+        }
+        (&Method::POST, "/dev/shipping/settle") => {
+            crate::standins::shipping::settle(suite, &body).await
+        }
+        (&Method::POST, "/dev/shipping/remind") => {
+            crate::standins::shipping::remind_shipping(suite, &body).await
+        }
+        (&Method::POST, "/dev/admin/ship") => {
+            let mut data = body;
+            data["action"] = json!("ship");
+            as_admin(suite, "createOrder", data).await
+        }
         (&Method::GET, "/dev/whoami") => {
             let user = dev_user(req);
             Response::json(

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::clock::{self, SharedClock};
 use crate::cloud_files::{Storage, TokenSource};
-use crate::commerce::{Commerce, XpayProvider};
+use crate::commerce::{Commerce, ShippingPlatform, ShippingSettings, XpayProvider};
 use crate::config::{CloudFilesSettings, Config, ConfigError, StoreSettings};
 use crate::identity::{Authenticator, DataKey};
 use crate::moderation::{Moderation, WechatChecks};
@@ -46,6 +46,8 @@ pub struct Deps {
     pub cloud_files: Option<Storage>,
     /// Seals stored session_keys (`WEMINT_DATA_KEY`).
     pub data_key: Option<Arc<DataKey>>,
+    /// Shipping deadlines and message templates (`WEMINT_SHIP_*`, `WEMINT_SHIPPING_*`).
+    pub shipping: ShippingSettings,
 }
 
 impl std::fmt::Debug for Deps {
@@ -111,6 +113,7 @@ impl Deps {
             Some(key) => Some(Arc::new(DataKey::from_bytes(key.expose())?)),
             None => None,
         };
+        let shipping = ShippingSettings::from_config(config)?;
         Ok(Deps {
             store,
             clock,
@@ -120,6 +123,7 @@ impl Deps {
             xpay,
             cloud_files,
             data_key,
+            shipping,
         })
     }
 
@@ -141,7 +145,11 @@ impl Deps {
         if let Some(key) = &self.data_key {
             commerce = commerce.with_data_key(key.clone());
         }
-        commerce
+        let platform = self
+            .wechat
+            .clone()
+            .map(|w| Arc::new(w) as Arc<dyn ShippingPlatform>);
+        commerce.with_shipping(platform, self.shipping.clone())
     }
 
     /// Content moderation through the WeChat API (images reach WeChat as cloud file URLs).

@@ -8,5 +8,6 @@ pub mod cloud_storage;
 pub mod cloudbase_db;
 pub mod faults;
 pub mod gateway;
+pub mod shipping;
 pub mod wechat_api;
 pub mod wechat_pay;

@@ -39,14 +39,16 @@ const CODE_TTL_SECS: i64 = 300;
 /// access_token lifetime.
 const TOKEN_TTL_SECS: i64 = 7200;
 
-fn wx_error(errcode: i64, errmsg: &str) -> Response {
+/// A WeChat API failure: HTTP 200 with `{errcode, errmsg}`.
+pub(crate) fn wx_error(errcode: i64, errmsg: &str) -> Response {
     Response::json(
         StatusCode::OK,
         &json!({"errcode": errcode, "errmsg": errmsg}),
     )
 }
 
-fn ok(mut extra: Value) -> Response {
+/// A WeChat API success: `extra` plus `errcode` 0.
+pub(crate) fn ok(mut extra: Value) -> Response {
     if let Some(map) = extra.as_object_mut() {
         map.insert("errcode".into(), 0.into());
         map.insert("errmsg".into(), "ok".into());
@@ -86,6 +88,9 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
                 "/wxa/business/getuserphonenumber" => phone_number(suite, req).await,
                 "/wxa/getwxacodeunlimit" => unlimited_code(req),
                 "/tcb/batchdownloadfile" => batch_download_file(suite, req),
+                p if p.starts_with("/wxa/sec/order/") => {
+                    crate::standins::shipping::handle(suite, req).await
+                }
                 _ => wx_error(-1, &format!("api {path} is not emulated by wemint-dev")),
             }
         }

@@ -1,11 +1,14 @@
-//! The `createOrder` function: the catalog, checkout and the buyer's orders; refunds and
-//! order search for administrators. Contract: `docs/api.md` (createOrder); the logic lives in
+//! The `createOrder` function: the catalog, checkout and the buyer's orders; refunds, order
+//! search and shipping for administrators. Contract: `docs/api.md` (createOrder); the logic lives in
 //! `wemint::commerce` so payNotify, reconcile and wxPush share it.
 
 use std::sync::Arc;
 
 use serde::Deserialize;
-use wemint::commerce::{Commerce, CreateInput, ListInput, RefundInput, SearchInput};
+use wemint::commerce::{
+    Commerce, CreateInput, ListInput, RefundInput, RemindReceiptInput, SearchInput, ShipInput,
+    ShipmentsInput,
+};
 use wemint::identity::{Authenticator, Caller};
 use wemint::ratelimit::{Limit, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
@@ -17,6 +20,9 @@ pub const NAME: &str = "createOrder";
 /// Checkouts per buyer per minute: a person retries a few times, a script hundreds (each
 /// checkout writes an order and may call WeChat Pay).
 pub const CREATE_LIMIT: Limit = Limit::per_minute(20);
+
+/// Shipping-state refreshes per caller per minute (each asks WeChat's `get_order`).
+pub const SYNC_SHIPPING_LIMIT: Limit = Limit::per_minute(10);
 
 /// Built once per instance.
 pub struct State {
@@ -91,6 +97,35 @@ pub fn function() -> Function<State> {
             let caller = s.caller(&req)?;
             let input: SearchInput = req.parse()?;
             Ok::<_, ApiError>(s.commerce.search_orders(&caller, input).await?)
+        })
+        .callable("ship", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: ShipInput = req.parse()?;
+            Ok::<_, ApiError>(s.commerce.ship(&caller, input).await?)
+        })
+        .callable("shipments", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: ShipmentsInput = req.parse()?;
+            Ok::<_, ApiError>(s.commerce.shipments(&caller, input).await?)
+        })
+        .callable("remindReceipt", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: RemindReceiptInput = req.parse()?;
+            let order = s.commerce.remind_receipt(&caller, input).await?;
+            Ok::<_, ApiError>(serde_json::json!({ "order": order.admin_view() }))
+        })
+        .callable("syncShipping", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: OrderRef = req.parse()?;
+            s.limits
+                .check(
+                    &caller.openid,
+                    "createOrder.syncShipping",
+                    SYNC_SHIPPING_LIMIT,
+                )
+                .await?;
+            let order = s.commerce.sync_shipping(&caller, &input.order_id).await?;
+            Ok::<_, ApiError>(serde_json::json!({ "order": order.view() }))
         })
         .callable("catalog", |s: Arc<State>, req| async move {
             s.caller(&req)?;

@@ -15,9 +15,11 @@ fn idle_report() -> Value {
     };
     json!({"checked": 0, "paid": 0, "closed": 0, "fulfilled": 0, "refundsRetried": 0,
         "refundsSettled": 0, "refundsRecovered": 0, "holdsReleased": 0, "revoked": 0,
+        "shippingUploadsRetried": 0, "shippingUploadsDone": 0, "shippingReminders": 0,
         "errors": 0, "providerCalls": 0,
         "steps": [step("unpaidOrders"), step("interruptedFulfilments"),
-            step("refundsInFlight"), step("unrevokedGrants")]})
+            step("refundsInFlight"), step("unrevokedGrants"), step("shippingUploads"),
+            step("shippingDeadlines")]})
 }
 
 async fn reconcile(ts: &TestStore) -> Harness {

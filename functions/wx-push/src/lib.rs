@@ -18,7 +18,9 @@
 //! link into the Mini Program); `xpay_goods_deliver_notify` → [`Commerce::deliver_xpay`], the
 //! same fulfilment payNotify uses, which grants only once `query_order` says the order is paid
 //! (answered `{"ErrCode":0,"ErrMsg":"Success"}` once handled, a 5xx when the store or the
-//! query fails or the payment is not confirmed yet, so WeChat redelivers).
+//! query fails or the payment is not confirmed yet, so WeChat redelivers);
+//! `trade_manage_order_settlement` / `trade_manage_remind_shipping` → commerce's shipping
+//! record (settlement confirmed with `get_order` first; a failed query is a 5xx).
 
 use std::sync::Arc;
 
@@ -32,6 +34,7 @@ use wemint::runtime::{ApiError, BoxError, Function, WebhookRequest, WebhookRespo
 use wemint::setup::{Deps, required};
 use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
 use wemint::wechat::push::receipts;
+use wemint::wechat::shipping::TradeManagePush;
 use wemint::wechat::{
     EnvVersion, Expiry, LinkRequest, OpenedPush, PushCrypto, PushError, PushKind, PushQuery, Reply,
     Stamp, WechatClient,
@@ -349,6 +352,10 @@ async fn dispatch(
         PushKind::XpayGoodsDeliver(payload) => {
             return deliver_xpay(state, message, payload, now).await;
         }
+        PushKind::Other { event: Some(event) } if event.starts_with("trade_manage_") => {
+            trade_manage(state, &message.raw).await?;
+            Reply::Success
+        }
         _ => Reply::Success,
     };
     receipts::record_handled(store, message, now.saturating_mul(1000))
@@ -407,6 +414,26 @@ async fn deliver_xpay(
         StatusCode::OK,
         &wemint::pay::xpay::deliver_ack(),
     ))
+}
+
+/// Shipping pushes (`trade_manage_remind_shipping`, `trade_manage_order_settlement`):
+/// commerce confirms settlement with `get_order` before recording it, and reminds admins of
+/// unshipped orders. Other `trade_manage_*` events are logged only.
+async fn trade_manage(state: &State, raw: &serde_json::Value) -> Result<(), ApiError> {
+    match TradeManagePush::from_raw(raw) {
+        Some(push) => {
+            let outcome = state.commerce.apply_trade_manage(&push).await?;
+            tracing::info!(?outcome, "trade_manage push");
+        }
+        None => tracing::info!(
+            event = raw
+                .get("Event")
+                .and_then(|e| e.as_str())
+                .unwrap_or_default(),
+            "trade_manage push not handled"
+        ),
+    }
+    Ok(())
 }
 
 fn success() -> WebhookResponse {

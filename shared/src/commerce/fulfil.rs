@@ -206,6 +206,10 @@ impl Commerce {
                 self.grant(order, line, paid_at).await?;
             }
         }
+        // Physical goods are fulfilled when they ship, not when they are paid.
+        if self.await_shipment(order, paid_at).await? {
+            return Ok(());
+        }
         let now = self.now();
         // Only a payment is finished here: a refund in flight is not overwritten.
         self.store
@@ -219,6 +223,10 @@ impl Commerce {
                 UpdateOptions::default(),
             )
             .await?;
+        // Virtual goods paid through WeChat Pay still report a (virtual) shipment.
+        if let Some(fulfilled) = self.store.get_as::<OrderDoc>(c::ORDERS, &order.id).await? {
+            self.ship_virtual(&fulfilled).await?;
+        }
         Ok(())
     }
 
@@ -229,7 +237,7 @@ impl Commerce {
         paid_at: i64,
     ) -> Result<(), CommerceError> {
         match &line.kind {
-            // Shipped by the merchant: being paid is what the shipping queue looks for.
+            // Shipped by the merchant: `shipping.state = awaiting` puts it in the queue.
             ProductKind::Physical => Ok(()),
             ProductKind::ContentUnlock { content } => {
                 let update = Update::new()

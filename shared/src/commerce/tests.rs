@@ -2655,3 +2655,5 @@ async fn a_slow_provider_and_a_backlog_starve_no_reconcile_step() {
     );
     assert_eq!(report.steps[0].errors, handled_unpaid, "every query failed");
 }
+
+mod shipping;

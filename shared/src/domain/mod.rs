@@ -8,4 +8,5 @@ pub mod ids;
 pub mod moderation;
 pub mod money;
 pub mod order;
+pub mod shipping;
 pub mod subscription;

@@ -89,6 +89,10 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
                 IndexSpec::non_unique(["status", "expiresAt"]),
                 IndexSpec::non_unique(["status", "createdAt"]),
                 IndexSpec::non_unique(["status", "paidAt"]),
+                // Shipping: the queue and its deadlines, upload retries, platform pushes.
+                IndexSpec::non_unique(["shipping.state", "shipping.deadlineAt"]),
+                IndexSpec::non_unique(["shipping.upload.state", "shipping.upload.nextAt"]),
+                IndexSpec::non_unique(["transactionId"]),
             ],
         ),
         (

@@ -385,7 +385,7 @@ impl WechatClient {
         }
     }
 
-    async fn post_with_token<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn post_with_token<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &Value,

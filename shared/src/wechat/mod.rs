@@ -9,6 +9,7 @@ pub mod client;
 pub mod crypto;
 pub mod error;
 pub mod push;
+pub mod shipping;
 pub mod subscribe_grants;
 pub mod subscribe_templates;
 pub mod token;

@@ -179,12 +179,12 @@ impl PushMessage {
 
     /// A key identifying this push across WeChat's retries (it retries 3 times when we do
     /// not answer within 5 s): `MsgId` for messages; sender, time, event and the event's own
-    /// id (`trace_id`, `OutTradeNo`, `EventKey`) for events.
+    /// id (`trace_id`, `OutTradeNo`, `EventKey`, `transaction_id`) for events.
     pub fn dedupe_key(&self) -> String {
         if let Some(id) = field_str(&self.raw, "MsgId").filter(|s| !s.is_empty()) {
             return format!("msg:{id}");
         }
-        let discriminator = ["trace_id", "OutTradeNo", "EventKey"]
+        let discriminator = ["trace_id", "OutTradeNo", "EventKey", "transaction_id"]
             .iter()
             .find_map(|k| field_str(&self.raw, k).filter(|s| !s.is_empty()))
             .unwrap_or_default();
