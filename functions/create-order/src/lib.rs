@@ -1,11 +1,12 @@
-//! The `createOrder` function: the catalog, checkout and the buyer's orders; refunds and
-//! order search for administrators. Contract: `docs/api.md` (createOrder); the logic lives in
+//! The `createOrder` function: the catalog, checkout and the buyer's orders; refunds, order
+//! search and consumer complaints (`wemint::complaints`) for administrators. Contract: `docs/api.md` (createOrder); the logic lives in
 //! `wemint::commerce` so payNotify, reconcile and wxPush share it.
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 use wemint::commerce::{Commerce, CreateInput, ListInput, RefundInput, SearchInput};
+use wemint::complaints::{self, Complaints};
 use wemint::identity::{Authenticator, Caller};
 use wemint::ratelimit::{Limit, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
@@ -21,6 +22,7 @@ pub const CREATE_LIMIT: Limit = Limit::per_minute(20);
 /// Built once per instance.
 pub struct State {
     commerce: Commerce,
+    complaints: Complaints,
     auth: Authenticator,
     limits: RateLimiter,
 }
@@ -37,6 +39,12 @@ struct OrderRef {
     order_id: String,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ComplaintRef {
+    complaint_id: String,
+}
+
 #[derive(Deserialize, Default)]
 struct CatalogInput {
     #[serde(default)]
@@ -47,6 +55,7 @@ async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
     let deps = Deps::from_config(&config).await?;
     Ok(State {
         commerce: deps.commerce(),
+        complaints: deps.complaints(),
         limits: RateLimiter::new(deps.store).with_clock(deps.clock),
         auth: required(deps.auth, "WEMINT_SESSION_SECRET")?,
     })
@@ -96,6 +105,32 @@ pub fn function() -> Function<State> {
             s.caller(&req)?;
             let input: CatalogInput = req.parse()?;
             Ok::<_, ApiError>(s.commerce.catalog(input.kind.as_deref()).await?)
+        })
+        // Consumer complaints (admin only; docs/api.md).
+        .callable("complaintList", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: complaints::ListInput = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.list(&caller, input).await?)
+        })
+        .callable("complaintGet", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: ComplaintRef = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.detail(&caller, &input.complaint_id).await?)
+        })
+        .callable("complaintRespond", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: complaints::RespondInput = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.respond(&caller, input).await?)
+        })
+        .callable("complaintComplete", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: ComplaintRef = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.complete(&caller, &input.complaint_id).await?)
+        })
+        .callable("complaintRefundProgress", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: complaints::RefundProgressInput = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.refund_progress(&caller, input).await?)
         })
         .default_action("create")
 }

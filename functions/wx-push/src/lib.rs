@@ -18,7 +18,10 @@
 //! link into the Mini Program); `xpay_goods_deliver_notify` → [`Commerce::deliver_xpay`], the
 //! same fulfilment payNotify uses, which grants only once `query_order` says the order is paid
 //! (answered `{"ErrCode":0,"ErrMsg":"Success"}` once handled, a 5xx when the store or the
-//! query fails or the payment is not confirmed yet, so WeChat redelivers).
+//! query fails or the payment is not confirmed yet, so WeChat redelivers);
+//! `xpay_refund_notify` → the refund settles as `query_order` confirms it;
+//! `xpay_complaint_notify` → `wemint::complaints` (see [`after_sale`]). Any other push is
+//! logged with its type (`unhandled_push`) and changes nothing.
 
 use std::sync::Arc;
 
@@ -26,6 +29,7 @@ use base64::Engine as _;
 use http::{Method, StatusCode};
 use wemint::clock::SharedClock;
 use wemint::commerce::{Commerce, PaymentOutcome, XpayDelivery};
+use wemint::complaints::Complaints;
 use wemint::config::Config;
 use wemint::moderation::{Moderation, NoticeTemplate};
 use wemint::runtime::{ApiError, BoxError, Function, WebhookRequest, WebhookResponse};
@@ -92,6 +96,7 @@ pub struct State {
     safe_mode: bool,
     moderation: Moderation,
     commerce: Commerce,
+    complaints: Complaints,
     links: Arc<dyn LinkMaker>,
     funnel: Funnel,
     clock: SharedClock,
@@ -112,11 +117,13 @@ impl State {
             crypto.appid().to_owned(),
             clock.clone(),
         );
+        let complaints = Complaints::new(moderation.store().clone(), clock.clone());
         Self {
             crypto,
             oa_crypto,
             safe_mode: true,
             commerce,
+            complaints,
             moderation,
             links,
             funnel,
@@ -130,6 +137,13 @@ impl State {
     #[must_use]
     pub fn with_commerce(mut self, commerce: Commerce) -> Self {
         self.commerce = commerce;
+        self
+    }
+
+    /// The complaints service as the deployment wires it ([`Deps::complaints`]).
+    #[must_use]
+    pub fn with_complaints(mut self, complaints: Complaints) -> Self {
+        self.complaints = complaints;
         self
     }
 
@@ -174,8 +188,10 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
         mini_program_appid: appid,
     };
     let commerce = deps.commerce();
+    let complaints = deps.complaints();
     let mut state = State::new(crypto, oa_crypto, moderation, wechat, funnel, deps.clock)
-        .with_commerce(commerce);
+        .with_commerce(commerce)
+        .with_complaints(complaints);
     state.safe_mode = safe_mode;
     Ok(state)
 }
@@ -276,7 +292,7 @@ async fn dispatch(
         .map_err(internal)?
     {
         tracing::info!(key = %message.dedupe_key(), "push already handled");
-        if matches!(message.kind, PushKind::XpayGoodsDeliver(_)) {
+        if matches!(message.kind, PushKind::XpayGoodsDeliver(_)) || after_sale::is_xpay(message) {
             return Ok(WebhookResponse::json(
                 StatusCode::OK,
                 &wemint::pay::xpay::deliver_ack(),
@@ -348,6 +364,15 @@ async fn dispatch(
         }
         PushKind::XpayGoodsDeliver(payload) => {
             return deliver_xpay(state, message, payload, now).await;
+        }
+        PushKind::Other { event: Some(event) } if event == "xpay_refund_notify" => {
+            return after_sale::refund(state, message, now).await;
+        }
+        PushKind::Other { event: Some(event) } if event == "xpay_complaint_notify" => {
+            return after_sale::complaint(state, message, now).await;
+        }
+        PushKind::Other { .. } | PushKind::Text { .. } => {
+            return Ok(after_sale::unrecognised(message));
         }
         _ => Reply::Success,
     };
@@ -515,6 +540,8 @@ pub async fn follower(
 ) -> Result<Option<serde_json::Value>, StoreError> {
     store.get(FOLLOWERS, openid).await
 }
+
+mod after_sale;
 
 #[cfg(test)]
 mod harness_tests;

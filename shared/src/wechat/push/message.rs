@@ -184,7 +184,13 @@ impl PushMessage {
         if let Some(id) = field_str(&self.raw, "MsgId").filter(|s| !s.is_empty()) {
             return format!("msg:{id}");
         }
-        let discriminator = ["trace_id", "OutTradeNo", "EventKey"]
+        let discriminator = [
+            "trace_id",
+            "OutTradeNo",
+            "EventKey",
+            "MchRefundId",
+            "MchOrderId",
+        ]
             .iter()
             .find_map(|k| field_str(&self.raw, k).filter(|s| !s.is_empty()))
             .unwrap_or_default();
