@@ -422,3 +422,51 @@ async fn a_v2_refund_notification_settles_its_refund_once() {
     assert_eq!(w.order(&id).await["refundedFen"], fee);
     w.suite.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_payment_complaint_push_is_followed_up_through_the_xpay_apis() {
+    let w = world(|_| {}).await;
+    let (_, no) = w.buy(json!([{"sku": "vip-monthly", "quantity": 1}])).await;
+    // The push names no complaint (its fields are unconfirmed): wxPush lists them.
+    let (status, raised) = w
+        .client
+        .post(
+            "alice",
+            "/dev/complaints",
+            &json!({"channel": "xpay", "outTradeNo": no, "detail": "会员没有生效"}),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{raised}");
+    let id = raised["data"]["complaint_id"].as_str().unwrap().to_owned();
+    let stored = poll("the xpay complaint to be stored", || async {
+        let l = w
+            .as_admin(json!({"action": "complaintList"}))
+            .await
+            .ok()?;
+        l["complaints"]
+            .as_array()?
+            .iter()
+            .find(|c| c["complaintId"] == json!(id))
+            .cloned()
+    })
+    .await;
+    assert_eq!(stored["channel"], "xpay");
+    assert_eq!(stored["orders"][0]["outTradeNo"], json!(no), "our order number, not xpay's");
+    // Virtual payment has no refund progress API: refund the order, then respond.
+    let unsupported = w
+        .as_admin(json!({"action": "complaintRefundProgress", "complaintId": id, "decision": "APPROVE"}))
+        .await
+        .unwrap_err();
+    assert!(unsupported.contains("COMPLAINT_ACTION_UNSUPPORTED"), "{unsupported}");
+    w.as_admin(json!({"action": "complaintRespond", "complaintId": id, "content": "已为您补发会员"}))
+        .await
+        .unwrap();
+    let done = w
+        .as_admin(json!({"action": "complaintComplete", "complaintId": id}))
+        .await
+        .unwrap();
+    assert_eq!(done["complaint"]["state"], "PROCESSED");
+    w.suite.shutdown().await;
+}

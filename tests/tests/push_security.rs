@@ -435,7 +435,7 @@ async fn trusting_cloudbase_run_headers_logs_a_warning_at_start() {
     );
 }
 
-/// Issue 18: a push no handler knows (a future event, a text message) is answered, logged with
+/// Issue 18: a push no handler knows (a future event, an unknown `xpay_*` event) is answered, logged with
 /// its type (`unhandled_push`, the event and message type) and changes nothing: no document is
 /// written, not even a receipt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,15 @@ fn pay_error(suite: &Suite, status: StatusCode, code: &str, message: &str) -> Re
     )
 }
 
+fn no_such_complaint(suite: &Suite) -> Response {
+    pay_error(
+        suite,
+        StatusCode::NOT_FOUND,
+        "RESOURCE_NOT_EXISTS",
+        "投诉单不存在",
+    )
+}
+
 fn wx_error(errcode: i64, errmsg: &str) -> Response {
     Response::json(
         StatusCode::OK,
@@ -164,12 +173,7 @@ pub async fn v3(suite: &Suite, req: &Request, segments: &[&str]) -> Response {
         (method, ["complaint-notifications"]) => notification_url(suite, req, method).await,
         (&Method::GET, ["complaints-v2", id]) => match load(suite, id, "wxpay").await {
             Ok(Some(c)) => signed(suite, Response::json(StatusCode::OK, &view(&c))),
-            Ok(None) => pay_error(
-                suite,
-                StatusCode::NOT_FOUND,
-                "RESOURCE_NOT_EXISTS",
-                "投诉单不存在",
-            ),
+            Ok(None) => no_such_complaint(suite),
             Err(e) => store_failed(&e),
         },
         (&Method::GET, ["complaints-v2", id, "negotiation-historys"]) => {
@@ -185,12 +189,7 @@ pub async fn v3(suite: &Suite, req: &Request, segments: &[&str]) -> Response {
                         ),
                     )
                 }
-                Ok(None) => pay_error(
-                    suite,
-                    StatusCode::NOT_FOUND,
-                    "RESOURCE_NOT_EXISTS",
-                    "投诉单不存在",
-                ),
+                Ok(None) => no_such_complaint(suite),
                 Err(e) => store_failed(&e),
             }
         }
@@ -216,12 +215,7 @@ pub async fn v3(suite: &Suite, req: &Request, segments: &[&str]) -> Response {
                         &message,
                     ),
                 },
-                Ok(None) => pay_error(
-                    suite,
-                    StatusCode::NOT_FOUND,
-                    "RESOURCE_NOT_EXISTS",
-                    "投诉单不存在",
-                ),
+                Ok(None) => no_such_complaint(suite),
                 Err(e) => store_failed(&e),
             }
         }
@@ -385,13 +379,18 @@ async fn complained_order(
     channel: &str,
     out_trade_no: Option<&str>,
 ) -> Result<Option<Value>, StoreError> {
-    let (collection, paid) = if channel == "xpay" {
+    let (collection, paid, newest) = if channel == "xpay" {
         (
             XPAY_ORDERS,
             Filter::is_in("status", [2, 3, 4]).and(Filter::ne("orderType", 1)),
+            "createTime",
         )
     } else {
-        (PAY_ORDERS, Filter::is_in("tradeState", ["SUCCESS", "REFUND"]))
+        (
+            PAY_ORDERS,
+            Filter::is_in("tradeState", ["SUCCESS", "REFUND"]),
+            "createdAt",
+        )
     };
     let filter = match out_trade_no {
         Some(no) => Filter::id(no).and(paid),
@@ -402,7 +401,7 @@ async fn complained_order(
         .find(
             collection,
             &filter,
-            &FindOptions::new().sort_desc("_id").limit(1),
+            &FindOptions::new().sort_desc(newest).limit(1),
         )
         .await?;
     Ok(found.into_iter().next().map(|o| {

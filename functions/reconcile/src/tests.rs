@@ -17,7 +17,9 @@ fn idle_report() -> Value {
         "refundsSettled": 0, "refundsRecovered": 0, "holdsReleased": 0, "revoked": 0,
         "errors": 0, "providerCalls": 0,
         "steps": [step("unpaidOrders"), step("interruptedFulfilments"),
-            step("refundsInFlight"), step("unrevokedGrants")]})
+            step("refundsInFlight"), step("unrevokedGrants")],
+        "complaints": {"due": 0, "reminded": 0, "answered": 0, "deferred": 0,
+            "providerCalls": 0, "errors": 0}})
 }
 
 async fn reconcile(ts: &TestStore) -> Harness {

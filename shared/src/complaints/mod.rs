@@ -279,8 +279,8 @@ pub struct RespondInput {
 pub struct RefundProgressInput {
     /// The complaint.
     pub complaint_id: String,
-    /// `APPROVE` or `REJECT`.
-    pub action: String,
+    /// `APPROVE` or `REJECT` (not `action`: that names the callable action).
+    pub decision: String,
     /// APPROVE: working days until the refund starts (0–30, default 0).
     #[serde(default)]
     pub launch_refund_day: Option<i64>,
@@ -604,24 +604,13 @@ impl Complaints {
             .respond(&stored.id, &input.content)
             .await?;
         let now = self.now();
-        self.store
-            .update_one(
-                COMPLAINTS,
-                &Filter::id(stored.id.as_str()),
-                &Update::new()
-                    .set("respondedBy", caller.openid.as_str())
-                    .set("lastRespondedAt", now),
-                UpdateOptions::default(),
-            )
-            .await?;
-        self.store
-            .update_one(
-                COMPLAINTS,
-                &Filter::id(stored.id.as_str()).and(Filter::exists("respondedAt", false)),
-                &Update::new().set("respondedAt", now),
-                UpdateOptions::default(),
-            )
-            .await?;
+        let by = caller.openid.as_str();
+        let last = Update::new()
+            .set("respondedBy", by)
+            .set("lastRespondedAt", now);
+        self.note(&stored.id, None, last).await?;
+        let first = Update::new().set("respondedAt", now);
+        self.note(&stored.id, Some("respondedAt"), first).await?;
         tracing::info!(complaint = %stored.id, admin = %caller.openid, "complaint answered");
         self.after_action(&stored).await
     }
@@ -643,16 +632,10 @@ impl Complaints {
                 return Err(failure.into());
             }
         }
-        self.store
-            .update_one(
-                COMPLAINTS,
-                &Filter::id(stored.id.as_str()).and(Filter::exists("completedAt", false)),
-                &Update::new()
-                    .set("completedAt", self.now())
-                    .set("completedBy", caller.openid.as_str()),
-                UpdateOptions::default(),
-            )
-            .await?;
+        let done = Update::new()
+            .set("completedAt", self.now())
+            .set("completedBy", caller.openid.as_str());
+        self.note(&stored.id, Some("completedAt"), done).await?;
         tracing::info!(complaint = %stored.id, admin = %caller.openid, "complaint completed");
         self.after_action(&stored).await
     }
@@ -669,7 +652,7 @@ impl Complaints {
         let progress = rules::refund_progress(
             &stored.state(),
             stored.channel,
-            &input.action,
+            &input.decision,
             input.launch_refund_day,
             input.reject_reason.as_deref(),
             input.remark.as_deref(),
@@ -677,15 +660,26 @@ impl Complaints {
         self.api(stored.channel)?
             .refund_progress(&stored.id, &progress)
             .await?;
-        self.store
-            .update_one(
-                COMPLAINTS,
-                &Filter::id(stored.id.as_str()),
-                &Update::new().set("refundProgress", input.action.as_str()),
-                UpdateOptions::default(),
-            )
-            .await?;
+        let answered = Update::new().set("refundProgress", input.decision.as_str());
+        self.note(&stored.id, None, answered).await?;
         self.after_action(&stored).await
+    }
+
+    /// Records what wemint did on a complaint (`unless_set`: only the first time).
+    async fn note(
+        &self,
+        complaint_id: &str,
+        unless_set: Option<&str>,
+        update: Update,
+    ) -> Result<(), ComplaintsError> {
+        let mut filter = Filter::id(complaint_id);
+        if let Some(field) = unless_set {
+            filter = filter.and(Filter::exists(field, false));
+        }
+        self.store
+            .update_one(COMPLAINTS, &filter, &update, UpdateOptions::default())
+            .await?;
+        Ok(())
     }
 
     /// The complaint as the platform shows it after an action (the action is done even if

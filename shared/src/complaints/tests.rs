@@ -253,9 +253,9 @@ async fn a_refused_complete_of_a_complaint_the_platform_shows_processed_counts_a
 async fn refund_progress_is_checked_then_sent() {
     let w = world().await;
     w.complaints.on_wxpay_notice(&notice("EV-1")).await.unwrap();
-    let input = |action: &str| RefundProgressInput {
+    let input = |decision: &str| RefundProgressInput {
         complaint_id: ID.into(),
-        action: action.into(),
+        decision: decision.into(),
         launch_refund_day: None,
         reject_reason: None,
         remark: None,

@@ -213,7 +213,7 @@ pub fn refund_progress(
             ))),
         },
         _ => Err(ComplaintRuleError::Invalid(
-            "action must be APPROVE or REJECT".into(),
+            "decision must be APPROVE or REJECT".into(),
         )),
     }
 }
