@@ -128,7 +128,9 @@ impl World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_complaint_is_stored_from_its_notification_answered_and_completed_before_its_deadline() {
     let w = world(|_| {}).await;
-    let (_, no) = w.buy(json!([{"sku": "mug-ceramic-350", "quantity": 1}])).await;
+    let (_, no) = w
+        .buy(json!([{"sku": "mug-ceramic-350", "quantity": 1}]))
+        .await;
 
     // The buyer complains; WeChat Pay notifies payNotify (signed, encrypted COMPLAINT.CREATE).
     let (status, raised) = w
@@ -158,7 +160,7 @@ async fn a_complaint_is_stored_from_its_notification_answered_and_completed_befo
     })
     .await;
     assert_eq!(listed["detail"], "杯子有裂纹");
-    assert_eq!(listed["orders"][0]["outTradeNo"], json!(no));
+    assert_eq!(listed["orderRefs"][0]["outTradeNo"], json!(no));
     assert_eq!(
         listed["respondBy"].as_i64().unwrap() - listed["complaintTime"].as_i64().unwrap(),
         24 * 3600
@@ -185,7 +187,10 @@ async fn a_complaint_is_stored_from_its_notification_answered_and_completed_befo
         .as_admin(json!({"action": "complaintGet", "complaintId": id}))
         .await
         .unwrap();
-    assert_eq!(detail["history"][0]["operate_type"], "USER_CREATE_COMPLAINT");
+    assert_eq!(
+        detail["history"][0]["operate_type"],
+        "USER_CREATE_COMPLAINT"
+    );
     let answered = w
         .as_admin(json!({"action": "complaintRespond", "complaintId": id,
             "content": "您好，已为您安排换货，请留意物流信息。"}))
@@ -236,7 +241,8 @@ async fn a_forged_complaint_notification_is_refused_and_stores_nothing() {
     use wemint::pay::v3::server::{NotificationSpec, build_notification};
     let w = world(|_| {}).await;
     let now = w.suite.clock.now();
-    let resource = json!({"complaint_id": "200200000000000000000000001", "action_type": "CREATE_COMPLAINT"});
+    let resource =
+        json!({"complaint_id": "200200000000000000000000001", "action_type": "CREATE_COMPLAINT"});
     let spec = |id: &'static str| NotificationSpec {
         id,
         create_time: "2026-12-04T08:00:00+08:00",
@@ -313,7 +319,12 @@ async fn a_failed_virtual_payment_refund_is_recorded_as_a_failure_and_a_later_on
 
     let (_, set) = w
         .client
-        .post("admin", "/dev/xpay/failNextRefund", &json!({"count": 1}), None)
+        .post(
+            "admin",
+            "/dev/xpay/failNextRefund",
+            &json!({"count": 1}),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(set["failNext"], 1);
@@ -370,11 +381,15 @@ async fn a_v2_refund_notification_settles_its_refund_once() {
         o.extra_env.push(("WECHATPAY_APIV2_KEY".into(), key));
     })
     .await;
-    let (id, _) = w.buy(json!([{"sku": "mug-ceramic-350", "quantity": 1}])).await;
+    let (id, _) = w
+        .buy(json!([{"sku": "mug-ceramic-350", "quantity": 1}]))
+        .await;
     let refund_no = vector["expect"]["out_refund_no"].as_str().unwrap();
     let fee = vector["expect"]["refund_fee"].as_i64().unwrap();
     let requested = w
-        .as_admin(json!({"action": "refund", "orderId": id, "refundNo": refund_no, "amountFen": fee}))
+        .as_admin(
+            json!({"action": "refund", "orderId": id, "refundNo": refund_no, "amountFen": fee}),
+        )
         .await
         .unwrap();
     assert_eq!(requested["refund"]["status"], "processing");
@@ -441,10 +456,7 @@ async fn a_virtual_payment_complaint_push_is_followed_up_through_the_xpay_apis()
     assert_eq!(status, 200, "{raised}");
     let id = raised["data"]["complaint_id"].as_str().unwrap().to_owned();
     let stored = poll("the xpay complaint to be stored", || async {
-        let l = w
-            .as_admin(json!({"action": "complaintList"}))
-            .await
-            .ok()?;
+        let l = w.as_admin(json!({"action": "complaintList"})).await.ok()?;
         l["complaints"]
             .as_array()?
             .iter()
@@ -453,16 +465,27 @@ async fn a_virtual_payment_complaint_push_is_followed_up_through_the_xpay_apis()
     })
     .await;
     assert_eq!(stored["channel"], "xpay");
-    assert_eq!(stored["orders"][0]["outTradeNo"], json!(no), "our order number, not xpay's");
+    assert_eq!(
+        stored["orderRefs"][0]["outTradeNo"],
+        json!(no),
+        "our order number, not xpay's"
+    );
     // Virtual payment has no refund progress API: refund the order, then respond.
     let unsupported = w
-        .as_admin(json!({"action": "complaintRefundProgress", "complaintId": id, "decision": "APPROVE"}))
+        .as_admin(
+            json!({"action": "complaintRefundProgress", "complaintId": id, "decision": "APPROVE"}),
+        )
         .await
         .unwrap_err();
-    assert!(unsupported.contains("COMPLAINT_ACTION_UNSUPPORTED"), "{unsupported}");
-    w.as_admin(json!({"action": "complaintRespond", "complaintId": id, "content": "已为您补发会员"}))
-        .await
-        .unwrap();
+    assert!(
+        unsupported.contains("COMPLAINT_ACTION_UNSUPPORTED"),
+        "{unsupported}"
+    );
+    w.as_admin(
+        json!({"action": "complaintRespond", "complaintId": id, "content": "已为您补发会员"}),
+    )
+    .await
+    .unwrap();
     let done = w
         .as_admin(json!({"action": "complaintComplete", "complaintId": id}))
         .await

@@ -444,11 +444,17 @@ async fn an_unknown_push_is_logged_with_its_type_and_changes_nothing() {
     let store = p.db.store().await;
     let mut before = Vec::new();
     for (collection, _) in collections::all() {
-        before.push(store.count(collection, &wemint::store::Filter::All).await.unwrap());
+        before.push(
+            store
+                .count(collection, &wemint::store::Filter::All)
+                .await
+                .unwrap(),
+        );
     }
-    let future = json!({"ToUserName": "gh_e2e_sec", "FromUserName": "oSomeone", "CreateTime": now(),
+    let future =
+        json!({"ToUserName": "gh_e2e_sec", "FromUserName": "oSomeone", "CreateTime": now(),
         "MsgType": "event", "Event": "wxa_future_event_42", "Payload": {"x": 1}})
-    .to_string();
+        .to_string();
     assert_eq!(
         p.post(&seal(future.as_bytes(), now())).await,
         (200, "success".to_owned())
@@ -474,8 +480,17 @@ async fn an_unknown_push_is_logged_with_its_type_and_changes_nothing() {
     );
     let mut after = Vec::new();
     for (collection, _) in collections::all() {
-        after.push(store.count(collection, &wemint::store::Filter::All).await.unwrap());
+        after.push(
+            store
+                .count(collection, &wemint::store::Filter::All)
+                .await
+                .unwrap(),
+        );
     }
     assert_eq!(before, after, "nothing was written");
-    assert_eq!(p.wechat.queries.load(Ordering::SeqCst), 0, "nothing was asked");
+    assert_eq!(
+        p.wechat.queries.load(Ordering::SeqCst),
+        0,
+        "nothing was asked"
+    );
 }

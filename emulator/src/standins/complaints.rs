@@ -134,7 +134,11 @@ async fn act(suite: &Suite, c: &Value, action: &str, body: &Value) -> Result<(),
                 "history",
                 history_entry("商家", "MERCHANT_APPROVE_REFUND", "同意退款", now),
             ),
-            Some("REJECT") if body["reject_reason"].as_str().is_some_and(|r| !r.is_empty()) => {
+            Some("REJECT")
+                if body["reject_reason"]
+                    .as_str()
+                    .is_some_and(|r| !r.is_empty()) =>
+            {
                 Update::new()
                     .set("refundProgress", "REJECT")
                     .set("state", "PROCESSED")
@@ -193,7 +197,14 @@ pub async fn v3(suite: &Suite, req: &Request, segments: &[&str]) -> Response {
                 Err(e) => store_failed(&e),
             }
         }
-        (&Method::POST, ["complaints-v2", id, action @ ("response" | "complete" | "update-refund-progress")]) => {
+        (
+            &Method::POST,
+            [
+                "complaints-v2",
+                id,
+                action @ ("response" | "complete" | "update-refund-progress"),
+            ],
+        ) => {
             let body: Value = req.json().unwrap_or(Value::Null);
             if *action != "update-refund-progress"
                 && body["complainted_mchid"].as_str() != Some(suite.keys.mchid.as_str())
@@ -208,12 +219,9 @@ pub async fn v3(suite: &Suite, req: &Request, segments: &[&str]) -> Response {
             match load(suite, id, "wxpay").await {
                 Ok(Some(c)) => match act(suite, &c, action, &body).await {
                     Ok(()) => signed(suite, Response::empty(StatusCode::NO_CONTENT)),
-                    Err(message) => pay_error(
-                        suite,
-                        StatusCode::BAD_REQUEST,
-                        "INVALID_REQUEST",
-                        &message,
-                    ),
+                    Err(message) => {
+                        pay_error(suite, StatusCode::BAD_REQUEST, "INVALID_REQUEST", &message)
+                    }
                 },
                 Ok(None) => no_such_complaint(suite),
                 Err(e) => store_failed(&e),
@@ -281,12 +289,7 @@ async fn notification_url(suite: &Suite, req: &Request, method: &Method) -> Resp
                 .as_str()
                 .filter(|u| u.len() <= 255 && u.starts_with("http") && !u.contains('?'))
             else {
-                return pay_error(
-                    suite,
-                    StatusCode::BAD_REQUEST,
-                    "PARAM_ERROR",
-                    "url 不合法",
-                );
+                return pay_error(suite, StatusCode::BAD_REQUEST, "PARAM_ERROR", "url 不合法");
             };
             if let Err(e) = suite
                 .store
@@ -329,8 +332,8 @@ pub async fn xpay(suite: &Suite, req: &Request) -> Response {
                 let within: Vec<Value> = all
                     .iter()
                     .filter(|c| {
-                        let day = &Clock::rfc3339_cst(c["complaintTime"].as_i64().unwrap_or(0))
-                            [..10];
+                        let day =
+                            &Clock::rfc3339_cst(c["complaintTime"].as_i64().unwrap_or(0))[..10];
                         day >= begin && day <= end
                     })
                     .map(view)
@@ -439,7 +442,9 @@ pub async fn raise(suite: &Suite, input: &Value) -> Result<Value, Response> {
         })?;
     let now = suite.clock.now();
     let id = format!("2002{}", random_from(DIGITS, 23));
-    let detail = input["detail"].as_str().unwrap_or("商品与描述不符，要求退款");
+    let detail = input["detail"]
+        .as_str()
+        .unwrap_or("商品与描述不符，要求退款");
     let problem_type = input["problemType"].as_str().unwrap_or("REFUND");
     let complaint = json!({
         "_id": id, "channel": channel, "state": "PENDING", "complaintTime": now,

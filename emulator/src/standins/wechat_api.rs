@@ -775,7 +775,10 @@ async fn xpay_refund(suite: &Suite, order: &Value, body: &Value) -> Response {
         {
             Ok(Some(_)) => {}
             Ok(None) => {
-                let _ = suite.store.delete_one(XPAY_ORDERS, &Filter::id(refund_id)).await;
+                let _ = suite
+                    .store
+                    .delete_one(XPAY_ORDERS, &Filter::id(refund_id))
+                    .await;
                 return wx_error(-1, "system error: concurrent refund, retry");
             }
             Err(e) => return internal(e),
@@ -801,8 +804,10 @@ async fn xpay_refund(suite: &Suite, order: &Value, body: &Value) -> Response {
     {
         return internal(e);
     }
-    ok(json!({"refund_order_id": refund_id, "refund_wx_order_id": refund_wx,
-        "pay_order_id": id, "pay_wx_order_id": order["wxOrderId"]}))
+    ok(
+        json!({"refund_order_id": refund_id, "refund_wx_order_id": refund_wx,
+        "pay_order_id": id, "pay_wx_order_id": order["wxOrderId"]}),
+    )
 }
 
 /// The `order` object of `query_order`.

@@ -263,12 +263,15 @@ pub fn function() -> Function<State> {
             }
             Ok(handle_v2(state, req).await)
         })
-        .webhook("/payNotify/complaints", |state: Arc<State>, req| async move {
-            if let Some(reply) = post_only(&req) {
-                return Ok::<_, ApiError>(reply);
-            }
-            Ok(handle_complaint(state, req).await)
-        })
+        .webhook(
+            "/payNotify/complaints",
+            |state: Arc<State>, req| async move {
+                if let Some(reply) = post_only(&req) {
+                    return Ok::<_, ApiError>(reply);
+                }
+                Ok(handle_complaint(state, req).await)
+            },
+        )
         .webhook("/payNotify", |state: Arc<State>, req| async move {
             if let Some(reply) = post_only(&req) {
                 return Ok::<_, ApiError>(reply);

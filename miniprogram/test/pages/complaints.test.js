@@ -10,7 +10,7 @@ const PENDING = {
   state: 'PENDING',
   detail: '杯子有裂纹',
   problemType: 'REFUND',
-  orders: [{ outTradeNo: 'WM1', transactionId: '42', amountFen: 2500 }],
+  orderRefs: [{ outTradeNo: 'WM1', transactionId: '42', amountFen: 2500 }],
   awaitingReply: true,
   overdue: false,
   dueInSecs: 3 * 3600 + 20 * 60,

@@ -331,9 +331,9 @@ impl XpayGateway for XpayProvider {
         openid: &str,
         refund_no: &str,
     ) -> Result<Option<crate::pay::xpay_after_sale::RefundOrderState>, XpayFailure> {
-        self.with_token(|t| async move {
-            self.client.refund_order_state(&t, openid, refund_no).await
-        })
+        self.with_token(
+            |t| async move { self.client.refund_order_state(&t, openid, refund_no).await },
+        )
         .await
     }
 

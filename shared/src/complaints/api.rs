@@ -165,7 +165,9 @@ impl ComplaintApi for XpayComplaints {
 
     async fn history(&self, complaint_id: &str) -> Result<Vec<NegotiationEntry>, ApiFailure> {
         with_access_token(&self.wechat, |t| async move {
-            self.client.complaint_history(&t, complaint_id, 0, 100).await
+            self.client
+                .complaint_history(&t, complaint_id, 0, 100)
+                .await
         })
         .await
         .map_err(|e| ApiFailure::from_xpay(&e))
@@ -173,7 +175,9 @@ impl ComplaintApi for XpayComplaints {
 
     async fn respond(&self, complaint_id: &str, content: &str) -> Result<(), ApiFailure> {
         with_access_token(&self.wechat, |t| async move {
-            self.client.respond_complaint(&t, complaint_id, content).await
+            self.client
+                .respond_complaint(&t, complaint_id, content)
+                .await
         })
         .await
         .map_err(|e| ApiFailure::from_xpay(&e))

@@ -78,11 +78,9 @@ impl From<ComplaintsError> for ApiError {
                 ApiError::bad_request(message)
             }
             E::Forbidden => ApiError::forbidden(message),
-            E::NotFound => ApiError::new(
-                codes::COMPLAINT_NOT_FOUND,
-                StatusCode::NOT_FOUND,
-                message,
-            ),
+            E::NotFound => {
+                ApiError::new(codes::COMPLAINT_NOT_FOUND, StatusCode::NOT_FOUND, message)
+            }
             E::Rule(ComplaintRuleError::Closed) => {
                 ApiError::new(codes::COMPLAINT_CLOSED, StatusCode::CONFLICT, message)
             }
@@ -154,7 +152,7 @@ pub struct ComplaintDoc {
     pub payer_openid: Option<String>,
     /// The orders.
     #[serde(default)]
-    pub orders: Vec<ComplaintOrderRef>,
+    pub order_refs: Vec<ComplaintOrderRef>,
     /// A user message waits for a reply.
     #[serde(default)]
     pub incoming_user_response: bool,
@@ -380,7 +378,9 @@ impl Complaints {
                 "complaintId must be 1-64 characters of [0-9A-Za-z]".into(),
             ));
         }
-        self.get(complaint_id).await?.ok_or(ComplaintsError::NotFound)
+        self.get(complaint_id)
+            .await?
+            .ok_or(ComplaintsError::NotFound)
     }
 
     /// Reads the complaint from `channel`'s API and stores what it says (created on first
@@ -428,7 +428,7 @@ impl Complaints {
             .set("problemDescription", json!(c.problem_description))
             .set("applyRefundAmountFen", json!(c.apply_refund_amount))
             .set("payerOpenid", json!(c.payer_openid))
-            .set("orders", Value::Array(orders))
+            .set("orderRefs", Value::Array(orders))
             .set("incomingUserResponse", c.incoming_user_response)
             .set("needImmediateService", c.need_immediate_service)
             .set("inPlatformService", c.in_platform_service)

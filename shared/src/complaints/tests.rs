@@ -155,8 +155,11 @@ async fn a_notification_stores_the_complaint_read_back_with_its_deadline_once() 
     let doc = w.complaints.get(ID).await.unwrap().unwrap();
     assert_eq!(doc.complaint_time, COMPLAINED_AT);
     assert_eq!(doc.respond_by, COMPLAINED_AT + 24 * 3600);
-    assert_eq!(doc.detail, "没有收到货", "content comes from the detail API");
-    assert_eq!(doc.orders[0].out_trade_no, "WM1");
+    assert_eq!(
+        doc.detail, "没有收到货",
+        "content comes from the detail API"
+    );
+    assert_eq!(doc.order_refs[0].out_trade_no, "WM1");
     assert_eq!(doc.last_action.as_deref(), Some("CREATE_COMPLAINT"));
     // Redelivered: recognised, nothing read or written again.
     assert_eq!(
@@ -207,7 +210,10 @@ async fn admins_respond_then_complete_and_others_are_refused() {
     assert_eq!(answered["complaint"]["state"], "PROCESSING");
     assert_eq!(answered["complaint"]["awaitingReply"], false);
     let detail = w.complaints.detail(&caller("admin"), ID).await.unwrap();
-    assert_eq!(detail["history"][0]["operate_details"], "您好，已为您安排退款");
+    assert_eq!(
+        detail["history"][0]["operate_details"],
+        "您好，已为您安排退款"
+    );
 
     let done = w.complaints.complete(&caller("admin"), ID).await.unwrap();
     assert_eq!(done["complaint"]["state"], "PROCESSED");
@@ -303,7 +309,11 @@ async fn admins_are_reminded_once_within_four_hours_of_the_deadline_within_the_b
     w.clock.set(COMPLAINED_AT + 21 * 3600);
     let details = *w.api.details.lock().unwrap();
     let report = w.complaints.remind_due(0).await.unwrap();
-    assert_eq!((report.due, report.deferred, report.reminded), (1, 1, 0), "no budget");
+    assert_eq!(
+        (report.due, report.deferred, report.reminded),
+        (1, 1, 0),
+        "no budget"
+    );
     let report = w.complaints.remind_due(10).await.unwrap();
     assert_eq!((report.reminded, report.provider_calls), (1, 1));
     assert_eq!(*w.api.details.lock().unwrap(), details + 1);

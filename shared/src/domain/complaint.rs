@@ -225,7 +225,10 @@ mod tests {
     #[test]
     fn states_parse_and_unknown_ones_stay_open() {
         assert_eq!(ComplaintState::parse("PENDING"), ComplaintState::Pending);
-        assert_eq!(ComplaintState::parse("PROCESSED"), ComplaintState::Processed);
+        assert_eq!(
+            ComplaintState::parse("PROCESSED"),
+            ComplaintState::Processed
+        );
         let other = ComplaintState::parse("FROZEN");
         assert_eq!(other.as_str(), "FROZEN");
         assert!(!other.is_closed());
@@ -242,9 +245,18 @@ mod tests {
     fn admins_are_reminded_once_in_the_last_four_hours_of_a_pending_complaint() {
         let due = 100_000;
         let pending = ComplaintState::Pending;
-        assert!(!reminder_due(&pending, false, false, due, due - 4 * 3600 - 1));
+        assert!(!reminder_due(
+            &pending,
+            false,
+            false,
+            due,
+            due - 4 * 3600 - 1
+        ));
         assert!(reminder_due(&pending, false, false, due, due - 4 * 3600));
-        assert!(reminder_due(&pending, false, false, due, due + 10), "overdue");
+        assert!(
+            reminder_due(&pending, false, false, due, due + 10),
+            "overdue"
+        );
         assert!(!reminder_due(&pending, false, true, due, due), "once");
         assert!(!reminder_due(&pending, true, false, due, due), "answered");
         assert!(!reminder_due(
@@ -260,7 +272,10 @@ mod tests {
     fn replies_are_1_to_200_characters_on_an_open_complaint() {
         let open = ComplaintState::Pending;
         assert!(check_response(&open, "您好，已为您安排退款").is_ok());
-        assert!(check_response(&open, &"退".repeat(200)).is_ok(), "characters, not bytes");
+        assert!(
+            check_response(&open, &"退".repeat(200)).is_ok(),
+            "characters, not bytes"
+        );
         assert!(matches!(
             check_response(&open, &"退".repeat(201)),
             Err(ComplaintRuleError::Invalid(_))

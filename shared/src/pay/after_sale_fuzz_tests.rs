@@ -16,10 +16,8 @@ const KEY: &str = "192006250b4c09247ec02edce69f6a2d";
 /// A refund notification envelope around a hostile `req_info`.
 fn refund_envelope() -> impl Strategy<Value = String> {
     prop_oneof![
-        hostile_text().prop_map(|b| base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            b
-        )),
+        hostile_text()
+            .prop_map(|b| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b)),
         "[A-Za-z0-9+/=]{0,400}",
     ]
     .prop_map(|req_info| {

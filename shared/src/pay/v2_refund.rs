@@ -159,7 +159,10 @@ mod tests {
         let key = ApiV2Key::new("192006250b4c09247ec02edce69f6a2d");
         assert!(decrypt_req_info(&"A".repeat(MAX_REQ_INFO_CHARS + 4), &key).is_err());
         assert!(decrypt_req_info("not base64!", &key).is_err());
-        assert!(decrypt_req_info("AAAA", &key).is_err(), "3 bytes: not a block");
+        assert!(
+            decrypt_req_info("AAAA", &key).is_err(),
+            "3 bytes: not a block"
+        );
         let big = format!("<xml>{}</xml>", " ".repeat(MAX_NOTIFY_BYTES));
         assert!(parse_refund_notify(&big, &key).is_err());
     }

@@ -84,7 +84,9 @@ pub fn parse_refund_notify(json: &Value) -> Result<RefundNotify, XpayError> {
         serde_json::from_value(json.clone()).map_err(|e| XpayError::Decode(e.to_string()))?;
     let id = &parsed.mch_refund_id;
     if id.is_empty() || id.len() > 64 {
-        return Err(XpayError::Decode("refund push without a valid MchRefundId".into()));
+        return Err(XpayError::Decode(
+            "refund push without a valid MchRefundId".into(),
+        ));
     }
     Ok(parsed)
 }
@@ -117,7 +119,9 @@ pub fn parse_complaint_notify(json: &Value) -> Result<ComplaintNotify, XpayError
     if let Some(id) = &parsed.complaint_id
         && check_complaint_id(id).is_err()
     {
-        return Err(XpayError::Decode("complaint push with a malformed ComplaintId".into()));
+        return Err(XpayError::Decode(
+            "complaint push with a malformed ComplaintId".into(),
+        ));
     }
     Ok(parsed)
 }
@@ -143,7 +147,11 @@ impl XpayClient {
         refund_no: &str,
     ) -> Result<Option<RefundOrderState>, XpayError> {
         match self
-            .query_order(access_token, openid, &OrderRef::OrderId(refund_no.to_owned()))
+            .query_order(
+                access_token,
+                openid,
+                &OrderRef::OrderId(refund_no.to_owned()),
+            )
             .await
         {
             Ok(order) => Ok(Some(RefundOrderState::from_status(order.status_code))),
@@ -291,13 +299,22 @@ mod tests {
             "RetCode": "268490014", "RetMsg": "refund failed"});
         assert_eq!(parse_refund_notify(&failed).unwrap().ret_code, 268_490_014);
         assert!(parse_refund_notify(&serde_json::json!({"Event": "xpay_refund_notify"})).is_err());
-        assert!(parse_refund_notify(&serde_json::json!({"Event": "other", "MchRefundId": "R"})).is_err());
+        assert!(
+            parse_refund_notify(&serde_json::json!({"Event": "other", "MchRefundId": "R"}))
+                .is_err()
+        );
     }
 
     #[test]
     fn refund_order_states() {
-        assert_eq!(RefundOrderState::from_status(5), RefundOrderState::Succeeded);
-        assert_eq!(RefundOrderState::from_status(8), RefundOrderState::Succeeded);
+        assert_eq!(
+            RefundOrderState::from_status(5),
+            RefundOrderState::Succeeded
+        );
+        assert_eq!(
+            RefundOrderState::from_status(8),
+            RefundOrderState::Succeeded
+        );
         assert_eq!(RefundOrderState::from_status(7), RefundOrderState::Failed);
         assert_eq!(RefundOrderState::from_status(1), RefundOrderState::Pending);
     }
@@ -309,8 +326,10 @@ mod tests {
         .unwrap();
         assert_eq!(n.complaint_time, 1_714_900_000);
         assert!(n.complaint_id.is_none());
-        assert!(parse_complaint_notify(&serde_json::json!({"Event": "xpay_complaint_notify",
+        assert!(
+            parse_complaint_notify(&serde_json::json!({"Event": "xpay_complaint_notify",
             "ComplaintId": "../x"}))
-        .is_err());
+            .is_err()
+        );
     }
 }

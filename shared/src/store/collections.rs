@@ -162,7 +162,10 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
                 IndexSpec::non_unique(["complaintTime"]),
             ],
         ),
-        (COMPLAINT_NOTICES, vec![IndexSpec::non_unique(["complaintId"])]),
+        (
+            COMPLAINT_NOTICES,
+            vec![IndexSpec::non_unique(["complaintId"])],
+        ),
     ]
 }
 

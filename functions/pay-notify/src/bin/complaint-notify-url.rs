@@ -18,7 +18,8 @@ use wemint::config::Config;
 use wemint::pay::v3::PayClient;
 use wemint::pay::v3::complaints::check_notification_url;
 
-const USAGE: &str = "usage: complaint-notify-url show | set <https URL ending in /payNotify/complaints>";
+const USAGE: &str =
+    "usage: complaint-notify-url show | set <https URL ending in /payNotify/complaints>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,7 +58,10 @@ fn client() -> Result<PayClient, String> {
 
 async fn show() -> ExitCode {
     let result = match client() {
-        Ok(pay) => pay.complaint_notification_url().await.map_err(|e| e.to_string()),
+        Ok(pay) => pay
+            .complaint_notification_url()
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
     match result {
@@ -102,7 +106,11 @@ async fn set(url: &str) -> ExitCode {
         Ok(set) => {
             println!(
                 "{}: {} (merchant {})",
-                if current.is_some() { "updated" } else { "created" },
+                if current.is_some() {
+                    "updated"
+                } else {
+                    "created"
+                },
                 set.url,
                 set.mchid
             );

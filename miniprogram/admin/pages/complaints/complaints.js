@@ -33,7 +33,7 @@ function row(c) {
     stateText: STATE[c.state] || c.state,
     detail: c.detail,
     problem: c.problemType === 'REFUND' ? '要求退款' : c.problemDescription || '',
-    orderNo: (c.orders && c.orders[0] && c.orders[0].outTradeNo) || '',
+    orderNo: (c.orderRefs && c.orderRefs[0] && c.orderRefs[0].outTradeNo) || '',
     dueText: dueText(c),
     overdue: !!c.overdue,
     closed: c.state === 'PROCESSED',

@@ -191,9 +191,9 @@ impl PushMessage {
             "MchRefundId",
             "MchOrderId",
         ]
-            .iter()
-            .find_map(|k| field_str(&self.raw, k).filter(|s| !s.is_empty()))
-            .unwrap_or_default();
+        .iter()
+        .find_map(|k| field_str(&self.raw, k).filter(|s| !s.is_empty()))
+        .unwrap_or_default();
         format!(
             "evt:{}:{}:{}:{}",
             self.from_user_name,
