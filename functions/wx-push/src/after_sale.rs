@@ -24,6 +24,7 @@ pub(crate) fn is_xpay(message: &PushMessage) -> bool {
 async fn handled(state: &State, message: &PushMessage, now: i64) -> Result<(), ApiError> {
     receipts::record_handled(state.store().as_ref(), message, now.saturating_mul(1000))
         .await
+        .map(|_| ())
         .map_err(ApiError::internal)
 }
 
