@@ -115,6 +115,36 @@ impl World {
         (id, no)
     }
 
+    /// The buyer complains about order `no` (`channel` wxpay / xpay); returns the complaint id
+    /// and the complaint once wemint stored it (from its notification or push).
+    async fn complain(&self, channel: &str, no: &str, detail: &str) -> (String, Value) {
+        let (status, raised) = self
+            .client
+            .post(
+                "alice",
+                "/dev/complaints",
+                &json!({"channel": channel, "outTradeNo": no, "detail": detail}),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{raised}");
+        let id = raised["data"]["complaint_id"].as_str().unwrap().to_owned();
+        let stored = poll("the complaint to be stored", || async {
+            let l = self
+                .as_admin(json!({"action": "complaintList"}))
+                .await
+                .ok()?;
+            l["complaints"]
+                .as_array()?
+                .iter()
+                .find(|c| c["complaintId"] == json!(id))
+                .cloned()
+        })
+        .await;
+        (id, stored)
+    }
+
     async fn refund_doc(&self, refund_no: &str) -> Value {
         self.suite
             .store
@@ -132,33 +162,10 @@ async fn a_complaint_is_stored_from_its_notification_answered_and_completed_befo
         .buy(json!([{"sku": "mug-ceramic-350", "quantity": 1}]))
         .await;
 
-    // The buyer complains; WeChat Pay notifies payNotify (signed, encrypted COMPLAINT.CREATE).
-    let (status, raised) = w
-        .client
-        .post(
-            "alice",
-            "/dev/complaints",
-            &json!({"channel": "wxpay", "outTradeNo": no, "detail": "杯子有裂纹"}),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{raised}");
-    let id = raised["data"]["complaint_id"].as_str().unwrap().to_owned();
-
-    // Stored from the detail API, with its first-reply deadline 24 h after the complaint.
-    let listed = poll("the complaint to be stored", || async {
-        let l = w
-            .as_admin(json!({"action": "complaintList", "state": "PENDING"}))
-            .await
-            .ok()?;
-        l["complaints"]
-            .as_array()?
-            .iter()
-            .find(|c| c["complaintId"] == json!(id))
-            .cloned()
-    })
-    .await;
+    // The buyer complains; WeChat Pay notifies payNotify (signed, encrypted COMPLAINT.CREATE);
+    // the complaint is stored from the detail API, its first reply due 24 h after it.
+    let (id, listed) = w.complain("wxpay", &no, "杯子有裂纹").await;
+    assert_eq!(listed["state"], "PENDING");
     assert_eq!(listed["detail"], "杯子有裂纹");
     assert_eq!(listed["orderRefs"][0]["outTradeNo"], json!(no));
     assert_eq!(
@@ -443,27 +450,7 @@ async fn a_virtual_payment_complaint_push_is_followed_up_through_the_xpay_apis()
     let w = world(|_| {}).await;
     let (_, no) = w.buy(json!([{"sku": "vip-monthly", "quantity": 1}])).await;
     // The push names no complaint (its fields are unconfirmed): wxPush lists them.
-    let (status, raised) = w
-        .client
-        .post(
-            "alice",
-            "/dev/complaints",
-            &json!({"channel": "xpay", "outTradeNo": no, "detail": "会员没有生效"}),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{raised}");
-    let id = raised["data"]["complaint_id"].as_str().unwrap().to_owned();
-    let stored = poll("the xpay complaint to be stored", || async {
-        let l = w.as_admin(json!({"action": "complaintList"})).await.ok()?;
-        l["complaints"]
-            .as_array()?
-            .iter()
-            .find(|c| c["complaintId"] == json!(id))
-            .cloned()
-    })
-    .await;
+    let (id, stored) = w.complain("xpay", &no, "会员没有生效").await;
     assert_eq!(stored["channel"], "xpay");
     assert_eq!(
         stored["orderRefs"][0]["outTradeNo"],
