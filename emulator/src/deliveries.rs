@@ -41,6 +41,8 @@ pub enum DeliveryKind {
     Refund,
     /// A safe-mode message push to wxPush.
     Push,
+    /// COMPLAINT.* to the merchant's complaint notification URL.
+    Complaint,
 }
 
 impl DeliveryKind {
@@ -49,6 +51,7 @@ impl DeliveryKind {
             DeliveryKind::Payment => "payment",
             DeliveryKind::Refund => "refund",
             DeliveryKind::Push => "push",
+            DeliveryKind::Complaint => "complaint",
         }
     }
 
@@ -217,6 +220,7 @@ async fn attempt(suite: &Suite, doc: Value) {
     let kind = match doc["kind"].as_str() {
         Some("payment") => DeliveryKind::Payment,
         Some("refund") => DeliveryKind::Refund,
+        Some("complaint") => DeliveryKind::Complaint,
         _ => DeliveryKind::Push,
     };
     let number = doc["attempts"].as_array().map_or(0, Vec::len) + 1;
@@ -318,7 +322,7 @@ async fn send(suite: &Suite, kind: DeliveryKind, doc: &Value) -> Outcome {
                 .header("content-type", sealed.content_type)
                 .body(sealed.body)
         }
-        DeliveryKind::Payment | DeliveryKind::Refund => {
+        DeliveryKind::Payment | DeliveryKind::Refund | DeliveryKind::Complaint => {
             let payload = &doc["payload"];
             let url = payload["url"].as_str().unwrap_or_default().to_owned();
             let notify_id = doc["notifyId"].as_str().unwrap_or_default();

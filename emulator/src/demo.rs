@@ -1,7 +1,8 @@
 //! `wemint-dev demo`: starts a fresh suite in a temporary directory and runs the money flow
 //! end to end through the gateway, as the Mini Program would: login → buy a physical item →
 //! pay → notification → paid; buy a membership with virtual payment → delivered → gated
-//! content unlocked; post text and an image → moderated; refund. Each step prints its result
+//! content unlocked; post text and an image → moderated; refund; a consumer complaint →
+//! respond → complete. Each step prints its result
 //! and timing; a step whose function is missing or wrong fails with the reason, and any
 //! failure makes the run fail. Nothing is faked: every step goes through the real binaries.
 
@@ -654,6 +655,34 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
             Err(e) => return Err(format!("{e}{}", delivery_story(&client, &refund_no).await)),
         };
         Ok((format!("refund {} → order {}", short(&r["refund"]["status"]), order["status"]), order))
+    }.await);
+    step!("complaint (buyer complains → COMPLAINT.CREATE → payNotify; admin responds, completes)", async {
+        let admin = ctx.admin.clone().ok_or("not run: the admin login step failed")?;
+        let no = ctx.physical_no.clone().ok_or("not run: the physical order step failed")?;
+        let (status, raised) = client.post("alice", "/dev/complaints",
+            &json!({"channel": "wxpay", "outTradeNo": no, "detail": "收到的杯子有裂纹"}), None).await?;
+        let id = raised["data"]["complaint_id"].as_str()
+            .ok_or_else(|| format!("HTTP {status}: {}", short(&raised)))?.to_owned();
+        let stored = poll(Duration::from_secs(15), || {
+            let (client, admin, id) = (&client, admin.clone(), id.clone());
+            async move {
+                let l = client.call("admin", Some(&admin), "createOrder", json!({"action": "complaintList"})).await?;
+                Ok(l["complaints"].as_array().and_then(|cs| cs.iter().find(|c| c["complaintId"] == json!(id)).cloned()))
+            }
+        }).await;
+        let stored = match stored {
+            Ok(c) => c,
+            Err(e) => return Err(format!("{e}{}", delivery_story(&client, &id).await)),
+        };
+        client.call("admin", Some(&admin), "createOrder",
+            json!({"action": "complaintRespond", "complaintId": id, "content": "您好，已为您安排换货，请留意物流。"})).await?;
+        let done = client.call("admin", Some(&admin), "createOrder",
+            json!({"action": "complaintComplete", "complaintId": id})).await?;
+        if done["complaint"]["state"] != json!("PROCESSED") {
+            return Err(format!("not processed: {}", short(&done["complaint"])));
+        }
+        Ok((format!("complaint {id}: stored {} (reply due in {} s) → responded → {}",
+            stored["state"], stored["dueInSecs"], done["complaint"]["state"]), done))
     }.await);
     report
 }

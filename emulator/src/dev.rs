@@ -22,7 +22,7 @@ use crate::suite::{Suite, internal};
 pub const ADMIN_USER: &str = "admin";
 
 /// Collections `/dev/state` shows, newest first: (collection, sort key).
-const SHOWN: [(&str, &str); 16] = [
+const SHOWN: [(&str, &str); 17] = [
     (collections::USERS, "_id"),
     (collections::ORDERS, "_id"),
     (collections::ENTITLEMENTS, "_id"),
@@ -39,6 +39,7 @@ const SHOWN: [(&str, &str); 16] = [
     (crate::deliveries::DELIVERIES, "createdAt"),
     (crate::standins::wechat_api::CHECKS, "createdAt"),
     (crate::standins::wechat_api::MESSAGES, "sentAt"),
+    (collections::COMPLAINTS, "respondBy"),
 ];
 
 fn bad_request(code: &str, message: &str) -> Response {
@@ -234,6 +235,36 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
             let mut data = body;
             data["action"] = json!("ship");
             as_admin(suite, "createOrder", data).await
+        }
+        // Consumer complaints: raise one as a user; answer as the admin (createOrder).
+        (&Method::POST, "/dev/complaints") => {
+            match crate::standins::complaints::raise(suite, &body).await {
+                Ok(c) => Response::json(StatusCode::OK, &json!({"ok": true, "data": c})),
+                Err(r) => r,
+            }
+        }
+        (&Method::POST, "/dev/admin/complaint") => {
+            let known = [
+                "complaintList",
+                "complaintGet",
+                "complaintRespond",
+                "complaintComplete",
+                "complaintRefundProgress",
+            ];
+            if !body["action"].as_str().is_some_and(|a| known.contains(&a)) {
+                return Some(bad_request(
+                    "BAD_REQUEST",
+                    "action must be one of the complaint actions",
+                ));
+            }
+            as_admin(suite, "createOrder", body.clone()).await
+        }
+        (&Method::POST, "/dev/xpay/failNextRefund") => {
+            let n = body["count"].as_i64().unwrap_or(1).clamp(1, 100);
+            match crate::standins::complaints::fail_next_refund(suite, n).await {
+                Ok(left) => Response::json(StatusCode::OK, &json!({"failNext": left})),
+                Err(e) => internal(e),
+            }
         }
         (&Method::GET, "/dev/whoami") => {
             let user = dev_user(req);

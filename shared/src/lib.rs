@@ -14,6 +14,7 @@ pub mod access;
 pub mod clock;
 pub mod cloud_files;
 pub mod commerce;
+pub mod complaints;
 pub mod config;
 pub mod content;
 pub mod domain;

@@ -152,6 +152,23 @@ impl Deps {
         commerce.with_shipping(platform, self.shipping.clone())
     }
 
+    /// The complaints service: WeChat Pay complaints when WeChat Pay is configured, virtual
+    /// payment complaints when virtual payment is.
+    pub fn complaints(&self) -> crate::complaints::Complaints {
+        use crate::complaints::{Complaints, WxpayComplaints, XpayComplaints};
+        let mut complaints = Complaints::new(self.store.clone(), self.clock.clone());
+        if let Some(pay) = &self.wechat_pay {
+            complaints = complaints.with_api(Arc::new(WxpayComplaints(pay.clone())));
+        }
+        if let Some(xpay) = &self.xpay {
+            complaints = complaints.with_api(Arc::new(XpayComplaints::new(
+                xpay.client().clone(),
+                xpay.wechat().clone(),
+            )));
+        }
+        complaints
+    }
+
     /// Content moderation through the WeChat API (images reach WeChat as cloud file URLs).
     ///
     /// # Errors

@@ -6,6 +6,7 @@
 
 pub mod cloud_storage;
 pub mod cloudbase_db;
+pub mod complaints;
 pub mod faults;
 pub mod gateway;
 pub mod shipping;

@@ -109,6 +109,9 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
         (&Method::GET, ["v3", "refund", "domestic", "refunds", no]) => {
             query_refund(suite, no).await
         }
+        (_, ["v3", "merchant-service", ..]) => {
+            Ok(crate::standins::complaints::v3(suite, req, &segments).await)
+        }
         _ => Err(pay_error(
             suite,
             StatusCode::NOT_FOUND,

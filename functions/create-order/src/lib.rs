@@ -1,5 +1,6 @@
 //! The `createOrder` function: the catalog, checkout and the buyer's orders; refunds, order
-//! search and shipping for administrators. Contract: `docs/api.md` (createOrder); the logic lives in
+//! search, shipping and consumer complaints (`wemint::complaints`) for administrators.
+//! Contract: `docs/api.md` (createOrder); the logic lives in
 //! `wemint::commerce` so payNotify, reconcile and wxPush share it.
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use wemint::commerce::{
     Commerce, CreateInput, ListInput, RefundInput, RemindReceiptInput, SearchInput, ShipInput,
     ShipmentsInput,
 };
+use wemint::complaints::{self, Complaints};
 use wemint::identity::{Authenticator, Caller};
 use wemint::ratelimit::{Limit, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
@@ -27,6 +29,7 @@ pub const SYNC_SHIPPING_LIMIT: Limit = Limit::per_minute(10);
 /// Built once per instance.
 pub struct State {
     commerce: Commerce,
+    complaints: Complaints,
     auth: Authenticator,
     limits: RateLimiter,
 }
@@ -43,6 +46,12 @@ struct OrderRef {
     order_id: String,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ComplaintRef {
+    complaint_id: String,
+}
+
 #[derive(Deserialize, Default)]
 struct CatalogInput {
     #[serde(default)]
@@ -53,6 +62,7 @@ async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
     let deps = Deps::from_config(&config).await?;
     Ok(State {
         commerce: deps.commerce(),
+        complaints: deps.complaints(),
         limits: RateLimiter::new(deps.store).with_clock(deps.clock),
         auth: required(deps.auth, "WEMINT_SESSION_SECRET")?,
     })
@@ -131,6 +141,32 @@ pub fn function() -> Function<State> {
             s.caller(&req)?;
             let input: CatalogInput = req.parse()?;
             Ok::<_, ApiError>(s.commerce.catalog(input.kind.as_deref()).await?)
+        })
+        // Consumer complaints (admin only; docs/api.md).
+        .callable("complaintList", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: complaints::ListInput = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.list(&caller, input).await?)
+        })
+        .callable("complaintGet", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: ComplaintRef = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.detail(&caller, &input.complaint_id).await?)
+        })
+        .callable("complaintRespond", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: complaints::RespondInput = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.respond(&caller, input).await?)
+        })
+        .callable("complaintComplete", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: ComplaintRef = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.complete(&caller, &input.complaint_id).await?)
+        })
+        .callable("complaintRefundProgress", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: complaints::RefundProgressInput = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.refund_progress(&caller, input).await?)
         })
         .default_action("create")
 }

@@ -19,7 +19,9 @@ fn idle_report() -> Value {
         "errors": 0, "providerCalls": 0,
         "steps": [step("unpaidOrders"), step("interruptedFulfilments"),
             step("refundsInFlight"), step("unrevokedGrants"), step("shippingUploads"),
-            step("shippingDeadlines")]})
+            step("shippingDeadlines")],
+        "complaints": {"due": 0, "reminded": 0, "answered": 0, "deferred": 0,
+            "providerCalls": 0, "errors": 0}})
 }
 
 async fn reconcile(ts: &TestStore) -> Harness {

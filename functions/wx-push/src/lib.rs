@@ -20,7 +20,10 @@
 //! (answered `{"ErrCode":0,"ErrMsg":"Success"}` once handled, a 5xx when the store or the
 //! query fails or the payment is not confirmed yet, so WeChat redelivers);
 //! `trade_manage_order_settlement` / `trade_manage_remind_shipping` → commerce's shipping
-//! record (settlement confirmed with `get_order` first; a failed query is a 5xx).
+//! record (settlement confirmed with `get_order` first; a failed query is a 5xx);
+//! `xpay_refund_notify` → the refund settles as `query_order` confirms it;
+//! `xpay_complaint_notify` → `wemint::complaints` (see [`after_sale`]). Any other push is
+//! logged with its type (`unhandled_push`) and changes nothing.
 
 use std::sync::Arc;
 
@@ -28,6 +31,7 @@ use base64::Engine as _;
 use http::{Method, StatusCode};
 use wemint::clock::SharedClock;
 use wemint::commerce::{Commerce, PaymentOutcome, XpayDelivery};
+use wemint::complaints::Complaints;
 use wemint::config::Config;
 use wemint::moderation::{Moderation, NoticeTemplate};
 use wemint::runtime::{ApiError, BoxError, Function, WebhookRequest, WebhookResponse};
@@ -95,6 +99,7 @@ pub struct State {
     safe_mode: bool,
     moderation: Moderation,
     commerce: Commerce,
+    complaints: Complaints,
     links: Arc<dyn LinkMaker>,
     funnel: Funnel,
     clock: SharedClock,
@@ -115,11 +120,13 @@ impl State {
             crypto.appid().to_owned(),
             clock.clone(),
         );
+        let complaints = Complaints::new(moderation.store().clone(), clock.clone());
         Self {
             crypto,
             oa_crypto,
             safe_mode: true,
             commerce,
+            complaints,
             moderation,
             links,
             funnel,
@@ -133,6 +140,13 @@ impl State {
     #[must_use]
     pub fn with_commerce(mut self, commerce: Commerce) -> Self {
         self.commerce = commerce;
+        self
+    }
+
+    /// The complaints service as the deployment wires it ([`Deps::complaints`]).
+    #[must_use]
+    pub fn with_complaints(mut self, complaints: Complaints) -> Self {
+        self.complaints = complaints;
         self
     }
 
@@ -177,8 +191,10 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
         mini_program_appid: appid,
     };
     let commerce = deps.commerce();
+    let complaints = deps.complaints();
     let mut state = State::new(crypto, oa_crypto, moderation, wechat, funnel, deps.clock)
-        .with_commerce(commerce);
+        .with_commerce(commerce)
+        .with_complaints(complaints);
     state.safe_mode = safe_mode;
     Ok(state)
 }
@@ -279,7 +295,7 @@ async fn dispatch(
         .map_err(internal)?
     {
         tracing::info!(key = %message.dedupe_key(), "push already handled");
-        if matches!(message.kind, PushKind::XpayGoodsDeliver(_)) {
+        if matches!(message.kind, PushKind::XpayGoodsDeliver(_)) || after_sale::is_xpay(message) {
             return Ok(WebhookResponse::json(
                 StatusCode::OK,
                 &wemint::pay::xpay::deliver_ack(),
@@ -355,6 +371,15 @@ async fn dispatch(
         PushKind::Other { event: Some(event) } if event.starts_with("trade_manage_") => {
             trade_manage(state, &message.raw).await?;
             Reply::Success
+        }
+        PushKind::Other { event: Some(event) } if event == "xpay_refund_notify" => {
+            return after_sale::refund(state, message, now).await;
+        }
+        PushKind::Other { event: Some(event) } if event == "xpay_complaint_notify" => {
+            return after_sale::complaint(state, message, now).await;
+        }
+        PushKind::Other { .. } | PushKind::Text { .. } => {
+            return Ok(after_sale::unrecognised(message));
         }
         _ => Reply::Success,
     };
@@ -542,6 +567,8 @@ pub async fn follower(
 ) -> Result<Option<serde_json::Value>, StoreError> {
     store.get(FOLLOWERS, openid).await
 }
+
+mod after_sale;
 
 #[cfg(test)]
 mod harness_tests;

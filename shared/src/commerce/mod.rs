@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 pub use channel::{
     Observation, ObservedPayment, Payer, PaymentChannel, RefundAnswer, Started, WxpayChannel,
-    XpayChannel, XpayDelivery,
+    XpayChannel, XpayDelivery, XpayRefundOutcome,
 };
 pub use error::{CommerceError, codes};
 pub use fulfil::{DeliveryOutcome, PaymentOutcome};

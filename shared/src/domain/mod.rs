@@ -3,6 +3,7 @@
 //! is, and write it back with a conditional update; randomness and time are passed in.
 
 pub mod catalog;
+pub mod complaint;
 pub mod content;
 pub mod ids;
 pub mod moderation;

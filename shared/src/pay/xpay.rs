@@ -561,6 +561,11 @@ impl XpayClient {
         self
     }
 
+    /// The environment this client signs for.
+    pub fn env(&self) -> Env {
+        self.env
+    }
+
     /// `query_order`: the state of a cash order (fallback when a delivery push is lost).
     pub async fn query_order(
         &self,
@@ -628,7 +633,7 @@ impl XpayClient {
         Ok(())
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
         &self,
         api: &'static str,
         access_token: &str,

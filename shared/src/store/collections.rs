@@ -58,6 +58,12 @@ pub const RATE_LIMITS: &str = "rate_limits";
 /// One document per merchant (`_id` = mchid, `lastAt`): the throttle, shared by every
 /// instance, of certificate downloads caused by unknown `Wechatpay-Serial`s.
 pub const PAY_CERTIFICATE_DOWNLOADS: &str = "pay_certificate_downloads";
+/// Consumer complaints (WeChat Pay and virtual payment), `_id` = complaint id; owned by
+/// `wemint::complaints`.
+pub const COMPLAINTS: &str = "complaints";
+/// Complaint notifications received, `_id` = notification id (`EV-…`, or `xpay:<push>`):
+/// a redelivery is recognised and applied once.
+pub const COMPLAINT_NOTICES: &str = "complaint_notices";
 
 /// Every collection with its indexes, in the order bootstrap declares them. Collections with
 /// no index of their own (`plans`, `trial_claims`, `pay_certificate_downloads`) are listed too, so this is the whole list.
@@ -153,6 +159,17 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
         ),
         (RATE_LIMITS, vec![IndexSpec::non_unique(["expiresAt"])]),
         (PAY_CERTIFICATE_DOWNLOADS, vec![]),
+        (
+            COMPLAINTS,
+            vec![
+                IndexSpec::non_unique(["state", "respondBy"]),
+                IndexSpec::non_unique(["complaintTime"]),
+            ],
+        ),
+        (
+            COMPLAINT_NOTICES,
+            vec![IndexSpec::non_unique(["complaintId"])],
+        ),
     ]
 }
 

@@ -143,7 +143,7 @@ impl PayClientConfig {
     }
 }
 
-struct RawResponse {
+pub(crate) struct RawResponse {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -438,7 +438,7 @@ impl PayClient {
         }
     }
 
-    async fn call_json<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn call_json<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -451,7 +451,7 @@ impl PayClient {
         })
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,

@@ -8,6 +8,7 @@
 pub mod aead;
 pub mod certs;
 pub mod client;
+pub mod complaints;
 pub mod keys;
 pub mod models;
 pub mod notify;

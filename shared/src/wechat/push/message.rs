@@ -184,10 +184,17 @@ impl PushMessage {
         if let Some(id) = field_str(&self.raw, "MsgId").filter(|s| !s.is_empty()) {
             return format!("msg:{id}");
         }
-        let discriminator = ["trace_id", "OutTradeNo", "EventKey", "transaction_id"]
-            .iter()
-            .find_map(|k| field_str(&self.raw, k).filter(|s| !s.is_empty()))
-            .unwrap_or_default();
+        let discriminator = [
+            "trace_id",
+            "OutTradeNo",
+            "EventKey",
+            "MchRefundId",
+            "MchOrderId",
+            "transaction_id",
+        ]
+        .iter()
+        .find_map(|k| field_str(&self.raw, k).filter(|s| !s.is_empty()))
+        .unwrap_or_default();
         format!(
             "evt:{}:{}:{}:{}",
             self.from_user_name,
