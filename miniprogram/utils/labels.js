@@ -84,6 +84,13 @@ const ERRORS = Object.freeze({
   TRIAL_UNAVAILABLE: '该方案不提供试用，或你已开通过会员',
   // Virtual payment takes only some amounts; buying the plan itself starts at the period end.
   UPGRADE_PRICE_UNSUPPORTED: '补差价金额暂时无法支付，可选择在当前会员到期后切换到该方案',
+  // Finance (bill reconciliation, admin).
+  BILL_HASH_MISMATCH: '账单校验失败（哈希不符），已拒收，请重试',
+  BILL_CORRUPT: '账单文件损坏或不完整，已拒收，请重试',
+  BILL_FORMAT: '账单格式无法识别',
+  BILL_DATE_INVALID: '只能对账三个月内已结束的日期（yyyy-MM-dd）',
+  BILLS_UNAVAILABLE: '未配置微信支付，无法下载账单',
+  DISCREPANCY_NOT_FOUND: '该差异已处理或不存在',
 });
 
 function orderStatusLabel(status) {
