@@ -71,7 +71,12 @@ fn build_bill(payments: usize, refunds: usize) -> Served {
         settled += fen;
         fees += fen * 6;
         let mut v = vec![String::new(); 27];
-        v[0] = format!("2024-05-01 {:02}:{:02}:{:02}", (i / 3600) % 24, (i / 60) % 60, i % 60);
+        v[0] = format!(
+            "2024-05-01 {:02}:{:02}:{:02}",
+            (i / 3600) % 24,
+            (i / 60) % 60,
+            i % 60
+        );
         v[1] = "wxbenchapp".into();
         v[2] = "1900000001".into();
         v[3] = "0".into();
@@ -133,7 +138,11 @@ fn build_bill(payments: usize, refunds: usize) -> Served {
 async fn fill(store: &dyn Store, payments: usize, refunds: usize) {
     for i in 0..payments {
         let fen = 100 + (i as i64 % 50_000);
-        let status = if i < refunds { "partially_refunded" } else { "fulfilled" };
+        let status = if i < refunds {
+            "partially_refunded"
+        } else {
+            "fulfilled"
+        };
         store
             .insert(
                 collections::ORDERS,

@@ -159,21 +159,28 @@ async fn a_day_of_mixed_traffic_reconciles_against_the_bills() {
     let mut wx_orders: Vec<(Value, i64)> = Vec::new();
     let mut lost: Option<Value> = None;
     for n in 0..20 {
-        let (sku, fen) = if n % 10 >= 7 { COINS } else { WXPAY[n % WXPAY.len()] };
+        let (sku, fen) = if n % 10 >= 7 {
+            COINS
+        } else {
+            WXPAY[n % WXPAY.len()]
+        };
         let created = shop.order(n, sku, n).await;
         let id = created["order"]["id"].as_str().unwrap().to_owned();
         let no = created["order"]["outTradeNo"].as_str().unwrap().to_owned();
         assert_eq!(created["order"]["totalFen"], fen, "{created}");
         if n == 4 {
             // Every attempt of this payment's notification fails: lost beyond retries.
-            shop.dev("/dev/deliveries/failNext", json!({"count": 16})).await;
+            shop.dev("/dev/deliveries/failNext", json!({"count": 16}))
+                .await;
             shop.pay(n, &created).await;
             let base = suite.base_url();
             poll("the lost notification to give up", || {
                 let url = format!("{base}/dev/deliveries?ref={no}");
                 async move {
                     let docs: Vec<Value> = reqwest::get(url).await.ok()?.json().await.ok()?;
-                    docs.iter().any(|d| d["state"] == "failed").then(|| json!(true))
+                    docs.iter()
+                        .any(|d| d["state"] == "failed")
+                        .then(|| json!(true))
                 }
             })
             .await;
@@ -225,13 +232,19 @@ async fn a_day_of_mixed_traffic_reconciles_against_the_bills() {
         }
     })
     .await;
-    let console_no = wx_orders[5].0["order"]["outTradeNo"].as_str().unwrap().to_owned();
+    let console_no = wx_orders[5].0["order"]["outTradeNo"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     shop.dev(
         "/dev/bills/consoleRefund",
         json!({"outTradeNo": console_no, "amountFen": 500}),
     )
     .await;
-    let odd_no = wx_orders[8].0["order"]["outTradeNo"].as_str().unwrap().to_owned();
+    let odd_no = wx_orders[8].0["order"]["outTradeNo"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let odd_fen = wx_orders[8].1 + 100;
     shop.dev(
         "/dev/bills/faults",
@@ -241,7 +254,10 @@ async fn a_day_of_mixed_traffic_reconciles_against_the_bills() {
 
     // The next day, before 09:00 the bill is not ready; a wrong hash and a truncated gzip
     // are refused and nothing is stored.
-    suite.advance_clock(DAY - 12 * 3600 + 8 * 3600).await.unwrap();
+    suite
+        .advance_clock(DAY - 12 * 3600 + 8 * 3600)
+        .await
+        .unwrap();
     let early = shop
         .admin(json!({"action": "billsRun", "date": bill_date}))
         .await;
@@ -340,7 +356,11 @@ async fn a_day_of_mixed_traffic_reconciles_against_the_bills() {
     assert_eq!(summary["feeUnits"], fee_units);
     let xp = &report["revenue"][1];
     assert_eq!(
-        (xp["channel"].as_str(), xp["grossFen"].as_i64(), xp["orders"].as_i64()),
+        (
+            xp["channel"].as_str(),
+            xp["grossFen"].as_i64(),
+            xp["orders"].as_i64()
+        ),
         (Some("xpay"), Some(6 * COINS.1), Some(6))
     );
 
@@ -375,8 +395,10 @@ async fn a_day_of_mixed_traffic_reconciles_against_the_bills() {
         .await;
     assert_eq!(revenue["data"]["days"][0]["grossFen"], gross, "{revenue}");
     let export = shop
-        .admin(json!({"action": "financeExport", "what": "discrepancies", "from": bill_date,
-            "to": bill_date}))
+        .admin(
+            json!({"action": "financeExport", "what": "discrepancies", "from": bill_date,
+            "to": bill_date}),
+        )
         .await;
     let csv = export["data"]["csv"].as_str().unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");

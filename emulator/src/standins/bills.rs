@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use wemint::finance::{china_date, china_day_start};
 use wemint::pay::v3::bills::{
-    FUND_HEADER, FUND_SUMMARY_HEADER, TRADE_HEADER, TRADE_SUMMARY_HEADER, bill_line,
-    format_yuan, sha1_hex,
+    FUND_HEADER, FUND_SUMMARY_HEADER, TRADE_HEADER, TRADE_SUMMARY_HEADER, bill_line, format_yuan,
+    sha1_hex,
 };
 use wemint::store::{Filter, FindOptions, StoreError, Update, UpdateOptions};
 
@@ -42,7 +42,11 @@ const FEE_UNITS_PER_FEN: i64 = 6;
 
 /// A way to make the bills disagree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "kind")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "kind"
+)]
 pub enum BillFault {
     /// The trade bill writes this order's amount as `fen`.
     Amount {
@@ -217,7 +221,12 @@ async fn trade_bill(suite: &Suite, start: i64) -> Result<Result<String, Unavaila
     let fees: std::collections::HashMap<String, i64> = faults_by_order(suite, "feeUnits")
         .await?
         .into_iter()
-        .filter_map(|f| Some((f["outTradeNo"].as_str()?.to_owned(), f["feeUnits"].as_i64()?)))
+        .filter_map(|f| {
+            Some((
+                f["outTradeNo"].as_str()?.to_owned(),
+                f["feeUnits"].as_i64()?,
+            ))
+        })
         .collect();
     let k = &suite.keys;
     let mut text = format!("{}\r\n", TRADE_HEADER.join(","));
@@ -321,7 +330,13 @@ async fn fund_bill(suite: &Suite, start: i64) -> Result<Result<String, Unavailab
     let mut text = format!("{}\r\n", FUND_HEADER.join(","));
     let (mut balance, mut income, mut income_n, mut expense, mut expense_n) = (0i64, 0, 0, 0, 0);
     let mut flow = 0u64;
-    let mut entry = |text: &mut String, time: &str, no: &str, name: &str, income_row: bool, fen: i64, voucher: &str| {
+    let mut entry = |text: &mut String,
+                     time: &str,
+                     no: &str,
+                     name: &str,
+                     income_row: bool,
+                     fen: i64,
+                     voucher: &str| {
         flow += 1;
         if income_row {
             balance += fen;
@@ -355,12 +370,36 @@ async fn fund_bill(suite: &Suite, start: i64) -> Result<Result<String, Unavailab
         let parse = |s: &str, d| wemint::pay::v3::bills::parse_yuan(s, d).unwrap_or(0);
         let fee_fen = wemint::pay::v3::bills::fee_units_to_fen(parse(fields[22], 5));
         if fields[9] == "SUCCESS" {
-            entry(&mut text, fields[0], fields[5], "交易", true, parse(fields[12], 2), "");
+            entry(
+                &mut text,
+                fields[0],
+                fields[5],
+                "交易",
+                true,
+                parse(fields[12], 2),
+                "",
+            );
             if fee_fen > 0 {
-                entry(&mut text, fields[0], fields[5], "扣除交易手续费", false, fee_fen, "");
+                entry(
+                    &mut text,
+                    fields[0],
+                    fields[5],
+                    "扣除交易手续费",
+                    false,
+                    fee_fen,
+                    "",
+                );
             }
         } else {
-            entry(&mut text, fields[0], fields[14], "退款", false, parse(fields[16], 2), &format!("REF{}", fields[5]));
+            entry(
+                &mut text,
+                fields[0],
+                fields[14],
+                "退款",
+                false,
+                parse(fields[16], 2),
+                &format!("REF{}", fields[5]),
+            );
         }
     }
     text += &format!("{}\r\n", FUND_SUMMARY_HEADER.join(","));
@@ -391,7 +430,11 @@ pub async fn request(suite: &Suite, req: &Request, kind: &str) -> Result<Respons
     };
     let date = req.param("bill_date").unwrap_or_default();
     let Some(start) = china_day_start(&date) else {
-        return Err(error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "bill_date 格式错误"));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "PARAM_ERROR",
+            "bill_date 格式错误",
+        ));
     };
     let (param, expected) = if kind == "trade" {
         ("bill_type", "ALL")
@@ -407,11 +450,19 @@ pub async fn request(suite: &Suite, req: &Request, kind: &str) -> Result<Respons
     }
     let now = suite.clock.now();
     if now < start + 86_400 + 9 * 3600 {
-        return Err(error(StatusCode::BAD_REQUEST, "STATEMENT_CREATING", "账单生成中"));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "STATEMENT_CREATING",
+            "账单生成中",
+        ));
     }
     let today = china_day_start(&china_date(now)).unwrap_or(0);
     if start < today - 92 * 86_400 {
-        return Err(error(StatusCode::BAD_REQUEST, "NO_STATEMENT_EXIST", "账单不存在"));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "NO_STATEMENT_EXIST",
+            "账单不存在",
+        ));
     }
     let built = if kind == "trade" {
         trade_bill(suite, start).await
@@ -419,14 +470,30 @@ pub async fn request(suite: &Suite, req: &Request, kind: &str) -> Result<Respons
         fund_bill(suite, start).await
     };
     let text = match built {
-        Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", &e.to_string())),
+        Err(e) => {
+            return Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "SYSTEM_ERROR",
+                &e.to_string(),
+            ));
+        }
         Ok(Err(Unavailable::None)) => {
-            return Err(error(StatusCode::BAD_REQUEST, "NO_STATEMENT_EXIST", "账单不存在"));
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "NO_STATEMENT_EXIST",
+                "账单不存在",
+            ));
         }
         Ok(Ok(text)) => text,
     };
     let mut hash = sha1_hex(text.as_bytes());
-    let store_err = |e: StoreError| error(StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", &e.to_string());
+    let store_err = |e: StoreError| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "SYSTEM_ERROR",
+            &e.to_string(),
+        )
+    };
     if take(suite, "wrongHash").await.map_err(store_err)? {
         hash = sha1_hex(format!("{text}tampered").as_bytes());
     }
@@ -444,7 +511,10 @@ pub async fn request(suite: &Suite, req: &Request, kind: &str) -> Result<Respons
         )
         .await
         .map_err(store_err)?;
-    let url = format!("{}/v3/billdownload/file?token={token}&tartype=gzip", suite.base_url());
+    let url = format!(
+        "{}/v3/billdownload/file?token={token}&tartype=gzip",
+        suite.base_url()
+    );
     Ok(super::wechat_pay::signed(
         suite,
         Response::json(

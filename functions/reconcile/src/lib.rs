@@ -96,7 +96,9 @@ fn range(state: &State, input: &RangeInput) -> Result<(String, String), ApiError
     let start = finance::china_day_start(&from)
         .ok_or_else(|| ApiError::bad_request("from must be yyyy-MM-dd"))?;
     if start > end || end - start > 366 * 86_400 {
-        return Err(ApiError::bad_request("from..to must be at most a year, in order"));
+        return Err(ApiError::bad_request(
+            "from..to must be at most a year, in order",
+        ));
     }
     Ok((from, to))
 }

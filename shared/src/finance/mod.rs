@@ -34,7 +34,9 @@ use crate::pay::v3::bills::{
 };
 use crate::pay::v3::{PayClient, PayError};
 use crate::runtime::ApiError;
-use crate::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions, collections as c};
+use crate::store::{
+    Filter, FindOptions, Store, StoreError, Update, UpdateOptions, collections as c,
+};
 
 pub use report::{RevenueRow, csv_discrepancies, csv_revenue, revenue};
 pub use storage::StoredBill;
@@ -44,9 +46,7 @@ pub const CHINA_OFFSET_SECS: i64 = 8 * 3600;
 /// Bills are kept by WeChat Pay for about three months: days further back are refused.
 pub const MAX_DAYS_BACK: i64 = 92;
 /// Bill rows matched against the store per query.
-const BATCH: usize = 500;
-/// The fee rate the stand-in and a default merchant contract use, in millionths (0.60%).
-pub const DEFAULT_FEE_RATE_MILLIONTHS: i64 = 6_000;
+const BATCH: usize = 200;
 
 /// Public error codes of the finance actions (docs/errors.md).
 pub mod codes {
@@ -115,9 +115,11 @@ impl From<FinanceError> for ApiError {
                 StatusCode::BAD_GATEWAY,
                 message,
             ),
-            FinanceError::Unavailable => {
-                ApiError::new(codes::BILLS_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE, message)
-            }
+            FinanceError::Unavailable => ApiError::new(
+                codes::BILLS_UNAVAILABLE,
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+            ),
             FinanceError::NotFound(_) => {
                 ApiError::new(codes::DISCREPANCY_NOT_FOUND, StatusCode::NOT_FOUND, message)
             }
@@ -307,7 +309,6 @@ pub struct DayReport {
 pub struct Finance {
     commerce: Arc<Commerce>,
     source: Option<Arc<dyn BillSource>>,
-    fee_rate_millionths: i64,
 }
 
 impl std::fmt::Debug for Finance {
@@ -339,11 +340,7 @@ pub fn china_day_start(date: &str) -> Option<i64> {
 impl Finance {
     /// Finance over the order service, with bills from `source` when WeChat Pay is configured.
     pub fn new(commerce: Arc<Commerce>, source: Option<Arc<dyn BillSource>>) -> Self {
-        Self {
-            commerce,
-            source,
-            fee_rate_millionths: DEFAULT_FEE_RATE_MILLIONTHS,
-        }
+        Self { commerce, source }
     }
 
     fn store(&self) -> &Arc<dyn Store> {
@@ -382,7 +379,14 @@ impl Finance {
     pub async fn reconcile_day(&self, date: &str) -> Result<DayReport, FinanceError> {
         let start = self.check_date(date)?;
         let end = start + 86_400;
-        let trade = storage::fetch(self.store().as_ref(), self.source.as_deref(), BillKind::Trade, date, self.commerce.now()).await?;
+        let trade = storage::fetch(
+            self.store().as_ref(),
+            self.source.as_deref(),
+            BillKind::Trade,
+            date,
+            self.commerce.now(),
+        )
+        .await?;
         let (trade, from_store) = match trade {
             storage::Fetched::NotReady => {
                 return Ok(DayReport {
@@ -401,7 +405,15 @@ impl Finance {
             storage::Fetched::Stored(bill) => (bill, true),
             storage::Fetched::Downloaded(bill) => (bill, false),
         };
-        let fund = match storage::fetch(self.store().as_ref(), self.source.as_deref(), BillKind::FundFlow, date, self.commerce.now()).await? {
+        let fund = match storage::fetch(
+            self.store().as_ref(),
+            self.source.as_deref(),
+            BillKind::FundFlow,
+            date,
+            self.commerce.now(),
+        )
+        .await?
+        {
             storage::Fetched::Stored(bill) | storage::Fetched::Downloaded(bill) => Some(bill),
             storage::Fetched::NotReady => None,
         };
@@ -482,7 +494,9 @@ impl Finance {
             .find_as(
                 c::BILL_DISCREPANCIES,
                 &filter,
-                &FindOptions::new().sort_desc("date").limit(limit.clamp(1, 1000)),
+                &FindOptions::new()
+                    .sort_desc("date")
+                    .limit(limit.clamp(1, 1000)),
             )
             .await?)
     }
@@ -495,7 +509,9 @@ impl Finance {
         note: &str,
     ) -> Result<Discrepancy, FinanceError> {
         if note.chars().count() > 500 {
-            return Err(FinanceError::BadRequest("note: at most 500 characters".into()));
+            return Err(FinanceError::BadRequest(
+                "note: at most 500 characters".into(),
+            ));
         }
         let done: Option<Discrepancy> = self
             .store()
@@ -604,7 +620,11 @@ impl<'a> DayRun<'a> {
             HashMap::new()
         } else {
             store
-                .find_as::<RefundDoc>(c::REFUNDS, &Filter::is_in("_id", refund_nos), &FindOptions::new())
+                .find_as::<RefundDoc>(
+                    c::REFUNDS,
+                    &Filter::is_in("_id", refund_nos),
+                    &FindOptions::new(),
+                )
                 .await?
                 .into_iter()
                 .map(|r| (r.refund_no.clone(), r))
@@ -633,12 +653,19 @@ impl<'a> DayRun<'a> {
         let Some(rate) = row.fee_rate_millionths() else {
             return;
         };
-        let rate = if rate == 0 { self.finance.fee_rate_millionths } else { rate };
-        let base = if row.is_refund() { -row.refund_fen } else { row.settlement_fen };
+        let base = if row.is_refund() {
+            -row.refund_fen
+        } else {
+            row.settlement_fen
+        };
         // fee units (10^-5 yuan) = fen × 1000 × rate / 10^6.
         let expected = base * rate / 1_000;
         if (row.fee_units - expected).abs() >= bills::FEE_UNITS_PER_FEN {
-            let reference = if row.is_refund() { &row.out_refund_no } else { &row.out_trade_no };
+            let reference = if row.is_refund() {
+                &row.out_refund_no
+            } else {
+                &row.out_trade_no
+            };
             self.find(
                 DiscrepancyKind::FeeMismatch,
                 reference,
@@ -660,7 +687,11 @@ impl<'a> DayRun<'a> {
         }
     }
 
-    async fn payment(&mut self, row: &TradeRow, order: Option<&OrderDoc>) -> Result<(), FinanceError> {
+    async fn payment(
+        &mut self,
+        row: &TradeRow,
+        order: Option<&OrderDoc>,
+    ) -> Result<(), FinanceError> {
         let base = Finding {
             out_trade_no: Some(row.out_trade_no.clone()),
             transaction_id: Some(row.transaction_id.clone()),
@@ -684,7 +715,11 @@ impl<'a> DayRun<'a> {
         };
         match order.status {
             OrderStatus::Created | OrderStatus::Closed => {
-                let outcome = self.finance.commerce.repair_missed_payment(&order.out_trade_no).await?;
+                let outcome = self
+                    .finance
+                    .commerce
+                    .repair_missed_payment(&order.out_trade_no)
+                    .await?;
                 let (repaired, detail) = match &outcome {
                     Some(PaymentOutcome::Applied { .. }) => {
                         (true, "paid at WeChat, the notification was lost: confirmed by a query and fulfilled".to_owned())
@@ -722,7 +757,10 @@ impl<'a> DayRun<'a> {
                     Finding {
                         detail: format!(
                             "paid at WeChat; the order is held for review: {}",
-                            order.review_reason.as_deref().unwrap_or("no reason recorded")
+                            order
+                                .review_reason
+                                .as_deref()
+                                .unwrap_or("no reason recorded")
                         ),
                         ..base
                     },
@@ -783,7 +821,11 @@ impl<'a> DayRun<'a> {
                 Finding {
                     detail: format!(
                         "WeChat Pay says {}, wemint says {:?}",
-                        if row.refund_status.is_empty() { "SUCCESS" } else { &row.refund_status },
+                        if row.refund_status.is_empty() {
+                            "SUCCESS"
+                        } else {
+                            &row.refund_status
+                        },
                         refund.status
                     ),
                     ..base
@@ -824,7 +866,10 @@ impl<'a> DayRun<'a> {
                 .find_as(
                     c::ORDERS,
                     &filter,
-                    &FindOptions::new().sort_asc("paidAt").sort_asc("_id").limit(1000),
+                    &FindOptions::new()
+                        .sort_asc("paidAt")
+                        .sort_asc("_id")
+                        .limit(1000),
                 )
                 .await?;
             let Some(last) = page.last() else { break };
@@ -834,7 +879,9 @@ impl<'a> DayRun<'a> {
                     self.xpay.orders += 1;
                     self.xpay.gross_fen += order.total_fen.get();
                 }
-                if order.channel == Channel::Wxpay && !self.paid_in_bill.contains(&order.out_trade_no) {
+                if order.channel == Channel::Wxpay
+                    && !self.paid_in_bill.contains(&order.out_trade_no)
+                {
                     self.find(
                         DiscrepancyKind::RecordedNotPaid,
                         &order.out_trade_no,
@@ -849,22 +896,35 @@ impl<'a> DayRun<'a> {
                 }
             }
         }
-        let refunds: Vec<RefundDoc> = store
-            .find_as(
-                c::REFUNDS,
-                &Filter::eq("status", "success")
-                    .and(Filter::gte("settledAt", self.start))
-                    .and(Filter::lt("settledAt", self.end)),
-                &FindOptions::new().limit(10_000),
-            )
-            .await?;
+        let mut refunds: Vec<RefundDoc> = Vec::new();
+        loop {
+            let page: Vec<RefundDoc> = store
+                .find_as(
+                    c::REFUNDS,
+                    &Filter::eq("status", "success")
+                        .and(Filter::gte("settledAt", self.start))
+                        .and(Filter::lt("settledAt", self.end)),
+                    &FindOptions::new()
+                        .sort_asc("settledAt")
+                        .sort_asc("_id")
+                        .skip(refunds.len() as u64)
+                        .limit(1000),
+                )
+                .await?;
+            let full = page.len() == 1000;
+            refunds.extend(page);
+            if !full {
+                break;
+            }
+        }
         for refund in refunds {
             if refund.channel == Channel::Xpay {
                 self.xpay.refunds += 1;
                 self.xpay.refunds_fen += refund.amount_fen.get();
                 continue;
             }
-            if refund.channel == Channel::Wxpay && !self.refunds_in_bill.contains(&refund.refund_no) {
+            if refund.channel == Channel::Wxpay && !self.refunds_in_bill.contains(&refund.refund_no)
+            {
                 self.find(
                     DiscrepancyKind::RefundStateMismatch,
                     &refund.refund_no,
@@ -872,7 +932,9 @@ impl<'a> DayRun<'a> {
                         out_trade_no: Some(refund.out_trade_no.clone()),
                         out_refund_no: Some(refund.refund_no.clone()),
                         wemint_fen: Some(refund.amount_fen.get()),
-                        detail: "wemint settled this refund that day; the bill has no refund for it".into(),
+                        detail:
+                            "wemint settled this refund that day; the bill has no refund for it"
+                                .into(),
                         ..Finding::default()
                     },
                 );
@@ -924,7 +986,12 @@ impl<'a> DayRun<'a> {
                 }
             }
             let stored: Option<Discrepancy> = store
-                .update_one_as(c::BILL_DISCREPANCIES, &Filter::id(id.as_str()), &update, UpdateOptions::upsert())
+                .update_one_as(
+                    c::BILL_DISCREPANCIES,
+                    &Filter::id(id.as_str()),
+                    &update,
+                    UpdateOptions::upsert(),
+                )
                 .await?;
             if let Some(d) = stored {
                 out.push(d);

@@ -96,7 +96,7 @@ pub(crate) async fn store_revenue(
 
 /// The stored revenue rows of the days `from..=to`, oldest first.
 pub async fn revenue(
-    store: &dyn Store,
+    store: &(dyn Store + 'static),
     from: &str,
     to: &str,
 ) -> Result<Vec<RevenueRow>, FinanceError> {
@@ -130,7 +130,15 @@ fn write_csv(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String
 pub fn csv_revenue(rows: &[RevenueRow]) -> String {
     write_csv(
         &[
-            "date", "channel", "gross", "refunds", "fees", "net", "orders", "refundCount", "source",
+            "date",
+            "channel",
+            "gross",
+            "refunds",
+            "fees",
+            "net",
+            "orders",
+            "refundCount",
+            "source",
         ],
         rows.iter().map(|r| {
             vec![

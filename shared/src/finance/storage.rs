@@ -8,10 +8,10 @@
 //! last and is what makes the copy count, so a crash halfway leaves nothing a re-run would
 //! trust. A day without a bill is stored as `status: "empty"`.
 
-use base64::Engine;
 use super::{BillSource, FinanceError};
 use crate::pay::v3::bills::{self, BillAnswer, BillKind};
 use crate::store::{Filter, FindOptions, Store, Update, UpdateOptions, collections as c};
+use base64::Engine;
 
 /// Raw bytes per stored chunk (256 KiB once base64-encoded).
 pub const CHUNK_BYTES: usize = 192 << 10;
@@ -104,7 +104,10 @@ pub async fn save(
                         &Update::new()
                             .set("file", id.as_str())
                             .set("index", index)
-                            .set("data", base64::engine::general_purpose::STANDARD.encode(piece)),
+                            .set(
+                                "data",
+                                base64::engine::general_purpose::STANDARD.encode(piece),
+                            ),
                         UpdateOptions::upsert(),
                     )
                     .await?;
@@ -119,7 +122,12 @@ pub async fn save(
         }
     }
     store
-        .update_one(c::BILL_FILES, &Filter::id(id.as_str()), &update, UpdateOptions::upsert())
+        .update_one(
+            c::BILL_FILES,
+            &Filter::id(id.as_str()),
+            &update,
+            UpdateOptions::upsert(),
+        )
         .await?;
     Ok(())
 }
@@ -153,7 +161,15 @@ pub async fn fetch(
             let bill = StoredBill {
                 gzip: Some(gz.to_vec()),
             };
-            save(store, kind, date, &bill, &link.hash_value.to_ascii_lowercase(), now).await?;
+            save(
+                store,
+                kind,
+                date,
+                &bill,
+                &link.hash_value.to_ascii_lowercase(),
+                now,
+            )
+            .await?;
             bill
         }
     };

@@ -76,7 +76,15 @@ impl BillSource for Source {
     }
 }
 
-fn row(time: &str, tx: &str, no: &str, state: &str, fen: &str, refund: (&str, &str, &str), fee: &str) -> String {
+fn row(
+    time: &str,
+    tx: &str,
+    no: &str,
+    state: &str,
+    fen: &str,
+    refund: (&str, &str, &str),
+    fee: &str,
+) -> String {
     let mut v = vec![String::new(); 27];
     v[0] = format!("2024-05-01 {time}");
     v[1] = "wxapp".into();
@@ -91,9 +99,21 @@ fn row(time: &str, tx: &str, no: &str, state: &str, fen: &str, refund: (&str, &s
     v[11] = "CNY".into();
     v[12] = fen.into();
     v[13] = "0.00".into();
-    v[14] = if refund.0.is_empty() { "0".into() } else { format!("5030{}", refund.0) };
-    v[15] = if refund.0.is_empty() { "0".into() } else { refund.0.into() };
-    v[16] = if refund.1.is_empty() { "0.00".into() } else { refund.1.into() };
+    v[14] = if refund.0.is_empty() {
+        "0".into()
+    } else {
+        format!("5030{}", refund.0)
+    };
+    v[15] = if refund.0.is_empty() {
+        "0".into()
+    } else {
+        refund.0.into()
+    };
+    v[16] = if refund.1.is_empty() {
+        "0.00".into()
+    } else {
+        refund.1.into()
+    };
     v[17] = "0.00".into();
     v[19] = refund.2.into();
     v[20] = "goods".into();
@@ -108,11 +128,51 @@ fn row(time: &str, tx: &str, no: &str, state: &str, fen: &str, refund: (&str, &s
 /// two refunds (R1 known, RX made elsewhere). Totals written by hand.
 fn bill() -> String {
     let mut text = format!("{}\r\n", TRADE_HEADER.join(","));
-    text += &row("10:00:00", "4200000001", "WMO1", "SUCCESS", "100.00", ("", "", ""), "0.60000");
-    text += &row("11:00:00", "4200000002", "WMO2", "SUCCESS", "60.00", ("", "", ""), "0.36000");
-    text += &row("12:00:00", "4200000009", "WMX", "SUCCESS", "20.00", ("", "", ""), "0.50000");
-    text += &row("13:00:00", "4200000001", "WMO1", "REFUND", "0.00", ("R1", "10.00", "SUCCESS"), "-0.06000");
-    text += &row("14:00:00", "4200000002", "WMO2", "REFUND", "0.00", ("RX", "5.00", "SUCCESS"), "-0.03000");
+    text += &row(
+        "10:00:00",
+        "4200000001",
+        "WMO1",
+        "SUCCESS",
+        "100.00",
+        ("", "", ""),
+        "0.60000",
+    );
+    text += &row(
+        "11:00:00",
+        "4200000002",
+        "WMO2",
+        "SUCCESS",
+        "60.00",
+        ("", "", ""),
+        "0.36000",
+    );
+    text += &row(
+        "12:00:00",
+        "4200000009",
+        "WMX",
+        "SUCCESS",
+        "20.00",
+        ("", "", ""),
+        "0.50000",
+    );
+    text += &row(
+        "13:00:00",
+        "4200000001",
+        "WMO1",
+        "REFUND",
+        "0.00",
+        ("R1", "10.00", "SUCCESS"),
+        "-0.06000",
+    );
+    text += &row(
+        "14:00:00",
+        "4200000002",
+        "WMO2",
+        "REFUND",
+        "0.00",
+        ("RX", "5.00", "SUCCESS"),
+        "-0.03000",
+    );
     text += &format!("{}\r\n", TRADE_SUMMARY_HEADER.join(","));
     text += &bill_line(&["5", "180.00", "15.00", "0.00", "1.37000", "180.00", "15.00"]);
     text
@@ -134,7 +194,13 @@ async fn setup(source: Arc<Source>) -> Finance {
     let store = crate::store::open("sqlite::memory:").await.unwrap();
     crate::store::bootstrap(store.as_ref()).await.unwrap();
     for doc in [
-        order("O1", "wxpay", "partially_refunded", 10_000, Some(DAY + 36_000)),
+        order(
+            "O1",
+            "wxpay",
+            "partially_refunded",
+            10_000,
+            Some(DAY + 36_000),
+        ),
         order("O2", "wxpay", "fulfilled", 5_000, Some(DAY + 39_600)),
         order("O3", "wxpay", "fulfilled", 3_000, Some(DAY + 40_000)),
         order("O4", "xpay", "fulfilled", 600, Some(DAY + 41_000)),
@@ -161,7 +227,12 @@ fn kinds(report: &DayReport) -> Vec<(String, String)> {
     let mut v: Vec<_> = report
         .discrepancies
         .iter()
-        .map(|d| (d.kind.as_str().to_owned(), d.id.rsplit(':').next().unwrap().to_owned()))
+        .map(|d| {
+            (
+                d.kind.as_str().to_owned(),
+                d.id.rsplit(':').next().unwrap().to_owned(),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -191,20 +262,38 @@ async fn a_day_lists_every_kind_of_difference_and_its_revenue() {
         .iter()
         .find(|d| d.kind == DiscrepancyKind::AmountMismatch)
         .unwrap();
-    assert_eq!((amount.bill_fen, amount.wemint_fen), (Some(6_000), Some(5_000)));
+    assert_eq!(
+        (amount.bill_fen, amount.wemint_fen),
+        (Some(6_000), Some(5_000))
+    );
     assert!(!amount.action.is_empty());
 
     let wx = &report.revenue[0];
     assert_eq!(
-        (wx.channel.as_str(), wx.gross_fen, wx.refunds_fen, wx.fees_fen, wx.net_fen, wx.orders, wx.refunds),
+        (
+            wx.channel.as_str(),
+            wx.gross_fen,
+            wx.refunds_fen,
+            wx.fees_fen,
+            wx.net_fen,
+            wx.orders,
+            wx.refunds
+        ),
         ("wxpay", 18_000, 1_500, 137, 16_363, 3, 2)
     );
     let xp = &report.revenue[1];
     assert_eq!(
-        (xp.channel.as_str(), xp.gross_fen, xp.orders, xp.source.as_str()),
+        (
+            xp.channel.as_str(),
+            xp.gross_fen,
+            xp.orders,
+            xp.source.as_str()
+        ),
         ("xpay", 600, 1, "wemint")
     );
-    let stored = revenue(finance.store().as_ref(), "2024-05-01", "2024-05-01").await.unwrap();
+    let stored = revenue(finance.store().as_ref(), "2024-05-01", "2024-05-01")
+        .await
+        .unwrap();
     assert_eq!(stored, report.revenue);
 
     // A re-run reads the stored copy and finds the same, without duplicates.
@@ -212,15 +301,24 @@ async fn a_day_lists_every_kind_of_difference_and_its_revenue() {
     assert!(again.from_store);
     assert_eq!(source.downloads.load(Ordering::SeqCst), 1);
     assert_eq!(kinds(&again), kinds(&report));
-    let open = finance.discrepancies(Some("open"), None, None, 100).await.unwrap();
+    let open = finance
+        .discrepancies(Some("open"), None, None, 100)
+        .await
+        .unwrap();
     assert_eq!(open.len(), 5);
 
     // An administrator resolves one; a re-run keeps it resolved.
     let id = "2024-05-01:refund_unknown:RX".to_owned();
-    let resolved = finance.resolve(&id, "o-admin", "console refund by the shop owner").await.unwrap();
+    let resolved = finance
+        .resolve(&id, "o-admin", "console refund by the shop owner")
+        .await
+        .unwrap();
     assert_eq!(resolved.status, "resolved");
     finance.reconcile_day("2024-05-01").await.unwrap();
-    let open = finance.discrepancies(Some("open"), None, None, 100).await.unwrap();
+    let open = finance
+        .discrepancies(Some("open"), None, None, 100)
+        .await
+        .unwrap();
     assert_eq!(open.len(), 4);
     assert!(matches!(
         finance.resolve(&id, "o-admin", "again").await,
@@ -229,9 +327,15 @@ async fn a_day_lists_every_kind_of_difference_and_its_revenue() {
 
     let csv = csv_discrepancies(&open);
     assert!(csv.starts_with("date,kind,status,outTradeNo"), "{csv}");
-    assert!(csv.contains("2024-05-01,amount_mismatch,open,WMO2,,4200000002,60.00,50.00,"), "{csv}");
+    assert!(
+        csv.contains("2024-05-01,amount_mismatch,open,WMO2,,4200000002,60.00,50.00,"),
+        "{csv}"
+    );
     let csv = csv_revenue(&stored);
-    assert!(csv.contains("2024-05-01,wxpay,180.00,15.00,1.37,163.63,3,2,bill"), "{csv}");
+    assert!(
+        csv.contains("2024-05-01,wxpay,180.00,15.00,1.37,163.63,3,2,bill"),
+        "{csv}"
+    );
 }
 
 #[tokio::test]
@@ -241,7 +345,12 @@ async fn a_wrong_hash_or_a_cut_gzip_is_refused_and_nothing_is_stored() {
     let finance = setup(source.clone()).await;
     let err = finance.reconcile_day("2024-05-01").await.unwrap_err();
     assert_eq!(ApiError::from(err).code(), codes::BILL_HASH_MISMATCH);
-    assert!(storage::load(finance.store().as_ref(), BillKind::Trade, "2024-05-01").await.unwrap().is_none());
+    assert!(
+        storage::load(finance.store().as_ref(), BillKind::Trade, "2024-05-01")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     *source.hash.lock().unwrap() = None;
     let gz = gzip(&bill());
@@ -263,31 +372,63 @@ async fn not_ready_and_no_bill_are_answers() {
     let finance = setup(source.clone()).await;
     let report = finance.reconcile_day("2024-05-01").await.unwrap();
     assert_eq!(report.status, DayStatus::NotReady);
-    assert!(finance.discrepancies(None, None, None, 10).await.unwrap().is_empty());
+    assert!(
+        finance
+            .discrepancies(None, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     *source.answer.lock().unwrap() = Some(BillAnswer::NoBill);
     let report = finance.reconcile_day("2024-05-01").await.unwrap();
     assert_eq!(report.status, DayStatus::Reconciled);
     assert!(!report.trade_bill);
     // With no bill, every WeChat Pay order paid that day is listed.
-    let mut listed: Vec<_> = report.discrepancies.iter().map(|d| d.kind.as_str()).collect();
+    let mut listed: Vec<_> = report
+        .discrepancies
+        .iter()
+        .map(|d| d.kind.as_str())
+        .collect();
     listed.sort_unstable();
     assert_eq!(
         listed,
-        ["recorded_not_paid", "recorded_not_paid", "recorded_not_paid", "refund_state_mismatch"]
+        [
+            "recorded_not_paid",
+            "recorded_not_paid",
+            "recorded_not_paid",
+            "refund_state_mismatch"
+        ]
     );
     // The empty day is stored: the next run does not ask again.
     *source.answer.lock().unwrap() = Some(BillAnswer::NotReady);
-    assert!(finance.reconcile_day("2024-05-01").await.unwrap().from_store);
+    assert!(
+        finance
+            .reconcile_day("2024-05-01")
+            .await
+            .unwrap()
+            .from_store
+    );
 }
 
 #[tokio::test]
 async fn only_past_days_of_the_last_three_months() {
     let finance = setup(Source::serving("")).await;
     assert_eq!(finance.yesterday(), "2024-05-01");
-    for bad in ["2024-05-02", "2024-06-01", "2024-01-15", "2024-5-1", "yesterday", ""] {
+    for bad in [
+        "2024-05-02",
+        "2024-06-01",
+        "2024-01-15",
+        "2024-5-1",
+        "yesterday",
+        "",
+    ] {
         let err = finance.reconcile_day(bad).await.unwrap_err();
-        assert_eq!(ApiError::from(err).code(), codes::BILL_DATE_INVALID, "{bad}");
+        assert_eq!(
+            ApiError::from(err).code(),
+            codes::BILL_DATE_INVALID,
+            "{bad}"
+        );
     }
     assert!(finance.check_date("2024-02-01").is_ok());
     assert_eq!(china_date(DAY), "2024-05-01");

@@ -415,13 +415,14 @@ impl<R: Read> Records<R> {
     /// The next non-empty record's fields, or `None` at the end.
     fn next(&mut self) -> Result<Option<Vec<String>>, BillError> {
         loop {
-            let more = self.reader.read_record(&mut self.record).map_err(|e| {
-                match e.kind() {
+            let more = self
+                .reader
+                .read_record(&mut self.record)
+                .map_err(|e| match e.kind() {
                     csv::ErrorKind::Io(io) => io_error(io),
                     csv::ErrorKind::Utf8 { .. } => BillError::format(self.line + 1, "not UTF-8"),
                     _ => BillError::format(self.line + 1, e.to_string()),
-                }
-            })?;
+                })?;
             if !more {
                 return Ok(None);
             }
@@ -492,7 +493,12 @@ fn fit(
     }
 }
 
-fn amount(fields: &[String], at: Option<usize>, decimals: u32, line: u64) -> Result<i64, BillError> {
+fn amount(
+    fields: &[String],
+    at: Option<usize>,
+    decimals: u32,
+    line: u64,
+) -> Result<i64, BillError> {
     let Some(at) = at else { return Ok(0) };
     let raw = fields[at].trim();
     if raw.is_empty() {
@@ -594,7 +600,8 @@ impl<R: Read> TradeBillReader<R> {
             .next()?
             .ok_or_else(|| BillError::format(0, "empty file"))?;
         let cols = Columns::new(header);
-        let Some(settlement) = cols.find("应结订单金额").or_else(|| cols.find("订单金额")) else {
+        let Some(settlement) = cols.find("应结订单金额").or_else(|| cols.find("订单金额"))
+        else {
             return Err(BillError::format(1, "no 应结订单金额 or 订单金额 column"));
         };
         Ok(Self {
@@ -810,8 +817,13 @@ pub fn read_fund_bill_from<E: From<BillError>>(
         expense_rows: count(&field("支出笔数")?, line)?,
         expense_fen: fen("支出金额")?,
     };
-    if (s.rows, s.income_rows, s.expense_rows, s.income_fen, s.expense_fen)
-        != (rows, income_rows, expense_rows, income_fen, expense_fen)
+    if (
+        s.rows,
+        s.income_rows,
+        s.expense_rows,
+        s.income_fen,
+        s.expense_fen,
+    ) != (rows, income_rows, expense_rows, income_fen, expense_fen)
     {
         return Err(BillError::format(line, "summary disagrees with the rows").into());
     }
@@ -876,7 +888,13 @@ pub const FUND_HEADER: [&str; 11] = [
 ];
 
 /// The fund-flow bill's summary header.
-pub const FUND_SUMMARY_HEADER: [&str; 5] = ["资金流水总笔数", "收入笔数", "收入金额", "支出笔数", "支出金额"];
+pub const FUND_SUMMARY_HEADER: [&str; 5] = [
+    "资金流水总笔数",
+    "收入笔数",
+    "收入金额",
+    "支出笔数",
+    "支出金额",
+];
 
 /// One bill line: every value prefixed with a backtick, CRLF.
 pub fn bill_line<S: AsRef<str>>(values: &[S]) -> String {

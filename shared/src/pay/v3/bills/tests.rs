@@ -55,7 +55,17 @@ fn amounts_are_decimal_not_float() {
     assert_eq!(parse_yuan("1.19400", 5), Some(119_400));
     assert_eq!(parse_yuan("-0.12000", 5), Some(-12_000));
     assert_eq!(parse_yuan("0.60", 4), Some(6_000));
-    for bad in ["", "1.", ".5", "1.234", "1,00", "１.00", "--1", "1e3", "99999999999999"] {
+    for bad in [
+        "",
+        "1.",
+        ".5",
+        "1.234",
+        "1,00",
+        "１.00",
+        "--1",
+        "1e3",
+        "99999999999999",
+    ] {
         assert_eq!(parse_yuan(bad, 2), None, "{bad}");
     }
     assert_eq!(format_yuan(19_900, 2), "199.00");
@@ -83,7 +93,11 @@ fn a_trade_bill_parses_by_header_name() {
     let refund = &rows[2];
     assert!(refund.is_refund());
     assert_eq!(
-        (refund.out_refund_no.as_str(), refund.refund_fen, refund.refund_status.as_str()),
+        (
+            refund.out_refund_no.as_str(),
+            refund.refund_fen,
+            refund.refund_status.as_str()
+        ),
         ("RF-1", 2_000, "SUCCESS")
     );
     assert_eq!(
@@ -112,7 +126,10 @@ fn a_fund_flow_bill_parses() {
     assert!(!rows[1].income);
     assert_eq!((rows[1].amount_fen, rows[1].balance_fen), (2, 17));
     assert_eq!(rows[1].voucher, "REF4200002024050112345678901234");
-    assert_eq!((summary.income_fen, summary.expense_fen, summary.rows), (19, 2, 2));
+    assert_eq!(
+        (summary.income_fen, summary.expense_fen, summary.rows),
+        (19, 2, 2)
+    );
 }
 
 #[test]
@@ -125,7 +142,10 @@ fn the_hash_is_of_the_uncompressed_file() {
     assert_eq!(err.code(), "BILL_HASH_MISMATCH");
     let mut md5 = link("a9993e364706816aba3e25717850c26c9cd0d89d");
     md5.hash_type = "MD5".into();
-    assert_eq!(check_gzip(&gz, &md5).unwrap_err().code(), "BILL_HASH_MISMATCH");
+    assert_eq!(
+        check_gzip(&gz, &md5).unwrap_err().code(),
+        "BILL_HASH_MISMATCH"
+    );
 }
 
 #[test]
@@ -135,7 +155,10 @@ fn a_truncated_gzip_is_refused() {
     let err = check_gzip(cut, &link(&sha1_hex(TRADE.as_bytes()))).unwrap_err();
     assert_eq!(err.code(), "BILL_CORRUPT", "{err}");
     let err = trade_rows_from(cut).unwrap_err();
-    assert!(matches!(err, BillError::Gzip(_) | BillError::Format { .. }), "{err}");
+    assert!(
+        matches!(err, BillError::Gzip(_) | BillError::Format { .. }),
+        "{err}"
+    );
 }
 
 fn trade_rows_from(gz: &[u8]) -> Result<TradeSummary, BillError> {
@@ -145,9 +168,15 @@ fn trade_rows_from(gz: &[u8]) -> Result<TradeSummary, BillError> {
 #[test]
 fn a_summary_that_disagrees_with_the_rows_is_refused() {
     let wrong_total = TRADE.replace("`3,`211.50,`20.00", "`3,`211.51,`20.00");
-    assert!(matches!(trade_rows(&wrong_total), Err(BillError::Format { .. })));
+    assert!(matches!(
+        trade_rows(&wrong_total),
+        Err(BillError::Format { .. })
+    ));
     let wrong_fee = TRADE.replace("`1.14900", "`1.15000");
-    assert!(matches!(trade_rows(&wrong_fee), Err(BillError::Format { .. })));
+    assert!(matches!(
+        trade_rows(&wrong_fee),
+        Err(BillError::Format { .. })
+    ));
     // A file cut after a detail row has no summary.
     let cut: String = TRADE.lines().take(3).map(|l| format!("{l}\n")).collect();
     assert!(matches!(trade_rows(&cut), Err(BillError::Format { .. })));
@@ -156,7 +185,10 @@ fn a_summary_that_disagrees_with_the_rows_is_refused() {
     assert!(matches!(trade_rows(&extra), Err(BillError::Format { .. })));
     // Missing required column.
     let no_state = TRADE.replacen("交易状态", "状态", 1);
-    assert!(matches!(trade_rows(&no_state), Err(BillError::Format { .. })));
+    assert!(matches!(
+        trade_rows(&no_state),
+        Err(BillError::Format { .. })
+    ));
 }
 
 #[test]
@@ -173,14 +205,41 @@ fn an_empty_day_has_only_the_summary() {
 
 #[test]
 fn a_line_without_end_is_bounded() {
-    let long = format!("{}\n`{}", TRADE_HEADER.join(","), "x".repeat(MAX_LINE_BYTES + 10));
+    let long = format!(
+        "{}\n`{}",
+        TRADE_HEADER.join(","),
+        "x".repeat(MAX_LINE_BYTES + 10)
+    );
     assert_eq!(trade_rows(&long).unwrap_err().code(), "BILL_CORRUPT");
 }
 
 const BILL_PARTS: &[&str] = &[
-    "`", ",", "\r\n", "\n", "交易时间", "交易状态", "商户订单号", "微信订单号", "应结订单金额",
-    "手续费", "总交易单数", "应结订单总金额", "SUCCESS", "REFUND", "199.00", "-0.12000", "0",
-    "1.", "\"", "\u{feff}", "记账时间", "收支类型", "收支金额(元)", "收入", "支出", "资金流水总笔数",
+    "`",
+    ",",
+    "\r\n",
+    "\n",
+    "交易时间",
+    "交易状态",
+    "商户订单号",
+    "微信订单号",
+    "应结订单金额",
+    "手续费",
+    "总交易单数",
+    "应结订单总金额",
+    "SUCCESS",
+    "REFUND",
+    "199.00",
+    "-0.12000",
+    "0",
+    "1.",
+    "\"",
+    "\u{feff}",
+    "记账时间",
+    "收支类型",
+    "收支金额(元)",
+    "收入",
+    "支出",
+    "资金流水总笔数",
 ];
 
 proptest! {
