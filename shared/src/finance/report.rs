@@ -40,11 +40,11 @@ pub struct RevenueRow {
 /// Sums of one channel's day.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
-    pub orders: u64,
-    pub gross_fen: i64,
-    pub refunds: u64,
-    pub refunds_fen: i64,
-    pub fee_units: i64,
+    pub(crate) orders: u64,
+    pub(crate) gross_fen: i64,
+    pub(crate) refunds: u64,
+    pub(crate) refunds_fen: i64,
+    pub(crate) fee_units: i64,
 }
 
 impl Totals {
