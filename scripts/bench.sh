@@ -38,3 +38,12 @@ cargo build --locked --workspace --bins
 cargo test --locked -p wemint-emulator --test functions_on_cloudbase \
     round_trips_per_operation_stay_within_budget -- --nocapture 2>&1 \
     | grep -E '^(cold start|cloudbase round trips|  [a-zA-Z]|test result)'
+
+# Part 3 (issue 19): bill reconciliation. A 100,000-row WeChat Pay trade bill (gzip, SHA-1
+# announced) reconciled against 100,000 stored orders and refunds on SQLite (file, WAL) by
+# `Finance::reconcile_day`: hash check, storage of the file, streaming parse, batched matching,
+# discrepancies and revenue. Prints the wall time and the peak resident memory of that call
+# (budget: under 10 s and 100 MB). Release profile (`cargo bench`); set BILL_ROWS for another size.
+echo "==> bill reconciliation (${BILL_ROWS:-100000} rows against the store)"
+cargo bench --locked -p wemint --bench bill_reconcile -- --rows "${BILL_ROWS:-100000}" 2>&1 \
+    | grep -E '^(setup|bill reconciliation)'

@@ -188,6 +188,27 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
                 Err(e) => internal(e),
             }
         }
+        // Finance (issue 19): bill fault hooks, a merchant-console refund, admin finance calls.
+        (&Method::POST, "/dev/bills/faults") => {
+            match serde_json::from_value::<crate::standins::bills::BillFault>(body) {
+                Ok(fault) => match crate::standins::bills::inject(suite, &fault).await {
+                    Ok(()) => Response::json(StatusCode::OK, &json!({"ok": true})),
+                    Err(e) => internal(e),
+                },
+                Err(e) => bad_request("BAD_FAULT", &e.to_string()),
+            }
+        }
+        (&Method::POST, "/dev/bills/consoleRefund") => {
+            let no = body["outTradeNo"].as_str().unwrap_or_default();
+            let fen = body["amountFen"].as_i64().unwrap_or(0);
+            match crate::standins::bills::console_refund(suite, no, fen).await {
+                Ok(Some(r)) => Response::json(StatusCode::OK, &json!({"ok": true, "data": r})),
+                Ok(None) => bad_request("NOT_REFUNDABLE", "no such paid order, or too much"),
+                Err(e) => internal(e),
+            }
+        }
+        (&Method::POST, "/dev/admin/finance") => as_admin(suite, "reconcile", body).await,
+        (&Method::GET, "/dev/finance") => crate::standins::bills::console_state(suite).await,
         (&Method::GET, "/dev/env") => {
             let env: serde_json::Map<String, Value> = suite
                 .function_env()

@@ -105,6 +105,13 @@ const ERRORS = Object.freeze({
   ORDER_ALREADY_SHIPPED: '订单已发货',
   SHIPPING_PLATFORM_ERROR: '微信发货服务繁忙，请稍后再试',
   CONFIRM_RECEIPT_UNSUPPORTED: '当前微信版本不支持确认收货，请升级微信',
+  // Finance (bill reconciliation, admin).
+  BILL_HASH_MISMATCH: '账单校验失败（哈希不符），已拒收，请重试',
+  BILL_CORRUPT: '账单文件损坏或不完整，已拒收，请重试',
+  BILL_FORMAT: '账单格式无法识别',
+  BILL_DATE_INVALID: '只能对账三个月内已结束的日期（yyyy-MM-dd）',
+  BILLS_UNAVAILABLE: '未配置微信支付，无法下载账单',
+  DISCREPANCY_NOT_FOUND: '该差异已处理或不存在',
 });
 
 function orderStatusLabel(status) {

@@ -18,6 +18,7 @@ pub mod complaints;
 pub mod config;
 pub mod content;
 pub mod domain;
+pub mod finance;
 pub mod identity;
 pub mod moderation;
 pub mod outbound;

@@ -4,6 +4,7 @@
 //! [`crate::suite::SuiteOptions::standins_only`] when no function should run) and steer
 //! failures with the [`faults`] hooks.
 
+pub mod bills;
 pub mod cloud_storage;
 pub mod cloudbase_db;
 pub mod complaints;

@@ -463,6 +463,34 @@ impl Commerce {
         Ok(None)
     }
 
+    /// Repairs a payment a provider's bill shows but the order here missed (a notification
+    /// lost beyond its retries): the same path as the unpaid-orders step, so the provider is
+    /// asked first (never the bill alone) and the grant applies once however often it runs.
+    /// `None` when the order does not exist or its channel is not configured.
+    pub async fn repair_missed_payment(
+        &self,
+        out_trade_no: &str,
+    ) -> Result<Option<PaymentOutcome>, CommerceError> {
+        let Some(order) = self
+            .store
+            .find_one_as::<OrderDoc>(c::ORDERS, &Filter::eq("outTradeNo", out_trade_no))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(channel) = self.channel(order.channel) else {
+            return Ok(None);
+        };
+        let Some(observation) = channel.query(&order, self.now()).await? else {
+            return Ok(Some(PaymentOutcome::NotPaid));
+        };
+        let outcome = self.apply_observation(order.channel, &observation).await?;
+        if matches!(outcome, PaymentOutcome::Applied { .. }) {
+            self.tell_delivered(&order).await;
+        }
+        Ok(Some(outcome))
+    }
+
     /// Tells the provider the goods of an order fulfilled here were delivered (best effort).
     async fn tell_delivered(&self, order: &OrderDoc) {
         if let Some(channel) = self.channel(order.channel)

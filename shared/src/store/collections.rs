@@ -65,6 +65,16 @@ pub const COMPLAINTS: &str = "complaints";
 /// a redelivery is recognised and applied once.
 pub const COMPLAINT_NOTICES: &str = "complaint_notices";
 
+// Finance (issue 19), owned by `wemint::finance`.
+/// One document per downloaded bill, `_id` = `<yyyy-MM-dd>:<kind>`: hash, size, chunk count.
+pub const BILL_FILES: &str = "bill_files";
+/// A stored bill's gzip bytes in pieces, `_id` = `<file>:<index>` (base64, at most 256 KiB).
+pub const BILL_CHUNKS: &str = "bill_chunks";
+/// What a day's reconciliation found, `_id` = `<yyyy-MM-dd>:<kind>:<reference>`.
+pub const BILL_DISCREPANCIES: &str = "bill_discrepancies";
+/// Revenue per day and channel, `_id` = `<yyyy-MM-dd>:<channel>`.
+pub const REVENUE_REPORTS: &str = "revenue_reports";
+
 /// Every collection with its indexes, in the order bootstrap declares them. Collections with
 /// no index of their own (`plans`, `trial_claims`, `pay_certificate_downloads`) are listed too, so this is the whole list.
 pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
@@ -170,6 +180,16 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
             COMPLAINT_NOTICES,
             vec![IndexSpec::non_unique(["complaintId"])],
         ),
+        (BILL_FILES, vec![IndexSpec::non_unique(["date"])]),
+        (BILL_CHUNKS, vec![IndexSpec::non_unique(["file", "index"])]),
+        (
+            BILL_DISCREPANCIES,
+            vec![
+                IndexSpec::non_unique(["date", "status"]),
+                IndexSpec::non_unique(["status", "date"]),
+            ],
+        ),
+        (REVENUE_REPORTS, vec![IndexSpec::non_unique(["date"])]),
     ]
 }
 

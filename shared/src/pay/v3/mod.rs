@@ -6,6 +6,7 @@
 //! the operations against a configurable base URL.
 
 pub mod aead;
+pub mod bills;
 pub mod certs;
 pub mod client;
 pub mod complaints;
