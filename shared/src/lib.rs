@@ -17,6 +17,7 @@ pub mod commerce;
 pub mod config;
 pub mod content;
 pub mod domain;
+pub mod funnel;
 pub mod identity;
 pub mod moderation;
 pub mod outbound;

@@ -8,5 +8,6 @@ pub mod cloud_storage;
 pub mod cloudbase_db;
 pub mod faults;
 pub mod gateway;
+pub mod official_account;
 pub mod wechat_api;
 pub mod wechat_pay;

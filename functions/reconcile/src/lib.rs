@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
+use serde_json::{Value, json};
 use wemint::commerce::Commerce;
+use wemint::funnel::{FunnelSettings, notices, touches};
 use wemint::identity::Authenticator;
 use wemint::runtime::{ApiError, BoxError, Function};
 use wemint::setup::{Deps, required};
@@ -18,18 +20,48 @@ use wemint::setup::{Deps, required};
 /// The deployed (CloudBase) name of this function.
 pub const NAME: &str = "reconcile";
 
+/// Template messages one run sends at most (the funnel step's budget of WeChat calls).
+pub const FUNNEL_SEND_BUDGET: u32 = 50;
+/// Paid orders one run attributes at most (store work only).
+pub const FUNNEL_ATTRIBUTION_BUDGET: u64 = 100;
+
 /// Built once per instance.
 pub struct State {
     commerce: Commerce,
     auth: Authenticator,
+    store: Arc<dyn wemint::store::Store>,
+    clock: wemint::clock::SharedClock,
+    /// The Official Account funnel, when `WX_OA_APPID`/`WX_OA_APPSECRET` are set.
+    funnel: Option<(wemint::wechat::WechatClient, FunnelSettings)>,
 }
 
 async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
     let deps = Deps::from_config(&config).await?;
     Ok(State {
         commerce: deps.commerce(),
+        funnel: deps.funnel(&config)?,
         auth: required(deps.auth, "WEMINT_SESSION_SECRET")?,
+        store: deps.store,
+        clock: deps.clock,
     })
+}
+
+/// One run: the commerce steps, then (when the Official Account is configured) the funnel:
+/// paid orders still without attribution, and the template messages due.
+async fn run(state: &State) -> Result<Value, ApiError> {
+    let report = state.commerce.reconcile().await?;
+    let mut out = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    if let Some((oa, settings)) = &state.funnel {
+        let now = state.clock.now_unix();
+        let attributed =
+            touches::attribute_pending(state.store.as_ref(), now, FUNNEL_ATTRIBUTION_BUDGET)
+                .await?;
+        let messages =
+            notices::send_due(&state.store, oa, settings, &state.clock, FUNNEL_SEND_BUDGET).await?;
+        tracing::info!(attributed, ?messages, "funnel step");
+        out["funnel"] = json!({"attributed": attributed, "messages": messages});
+    }
+    Ok(out)
 }
 
 /// The function value `main` runs; tests build it the same way.
@@ -37,12 +69,12 @@ pub fn function() -> Function<State> {
     Function::with_init(NAME, env!("CARGO_PKG_VERSION"), init)
         .timer(|state: Arc<State>, timer| async move {
             tracing::info!(trigger = %timer.trigger_name, "reconcile triggered");
-            Ok::<_, ApiError>(state.commerce.reconcile().await?)
+            run(&state).await
         })
         .callable("run", |state: Arc<State>, req| async move {
             let caller = state.auth.caller(&req)?;
             state.commerce.require_admin(&caller).await?;
-            Ok::<_, ApiError>(state.commerce.reconcile().await?)
+            run(&state).await
         })
         .default_action("run")
 }

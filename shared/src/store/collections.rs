@@ -59,6 +59,17 @@ pub const RATE_LIMITS: &str = "rate_limits";
 /// instance, of certificate downloads caused by unknown `Wechatpay-Serial`s.
 pub const PAY_CERTIFICATE_DOWNLOADS: &str = "pay_certificate_downloads";
 
+// The Official Account funnel (`wemint::funnel`, issue 22).
+/// One person across the Official Account and the Mini Program, `_id` = `u:<unionid>`
+/// (`wemint::identity::people`).
+pub const PEOPLE: &str = "people";
+/// Scans, menu clicks and template-message opens, `_id` derived from the event.
+pub const OA_TOUCHES: &str = "oa_touches";
+/// Template messages to followers with their outcome, `_id` = the notice key.
+pub const OA_MESSAGES: &str = "oa_messages";
+/// Parametric QR codes made by `wemint-oa qrcode`, `_id` = scene.
+pub const OA_QRCODES: &str = "oa_qrcodes";
+
 /// Every collection with its indexes, in the order bootstrap declares them. Collections with
 /// no index of their own (`plans`, `trial_claims`, `pay_certificate_downloads`) are listed too, so this is the whole list.
 pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
@@ -149,6 +160,19 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
         ),
         (RATE_LIMITS, vec![IndexSpec::non_unique(["expiresAt"])]),
         (PAY_CERTIFICATE_DOWNLOADS, vec![]),
+        (PEOPLE, vec![IndexSpec::unique(["unionid"])]),
+        (
+            OA_TOUCHES,
+            vec![
+                IndexSpec::non_unique(["mpOpenid", "at"]),
+                IndexSpec::non_unique(["oaOpenid", "at"]),
+            ],
+        ),
+        (
+            OA_MESSAGES,
+            vec![IndexSpec::non_unique(["status", "nextAttemptAt"])],
+        ),
+        (OA_QRCODES, vec![]),
     ]
 }
 
