@@ -6,7 +6,7 @@ pub mod catalog;
 pub mod content;
 pub mod ids;
 pub mod moderation;
-pub mod oa_menu;
 pub mod money;
+pub mod oa_menu;
 pub mod order;
 pub mod subscription;

@@ -109,7 +109,7 @@ impl Notice {
             kind: NoticeKind::OrderShipped,
             event: format!("ship:{order_id}"),
             mp_openid: mp_openid.to_owned(),
-            page: format!("pages/orders/orders?id={order_id}"),
+            page: format!("shop/pages/order/order?id={order_id}"),
             fields: vec![
                 ("orderId".into(), order_id.into()),
                 ("carrier".into(), carrier.into()),
@@ -129,7 +129,7 @@ impl Notice {
             kind: NoticeKind::RefundSettled,
             event: format!("refund:{refund_no}"),
             mp_openid: mp_openid.to_owned(),
-            page: format!("pages/orders/orders?id={order_id}"),
+            page: format!("shop/pages/order/order?id={order_id}"),
             fields: vec![
                 ("orderId".into(), order_id.into()),
                 ("amount".into(), yuan(amount_fen)),
@@ -148,7 +148,7 @@ impl Notice {
             kind: NoticeKind::RenewalDue,
             event: format!("renewal:{subscription}@{period_end}"),
             mp_openid: mp_openid.to_owned(),
-            page: "pages/member/member".into(),
+            page: "membership/pages/membership/membership".into(),
             fields: vec![
                 ("plan".into(), plan_name.into()),
                 ("endsOn".into(), date(period_end)),
@@ -162,7 +162,7 @@ impl Notice {
             kind: NoticeKind::NewContent,
             event: format!("content:{content_id}:{mp_openid}"),
             mp_openid: mp_openid.to_owned(),
-            page: format!("pages/content/content?id={content_id}"),
+            page: format!("content/pages/reader/reader?id={content_id}"),
             fields: vec![("title".into(), title.chars().take(20).collect())],
         }
     }
