@@ -13,7 +13,7 @@ App({
     cart: [],
   },
 
-  onLaunch() {
+  onLaunch(options) {
     // The one wx.onNeedPrivacyAuthorization listener; pages show it with <privacy-popup>.
     privacy.install();
     if (config.mode !== 'dev' && wx.cloud) {
@@ -26,5 +26,28 @@ App({
         this.globalData.loginError = { code: err && err.code };
         return null;
       });
+    this.reportLaunch(options);
+  },
+
+  onShow(options) {
+    this.reportLaunch(options);
+  },
+
+  /**
+   * A page opened from an Official Account template message carries
+   * `from=oa_tpl&tpl=…&m=…`: report it once logged in (login `launch`), so the open counts as
+   * a touch for attribution. Best effort: a failure changes nothing for the user.
+   */
+  reportLaunch(options) {
+    const query = (options && options.query) || {};
+    if (query.from !== 'oa_tpl' || !query.m) return null;
+    const key = String(query.m);
+    this.reported = this.reported || {};
+    if (this.reported[key]) return this.reported[key];
+    const { from, tpl, m } = query;
+    this.reported[key] = Promise.resolve(this.loginPromise)
+      .then((session) => (session ? getApi().call('login', { action: 'launch', query: { from, tpl, m } }) : null))
+      .catch(() => null);
+    return this.reported[key];
   },
 });

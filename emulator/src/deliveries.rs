@@ -292,27 +292,36 @@ async fn send(suite: &Suite, kind: DeliveryKind, doc: &Value) -> Outcome {
     };
     let request = match kind {
         DeliveryKind::Push => {
-            let crypto = match PushCrypto::new(
-                &suite.keys.push_token,
-                &suite.keys.push_aes_key,
-                &suite.keys.appid,
-            ) {
-                Ok(c) => c,
-                Err(e) => return failed(format!("push crypto: {e}")),
+            // Official Account pushes (`"app": "oa"` in the payload's envelope) are sealed
+            // with the account's appid and addressed from its own gh_ id, as WeChat does.
+            let oa = doc["payload"]["ToUserName"].as_str() == Some(suite.oa_gh_id().as_str());
+            let appid = if oa {
+                suite.keys.oa_appid()
+            } else {
+                suite.keys.appid.clone()
             };
+            let crypto =
+                match PushCrypto::new(&suite.keys.push_token, &suite.keys.push_aes_key, &appid) {
+                    Ok(c) => c,
+                    Err(e) => return failed(format!("push crypto: {e}")),
+                };
             let stamp = match Stamp::generate(suite.clock.now()) {
                 Ok(s) => s,
                 Err(_) => return failed("no randomness".into()),
             };
             let plaintext = doc["payload"].to_string();
             let openid = doc["openid"].as_str();
-            let sealed = crypto.seal_push(
-                plaintext.as_bytes(),
-                PushFormat::Json,
-                &suite.gh_id(),
-                openid,
-                &stamp,
-            );
+            let (format, to_user) = if oa {
+                (PushFormat::Xml, suite.oa_gh_id())
+            } else {
+                (PushFormat::Json, suite.gh_id())
+            };
+            let plaintext = if oa {
+                crate::standins::official_account::to_xml(&doc["payload"])
+            } else {
+                plaintext
+            };
+            let sealed = crypto.seal_push(plaintext.as_bytes(), format, &to_user, openid, &stamp);
             client
                 .post(format!(
                     "{}/wxPush?{}",

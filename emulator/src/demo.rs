@@ -684,8 +684,47 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         Ok((format!("complaint {id}: stored {} (reply due in {} s) → responded → {}",
             stored["state"], stored["dueInSecs"], done["complaint"]["state"]), done))
     }.await);
+    official_account_steps!(step, client, ctx);
     report
 }
+
+/// The Official Account funnel: a follower scans a campaign code, logs into the Mini Program
+/// (one person by UnionID), buys, and the order is attributed to the scene.
+macro_rules! official_account_steps {
+    ($step:ident, $client:ident, $ctx:ident) => {
+        $step!("Official Account: dave scans the campaign code (subscribe qrscene_demo-poster → wxPush)", async {
+            let (status, reply) = $client.post("dave", "/dev/oa/scan", &json!({"user": "dave", "scene": "demo-poster"}), None).await?;
+            if status != 200 {
+                return Err(format!("HTTP {status}: {reply}"));
+            }
+            Ok((format!("follower {}", reply["openid"]), reply))
+        }.await);
+        $step!("Official Account: dave buys in the Mini Program (one person by UnionID) and is attributed", async {
+            let (token, _) = $client.login("dave").await?;
+            let data = $client.call("dave", Some(&token), "createOrder", json!({
+                "action": "create", "clientRequestId": format!("demo-oa-{}", crate::keys::random_from(crate::keys::ALNUM, 10)),
+                "items": [{"sku": "notebook-a5-dot", "quantity": 1}],
+                "address": {"name": "赵六", "phone": "13600000000", "province": "浙江省", "city": "杭州市", "district": "西湖区", "detail": "文三路 3 号"}
+            })).await?;
+            let (status, reply) = $client.post("dave", "/dev/requestPayment", &data["payment"]["params"], None).await?;
+            if status != 200 {
+                return Err(format!("HTTP {status}: {reply}"));
+            }
+            let admin = $ctx.admin.clone().ok_or("not run: the admin login step failed")?;
+            let report = poll(Duration::from_secs(15), || {
+                let (client, admin) = (&$client, admin.clone());
+                async move {
+                    let r = client.call("admin", Some(&admin), "createOrder", json!({"action": "attribution"})).await?;
+                    let hit = r["byFirstTouch"].as_array().is_some_and(|rows| rows.iter().any(|row| row["key"] == json!("demo-poster")));
+                    Ok(hit.then_some(r))
+                }
+            }).await?;
+            Ok((format!("attribution: {} conversion(s), ¥{:.2} by scene demo-poster", report["total"]["conversions"],
+                report["total"]["revenueFen"].as_i64().unwrap_or(0) as f64 / 100.0), report))
+        }.await);
+    };
+}
+use official_account_steps;
 
 #[derive(Default)]
 struct Ctx {

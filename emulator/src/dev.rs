@@ -62,6 +62,11 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
             Err(e) => return Some(bad_request("BAD_JSON", &e.to_string())),
         }
     };
+    if req.path.starts_with("/dev/oa/")
+        && let Some(r) = crate::standins::official_account::dev(suite, req, &body).await
+    {
+        return Some(r);
+    }
     let response = match (&req.method, req.path.as_str()) {
         (&Method::POST, "/dev/login") => {
             // `openid` is accepted as the user name too (the Mini Program's e2e test sends it).

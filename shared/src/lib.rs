@@ -19,6 +19,7 @@ pub mod config;
 pub mod content;
 pub mod domain;
 pub mod finance;
+pub mod funnel;
 pub mod identity;
 pub mod moderation;
 pub mod outbound;

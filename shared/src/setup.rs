@@ -48,6 +48,9 @@ pub struct Deps {
     pub data_key: Option<Arc<DataKey>>,
     /// Shipping deadlines and message templates (`WEMINT_SHIP_*`, `WEMINT_SHIPPING_*`).
     pub shipping: ShippingSettings,
+    /// The Official Account's API client (`WX_OA_APPID` + `WX_OA_APPSECRET`), a second app
+    /// with its own stable token in the same token cache.
+    pub oa: Option<WechatClient>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -114,6 +117,16 @@ impl Deps {
             None => None,
         };
         let shipping = ShippingSettings::from_config(config)?;
+        let oa = match (
+            config.optional("WX_OA_APPID"),
+            config.optional("WX_OA_APPSECRET"),
+        ) {
+            (Some(_), Some(_)) => Some(WechatClient::from_settings(
+                &config.oa_wechat()?,
+                store.clone(),
+            )?),
+            _ => None,
+        };
         Ok(Deps {
             store,
             clock,
@@ -124,6 +137,7 @@ impl Deps {
             cloud_files,
             data_key,
             shipping,
+            oa,
         })
     }
 
@@ -167,6 +181,37 @@ impl Deps {
             )));
         }
         complaints
+    }
+
+    /// The funnel's sending side: the Official Account's client and its template settings
+    /// (`WX_OA_TEMPLATES`, `WX_OA_SEND_PER_MINUTE`, `WX_OA_SEND_PER_FOLLOWER_DAY`), when the
+    /// account and the Mini Program are both configured.
+    ///
+    /// # Errors
+    /// A malformed `WX_OA_*` setting.
+    pub fn funnel(
+        &self,
+        config: &Config,
+    ) -> Result<Option<(WechatClient, crate::funnel::FunnelSettings)>, BoxError> {
+        let (Some(oa), Some(mp)) = (&self.oa, &self.wechat) else {
+            return Ok(None);
+        };
+        let number = |name: &str| -> Result<Option<u32>, BoxError> {
+            config
+                .optional(name)
+                .map(|v| {
+                    v.parse::<u32>()
+                        .map_err(|_| format!("{name} must be a number").into())
+                })
+                .transpose()
+        };
+        let settings = crate::funnel::FunnelSettings::parse(
+            mp.appid(),
+            config.optional("WX_OA_TEMPLATES").as_deref(),
+            number("WX_OA_SEND_PER_MINUTE")?,
+            number("WX_OA_SEND_PER_FOLLOWER_DAY")?,
+        )?;
+        Ok(Some((oa.clone(), settings)))
     }
 
     /// Content moderation through the WeChat API (images reach WeChat as cloud file URLs).

@@ -11,5 +11,6 @@ pub mod complaints;
 pub mod faults;
 pub mod gateway;
 pub mod shipping;
+pub mod official_account;
 pub mod wechat_api;
 pub mod wechat_pay;

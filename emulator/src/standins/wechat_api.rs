@@ -345,10 +345,17 @@ async fn stable_token(suite: &Suite, req: &Request) -> Response {
     if body["grant_type"].as_str() != Some("client_credential") {
         return wx_error(40002, "invalid grant_type");
     }
-    if body["appid"].as_str() != Some(suite.keys.appid.as_str()) {
+    // Two apps: the Mini Program and the Official Account, each with its own tokens.
+    let oa_appid = suite.keys.oa_appid();
+    let (appid, secret) = if body["appid"].as_str() == Some(oa_appid.as_str()) {
+        (oa_appid, suite.keys.oa_appsecret())
+    } else {
+        (suite.keys.appid.clone(), suite.keys.appsecret.clone())
+    };
+    if body["appid"].as_str() != Some(appid.as_str()) {
         return wx_error(40013, "invalid appid");
     }
-    if body["secret"].as_str() != Some(suite.keys.appsecret.as_str()) {
+    if body["secret"].as_str() != Some(secret.as_str()) {
         return wx_error(40125, "invalid appsecret");
     }
     let force = body["force_refresh"].as_bool().unwrap_or(false);
@@ -362,7 +369,7 @@ async fn stable_token(suite: &Suite, req: &Request) -> Response {
             .store
             .find(
                 TOKENS,
-                &Filter::gt("expiresAt", now + 300),
+                &Filter::gt("expiresAt", now + 300).and(Filter::eq("appid", appid.as_str())),
                 &FindOptions::new().sort_desc("expiresAt").limit(1),
             )
             .await;
@@ -384,7 +391,7 @@ async fn stable_token(suite: &Suite, req: &Request) -> Response {
         .store
         .insert(
             TOKENS,
-            json!({"_id": token, "createdAt": now, "expiresAt": now + TOKEN_TTL_SECS, "force": force}),
+            json!({"_id": token, "appid": appid, "createdAt": now, "expiresAt": now + TOKEN_TTL_SECS, "force": force}),
         )
         .await
     {

@@ -168,7 +168,36 @@ pub fn function() -> Function<State> {
             let input: complaints::RefundProgressInput = req.parse()?;
             Ok::<_, ApiError>(s.complaints.refund_progress(&caller, input).await?)
         })
+        .callable("attribution", |s: Arc<State>, req| async move {
+            attribution(&s, &req).await
+        })
         .default_action("create")
+}
+
+#[derive(Deserialize, Default)]
+struct AttributionInput {
+    #[serde(default)]
+    since: Option<i64>,
+    #[serde(default)]
+    until: Option<i64>,
+}
+
+/// `attribution` (administrators): conversions and revenue of orders paid in
+/// `[since, until)` per QR scene, menu item and template message, by first and last touch
+/// (`wemint::funnel::touches::report`).
+async fn attribution(s: &State, req: &CallRequest) -> Result<serde_json::Value, ApiError> {
+    let caller = s.caller(req)?;
+    s.commerce.require_admin(&caller).await?;
+    let input: AttributionInput = req.parse()?;
+    let now = s.commerce.now();
+    let since = input.since.unwrap_or(0);
+    let until = input.until.unwrap_or(now + 1);
+    if since < 0 || until <= since || until > now + 366 * 86_400 {
+        return Err(ApiError::bad_request(
+            "`since` and `until` are Unix seconds with since < until",
+        ));
+    }
+    Ok(wemint::funnel::touches::report(s.commerce.store().as_ref(), since, until).await?)
 }
 
 #[cfg(test)]

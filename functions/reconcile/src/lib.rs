@@ -21,10 +21,11 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use wemint::commerce::{CALL_BUDGET, Commerce};
 use wemint::complaints::Complaints;
 use wemint::finance::{self, BillSource, Finance};
+use wemint::funnel::{FunnelSettings, notices, touches};
 use wemint::identity::Authenticator;
 use wemint::runtime::{ApiError, BoxError, Function};
 use wemint::setup::{Deps, required};
@@ -34,12 +35,21 @@ pub const NAME: &str = "reconcile";
 /// The timer trigger that reconciles yesterday's bills (`cloudbaserc.json`).
 pub const DAILY_BILLS_TRIGGER: &str = "daily-bills";
 
+/// Template messages one run sends at most (the funnel step's budget of WeChat calls).
+pub const FUNNEL_SEND_BUDGET: u32 = 50;
+/// Paid orders one run attributes at most (store work only).
+pub const FUNNEL_ATTRIBUTION_BUDGET: u64 = 100;
+
 /// Built once per instance.
 pub struct State {
     commerce: Arc<Commerce>,
     complaints: Complaints,
     finance: Finance,
     auth: Authenticator,
+    store: Arc<dyn wemint::store::Store>,
+    clock: wemint::clock::SharedClock,
+    /// The Official Account funnel, when `WX_OA_APPID`/`WX_OA_APPSECRET` are set.
+    funnel: Option<(wemint::wechat::WechatClient, FunnelSettings)>,
 }
 
 async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
@@ -53,7 +63,10 @@ async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
         complaints: deps.complaints(),
         finance: Finance::new(Arc::clone(&commerce), source),
         commerce,
+        funnel: deps.funnel(&config)?,
         auth: required(deps.auth, "WEMINT_SESSION_SECRET")?,
+        store: deps.store,
+        clock: deps.clock,
     })
 }
 
@@ -61,8 +74,10 @@ async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
 /// reminding): they come first, because a missed first reply costs the merchant.
 pub const COMPLAINT_CALLS: u32 = 10;
 
-/// One run: complaint reminders, then the order steps within what is left of the budget.
-async fn run(state: &State) -> Result<serde_json::Value, ApiError> {
+/// One run: complaint reminders, then the order steps within what is left of the budget,
+/// then (when the Official Account is configured) the funnel: paid orders still without
+/// attribution, and the template messages due.
+async fn run(state: &State) -> Result<Value, ApiError> {
     let reminders = match state.complaints.remind_due(COMPLAINT_CALLS).await {
         Ok(report) => serde_json::to_value(report).unwrap_or_default(),
         Err(e) => {
@@ -80,6 +95,16 @@ async fn run(state: &State) -> Result<serde_json::Value, ApiError> {
         .await?;
     let mut out = serde_json::to_value(report).unwrap_or_default();
     out["complaints"] = reminders;
+    if let Some((oa, settings)) = &state.funnel {
+        let now = state.clock.now_unix();
+        let attributed =
+            touches::attribute_pending(state.store.as_ref(), now, FUNNEL_ATTRIBUTION_BUDGET)
+                .await?;
+        let messages =
+            notices::send_due(&state.store, oa, settings, &state.clock, FUNNEL_SEND_BUDGET).await?;
+        tracing::info!(attributed, ?messages, "funnel step");
+        out["funnel"] = json!({"attributed": attributed, "messages": messages});
+    }
     Ok(out)
 }
 

@@ -33,6 +33,9 @@ use wemint::clock::SharedClock;
 use wemint::commerce::{Commerce, PaymentOutcome, XpayDelivery};
 use wemint::complaints::Complaints;
 use wemint::config::Config;
+use wemint::funnel::notices;
+use wemint::funnel::touches::{self, TouchKind, Toucher};
+use wemint::identity::people::{self, Side};
 use wemint::moderation::{Moderation, NoticeTemplate};
 use wemint::runtime::{ApiError, BoxError, Function, WebhookRequest, WebhookResponse};
 use wemint::setup::{Deps, required};
@@ -103,6 +106,8 @@ pub struct State {
     links: Arc<dyn LinkMaker>,
     funnel: Funnel,
     clock: SharedClock,
+    /// The Official Account's API client (`user/info` for the UnionID of new followers).
+    oa: Option<WechatClient>,
 }
 
 impl State {
@@ -131,7 +136,16 @@ impl State {
             links,
             funnel,
             clock,
+            oa: None,
         }
+    }
+
+    /// Looks new followers up with the Official Account's `user/info` (their UnionID links
+    /// them to the Mini Program user of the same person).
+    #[must_use]
+    pub fn with_oa(mut self, oa: Option<WechatClient>) -> Self {
+        self.oa = oa;
+        self
     }
 
     /// The order service as the deployment wires it ([`Deps::commerce`]): with virtual
@@ -192,9 +206,11 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
     };
     let commerce = deps.commerce();
     let complaints = deps.complaints();
+    let oa = deps.oa.clone();
     let mut state = State::new(crypto, oa_crypto, moderation, wechat, funnel, deps.clock)
         .with_commerce(commerce)
-        .with_complaints(complaints);
+        .with_complaints(complaints)
+        .with_oa(oa);
     state.safe_mode = safe_mode;
     Ok(state)
 }
@@ -338,16 +354,63 @@ async fn dispatch(
             )
             .await
             .map_err(internal)?;
+            oa_funnel::link_follower(
+                state.store().as_ref(),
+                state.oa.as_ref(),
+                &message.from_user_name,
+                now,
+            )
+            .await?;
             let scene = event_key
                 .as_deref()
                 .and_then(|k| k.strip_prefix("qrscene_"));
+            if let Some(scene) = scene {
+                oa_funnel::touch(state, message, TouchKind::Scan, scene, now).await?;
+            }
             message.text_reply(funnel_text(state, scene).await, now)
         }
         PushKind::MenuClick { event_key } => {
             touch_follower(state, &message.from_user_name, event_key, now)
                 .await
                 .map_err(internal)?;
+            oa_funnel::touch(state, message, TouchKind::Menu, event_key, now).await?;
             message.text_reply(funnel_text(state, None).await, now)
+        }
+        PushKind::MenuView { url, .. } => {
+            oa_funnel::touch(state, message, TouchKind::Menu, url, now).await?;
+            Reply::Success
+        }
+        PushKind::MenuMiniProgram { page_path, .. } => {
+            oa_funnel::touch(state, message, TouchKind::Menu, page_path, now).await?;
+            Reply::Success
+        }
+        PushKind::Other { event: Some(event) } if event.as_str() == "SCAN" => {
+            // Already following: EventKey is the scene itself (no `qrscene_` prefix).
+            let scene = message.raw["EventKey"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            oa_funnel::link_follower(
+                state.store().as_ref(),
+                state.oa.as_ref(),
+                &message.from_user_name,
+                now,
+            )
+            .await?;
+            if !scene.is_empty() {
+                oa_funnel::touch(state, message, TouchKind::Scan, &scene, now).await?;
+            }
+            message.text_reply(funnel_text(state, Some(&scene)).await, now)
+        }
+        PushKind::Other { event: Some(event) } if event.as_str() == "TEMPLATESENDJOBFINISH" => {
+            let msgid = message.raw["MsgID"]
+                .as_i64()
+                .or_else(|| message.raw["MsgID"].as_str().and_then(|m| m.parse().ok()));
+            if let Some(msgid) = msgid {
+                let status = message.raw["Status"].as_str().unwrap_or_default();
+                notices::record_delivery(state.store().as_ref(), msgid, status).await?;
+            }
+            Reply::Success
         }
         PushKind::Unsubscribe => {
             state
@@ -569,6 +632,77 @@ pub async fn follower(
 }
 
 mod after_sale;
+
+/// The Official Account funnel's part of the push handling (`wemint::funnel`).
+mod oa_funnel {
+    use super::*;
+
+    /// Links a follower to the person of its UnionID (`user/info`), once per follower. A
+    /// failed lookup fails the push, so WeChat's retry tries again.
+    pub(super) async fn link_follower(
+        store: &dyn Store,
+        oa: Option<&WechatClient>,
+        openid: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let Some(oa) = oa else {
+            return Ok(());
+        };
+        let known = store
+            .get(FOLLOWERS, openid)
+            .await
+            .map_err(internal)?
+            .is_some_and(|f| f.get("unionidCheckedAt").is_some());
+        if known {
+            return Ok(());
+        }
+        let info = oa.oa_user_info(openid).await.map_err(|e| {
+            tracing::warn!(error = %e, "user/info failed; WeChat will retry the push");
+            ApiError::new(
+                "WECHAT_BUSY",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "user/info failed",
+            )
+        })?;
+        let mut update = Update::new().set("unionidCheckedAt", now);
+        if let Some(unionid) = info.unionid.as_deref().filter(|u| !u.is_empty()) {
+            people::link(store, unionid, Side::Oa, openid, now)
+                .await
+                .map_err(internal)?;
+            update = update.set("unionid", unionid);
+        }
+        store
+            .update_one(
+                FOLLOWERS,
+                &Filter::id(openid),
+                &update,
+                UpdateOptions::default(),
+            )
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    /// Records the push as a touch of the follower (once per push: its dedupe key).
+    pub(super) async fn touch(
+        state: &State,
+        message: &wemint::wechat::PushMessage,
+        kind: TouchKind,
+        key: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        touches::record(
+            state.store().as_ref(),
+            &message.dedupe_key(),
+            Toucher::Follower(&message.from_user_name),
+            kind,
+            key,
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod harness_tests;

@@ -153,6 +153,17 @@ impl Commerce {
                     self.retake_stock(&paid).await?;
                 }
                 self.fulfil(&paid).await?;
+                // Touches before the payment (QR scans, menu clicks, template opens) attribute
+                // it; a failure here is caught up by reconcile.
+                if let Err(e) = crate::funnel::touches::attribute_order(
+                    self.store.as_ref(),
+                    &paid.id,
+                    self.now(),
+                )
+                .await
+                {
+                    tracing::warn!(order = %paid.id, error = %e, "attribution deferred");
+                }
                 Ok(PaymentOutcome::Applied { order_id: paid.id })
             }
             None => {

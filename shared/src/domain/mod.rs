@@ -8,6 +8,7 @@ pub mod content;
 pub mod ids;
 pub mod moderation;
 pub mod money;
+pub mod oa_menu;
 pub mod order;
 pub mod shipping;
 pub mod subscription;

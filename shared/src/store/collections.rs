@@ -75,6 +75,17 @@ pub const BILL_DISCREPANCIES: &str = "bill_discrepancies";
 /// Revenue per day and channel, `_id` = `<yyyy-MM-dd>:<channel>`.
 pub const REVENUE_REPORTS: &str = "revenue_reports";
 
+// The Official Account funnel (`wemint::funnel`, issue 22).
+/// One person across the Official Account and the Mini Program, `_id` = `u:<unionid>`
+/// (`wemint::identity::people`).
+pub const PEOPLE: &str = "people";
+/// Scans, menu clicks and template-message opens, `_id` derived from the event.
+pub const OA_TOUCHES: &str = "oa_touches";
+/// Template messages to followers with their outcome, `_id` = the notice key.
+pub const OA_MESSAGES: &str = "oa_messages";
+/// Parametric QR codes made by `wemint-oa qrcode`, `_id` = scene.
+pub const OA_QRCODES: &str = "oa_qrcodes";
+
 /// Every collection with its indexes, in the order bootstrap declares them. Collections with
 /// no index of their own (`plans`, `trial_claims`, `pay_certificate_downloads`) are listed too, so this is the whole list.
 pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
@@ -190,6 +201,19 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
             ],
         ),
         (REVENUE_REPORTS, vec![IndexSpec::non_unique(["date"])]),
+        (PEOPLE, vec![IndexSpec::unique(["unionid"])]),
+        (
+            OA_TOUCHES,
+            vec![
+                IndexSpec::non_unique(["mpOpenid", "at"]),
+                IndexSpec::non_unique(["oaOpenid", "at"]),
+            ],
+        ),
+        (
+            OA_MESSAGES,
+            vec![IndexSpec::non_unique(["status", "nextAttemptAt"])],
+        ),
+        (OA_QRCODES, vec![]),
     ]
 }
 

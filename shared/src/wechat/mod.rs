@@ -8,6 +8,7 @@ pub mod api;
 pub mod client;
 pub mod crypto;
 pub mod error;
+pub mod oa;
 pub mod push;
 pub mod shipping;
 pub mod subscribe_grants;
