@@ -66,6 +66,17 @@ impl Commerce {
                     .await?
             }
         };
+        // A redelivery for an order we do not have changes nothing: once its event is
+        // recorded, it is answered from reads alone (no write, so it costs no commit).
+        if outcome == PaymentOutcome::UnknownOrder
+            && self
+                .store
+                .get(c::PAYMENT_EVENTS, &observation.event_id)
+                .await?
+                .is_some()
+        {
+            return Ok(outcome);
+        }
         self.record_event(
             &observation.event_id,
             &observation.source,

@@ -539,6 +539,40 @@ async fn mismatched_payments_change_nothing_but_flag_review() {
 }
 
 #[tokio::test]
+async fn an_unknown_order_is_recorded_once_and_its_redeliveries_write_nothing() {
+    let w = world().await;
+    let tx = transaction("WM0000000000unknown", 100, "bob");
+    for _ in 0..3 {
+        let outcome = w
+            .commerce
+            .apply_wxpay_transaction("EV-unknown", "v3_notify", &tx)
+            .await
+            .unwrap();
+        assert_eq!(outcome, PaymentOutcome::UnknownOrder);
+    }
+    let events = w
+        .store
+        .find(
+            collections::PAYMENT_EVENTS,
+            &Filter::All,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["result"], "unknown_order");
+    assert_eq!(events[0]["outTradeNo"], "WM0000000000unknown");
+    assert!(events[0].get("deliveries").is_none(), "{:?}", events[0]);
+    assert_eq!(
+        w.store
+            .count(collections::ORDERS, &Filter::All)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
 async fn owners_only_and_cancel_releases_stock() {
     let w = world().await;
     let bob = caller("bob");
