@@ -15,7 +15,7 @@ use wemint_emulator::suite::{Suite, SuiteOptions};
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors");
 
 struct World {
-    suite: Suite,
+    suite: std::sync::Arc<Suite>,
     client: Client,
     alice: String,
     admin: String,
