@@ -121,6 +121,9 @@ impl WxpayGateway for FakeWxpay {
 struct FakeXpay {
     paid: Mutex<HashMap<String, i64>>,
     provided: Mutex<Vec<String>>,
+    /// What `query_order` says of each requested refund number (a refund is final only
+    /// when the query says so).
+    refund_states: Mutex<HashMap<String, crate::pay::xpay_after_sale::RefundOrderState>>,
 }
 
 #[async_trait]
@@ -153,8 +156,26 @@ impl XpayGateway for FakeXpay {
             transaction_id: String::new(),
         })
     }
-    async fn refund(&self, _: &str, _: &str, _: &str, _: i64, _: i64) -> Result<(), XpayFailure> {
+    async fn refund(
+        &self,
+        _: &str,
+        _: &str,
+        refund_no: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<(), XpayFailure> {
+        self.refund_states.lock().unwrap().insert(
+            refund_no.into(),
+            crate::pay::xpay_after_sale::RefundOrderState::Pending,
+        );
         Ok(())
+    }
+    async fn refund_state(
+        &self,
+        _openid: &str,
+        refund_no: &str,
+    ) -> Result<Option<crate::pay::xpay_after_sale::RefundOrderState>, XpayFailure> {
+        Ok(self.refund_states.lock().unwrap().get(refund_no).copied())
     }
     async fn provided(&self, no: &str) -> Result<(), XpayFailure> {
         self.provided.lock().unwrap().push(no.into());

@@ -195,8 +195,15 @@ impl PushMessage {
         .iter()
         .find_map(|k| field_str(&self.raw, k).filter(|s| !s.is_empty()))
         .unwrap_or_default();
+        // Settlement progress for one payment arrives as separate pushes (receipt confirmed,
+        // then settled) that can share a second: their times tell them apart.
+        let progress: String = ["confirm_receive_time", "settlement_time"]
+            .iter()
+            .filter_map(|k| field_str(&self.raw, k).filter(|s| !s.is_empty() && s != "0"))
+            .map(|t| format!(":{t}"))
+            .collect();
         format!(
-            "evt:{}:{}:{}:{}",
+            "evt:{}:{}:{}:{}{progress}",
             self.from_user_name,
             self.create_time,
             self.event().unwrap_or_default(),
