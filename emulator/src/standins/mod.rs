@@ -10,7 +10,7 @@ pub mod cloudbase_db;
 pub mod complaints;
 pub mod faults;
 pub mod gateway;
-pub mod shipping;
 pub mod official_account;
+pub mod shipping;
 pub mod wechat_api;
 pub mod wechat_pay;
