@@ -22,7 +22,7 @@
 //! `trade_manage_order_settlement` / `trade_manage_remind_shipping` → commerce's shipping
 //! record (settlement confirmed with `get_order` first; a failed query is a 5xx);
 //! `xpay_refund_notify` → the refund settles as `query_order` confirms it;
-//! `xpay_complaint_notify` → `wemint::complaints` (see [`after_sale`]). Any other push is
+//! `xpay_complaint_notify` → `wemint::complaints` (see `after_sale`). Any other push is
 //! logged with its type (`unhandled_push`) and changes nothing.
 
 use std::sync::Arc;

@@ -72,7 +72,7 @@ fn env(name: &str) -> Option<String> {
 ///
 /// The event modes (`scf-event`, `lambda`) serve one invocation at a time on a current-thread
 /// runtime; the `http` mode serves concurrent requests on every CPU the process may use
-/// ([`runtime_flavour`]).
+/// (`runtime_flavour`).
 pub fn run<S: Send + Sync + 'static>(function: Function<S>) -> ExitCode {
     crate::telemetry::init();
     let scf_api = env("SCF_RUNTIME_API");
