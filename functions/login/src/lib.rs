@@ -484,7 +484,7 @@ pub async fn launch(state: &State, req: &CallRequest) -> Result<Value, ApiError>
         Toucher::User(&caller.openid),
         TouchKind::Template,
         kind,
-        state.now(),
+        state.clock.now_millis(),
     )
     .await?;
     Ok(json!({"touch": true, "new": new, "kind": kind}))

@@ -365,7 +365,7 @@ async fn dispatch(
                 .as_deref()
                 .and_then(|k| k.strip_prefix("qrscene_"));
             if let Some(scene) = scene {
-                oa_funnel::touch(state, message, TouchKind::Scan, scene, now).await?;
+                oa_funnel::touch(state, message, TouchKind::Scan, scene).await?;
             }
             message.text_reply(funnel_text(state, scene).await, now)
         }
@@ -373,15 +373,15 @@ async fn dispatch(
             touch_follower(state, &message.from_user_name, event_key, now)
                 .await
                 .map_err(internal)?;
-            oa_funnel::touch(state, message, TouchKind::Menu, event_key, now).await?;
+            oa_funnel::touch(state, message, TouchKind::Menu, event_key).await?;
             message.text_reply(funnel_text(state, None).await, now)
         }
         PushKind::MenuView { url, .. } => {
-            oa_funnel::touch(state, message, TouchKind::Menu, url, now).await?;
+            oa_funnel::touch(state, message, TouchKind::Menu, url).await?;
             Reply::Success
         }
         PushKind::MenuMiniProgram { page_path, .. } => {
-            oa_funnel::touch(state, message, TouchKind::Menu, page_path, now).await?;
+            oa_funnel::touch(state, message, TouchKind::Menu, page_path).await?;
             Reply::Success
         }
         PushKind::Other { event: Some(event) } if event.as_str() == "SCAN" => {
@@ -398,7 +398,7 @@ async fn dispatch(
             )
             .await?;
             if !scene.is_empty() {
-                oa_funnel::touch(state, message, TouchKind::Scan, &scene, now).await?;
+                oa_funnel::touch(state, message, TouchKind::Scan, &scene).await?;
             }
             message.text_reply(funnel_text(state, Some(&scene)).await, now)
         }
@@ -689,7 +689,6 @@ mod oa_funnel {
         message: &wemint::wechat::PushMessage,
         kind: TouchKind,
         key: &str,
-        now: i64,
     ) -> Result<(), ApiError> {
         touches::record(
             state.store().as_ref(),
@@ -697,7 +696,7 @@ mod oa_funnel {
             Toucher::Follower(&message.from_user_name),
             kind,
             key,
-            now,
+            state.clock.now_millis(),
         )
         .await?;
         Ok(())

@@ -70,8 +70,9 @@ pub async fn record(
     who: Toucher<'_>,
     kind: TouchKind,
     key: &str,
-    at: i64,
+    at_ms: i64,
 ) -> Result<bool, FunnelError> {
+    let at = at_ms.div_euclid(1000);
     let mut key = key.to_owned();
     if key.len() > 256 {
         let mut cut = 256;
@@ -80,8 +81,8 @@ pub async fn record(
         }
         key.truncate(cut);
     }
-    let mut doc =
-        json!({"_id": derived_id("t_", event), "kind": kind.as_str(), "key": key, "at": at});
+    let mut doc = json!({"_id": derived_id("t_", event), "kind": kind.as_str(), "key": key, "at": at,
+            "atMs": at_ms});
     match who {
         Toucher::Follower(o) => doc["oaOpenid"] = json!(o),
         Toucher::User(o) => doc["mpOpenid"] = json!(o),
@@ -136,6 +137,7 @@ pub async fn attribute_order(
                 .and(Filter::exists("orderId", false).or(Filter::eq("orderId", order_id))),
             &FindOptions::new()
                 .sort_asc("at")
+                .sort_asc("atMs")
                 .limit(MAX_TOUCHES_PER_ORDER),
         )
         .await?;
@@ -333,7 +335,7 @@ mod tests {
                 Toucher::Follower("oa1"),
                 TouchKind::Scan,
                 "spring",
-                10
+                10_000
             )
             .await
             .unwrap()
@@ -345,7 +347,7 @@ mod tests {
                 Toucher::Follower("oa1"),
                 TouchKind::Scan,
                 "spring",
-                10
+                10_000
             )
             .await
             .unwrap()
@@ -356,7 +358,7 @@ mod tests {
             Toucher::Follower("oa1"),
             TouchKind::Menu,
             "TODAY",
-            20,
+            20_000,
         )
         .await
         .unwrap();
@@ -367,7 +369,7 @@ mod tests {
             Toucher::User("mp1"),
             TouchKind::Template,
             "renewal_due",
-            200,
+            200_000,
         )
         .await
         .unwrap();
@@ -398,9 +400,16 @@ mod tests {
         s.insert(USERS, json!({"_id": "mp2", "openid": "mp2"}))
             .await
             .unwrap();
-        record(&s, "x", Toucher::Follower("oa2"), TouchKind::Scan, "s", 1)
-            .await
-            .unwrap();
+        record(
+            &s,
+            "x",
+            Toucher::Follower("oa2"),
+            TouchKind::Scan,
+            "s",
+            1_000,
+        )
+        .await
+        .unwrap();
         paid_order(&s, "o", "mp2", 100, 5).await;
         let a = attribute_order(&s, "o", 6).await.unwrap().unwrap();
         assert_eq!(a["touches"], 0);
