@@ -1646,7 +1646,16 @@ async fn a_full_refund_takes_back_what_the_order_granted() {
             )
             .await
             .unwrap();
-        assert_eq!(refund.status, RefundState::Success);
+        // Virtual payment: requested, final only when the platform says so.
+        assert_eq!(refund.status, RefundState::Processing);
+        w.xpay.refund_states.lock().unwrap().insert(
+            refund.refund_no.clone(),
+            crate::pay::xpay_after_sale::RefundOrderState::Succeeded,
+        );
+        w.clock.advance(120);
+        w.commerce.reconcile().await.unwrap();
+        let done = refund_doc(&w, &refund.refund_no).await.unwrap();
+        assert_eq!(done.status, RefundState::Success);
         let o = order(&w, id).await;
         assert_eq!((o.status, o.grants_revoked), (OrderStatus::Refunded, true));
     }
