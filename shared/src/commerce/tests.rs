@@ -1281,7 +1281,8 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
 
     // Refunded in full on day 5: from then on the time is back on vip.
     w.clock.set(NOW + 5 * DAY);
-    w.commerce
+    let refund = w
+        .commerce
         .refund(
             &caller("admin"),
             RefundInput {
@@ -1293,6 +1294,20 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
         )
         .await
         .unwrap();
+    // Virtual payment: final only when the platform reports it (reconcile's query).
+    assert_eq!(refund.status, RefundState::Processing);
+    w.xpay.refund_states.lock().unwrap().insert(
+        "RFND-UP-1".into(),
+        crate::pay::xpay_after_sale::RefundOrderState::Succeeded,
+    );
+    // Taken back when the refund is final: reconcile's run two minutes later.
+    let refunded_at = NOW + 5 * DAY + 120;
+    w.clock.set(refunded_at);
+    w.commerce.reconcile().await.unwrap();
+    assert_eq!(
+        refund_doc(&w, "RFND-UP-1").await.unwrap().status,
+        RefundState::Success
+    );
     let sub = w
         .store
         .get(collections::SUBSCRIPTIONS, "alice")
@@ -1310,7 +1325,7 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
         vec![
             ("vip", NOW),
             ("vip-pro", NOW + 3 * DAY),
-            ("vip", NOW + 5 * DAY)
+            ("vip", refunded_at)
         ]
     );
     assert_eq!(sub["renewPlan"], "vip");
