@@ -91,6 +91,9 @@ async fn ship_world() -> Ship {
     };
     let commerce = Commerce::new(w.store.clone(), APPID, w.clock.clone())
         .with_wxpay(w.wxpay.clone())
+        // Virtual goods are sold through virtual payment, as in production.
+        .with_xpay(w.xpay.clone())
+        .with_data_key(w.data_key.clone())
         .with_shipping(
             Some(platform.clone() as Arc<dyn ShippingPlatform>),
             settings,
