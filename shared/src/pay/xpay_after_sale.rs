@@ -320,6 +320,22 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_order_with_null_fields_reads_its_state() {
+        // query_order on a refund number: no WeChat Pay transaction, nothing left to refund.
+        let order: super::super::xpay::XpayOrder = serde_json::from_value(serde_json::json!({
+            "order_id": "RFxpayfail01", "status": 7, "order_type": 1, "order_fee": 990,
+            "paid_fee": 990, "paid_time": null, "wx_order_id": "R123", "wxpay_order_id": null,
+            "channel_order_id": null, "left_fee": 990}))
+        .unwrap();
+        assert_eq!(
+            RefundOrderState::from_status(order.status_code),
+            RefundOrderState::Failed
+        );
+        assert_eq!((order.wxpay_order_id.as_str(), order.paid_time), ("", 0));
+        assert_eq!((order.order_type, order.wx_order_id.as_str()), (1, "R123"));
+    }
+
+    #[test]
     fn complaint_pushes_are_triggers_with_optional_fields() {
         let n = parse_complaint_notify(&serde_json::json!({"Event": "xpay_complaint_notify",
             "OpenId": "o1", "ComplaintTime": "1714900000"}))
