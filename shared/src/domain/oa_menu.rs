@@ -509,7 +509,17 @@ mod tests {
     #[test]
     fn diff_against_the_live_shape() {
         let wanted = Menu::parse(good().to_string().as_bytes()).unwrap();
-        assert_eq!(diff(&wanted, None).len(), 6);
+        // Against no live menu every button is new: 3 top-level buttons and 2 sub-buttons.
+        let fresh: Vec<(char, String)> = diff(&wanted, None)
+            .into_iter()
+            .map(|l| (l.op, l.button))
+            .collect();
+        assert_eq!(
+            fresh,
+            ["商城", "官网", "更多", "更多 / 联系客服", "更多 / 今日推荐"]
+                .map(|b| ('+', b.to_owned()))
+                .to_vec()
+        );
         let live_reply = json!({"is_menu_open": 1, "selfmenu_info": {"button": [
             {"type": "miniprogram", "name": "商城", "appid": "wxabc", "pagepath": "pages/index/index?from=oa_menu&key=shop",
              "url": "https://example.com/shop"},
