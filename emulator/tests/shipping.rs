@@ -52,7 +52,7 @@ impl World {
         // Reconcile runs when a test fires it, so its effect is the test's to see.
         options.run_timers = false;
         options.extra_env = vec![(
-            "WEMINT_SHIPPING_NOTICE_TEMPLATE".to_owned(),
+            "WEMINT_SHIPPING_TEMPLATE_ID".to_owned(),
             NOTICE_TEMPLATE.to_owned(),
         )];
         let suite = Suite::start(options).await.expect("suite starts");

@@ -87,8 +87,8 @@ pub struct ShippingSettings {
     /// Remind admins this long before the deadline (`WEMINT_SHIP_REMIND_BEFORE_HOURS`,
     /// default 12).
     pub remind_before_secs: i64,
-    /// The buyer's shipping notice (`WEMINT_SHIPPING_NOTICE_TEMPLATE`,
-    /// `WEMINT_SHIPPING_NOTICE_PAGE`, default `shop/pages/order/order`).
+    /// The buyer's shipping notice (`WEMINT_SHIPPING_TEMPLATE_ID`, the template whose
+    /// consent gatedContent `subscribeGrant` records; `WEMINT_SHIPPING_NOTICE_PAGE`, default `shop/pages/order/order`).
     pub notice: Option<Template>,
     /// The admins' deadline reminder (`WEMINT_SHIP_REMINDER_TEMPLATE`,
     /// `WEMINT_SHIP_REMINDER_PAGE`, default `admin/pages/shipping/shipping`).
@@ -139,7 +139,7 @@ impl ShippingSettings {
             deadline_secs: hours("WEMINT_SHIP_DEADLINE_HOURS", 48)?,
             remind_before_secs: hours("WEMINT_SHIP_REMIND_BEFORE_HOURS", 12)?,
             notice: template(
-                "WEMINT_SHIPPING_NOTICE_TEMPLATE",
+                crate::wechat::subscribe_templates::TemplateKey::Shipping.var(),
                 "WEMINT_SHIPPING_NOTICE_PAGE",
                 "shop/pages/order/order",
             ),
