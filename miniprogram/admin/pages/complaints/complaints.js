@@ -1,3 +1,4 @@
+const { guardAdmin } = require('../../utils/guard');
 /**
  * Admin complaints: WeChat Pay and virtual payment consumer complaints (createOrder
  * `complaintList`, `complaintGet`, `complaintRespond`, `complaintComplete`). The first reply
@@ -6,7 +7,6 @@
  */
 const { getApi } = require('../../../utils/api');
 const { errorMessage } = require('../../../utils/labels');
-const { isAdmin } = require('../../../utils/roles');
 const { confirm } = require('../../../utils/ui');
 
 const STATE = Object.freeze({ PENDING: '待回复', PROCESSING: '处理中', PROCESSED: '已处理' });
@@ -51,14 +51,7 @@ Component({
       return this.guard();
     },
     async guard() {
-      try {
-        const session = await getApi().ensureSession();
-        const admin = isAdmin(session.user);
-        this.setData({ denied: !admin });
-        if (admin) await this.list();
-      } catch (err) {
-        this.setData({ errorText: errorMessage(err) });
-      }
+      await guardAdmin(this, () => this.list());
     },
     async list() {
       try {

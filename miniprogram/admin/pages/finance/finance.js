@@ -1,3 +1,4 @@
+const { guardAdmin } = require('../../utils/guard');
 /**
  * Admin finance: the last 30 days of revenue as a bar chart (gross per day, WeChat Pay and
  * virtual payment stacked; net, refunds and fees in the totals), the open discrepancies found
@@ -7,7 +8,6 @@
  */
 const { getApi } = require('../../../utils/api');
 const { errorMessage } = require('../../../utils/labels');
-const { isAdmin } = require('../../../utils/roles');
 const { prompt } = require('../../../utils/ui');
 const { chartModel, discrepancyRow } = require('../../utils/finance');
 
@@ -18,14 +18,7 @@ Component({
       return this.guard();
     },
     async guard() {
-      try {
-        const session = await getApi().ensureSession();
-        const admin = isAdmin(session.user);
-        this.setData({ denied: !admin });
-        if (admin) await this.refresh();
-      } catch (err) {
-        this.setData({ errorText: errorMessage(err) });
-      }
+      await guardAdmin(this, () => this.refresh());
       this.setData({ loading: false });
     },
     async refresh() {

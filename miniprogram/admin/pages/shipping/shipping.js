@@ -1,3 +1,4 @@
+const { guardAdmin } = require('../../utils/guard');
 /**
  * Admin shipping: the orders waiting to ship (createOrder `shipments`, deadline first, overdue
  * marked), tracking entered per order, and one `ship` call for every selected order. Express
@@ -7,7 +8,6 @@
  */
 const { getApi } = require('../../../utils/api');
 const { errorMessage, formatTime } = require('../../../utils/labels');
-const { isAdmin } = require('../../../utils/roles');
 
 const METHODS = ['express', 'self_pickup', 'same_city'];
 const TABS = ['awaiting', 'overdue', 'upload_failed'];
@@ -47,14 +47,7 @@ Component({
       return this.guard();
     },
     async guard() {
-      try {
-        const session = await getApi().ensureSession();
-        const admin = isAdmin(session.user);
-        this.setData({ denied: !admin });
-        if (admin) await this.refresh();
-      } catch (err) {
-        this.setData({ errorText: errorMessage(err) });
-      }
+      await guardAdmin(this, () => this.refresh());
     },
     async refresh() {
       try {
