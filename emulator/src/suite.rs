@@ -219,6 +219,7 @@ impl Suite {
         let (keys, _created) = DevKeys::load_or_create(&options.root.join("keys.json"))?;
         let store = wemint::store::open(&options.store_uri()).await?;
         wemint::store::bootstrap(store.as_ref()).await?;
+        crate::standins::cloudbase_db::mark_provisioned(store.as_ref()).await?;
         let pay = pay_keys(&keys).map_err(SuiteError::Io)?;
         let moderation = load_moderation(&options.root)?;
         let offset = match store.get(deliveries::STATE, "clock").await? {

@@ -30,6 +30,9 @@ const CHECKOUT_BUDGET: u64 = 6;
 /// event. Reporting the shipment to WeChat and attributing the order to Official Account touches
 /// are reconcile's work, off this path.
 const NOTIFICATION_BUDGET: u64 = 6;
+/// A cold start on a provisioned environment: the store's schema marker, one read (the
+/// collections and indexes are declared only when the registry changed).
+const COLD_START_BUDGET: u64 = 1;
 /// A gated-content `get` of owned content: no budget in the issue; pinned at what it costs.
 const GATED_GET_BUDGET: u64 = 6;
 
@@ -172,6 +175,7 @@ async fn round_trips_per_operation_stay_within_budget() {
             .await;
         let (n, ops) = since(&before, &stats(&suite).await);
         println!("cold start {name:<13} {n:>3} requests ({ops}) health={health:?}");
+        assert!(n <= COLD_START_BUDGET, "cold start of {name}: {ops}");
     }
 
     let before = stats(&suite).await;

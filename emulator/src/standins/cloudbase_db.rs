@@ -40,6 +40,23 @@ pub const DEV_API_KEY: &str = "wemint-dev-cloudbase-api-key";
 /// Where the stand-in remembers which collections were created.
 const REGISTRY: &str = "_cloudbase_collections";
 
+/// Records every registry collection as created, as `wemint-dev provision` leaves a real
+/// environment. The suite calls it after bootstrapping the store directly: that bootstrap
+/// stands for provisioning, and its marker tells the functions' cold starts that the
+/// collections exist.
+///
+/// # Errors
+/// Store failures.
+pub async fn mark_provisioned(store: &dyn wemint::store::Store) -> Result<(), StoreError> {
+    for (collection, _) in wemint::store::collections::all() {
+        match store.insert(REGISTRY, json!({"_id": collection})).await {
+            Ok(_) | Err(StoreError::DuplicateKey { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// How the stand-in behaves.
 #[derive(Debug, Clone)]
 pub struct StandInOptions {

@@ -86,6 +86,12 @@ pub const OA_MESSAGES: &str = "oa_messages";
 /// Parametric QR codes made by `wemint-oa qrcode`, `_id` = scene.
 pub const OA_QRCODES: &str = "oa_qrcodes";
 
+// The store's own bookkeeping, owned by `wemint::store` (bootstrap).
+/// Which registry a store was last bootstrapped with, `_id` = `registry`: `{fingerprint, at}`.
+/// A cold start that finds the current fingerprint declares nothing (one read, not one
+/// request per collection and index).
+pub const STORE_SCHEMA: &str = "store_schema";
+
 /// Every collection with its indexes, in the order bootstrap declares them. Collections with
 /// no index of their own (`plans`, `trial_claims`, `pay_certificate_downloads`) are listed too, so this is the whole list.
 pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
@@ -214,7 +220,24 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
             vec![IndexSpec::non_unique(["status", "nextAttemptAt"])],
         ),
         (OA_QRCODES, vec![]),
+        (STORE_SCHEMA, vec![]),
     ]
+}
+
+/// A fingerprint of [`all`] (names, fields, uniqueness, in order): it changes whenever a
+/// collection or an index is added or altered, so bootstrap declares again after an upgrade.
+pub fn fingerprint() -> String {
+    let mut text = String::new();
+    for (collection, indexes) in all() {
+        text.push_str(collection);
+        for index in indexes {
+            text.push_str(if index.unique { "|u:" } else { "|i:" });
+            text.push_str(&index.fields.join(","));
+        }
+        text.push('\n');
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    hex::encode(&digest.as_ref()[..12])
 }
 
 #[cfg(test)]
