@@ -49,16 +49,20 @@ mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
 
-    #[tokio::test]
-    async fn a_store_up_to_date_is_not_declared_again() {
-        let store = SqliteStore::open_in_memory().await.unwrap();
-        bootstrap(&store).await.unwrap();
+    async fn assert_current(store: &SqliteStore) {
         let marker = store
             .get(collections::STORE_SCHEMA, MARKER)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(marker["fingerprint"], json!(collections::fingerprint()));
+    }
+
+    #[tokio::test]
+    async fn a_store_up_to_date_is_not_declared_again() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        bootstrap(&store).await.unwrap();
+        assert_current(&store).await;
         // A marker from another registry version: declared again and brought up to date.
         store
             .update_one(
@@ -70,12 +74,7 @@ mod tests {
             .await
             .unwrap();
         bootstrap(&store).await.unwrap();
-        let marker = store
-            .get(collections::STORE_SCHEMA, MARKER)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(marker["fingerprint"], json!(collections::fingerprint()));
+        assert_current(&store).await;
     }
 
     #[test]
