@@ -86,6 +86,12 @@ pub const OA_MESSAGES: &str = "oa_messages";
 /// Parametric QR codes made by `wemint-oa qrcode`, `_id` = scene.
 pub const OA_QRCODES: &str = "oa_qrcodes";
 
+// Content series (`wemint::funnel::series`, issue 22).
+/// Who follows which content series, `_id` = `<series>:<openid>`.
+pub const SERIES_FOLLOWS: &str = "series_follows";
+/// One announcement of new content to its series' followers, `_id` = content id.
+pub const SERIES_ANNOUNCEMENTS: &str = "series_announcements";
+
 /// Every collection with its indexes, in the order bootstrap declares them. Collections with
 /// no index of their own (`plans`, `trial_claims`, `pay_certificate_downloads`) are listed too, so this is the whole list.
 pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
@@ -148,7 +154,10 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
         ),
         (
             CONTENTS,
-            vec![IndexSpec::non_unique(["kind", "publishedAt"])],
+            vec![
+                IndexSpec::non_unique(["kind", "publishedAt"]),
+                IndexSpec::non_unique(["series", "publishedAt"]),
+            ],
         ),
         (SUBSCRIBE_GRANTS, vec![IndexSpec::non_unique(["openid"])]),
         (
@@ -214,6 +223,14 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
             vec![IndexSpec::non_unique(["status", "nextAttemptAt"])],
         ),
         (OA_QRCODES, vec![]),
+        (
+            SERIES_FOLLOWS,
+            vec![IndexSpec::unique(["series", "openid"])],
+        ),
+        (
+            SERIES_ANNOUNCEMENTS,
+            vec![IndexSpec::non_unique(["state", "createdAt"])],
+        ),
     ]
 }
 

@@ -197,6 +197,17 @@ async fn physical_orders_wait_for_shipping_and_ship_once() {
         Some(format!("shop/pages/order/order?id={}", paid.id).as_str())
     );
 
+    // The Official Account notice is recorded once, for the buyer, with the first waybill.
+    let notices = oa_notices(&s).await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0]["event"], format!("ship:{}", paid.id));
+    assert_eq!(notices[0]["mpOpenid"], "alice");
+    assert_eq!(notices[0]["status"], "pending");
+    assert_eq!(
+        notices[0]["fields"],
+        json!({"orderId": paid.id, "carrier": "SF", "trackingNo": "SF1"})
+    );
+
     // Again: refused, nothing sent anywhere.
     let again = s.ship(vec![express(&paid, &["SF3"])]).await;
     assert_eq!(
@@ -205,6 +216,19 @@ async fn physical_orders_wait_for_shipping_and_ship_once() {
     );
     assert_eq!(s.platform.uploads.lock().unwrap().len(), 1);
     assert_eq!(s.platform.sent.lock().unwrap().len(), 1);
+    assert_eq!(oa_notices(&s).await.len(), 1);
+}
+
+/// The Official Account notices recorded (`oa_messages`), oldest first.
+async fn oa_notices(s: &Ship) -> Vec<Value> {
+    s.w.store
+        .find(
+            crate::store::collections::OA_MESSAGES,
+            &crate::store::Filter::All,
+            &crate::store::FindOptions::new().sort_asc("createdAt"),
+        )
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -336,6 +360,8 @@ async fn virtual_goods_paid_by_wechat_pay_are_shipped_virtually_once() {
     assert_eq!(sh.state, ShippingState::Shipped);
     assert_eq!(sh.logistics_type.as_deref(), Some("virtual"));
     assert_eq!(sh.upload.unwrap().state, UploadState::Done);
+    // Shipped automatically at payment: no Official Account notice.
+    assert!(oa_notices(&s).await.is_empty());
     let uploads = s.platform.uploads.lock().unwrap().clone();
     assert_eq!(uploads.len(), 1);
     assert_eq!(uploads[0].logistics_type.code(), 3);
