@@ -183,7 +183,8 @@ impl Contents {
     /// and plans unlocking it exist), writes it (`publishedAt`: the first publication's time,
     /// kept by re-publishing) and, for content in a series, announces it to the series'
     /// followers: one `new_content` notice each, the first [`PUBLISH_FAN_OUT`] at once, the
-    /// rest by reconcile. Re-publishing never tells anyone twice.
+    /// rest by reconcile. Re-publishing never tells anyone twice, and completes a call that
+    /// failed after writing the content (its announcement is recorded then).
     pub async fn publish(
         &self,
         caller: &Caller,

@@ -498,14 +498,7 @@ impl Commerce {
             };
         };
         tracing::info!(order = %shipped.id, method = shipment.method.as_str(), "order shipped");
-        // Recorded first (one insert, never a WeChat call): the buyer hears about it through
-        // the Official Account when they follow it; reconcile's funnel step sends it.
-        if let Err(e) =
-            crate::funnel::notices::notify(self.store.as_ref(), &shipped_notice(&shipped), now)
-                .await
-        {
-            tracing::warn!(order = %shipped.id, error = %e, "shipped notice not recorded");
-        }
+        self.record_shipped_notice(&shipped).await;
         self.upload_shipping(&shipped).await?;
         let notice = self.notify_buyer(&shipped).await?;
         self.store
@@ -521,6 +514,24 @@ impl Commerce {
             .get_as(c::ORDERS, &shipped.id)
             .await?
             .unwrap_or(shipped))
+    }
+
+    /// Records the Official Account notice of a physical order shipped by an admin (one
+    /// insert, never a WeChat call; reconcile's funnel step sends it to a buyer who follows the
+    /// account). Keyed by the order, so recording it again changes nothing: `ship` records it
+    /// right after the order moves to shipped, and reconcile's upload step records it again
+    /// for an order whose `ship` stopped before (its upload is still pending then). Virtual
+    /// shipments get none.
+    pub(super) async fn record_shipped_notice(&self, order: &OrderDoc) {
+        if !has_physical(order) {
+            return;
+        }
+        let notice = shipped_notice(order);
+        if let Err(e) =
+            crate::funnel::notices::notify(self.store.as_ref(), &notice, self.now()).await
+        {
+            tracing::warn!(order = %order.id, error = %e, "shipped notice not recorded");
+        }
     }
 
     /// The upload of an order's shipment, built from what is stored.

@@ -523,3 +523,33 @@ async fn the_receipt_reminder_follows_the_platform_rules() {
     assert!(matches!(twice, Err(CommerceError::ReceiptReminder(_))));
     assert_eq!(s.platform.reminders.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_ship_that_stopped_before_its_notice_gets_it_from_reconcile_once() {
+    let s = ship_world().await;
+    let paid = s.paid("c-ship-oa", "mug").await;
+    s.platform
+        .upload_errors
+        .lock()
+        .unwrap()
+        .push(WechatError::api(10_060_001, "payment not found"));
+    s.ship(vec![express(&paid, &["SF7"])]).await;
+    // As if the function stopped right after the shipped write: no notice, upload not done.
+    let removed =
+        s.w.store
+            .delete_many(crate::store::collections::OA_MESSAGES, &Filter::All)
+            .await
+            .unwrap();
+    assert_eq!(removed, 1);
+    s.w.clock.set(NOW + 121);
+    let report = s.commerce.reconcile().await.unwrap();
+    assert_eq!(report.shipping_uploads_retried, 1);
+    let notices = oa_notices(&s).await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0]["event"], format!("ship:{}", paid.id));
+    assert_eq!(notices[0]["fields"]["trackingNo"], "SF7");
+    // Nothing due any more, and a recorded notice is never doubled.
+    s.w.clock.set(NOW + 10_000);
+    s.commerce.reconcile().await.unwrap();
+    assert_eq!(oa_notices(&s).await.len(), 1);
+}
