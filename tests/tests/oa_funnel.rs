@@ -108,11 +108,11 @@ async fn count(store: &dyn Store, collection: &str, filter: Filter) -> u64 {
     store.count(collection, &filter).await.unwrap()
 }
 
-/// Waits until the follower of `user` is stored and linked (subscribe push handled).
-async fn followed(suite: &Suite, user: &str) {
+/// Waits until the stored follower of `user` satisfies `check`.
+async fn follower_becomes(suite: &Suite, user: &str, what: &str, check: fn(&Value) -> bool) {
     let oa = suite.keys.oa_openid_for(user);
     let store = suite.store.clone();
-    eventually(&format!("{user} follows"), || {
+    eventually(&format!("{user} {what}"), || {
         let store = store.clone();
         let oa = oa.clone();
         async move {
@@ -120,8 +120,16 @@ async fn followed(suite: &Suite, user: &str) {
                 .get(FOLLOWERS, &oa)
                 .await
                 .unwrap()
-                .is_some_and(|f| f["subscribed"] == true && f.get("unionidCheckedAt").is_some())
+                .is_some_and(|f| check(&f))
         }
+    })
+    .await;
+}
+
+/// Waits until the follower of `user` is stored and linked (subscribe push handled).
+async fn followed(suite: &Suite, user: &str) {
+    follower_becomes(suite, user, "follows", |f| {
+        f["subscribed"] == true && f.get("unionidCheckedAt").is_some()
     })
     .await;
 }
@@ -363,20 +371,7 @@ async fn follow_scan_buy_is_attributed_and_template_messages_reach_followers_onl
         order(&suite, &carol_order).await["attribution"]["touches"],
         0
     );
-    dev(&suite, "/dev/oa/unfollow", json!({"user": "carol"})).await;
-    let carol_oa = suite.keys.oa_openid_for("carol");
-    eventually("carol unfollowed", || {
-        let store = store.clone();
-        let oa = carol_oa.clone();
-        async move {
-            store
-                .get(FOLLOWERS, &oa)
-                .await
-                .unwrap()
-                .is_some_and(|f| f["subscribed"] == false)
-        }
-    })
-    .await;
+    unfollow(&suite, "carol").await;
 
     // Both orders are refunded: each refund settles into a notice; reconcile sends them.
     for id in [&bob_order, &carol_order] {
@@ -739,5 +734,234 @@ async fn a_scripted_campaign_reports_exact_conversions_and_revenue() {
         )
         .await;
     assert!(refused.is_err(), "{refused:?}");
+    suite.shutdown().await;
+}
+
+/// `user` follows the account, waits until the follow is linked, and logs in.
+async fn follow_and_log_in(suite: &Suite, client: &Client, user: &str) -> String {
+    dev(suite, "/dev/oa/follow", json!({"user": user})).await;
+    followed(suite, user).await;
+    client.login(user).await.expect("logs in").0
+}
+
+/// `user` unfollows the account and waits until wxPush has recorded it.
+async fn unfollow(suite: &Suite, user: &str) {
+    dev(suite, "/dev/oa/unfollow", json!({"user": user})).await;
+    follower_becomes(suite, user, "unfollowed", |f| f["subscribed"] == false).await;
+}
+
+/// The funnel part of a timer run: `(sent, skipped)`.
+async fn run_funnel(suite: &Suite) -> (i64, i64) {
+    let timers = dev(suite, "/dev/timers/run", json!({})).await;
+    let messages = &timers["reconcile"]["data"]["funnel"]["messages"];
+    (
+        messages["sent"].as_i64().unwrap_or(-1),
+        messages["skipped"].as_i64().unwrap_or(-1),
+    )
+}
+
+async fn messages_of(suite: &Suite, user: &str) -> Vec<Value> {
+    dev_get(suite, &format!("/dev/oa/messages?user={user}")).await["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipping_messages_a_following_buyer_once_and_never_an_unsubscribed_one() {
+    let (_dir, suite) = suite("oa-ship", true).await;
+    let client = Client::new(&suite.base_url()).unwrap();
+    let dave = follow_and_log_in(&suite, &client, "dave").await;
+    let dave_order = buy(&suite, &client, "dave", &dave, MUG.0, 1).await;
+    let erin = follow_and_log_in(&suite, &client, "erin").await;
+    let erin_order = buy(&suite, &client, "erin", &erin, NOTEBOOK.0, 1).await;
+    unfollow(&suite, "erin").await;
+    // Paying sent nothing: a physical order is not shipped yet.
+    assert_eq!(run_funnel(&suite).await, (0, 0));
+
+    let (admin, _) = client.login("admin").await.unwrap();
+    let shipment = |id: &str, waybill: &str| {
+        json!({"orderId": id, "logisticsType": "express",
+               "packages": [{"expressCompany": "SF", "trackingNo": waybill}]})
+    };
+    let ship = client
+        .call(
+            "admin",
+            Some(&admin),
+            "createOrder",
+            json!({"action": "ship",
+            "shipments": [shipment(&dave_order, "SF100"), shipment(&erin_order, "SF200")]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ship["shipped"], 2, "{ship}");
+    assert_eq!(run_funnel(&suite).await, (1, 1));
+    let got = messages_of(&suite, "dave").await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["templateId"], "DEV_TPL_SHIPPED");
+    assert_eq!(got[0]["data"]["orderId"]["value"], json!(dave_order));
+    assert_eq!(got[0]["data"]["trackingNo"]["value"], "SF100");
+    assert!(
+        got[0]["pagepath"].as_str().unwrap().starts_with(&format!(
+            "shop/pages/order/order?id={dave_order}&from=oa_tpl&tpl=order_shipped"
+        )),
+        "{}",
+        got[0]["pagepath"]
+    );
+    assert_eq!(messages_of(&suite, "erin").await, Vec::<Value>::new());
+    let erin_notice = suite
+        .store
+        .find(
+            OA_MESSAGES,
+            &Filter::eq("event", format!("ship:{erin_order}")),
+            &FindOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(erin_notice[0]["reason"], "not_following");
+
+    // Shipping again is refused and messages nobody.
+    let again = client
+        .call(
+            "admin",
+            Some(&admin),
+            "createOrder",
+            json!({"action": "ship",
+            "shipments": [shipment(&dave_order, "SF101")]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again["results"][0]["error"]["code"],
+        "ORDER_ALREADY_SHIPPED"
+    );
+    assert_eq!(run_funnel(&suite).await, (0, 0));
+    assert_eq!(messages_of(&suite, "dave").await.len(), 1);
+    assert_eq!(
+        count(
+            suite.store.as_ref(),
+            OA_MESSAGES,
+            Filter::eq("kind", "order_shipped")
+        )
+        .await,
+        2
+    );
+    suite.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_content_in_a_series_reaches_its_followers_who_follow_the_account_once() {
+    let (_dir, suite) = suite("oa-series", true).await;
+    let client = Client::new(&suite.base_url()).unwrap();
+    let (admin, _) = client.login("admin").await.unwrap();
+    let publish = |id: &str| {
+        let (client, admin) = (&client, &admin);
+        let content = json!({"content": {"id": id, "kind": "article", "title": format!("周刊 {id}"),
+            "summary": "本期看点", "body": "正文", "series": "oa-weekly"}});
+        async move {
+            let mut body = content;
+            body["action"] = json!("publishContent");
+            client
+                .call("admin", Some(admin), "gatedContent", body)
+                .await
+                .expect("published")
+        }
+    };
+    // The series exists once it has content; nobody follows it yet.
+    let first = publish("ep1").await;
+    assert_eq!(first["announcement"]["notices"], 0, "{first}");
+    // fay follows the account and the series; gus the series only; hal the account only;
+    // ivy both, then unfollows the account.
+    let mut tokens = std::collections::BTreeMap::new();
+    for user in ["fay", "hal", "ivy"] {
+        tokens.insert(user, follow_and_log_in(&suite, &client, user).await);
+    }
+    tokens.insert("gus", client.login("gus").await.unwrap().0);
+    for user in ["fay", "gus", "ivy"] {
+        let reply = client
+            .call(
+                user,
+                Some(&tokens[user]),
+                "gatedContent",
+                json!({"action": "followSeries", "series": "oa-weekly"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply["following"], true, "{reply}");
+    }
+    unfollow(&suite, "ivy").await;
+    let unknown = client
+        .call(
+            "fay",
+            Some(&tokens["fay"]),
+            "gatedContent",
+            json!({"action": "followSeries", "series": "no-such-series"}),
+        )
+        .await;
+    assert!(
+        format!("{unknown:?}").contains("SERIES_NOT_FOUND"),
+        "{unknown:?}"
+    );
+
+    // ep2: one notice per series follower, then the sender reaches fay only.
+    let second = publish("ep2").await;
+    assert_eq!(
+        second["announcement"],
+        json!({"series": "oa-weekly", "new": true, "notices": 3, "done": true})
+    );
+    // Published again: nobody is told twice.
+    let again = publish("ep2").await;
+    assert_eq!(again["announcement"]["notices"], 0, "{again}");
+    assert_eq!(run_funnel(&suite).await, (1, 2));
+    let got = messages_of(&suite, "fay").await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["templateId"], "DEV_TPL_CONTENT");
+    assert_eq!(got[0]["data"]["title"]["value"], "周刊 ep2");
+    assert!(
+        got[0]["pagepath"]
+            .as_str()
+            .unwrap()
+            .starts_with("content/pages/reader/reader?id=ep2&from=oa_tpl&tpl=new_content"),
+        "{}",
+        got[0]["pagepath"]
+    );
+    for user in ["gus", "hal", "ivy"] {
+        assert_eq!(
+            messages_of(&suite, user).await,
+            Vec::<Value>::new(),
+            "{user}"
+        );
+    }
+    let skipped = suite
+        .store
+        .find(
+            OA_MESSAGES,
+            &Filter::eq("kind", "new_content").and(Filter::eq("status", "skipped")),
+            &FindOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        skipped.iter().all(|m| m["reason"] == "not_following"),
+        "{skipped:?}"
+    );
+    // A third publication of ep2 and another run: still one message.
+    publish("ep2").await;
+    assert_eq!(run_funnel(&suite).await, (0, 0));
+    assert_eq!(messages_of(&suite, "fay").await.len(), 1);
+    // The reader sees the series and its follow state.
+    let reader = client
+        .call(
+            "fay",
+            Some(&tokens["fay"]),
+            "gatedContent",
+            json!({"action": "get", "contentId": "ep2"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reader["series"],
+        json!({"id": "oa-weekly", "following": true})
+    );
     suite.shutdown().await;
 }

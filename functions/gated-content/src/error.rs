@@ -24,6 +24,10 @@ pub mod codes {
     pub const MEDIA_UNAVAILABLE: &str = "MEDIA_UNAVAILABLE";
     /// `subscribeGrant` named a template key (or id) this server does not send.
     pub const SUBSCRIBE_TEMPLATE_UNKNOWN: &str = "SUBSCRIBE_TEMPLATE_UNKNOWN";
+    /// `publishContent`: the content breaks a rule or names an unknown sku or plan.
+    pub const CONTENT_INVALID: &str = "CONTENT_INVALID";
+    /// `followSeries`: no published content belongs to that series.
+    pub const SERIES_NOT_FOUND: &str = "SERIES_NOT_FOUND";
 }
 
 /// Everything a handler can fail with.
@@ -64,6 +68,11 @@ fn content_error(e: ContentError, message: String) -> ApiError {
         )
         .with_source(source),
         E::NoStorage => ApiError::internal(message),
+        E::Forbidden(_) => ApiError::forbidden(message),
+        E::Invalid(_) => ApiError::new(codes::CONTENT_INVALID, StatusCode::BAD_REQUEST, message),
+        E::SeriesNotFound(_) => {
+            ApiError::new(codes::SERIES_NOT_FOUND, StatusCode::NOT_FOUND, message)
+        }
         E::Store(source) => ApiError::internal(source),
     }
 }

@@ -8,6 +8,9 @@
 //!   tenant's.
 //! - `startTrial`, `cancelSubscription`, `resumeSubscription`, `changePlan`: the subscription
 //!   lifecycle, run by [`wemint::subscriptions::Subscriptions`].
+//! - `publishContent` (administrators): adds or replaces a content; new content in a series
+//!   is announced to the series' followers (Official Account notices, reconcile sends them).
+//! - `followSeries`: the caller follows or stops following a content series.
 //! - `subscribeGrant`: what the user accepted in `wx.requestSubscribeMessage`, by template key
 //!   ([`wemint::wechat::subscribe_templates`]): one credit per accept for the renewal reminder
 //!   and the shipping notice.
@@ -30,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wemint::clock::SharedClock;
 use wemint::config::{Config, ReminderSettings};
-use wemint::content::{Contents, GetInput, ListInput};
+use wemint::content::{Contents, FollowInput, GetInput, ListInput, PublishInput};
 use wemint::identity::{Authenticator, Caller};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 use wemint::setup::{Deps, required};
@@ -149,6 +152,18 @@ pub fn function() -> Function<State> {
             let caller = s.caller(&req)?;
             let input: ListInput = req.parse()?;
             let reply = s.contents.list(&caller, input).await;
+            Ok::<_, ApiError>(reply.map_err(GatedError::from)?)
+        })
+        .callable("publishContent", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: PublishInput = req.parse()?;
+            let reply = s.contents.publish(&caller, input).await;
+            Ok::<_, ApiError>(reply.map_err(GatedError::from)?)
+        })
+        .callable("followSeries", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: FollowInput = req.parse()?;
+            let reply = s.contents.follow_series(&caller, input).await;
             Ok::<_, ApiError>(reply.map_err(GatedError::from)?)
         })
         .callable("entitlements", |s: Arc<State>, req| async move {

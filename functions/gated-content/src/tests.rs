@@ -179,3 +179,53 @@ async fn template_ids_of_known_keys_still_count_and_credits_are_capped() {
         Some(wemint::wechat::subscribe_grants::CLIENT_CREDIT_CAP)
     );
 }
+
+#[tokio::test]
+async fn publishing_and_following_series_answer_with_their_codes() {
+    let ts = TestStore::new().await.unwrap();
+    ts.store()
+        .insert(
+            wemint::store::collections::USERS,
+            json!({"_id": "o-admin", "openid": "o-admin", "role": "admin"}),
+        )
+        .await
+        .unwrap();
+    let f = gated(&ts).await;
+    let (admin, reader) = (
+        Caller::platform("o-admin", APPID),
+        Caller::platform("o-reader", APPID),
+    );
+    let article = |id: &str| {
+        json!({"content": {"id": id, "kind": "article", "title": "Week 1", "summary": "s",
+                           "series": "weekly"}})
+    };
+    let code = |reply: &Value| reply["error"]["code"].as_str().unwrap_or("ok").to_owned();
+    let refused = f.call(&reader, "publishContent", article("w1")).await;
+    assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
+    let missing = f
+        .call(&reader, "followSeries", json!({"series": "weekly"}))
+        .await;
+    assert_eq!(code(&missing), "SERIES_NOT_FOUND", "{missing}");
+    let mut bad = article("w1");
+    bad["content"]["unlockedBy"] = json!({"skus": ["nope"]});
+    let invalid = f.call(&admin, "publishContent", bad).await;
+    assert_eq!(code(&invalid), "CONTENT_INVALID", "{invalid}");
+    let published = f.call(&admin, "publishContent", article("w1")).await;
+    assert_eq!(
+        published["data"]["content"]["series"], "weekly",
+        "{published}"
+    );
+    let followed = f
+        .call(&reader, "followSeries", json!({"series": "weekly"}))
+        .await;
+    assert_eq!(followed["data"]["following"], true, "{followed}");
+    let got = f.call(&reader, "get", json!({"contentId": "w1"})).await;
+    assert_eq!(
+        got["data"]["series"],
+        json!({"id": "weekly", "following": true})
+    );
+    let shape = f
+        .call(&reader, "followSeries", json!({"series": "weekly", "x": 1}))
+        .await;
+    assert_eq!(code(&shape), "BAD_REQUEST");
+}

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use wemint::commerce::{CALL_BUDGET, Commerce};
 use wemint::complaints::Complaints;
 use wemint::finance::{self, BillSource, Finance};
-use wemint::funnel::{FunnelSettings, notices, touches};
+use wemint::funnel::{FunnelSettings, notices, series, touches};
 use wemint::identity::Authenticator;
 use wemint::runtime::{ApiError, BoxError, Function};
 use wemint::setup::{Deps, required};
@@ -39,6 +39,8 @@ pub const DAILY_BILLS_TRIGGER: &str = "daily-bills";
 pub const FUNNEL_SEND_BUDGET: u32 = 50;
 /// Paid orders one run attributes at most (store work only).
 pub const FUNNEL_ATTRIBUTION_BUDGET: u64 = 100;
+/// Series followers one run tells about new content at most (one insert each).
+pub const FUNNEL_ANNOUNCE_BUDGET: u64 = 200;
 
 /// Built once per instance.
 pub struct State {
@@ -76,7 +78,8 @@ pub const COMPLAINT_CALLS: u32 = 10;
 
 /// One run: complaint reminders, then the order steps within what is left of the budget,
 /// then (when the Official Account is configured) the funnel: paid orders still without
-/// attribution, and the template messages due.
+/// attribution, announcements of new series content not finished at publication, and the
+/// template messages due.
 async fn run(state: &State) -> Result<Value, ApiError> {
     let reminders = match state.complaints.remind_due(COMPLAINT_CALLS).await {
         Ok(report) => serde_json::to_value(report).unwrap_or_default(),
@@ -100,10 +103,13 @@ async fn run(state: &State) -> Result<Value, ApiError> {
         let attributed =
             touches::attribute_pending(state.store.as_ref(), now, FUNNEL_ATTRIBUTION_BUDGET)
                 .await?;
+        let announced =
+            series::announce_due(state.store.as_ref(), now, FUNNEL_ANNOUNCE_BUDGET).await?;
         let messages =
             notices::send_due(&state.store, oa, settings, &state.clock, FUNNEL_SEND_BUDGET).await?;
-        tracing::info!(attributed, ?messages, "funnel step");
-        out["funnel"] = json!({"attributed": attributed, "messages": messages});
+        tracing::info!(attributed, ?announced, ?messages, "funnel step");
+        out["funnel"] =
+            json!({"attributed": attributed, "announced": announced, "messages": messages});
     }
     Ok(out)
 }

@@ -100,6 +100,37 @@ describe('reader', () => {
     expect(page.querySelector('.paywall-box')).toBeUndefined();
   });
 
+  test('content in a series: the follow toggle follows and unfollows it', async () => {
+    setClient(CLIENTS.android);
+    const api = fakeApi({
+      'gatedContent.get': { ...GRANTED, series: { id: 'weekly', following: false } },
+      'gatedContent.followSeries': (data) => ({ series: data.series, following: data.follow, changed: true }),
+    });
+    const page = mount(id);
+    await page.instance.onLoad({ id: 'c1' });
+    await flush();
+    expect(text(page.querySelector('.series-follow'))).toBe('关注专栏，更新时提醒我');
+    page.querySelector('.series-follow').dispatchEvent('tap');
+    await flush();
+    expect(text(page.querySelector('.series-follow'))).toBe('已关注专栏');
+    page.querySelector('.series-follow').dispatchEvent('tap');
+    await flush();
+    expect(api.of('gatedContent', 'followSeries').map((c) => c.data)).toEqual([
+      { action: 'followSeries', series: 'weekly', follow: true },
+      { action: 'followSeries', series: 'weekly', follow: false },
+    ]);
+    expect(text(page.querySelector('.series-follow'))).toBe('关注专栏，更新时提醒我');
+  });
+
+  test('content outside a series has no follow toggle', async () => {
+    setClient(CLIENTS.android);
+    fakeApi({ 'gatedContent.get': GRANTED });
+    const page = mount(id);
+    await page.instance.onLoad({ id: 'c1' });
+    await flush();
+    expect(page.querySelector('.series-follow')).toBeUndefined();
+  });
+
   test('an expired media URL is fetched again on show', async () => {
     setClient(CLIENTS.android);
     const expired = { ...GRANTED, content: { ...GRANTED.content, media: { url: 'https://media.local/old', expiresAt: 1000 } } };

@@ -250,6 +250,32 @@ fn cut(text: &str, n: usize) -> String {
     text.chars().take(n).collect()
 }
 
+/// How a shipment went: `(carrier, waybill)` of the first express package, or the method's
+/// label and no waybill.
+fn how_shipped(s: &Shipping) -> (String, String) {
+    match s.logistics_type.as_deref() {
+        Some("express") => s
+            .packages
+            .first()
+            .map(|p| {
+                (
+                    p.express_company.clone().unwrap_or_default(),
+                    p.tracking_no.clone().unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default(),
+        Some("self_pickup") => ("到店自提".to_owned(), String::new()),
+        Some("same_city") => ("同城配送".to_owned(), String::new()),
+        _ => ("已发货".to_owned(), String::new()),
+    }
+}
+
+/// The Official Account notice of a shipped order (`funnel::notices`, one per order).
+fn shipped_notice(order: &OrderDoc) -> crate::funnel::notices::Notice {
+    let (carrier, tracking) = order.shipping.as_ref().map(how_shipped).unwrap_or_default();
+    crate::funnel::notices::Notice::order_shipped(&order.id, &order.owner, &carrier, &tracking)
+}
+
 /// The buyer's view of the shipping record (`order.shipping`).
 pub(super) fn buyer_view(order: &OrderDoc, s: &Shipping) -> Value {
     let mut v = json!({
@@ -465,6 +491,7 @@ impl Commerce {
             };
         };
         tracing::info!(order = %shipped.id, method = shipment.method.as_str(), "order shipped");
+        self.record_shipped_notice(&shipped).await;
         self.upload_shipping(&shipped).await?;
         let notice = self.notify_buyer(&shipped).await?;
         self.store
@@ -480,6 +507,24 @@ impl Commerce {
             .get_as(c::ORDERS, &shipped.id)
             .await?
             .unwrap_or(shipped))
+    }
+
+    /// Records the Official Account notice of a physical order shipped by an admin (one
+    /// insert, never a WeChat call; reconcile's funnel step sends it to a buyer who follows the
+    /// account). Keyed by the order, so recording it again changes nothing: `ship` records it
+    /// right after the order moves to shipped, and reconcile's upload step records it again
+    /// for an order whose `ship` stopped before (its upload is still pending then). Virtual
+    /// shipments get none.
+    pub(super) async fn record_shipped_notice(&self, order: &OrderDoc) {
+        if !has_physical(order) {
+            return;
+        }
+        let notice = shipped_notice(order);
+        if let Err(e) =
+            crate::funnel::notices::notify(self.store.as_ref(), &notice, self.now()).await
+        {
+            tracing::warn!(order = %order.id, error = %e, "shipped notice not recorded");
+        }
     }
 
     /// The upload of an order's shipment, built from what is stored.
@@ -616,22 +661,10 @@ impl Commerce {
         let Some(s) = &order.shipping else {
             return Ok("not_configured".to_owned());
         };
-        let how = match s.logistics_type.as_deref() {
-            // The first waybill (20 characters fit); the order page lists them all.
-            Some("express") => s
-                .packages
-                .first()
-                .map(|p| {
-                    format!(
-                        "{} {}",
-                        p.express_company.as_deref().unwrap_or_default(),
-                        p.tracking_no.as_deref().unwrap_or_default()
-                    )
-                })
-                .unwrap_or_default(),
-            Some("self_pickup") => "到店自提".to_owned(),
-            Some("same_city") => "同城配送".to_owned(),
-            _ => "已发货".to_owned(),
+        // The first waybill (20 characters fit); the order page lists them all.
+        let how = match how_shipped(s) {
+            (carrier, tracking) if !tracking.is_empty() => format!("{carrier} {tracking}"),
+            (carrier, _) => carrier,
         };
         let message = SubscribeMessage {
             touser: order.owner.clone(),

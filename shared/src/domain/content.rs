@@ -69,6 +69,9 @@ pub struct Content {
     /// Publication time (Unix seconds): lists show the newest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published_at: Option<i64>,
+    /// The series it belongs to (same rule as ids); its followers hear about new content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
 }
 
 /// One lesson of a course.
@@ -123,6 +126,9 @@ pub enum ContentError {
     /// A media file id that is not a storage file id.
     #[error("content {0}: media file ids must be `cloud://` file ids")]
     BadMedia(String),
+    /// A series id that breaks the id rule.
+    #[error("content {0}: series must be 1-64 characters of [A-Za-z0-9_-.]")]
+    BadSeries(String),
 }
 
 fn valid_key(key: &str) -> bool {
@@ -161,6 +167,9 @@ impl Content {
         }
         if self.lessons.iter().flatten().any(|l| l.title.is_empty()) {
             return Err(ContentError::BadTitle(self.id.clone()));
+        }
+        if self.series.as_deref().is_some_and(|s| !valid_key(s)) {
+            return Err(ContentError::BadSeries(self.id.clone()));
         }
         Ok(())
     }
@@ -549,6 +558,16 @@ mod tests {
         assert!(matches!(
             bad_media.validate(),
             Err(ContentError::BadMedia(_))
+        ));
+        let mut in_series = c.clone();
+        in_series.series = Some("rust-weekly".into());
+        in_series.validate().unwrap();
+        let stored = serde_json::to_value(&in_series).unwrap();
+        assert_eq!(stored["series"], "rust-weekly");
+        in_series.series = Some("rust weekly".into());
+        assert!(matches!(
+            in_series.validate(),
+            Err(ContentError::BadSeries(_))
         ));
         let mut bad_id = c;
         bad_id.id = "a b".into();

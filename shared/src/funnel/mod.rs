@@ -11,11 +11,14 @@
 //!   and the budgeted sender reconcile runs ([`notices::send_due`]): only to people who follow
 //!   the account now, within the rate limits, each outcome recorded, retryable failures
 //!   retried with backoff.
+//! - [`series`]: who follows which content series, and the announcement of new content in a
+//!   series to its followers (one `new_content` notice each, once per content).
 //!
 //! Identity comes from [`crate::identity::people`]: a Mini Program buyer and a follower are
 //! the same person only through their UnionID.
 
 pub mod notices;
+pub mod series;
 pub mod touches;
 
 use std::collections::BTreeMap;

@@ -86,6 +86,12 @@ pub const OA_MESSAGES: &str = "oa_messages";
 /// Parametric QR codes made by `wemint-oa qrcode`, `_id` = scene.
 pub const OA_QRCODES: &str = "oa_qrcodes";
 
+// Content series (`wemint::funnel::series`, issue 22).
+/// Who follows which content series, `_id` = `<series>:<openid>`.
+pub const SERIES_FOLLOWS: &str = "series_follows";
+/// One announcement of new content to its series' followers, `_id` = content id.
+pub const SERIES_ANNOUNCEMENTS: &str = "series_announcements";
+
 // The store's own bookkeeping, owned by `wemint::store` (bootstrap).
 /// Which registry a store was last bootstrapped with, `_id` = `registry`: `{fingerprint, at}`.
 /// A cold start that finds the current fingerprint declares nothing (one read, not one
@@ -154,7 +160,10 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
         ),
         (
             CONTENTS,
-            vec![IndexSpec::non_unique(["kind", "publishedAt"])],
+            vec![
+                IndexSpec::non_unique(["kind", "publishedAt"]),
+                IndexSpec::non_unique(["series", "publishedAt"]),
+            ],
         ),
         (SUBSCRIBE_GRANTS, vec![IndexSpec::non_unique(["openid"])]),
         (
@@ -220,6 +229,14 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
             vec![IndexSpec::non_unique(["status", "nextAttemptAt"])],
         ),
         (OA_QRCODES, vec![]),
+        (
+            SERIES_FOLLOWS,
+            vec![IndexSpec::unique(["series", "openid"])],
+        ),
+        (
+            SERIES_ANNOUNCEMENTS,
+            vec![IndexSpec::non_unique(["state", "createdAt"])],
+        ),
         (STORE_SCHEMA, vec![]),
     ]
 }

@@ -1,7 +1,9 @@
 /**
  * A piece of content: the full text and media when entitled; otherwise the preview and the
  * paywall, whose offers check out right here and reload the content once the server says paid.
- * Media URLs are short-lived: an expired one is fetched again before use.
+ * Media URLs are short-lived: an expired one is fetched again before use. Content in a series
+ * has a follow toggle: followers hear about new content in it (Official Account template
+ * messages, when they follow the account).
  */
 const { getApi } = require('../../../utils/api');
 const { checkout } = require('../../../utils/checkout');
@@ -13,7 +15,7 @@ const config = require('../../../config');
 const MEDIA_MARGIN_SECS = 30;
 
 Component({
-  data: { content: null, access: '', offers: [], kindText: '', loading: true, busy: false, statusText: '', errorText: '' },
+  data: { content: null, access: '', offers: [], kindText: '', series: null, loading: true, busy: false, statusText: '', errorText: '' },
   methods: {
     onLoad(query) {
       this.contentId = decodeURIComponent((query && query.id) || '');
@@ -36,12 +38,25 @@ Component({
           access: data.access,
           offers: data.access === 'locked' && data.paywall ? data.paywall.offers || [] : [],
           kindText: content ? CONTENT_KIND[content.kind] || content.kind : '',
+          series: data.series || null,
           loading: false,
           errorText: '',
         });
       } catch (err) {
         this.setData({ loading: false, errorText: errorMessage(err) });
       }
+    },
+    async onToggleSeries() {
+      const series = this.data.series;
+      if (!series || this.data.busy) return;
+      this.setData({ busy: true, errorText: '' });
+      try {
+        const data = await getApi().call('gatedContent', { action: 'followSeries', series: series.id, follow: !series.following });
+        this.setData({ series: { id: series.id, following: data.following } });
+      } catch (err) {
+        this.setData({ errorText: errorMessage(err) });
+      }
+      this.setData({ busy: false });
     },
     onMediaError() {
       // Most likely the temp URL expired while the page was open.

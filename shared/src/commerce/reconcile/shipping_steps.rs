@@ -47,6 +47,9 @@ impl Step for ShippingUploads {
         report: &mut ReconcileReport,
     ) -> Result<(), CommerceError> {
         report.shipping_uploads_retried += 1;
+        // A `ship` that stopped between the shipped write and its notice left the upload
+        // pending too: the notice is recorded here (once; a no-op when it exists).
+        commerce.record_shipped_notice(order).await;
         if commerce.upload_shipping(order).await? == UploadState::Done {
             report.shipping_uploads_done += 1;
         }

@@ -197,6 +197,17 @@ async fn physical_orders_wait_for_shipping_and_ship_once() {
         Some(format!("shop/pages/order/order?id={}", paid.id).as_str())
     );
 
+    // The Official Account notice is recorded once, for the buyer, with the first waybill.
+    let notices = oa_notices(&s).await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0]["event"], format!("ship:{}", paid.id));
+    assert_eq!(notices[0]["mpOpenid"], "alice");
+    assert_eq!(notices[0]["status"], "pending");
+    assert_eq!(
+        notices[0]["fields"],
+        json!({"orderId": paid.id, "carrier": "SF", "trackingNo": "SF1"})
+    );
+
     // Again: refused, nothing sent anywhere.
     let again = s.ship(vec![express(&paid, &["SF3"])]).await;
     assert_eq!(
@@ -205,6 +216,19 @@ async fn physical_orders_wait_for_shipping_and_ship_once() {
     );
     assert_eq!(s.platform.uploads.lock().unwrap().len(), 1);
     assert_eq!(s.platform.sent.lock().unwrap().len(), 1);
+    assert_eq!(oa_notices(&s).await.len(), 1);
+}
+
+/// The Official Account notices recorded (`oa_messages`), oldest first.
+async fn oa_notices(s: &Ship) -> Vec<Value> {
+    s.w.store
+        .find(
+            crate::store::collections::OA_MESSAGES,
+            &crate::store::Filter::All,
+            &crate::store::FindOptions::new().sort_asc("createdAt"),
+        )
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -342,6 +366,8 @@ async fn virtual_goods_paid_by_wechat_pay_are_shipped_virtually_once() {
     assert!(s.platform.uploads.lock().unwrap().is_empty());
     let report = s.commerce.reconcile().await.unwrap();
     assert_eq!(report.shipping_uploads_done, 1, "{report:?}");
+    // Shipped automatically at payment, reported by reconcile: no Official Account notice.
+    assert!(oa_notices(&s).await.is_empty());
     let uploads = s.platform.uploads.lock().unwrap().clone();
     assert_eq!(uploads.len(), 1);
     assert_eq!(uploads[0].logistics_type.code(), 3);
@@ -509,4 +535,34 @@ async fn the_receipt_reminder_follows_the_platform_rules() {
         .await;
     assert!(matches!(twice, Err(CommerceError::ReceiptReminder(_))));
     assert_eq!(s.platform.reminders.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_ship_that_stopped_before_its_notice_gets_it_from_reconcile_once() {
+    let s = ship_world().await;
+    let paid = s.paid("c-ship-oa", "mug").await;
+    s.platform
+        .upload_errors
+        .lock()
+        .unwrap()
+        .push(WechatError::api(10_060_001, "payment not found"));
+    s.ship(vec![express(&paid, &["SF7"])]).await;
+    // As if the function stopped right after the shipped write: no notice, upload not done.
+    let removed =
+        s.w.store
+            .delete_many(crate::store::collections::OA_MESSAGES, &Filter::All)
+            .await
+            .unwrap();
+    assert_eq!(removed, 1);
+    s.w.clock.set(NOW + 121);
+    let report = s.commerce.reconcile().await.unwrap();
+    assert_eq!(report.shipping_uploads_retried, 1);
+    let notices = oa_notices(&s).await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0]["event"], format!("ship:{}", paid.id));
+    assert_eq!(notices[0]["fields"]["trackingNo"], "SF7");
+    // Nothing due any more, and a recorded notice is never doubled.
+    s.w.clock.set(NOW + 10_000);
+    s.commerce.reconcile().await.unwrap();
+    assert_eq!(oa_notices(&s).await.len(), 1);
 }
