@@ -41,6 +41,8 @@ pub mod codes {
     pub const COMPLAINT_ACTION_UNSUPPORTED: &str = "COMPLAINT_ACTION_UNSUPPORTED";
     /// The complaint API refused or failed, or its channel is not configured.
     pub const COMPLAINT_PROVIDER_ERROR: &str = "COMPLAINT_PROVIDER_ERROR";
+    /// The same reply is being posted by another call.
+    pub const REPLY_IN_PROGRESS: &str = "REPLY_IN_PROGRESS";
 }
 
 /// Why a complaint operation failed.
@@ -64,6 +66,9 @@ pub enum ComplaintsError {
     /// The platform refused or failed.
     #[error("complaint API: {0}")]
     Provider(#[from] ApiFailure),
+    /// The same reply is being posted by another call right now.
+    #[error("this reply is being posted; check the complaint in a moment")]
+    ReplyInProgress,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -103,6 +108,9 @@ impl From<ComplaintsError> for ApiError {
                 },
                 message,
             ),
+            E::ReplyInProgress => {
+                ApiError::new(codes::REPLY_IN_PROGRESS, StatusCode::CONFLICT, message)
+            }
             E::Store(e) => ApiError::internal(e),
         }
     }
@@ -269,7 +277,28 @@ pub struct RespondInput {
     pub complaint_id: String,
     /// The reply (1–200 characters).
     pub content: String,
+    /// The client's id for this reply (at most 64 characters); without it the content is the
+    /// reply's identity. Either way a resubmitted reply is posted once.
+    #[serde(default)]
+    pub client_request_id: Option<String>,
 }
+
+impl RespondInput {
+    /// The field under `replies` that records this reply (`r_` + 24 hex: path segments may
+    /// not start with a digit).
+    fn reply_field(&self) -> String {
+        let seed = match &self.client_request_id {
+            Some(id) => format!("{}\u{0}id:{id}", self.complaint_id),
+            None => format!("{}\u{0}content:{}", self.complaint_id, self.content),
+        };
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, seed.as_bytes());
+        format!("replies.r_{}", &hex::encode(digest.as_ref())[..24])
+    }
+}
+
+/// A reply claimed this long ago and never confirmed is taken as interrupted (a function
+/// stopped mid-call) and may be posted again; a younger one is still in flight.
+const REPLY_IN_FLIGHT_SECS: i64 = 120;
 
 /// `complaintRefundProgress` input.
 #[derive(Debug, Clone, Deserialize)]
@@ -598,12 +627,38 @@ impl Complaints {
         input: RespondInput,
     ) -> Result<Value, ComplaintsError> {
         self.require_admin(caller).await?;
+        if input
+            .client_request_id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.chars().count() > 64)
+        {
+            return Err(ComplaintsError::BadRequest(
+                "clientRequestId must be 1 to 64 characters".into(),
+            ));
+        }
         let stored = self.stored(&input.complaint_id).await?;
         rules::check_response(&stored.state(), &input.content)?;
-        self.api(stored.channel)?
-            .respond(&stored.id, &input.content)
-            .await?;
+        let api = self.api(stored.channel)?;
+        let field = input.reply_field();
+        if !self.claim_reply(&stored.id, &field, caller).await? {
+            // Posted before (a double tap, a retried call): answered again, not re-posted.
+            return self.after_action(&stored).await;
+        }
+        if let Err(e) = api.respond(&stored.id, &input.content).await {
+            // Not posted: the claim goes, so the same reply can be tried again.
+            self.note(&stored.id, None, Update::new().unset(field.as_str()))
+                .await?;
+            return Err(e.into());
+        }
         let now = self.now();
+        self.note(
+            &stored.id,
+            None,
+            Update::new()
+                .set(format!("{field}.state"), "sent")
+                .set(format!("{field}.sentAt"), now),
+        )
+        .await?;
         let by = caller.openid.as_str();
         let last = Update::new()
             .set("respondedBy", by)
@@ -666,6 +721,54 @@ impl Complaints {
     }
 
     /// Records what wemint did on a complaint (`unless_set`: only the first time).
+    /// Claims the reply recorded at `field` for posting. `false`: it was posted already.
+    /// A claim still in flight elsewhere is refused (`REPLY_IN_PROGRESS`); one older than
+    /// [`REPLY_IN_FLIGHT_SECS`] and never confirmed is taken over.
+    async fn claim_reply(
+        &self,
+        complaint_id: &str,
+        field: &str,
+        caller: &Caller,
+    ) -> Result<bool, ComplaintsError> {
+        let now = self.now();
+        let claim = Update::new().set(
+            field,
+            json!({"state": "sending", "claimedAt": now, "by": caller.openid}),
+        );
+        let fresh = Filter::id(complaint_id).and(Filter::exists(field, false));
+        if self
+            .store
+            .update_one(COMPLAINTS, &fresh, &claim, UpdateOptions::default())
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        let stale = Filter::id(complaint_id)
+            .and(Filter::eq(format!("{field}.state"), "sending"))
+            .and(Filter::lt(
+                format!("{field}.claimedAt"),
+                now - REPLY_IN_FLIGHT_SECS,
+            ));
+        if self
+            .store
+            .update_one(COMPLAINTS, &stale, &claim, UpdateOptions::default())
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        let current = self.store.get(COMPLAINTS, complaint_id).await?;
+        let state = current
+            .as_ref()
+            .and_then(|doc| field.split('.').try_fold(doc, |v, k| v.get(k)))
+            .and_then(|r| r["state"].as_str());
+        match state {
+            Some("sent") => Ok(false),
+            _ => Err(ComplaintsError::ReplyInProgress),
+        }
+    }
+
     async fn note(
         &self,
         complaint_id: &str,

@@ -25,6 +25,7 @@ struct FakeApi {
     progress: Mutex<Vec<RefundProgress>>,
     details: Mutex<u32>,
     fail_complete: Mutex<bool>,
+    fail_respond: Mutex<bool>,
 }
 
 #[async_trait]
@@ -65,6 +66,12 @@ impl ComplaintApi for FakeApi {
             .collect())
     }
     async fn respond(&self, _: &str, content: &str) -> Result<(), ApiFailure> {
+        if *self.fail_respond.lock().unwrap() {
+            return Err(ApiFailure {
+                message: "SYSTEM_ERROR".into(),
+                retryable: true,
+            });
+        }
         self.responses.lock().unwrap().push(content.into());
         let mut state = self.state.lock().unwrap();
         if *state == "PENDING" {
@@ -185,6 +192,7 @@ async fn admins_respond_then_complete_and_others_are_refused() {
             RespondInput {
                 complaint_id: ID.into(),
                 content: "hi".into(),
+                client_request_id: None,
             },
         )
         .await;
@@ -203,6 +211,7 @@ async fn admins_respond_then_complete_and_others_are_refused() {
             RespondInput {
                 complaint_id: ID.into(),
                 content: "您好，已为您安排退款".into(),
+                client_request_id: None,
             },
         )
         .await
@@ -229,7 +238,8 @@ async fn admins_respond_then_complete_and_others_are_refused() {
                 &caller("admin"),
                 RespondInput {
                     complaint_id: ID.into(),
-                    content: "again".into()
+                    content: "again".into(),
+                    client_request_id: None,
                 }
             )
             .await,
@@ -285,7 +295,8 @@ async fn refund_progress_is_checked_then_sent() {
                 &caller("admin"),
                 RespondInput {
                     complaint_id: "../x".into(),
-                    content: "x".into()
+                    content: "x".into(),
+                    client_request_id: None,
                 }
             )
             .await,
@@ -354,4 +365,90 @@ async fn a_complaint_answered_elsewhere_is_not_reminded() {
 fn china_dates() {
     assert_eq!(china_date(COMPLAINED_AT), "2026-12-04");
     assert_eq!(china_date(COMPLAINED_AT - 8 * 3600 - 1), "2026-12-03");
+}
+
+fn reply(content: &str, request: Option<&str>) -> RespondInput {
+    RespondInput {
+        complaint_id: ID.into(),
+        content: content.into(),
+        client_request_id: request.map(Into::into),
+    }
+}
+
+#[tokio::test]
+async fn a_resubmitted_reply_is_posted_once() {
+    let w = world().await;
+    w.complaints.on_wxpay_notice(&notice("EV-1")).await.unwrap();
+    let admin = caller("admin");
+    // A double tap: the same content twice, and the same request id twice.
+    for input in [
+        reply("已安排退款", None),
+        reply("已安排退款", None),
+        reply("请提供单号", Some("req-1")),
+        reply("请提供单号", Some("req-1")),
+    ] {
+        let answered = w.complaints.respond(&admin, input).await.unwrap();
+        assert_eq!(answered["complaint"]["state"], "PROCESSING");
+    }
+    assert_eq!(
+        *w.api.responses.lock().unwrap(),
+        vec!["已安排退款".to_owned(), "请提供单号".to_owned()]
+    );
+    // Another request id is another reply, even with the same words.
+    w.complaints
+        .respond(&admin, reply("请提供单号", Some("req-2")))
+        .await
+        .unwrap();
+    assert_eq!(w.api.responses.lock().unwrap().len(), 3);
+    // A bad request id changes nothing.
+    assert!(matches!(
+        w.complaints.respond(&admin, reply("x", Some(""))).await,
+        Err(ComplaintsError::BadRequest(_))
+    ));
+    assert_eq!(w.api.responses.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_failed_reply_can_be_sent_again_and_one_in_flight_is_not_doubled() {
+    let w = world().await;
+    w.complaints.on_wxpay_notice(&notice("EV-1")).await.unwrap();
+    let admin = caller("admin");
+    *w.api.fail_respond.lock().unwrap() = true;
+    assert!(matches!(
+        w.complaints.respond(&admin, reply("稍等", None)).await,
+        Err(ComplaintsError::Provider(_))
+    ));
+    *w.api.fail_respond.lock().unwrap() = false;
+    w.complaints
+        .respond(&admin, reply("稍等", None))
+        .await
+        .unwrap();
+    assert_eq!(w.api.responses.lock().unwrap().len(), 1);
+
+    // Another call holds the claim (it has not confirmed yet): this one is refused.
+    let field = reply("处理中", None).reply_field();
+    w.store
+        .update_one(
+            COMPLAINTS,
+            &Filter::id(ID),
+            &Update::new().set(
+                field.as_str(),
+                json!({"state": "sending", "claimedAt": COMPLAINED_AT + 60, "by": "admin"}),
+            ),
+            UpdateOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        w.complaints.respond(&admin, reply("处理中", None)).await,
+        Err(ComplaintsError::ReplyInProgress)
+    ));
+    assert_eq!(w.api.responses.lock().unwrap().len(), 1);
+    // Never confirmed: after a while it counts as interrupted and is posted.
+    w.clock.set(COMPLAINED_AT + 60 + REPLY_IN_FLIGHT_SECS + 1);
+    w.complaints
+        .respond(&admin, reply("处理中", None))
+        .await
+        .unwrap();
+    assert_eq!(w.api.responses.lock().unwrap().len(), 2);
 }
