@@ -322,7 +322,12 @@ async fn a_forged_complaint_notification_is_refused_and_stores_nothing() {
 async fn a_failed_virtual_payment_refund_is_recorded_as_a_failure_and_a_later_one_succeeds() {
     let w = world(|o| o.refund_delay_ms = 300).await;
     let (id, _) = w.buy(json!([{"sku": "vip-monthly", "quantity": 1}])).await;
-    let paid_status = w.order(&id).await["status"].clone();
+    // A membership is granted right after payment: wait for that second write.
+    let paid_status = poll("the membership to be granted", || async {
+        let o = w.order(&id).await;
+        (o["status"] == "fulfilled").then_some(o["status"].clone())
+    })
+    .await;
 
     let (_, set) = w
         .client
@@ -341,9 +346,10 @@ async fn a_failed_virtual_payment_refund_is_recorded_as_a_failure_and_a_later_on
         .unwrap();
     // Accepted by virtual payment is not refunded: it waits for the result.
     assert_eq!(requested["refund"]["status"], "processing", "{requested}");
-    let failed = poll("the refund to fail", || async {
+    // Settled in two writes (the refund, then its order): wait for the second.
+    let failed = poll("the refund to fail and its order to follow", || async {
         let r = w.refund_doc("RFxpayfail01").await;
-        (r["status"] == "abnormal").then_some(r)
+        (r["status"] == "abnormal" && r["orderApplied"] == true).then_some(r)
     })
     .await;
     assert!(
