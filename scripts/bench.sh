@@ -38,3 +38,16 @@ cargo build --locked --workspace --bins
 cargo test --locked -p wemint-emulator --test functions_on_cloudbase \
     round_trips_per_operation_stay_within_budget -- --nocapture 2>&1 \
     | grep -E '^(cold start|cloudbase round trips|  [a-zA-Z]|test result)'
+
+# Part 3, realtime (self-contained): the release `realtime` binary over a SQLite file store,
+# driven by tests/src/bin/rt-bench.rs. Many sockets in one process: memory per idle socket
+# and the store-write → socket delay at 200 events/s; one socket per process: spawn → first
+# event, and store reads per idle connection-minute (waits ~95 s for the idle window).
+echo "==> realtime: 1,000 sockets in one process, then one socket per process"
+cargo build --release --locked -p realtime
+cargo build --locked -p wemint-e2e --bin rt-bench
+# 1,000 client sockets here and 1,000 in the server: more than the default 1,024 descriptors.
+ulimit -n 8192 2>/dev/null || true
+"$TARGET_DIR/debug/rt-bench" --bin "$TARGET_DIR/release/realtime" \
+    --sockets "${RT_SOCKETS:-1000}" --rate "${RT_RATE:-200}" --secs "${RT_SECS:-10}" \
+    --starts "${RT_STARTS:-20}" --idle-secs "${RT_IDLE_SECS:-60}"

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 TARGET=x86_64-unknown-linux-gnu
 MAX_GLIBC=2.17
 # crate:deployName
-FUNCTIONS=(login:login create-order:createOrder pay-notify:payNotify gated-content:gatedContent ugc-upload:ugcUpload wx-push:wxPush reconcile:reconcile)
+FUNCTIONS=(login:login create-order:createOrder pay-notify:payNotify gated-content:gatedContent ugc-upload:ugcUpload wx-push:wxPush reconcile:reconcile realtime:realtime)
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 DIST=dist
 started=$(date +%s)

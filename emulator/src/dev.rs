@@ -62,6 +62,15 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
         }
     };
     let response = match (&req.method, req.path.as_str()) {
+        // The realtime function's socket URL and its open sockets (started on first use).
+        (&Method::GET, "/dev/realtime") => {
+            if suite.options.run_functions {
+                let described = suite.functions.realtime.describe(suite.function_env()).await;
+                Response::json(StatusCode::OK, &described)
+            } else {
+                bad_request("FUNCTIONS_DISABLED", "functions are not started in this suite")
+            }
+        }
         (&Method::POST, "/dev/login") => {
             // `openid` is accepted as the user name too (the Mini Program's e2e test sends it).
             let user = body["user"]

@@ -1208,3 +1208,116 @@ async fn a_refund_made_in_the_merchant_console_is_recorded_from_its_notification
         "nothing left to refund: {out}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Real time: the real `realtime` binary (HTTP mode) on the same store as the money path.
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A socket of `openid` to the realtime instance, past its `welcome`.
+async fn socket(rt: &HttpInstance, openid: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = format!("ws://{}/", rt.addr).into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", token(openid)).parse().unwrap(),
+    );
+    let tcp = tokio::net::TcpStream::connect(rt.addr).await.unwrap();
+    let (mut s, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    assert_eq!(frame(&mut s).await["type"], "welcome");
+    s
+}
+
+/// The next text frame as JSON (a missing one fails after 10 s instead of hanging).
+async fn frame(s: &mut Socket) -> Value {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), s.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = next {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+async fn send(s: &mut Socket, v: Value) {
+    use futures_util::SinkExt as _;
+    s.send(tokio_tungstenite::tungstenite::Message::text(v.to_string()))
+        .await
+        .unwrap();
+}
+
+/// Every event received until the `pong` answering a ping sent now.
+async fn until_pong(s: &mut Socket) -> Vec<Value> {
+    send(s, json!({"op": "ping"})).await;
+    let mut out = Vec::new();
+    loop {
+        let f = frame(s).await;
+        match f["type"].as_str() {
+            Some("pong") => return out,
+            Some("events") => out.extend(f["events"].as_array().unwrap().iter().cloned()),
+            _ => out.push(f),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_checkout_socket_hears_order_paid_once_and_a_stranger_is_refused() {
+    let w = world(10).await;
+    let mut env: Vec<(&str, &str)> = w
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    env.push(("WEMINT_REALTIME_POLL_MS", "20"));
+    let rt = HttpInstance::start(&function_binary("realtime"), &env).unwrap();
+    // Without a session: no socket.
+    let plain = http(
+        Method::GET,
+        &format!("http://{}/", rt.addr),
+        &[("connection", "upgrade"), ("upgrade", "websocket")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(plain.status, StatusCode::UPGRADE_REQUIRED);
+
+    let data = w
+        .buy("o-bob", "rt", json!([{"sku": "guide", "quantity": 1}]))
+        .await;
+    let id = data["order"]["id"].as_str().unwrap().to_owned();
+    let no = data["order"]["outTradeNo"].as_str().unwrap().to_owned();
+    let topic = format!("order:{id}");
+
+    // Alice may not follow Bob's order.
+    let mut alice = socket(&rt, "o-alice").await;
+    send(&mut alice, json!({"op": "subscribe", "topics": [topic, "orders"]})).await;
+    let reply = frame(&mut alice).await;
+    assert_eq!(reply["topics"], json!(["orders"]), "{reply}");
+    assert_eq!(reply["refused"][0]["code"], "FORBIDDEN");
+
+    // Bob's checkout follows it, then pays; WeChat Pay notifies three times.
+    let mut checkout = socket(&rt, "o-bob").await;
+    send(&mut checkout, json!({"op": "subscribe", "topics": [topic]})).await;
+    assert_eq!(frame(&mut checkout).await["topics"], json!([topic]));
+    let resource = w.paid_resource(&no, 990, "o-bob");
+    let n = w
+        .pay
+        .notification("TRANSACTION.SUCCESS", "transaction", &resource, 0);
+    for _ in 0..3 {
+        assert_eq!(w.deliver(&n).await["statusCode"], 204);
+    }
+    let first = frame(&mut checkout).await;
+    assert_eq!(first["type"], "events", "{first}");
+    let mut events: Vec<Value> = first["events"].as_array().unwrap().clone();
+    events.extend(until_pong(&mut checkout).await);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "order.paid");
+    assert_eq!(events[0]["orderId"], json!(id));
+    assert_eq!(w.order(&id).await["status"], "fulfilled");
+    // Nothing of Bob's reached Alice.
+    assert!(until_pong(&mut alice).await.is_empty());
+}
