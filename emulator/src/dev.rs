@@ -65,10 +65,17 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
         // The realtime function's socket URL and its open sockets (started on first use).
         (&Method::GET, "/dev/realtime") => {
             if suite.options.run_functions {
-                let described = suite.functions.realtime.describe(suite.function_env()).await;
+                let described = suite
+                    .functions
+                    .realtime
+                    .describe(suite.function_env())
+                    .await;
                 Response::json(StatusCode::OK, &described)
             } else {
-                bad_request("FUNCTIONS_DISABLED", "functions are not started in this suite")
+                bad_request(
+                    "FUNCTIONS_DISABLED",
+                    "functions are not started in this suite",
+                )
             }
         }
         (&Method::POST, "/dev/login") => {

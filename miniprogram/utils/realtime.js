@@ -249,4 +249,30 @@ class RealtimeClient {
   }
 }
 
-module.exports = { RealtimeClient, DEFAULTS };
+let shared = null;
+
+/**
+ * The app-wide socket, built on first use from `config.realtime.url` with the api's session
+ * token; null when no URL is configured or `wx.connectSocket` is missing (pages then keep
+ * to reloads and polling).
+ */
+function getRealtime(api, wxApi, cfg) {
+  if (shared) return shared;
+  const c = cfg || require('../config');
+  const url = c.realtime && c.realtime.url;
+  if (!url || !wxApi || typeof wxApi.connectSocket !== 'function') return null;
+  shared = new RealtimeClient({
+    wx: wxApi,
+    url,
+    getToken: async () => (await api.ensureSession()).token,
+    topics: [],
+  });
+  return shared;
+}
+
+/** Replaces the app-wide socket (tests). */
+function setRealtime(client) {
+  shared = client;
+}
+
+module.exports = { RealtimeClient, DEFAULTS, getRealtime, setRealtime };

@@ -347,7 +347,9 @@ mod tests {
     async fn sequence_is_gapless_and_keys_publish_once() {
         let (ev, _) = events().await;
         assert_eq!(ev.head().await.unwrap(), 0);
-        let a = Draft::new(kinds::ORDER_PAID, "order.paid:o1").for_user("u1").order("o1");
+        let a = Draft::new(kinds::ORDER_PAID, "order.paid:o1")
+            .for_user("u1")
+            .order("o1");
         assert_eq!(ev.publish(a.clone()).await.unwrap(), Published::Stored(1));
         assert_eq!(ev.publish(a).await.unwrap(), Published::Duplicate);
         let b = Draft::new(kinds::NOTES_CHANGED, "notes:t1:2").for_tenant("t1");

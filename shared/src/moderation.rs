@@ -21,12 +21,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::clock::SharedClock;
-use crate::events::{Draft, Events, kinds};
 use crate::cloud_files::{Storage, StorageError};
 use crate::domain::moderation::{
     self as rules, CheckState, Decision, MAX_MEDIA, MAX_REASON_CHARS, MAX_TEXT_CHARS, MediaError,
     PostStatus,
 };
+use crate::events::{Draft, Events, kinds};
 use crate::runtime::ApiError;
 use crate::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions};
 use crate::wechat::{

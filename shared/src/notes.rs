@@ -99,12 +99,20 @@ impl From<NotesError> for crate::runtime::ApiError {
 }
 
 /// The notes service. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Notes {
     store: Arc<dyn Store>,
     tenancy: Tenancy,
     events: Events,
     clock: SharedClock,
+}
+
+impl std::fmt::Debug for Notes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notes")
+            .field("store", &self.store.backend())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Notes {
@@ -238,7 +246,10 @@ mod tests {
         crate::store::bootstrap(store.as_ref()).await.unwrap();
         let clock: SharedClock = Arc::new(FixedClock::new(1_000));
         store
-            .insert(crate::identity::USERS, json!({"_id": "bob", "openid": "bob"}))
+            .insert(
+                crate::identity::USERS,
+                json!({"_id": "bob", "openid": "bob"}),
+            )
             .await
             .unwrap();
         let tenancy = Tenancy::new(store.clone()).with_clock(clock.clone());
@@ -250,7 +261,10 @@ mod tests {
             }),
             ..caller("ann", &tenant.id)
         };
-        tenancy.invite(&ann, "bob", TenantRole::Member).await.unwrap();
+        tenancy
+            .invite(&ann, "bob", TenantRole::Member)
+            .await
+            .unwrap();
         let bob = caller("bob", &tenant.id);
         let notes = Notes::new(store.clone(), clock);
 
@@ -293,7 +307,11 @@ mod tests {
         let kinds_seen: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(
             kinds_seen,
-            [kinds::MEMBER_ADDED, kinds::NOTES_CHANGED, kinds::NOTES_CHANGED]
+            [
+                kinds::MEMBER_ADDED,
+                kinds::NOTES_CHANGED,
+                kinds::NOTES_CHANGED
+            ]
         );
     }
 }

@@ -475,7 +475,8 @@ impl Tenancy {
             .await?;
         if removed {
             self.release_seat(&tenant_id).await;
-            self.publish_membership(kinds::MEMBER_REMOVED, &target).await;
+            self.publish_membership(kinds::MEMBER_REMOVED, &target)
+                .await;
         }
         Ok(removed)
     }
@@ -483,12 +484,9 @@ impl Tenancy {
     /// Tells the tenant's open pages (and the member's own sockets) about a membership change.
     /// Best effort: membership is checked again from the store whenever a socket subscribes.
     async fn publish_membership(&self, kind: &'static str, member: &Member) {
-        let draft = Draft::new(
-            kind,
-            format!("{kind}:{}:{}", member.id, member.joined_at),
-        )
-        .for_tenant(member.tenant.as_str())
-        .data(json!({"openid": member.openid, "role": member.role}));
+        let draft = Draft::new(kind, format!("{kind}:{}:{}", member.id, member.joined_at))
+            .for_tenant(member.tenant.as_str())
+            .data(json!({"openid": member.openid, "role": member.role}));
         self.events.publish_or_log(draft).await;
     }
 

@@ -1294,7 +1294,11 @@ async fn the_checkout_socket_hears_order_paid_once_and_a_stranger_is_refused() {
 
     // Alice may not follow Bob's order.
     let mut alice = socket(&rt, "o-alice").await;
-    send(&mut alice, json!({"op": "subscribe", "topics": [topic, "orders"]})).await;
+    send(
+        &mut alice,
+        json!({"op": "subscribe", "topics": [topic, "orders"]}),
+    )
+    .await;
     let reply = frame(&mut alice).await;
     assert_eq!(reply["topics"], json!(["orders"]), "{reply}");
     assert_eq!(reply["refused"][0]["code"], "FORBIDDEN");

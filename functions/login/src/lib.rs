@@ -22,11 +22,11 @@ use wemint::identity::{
     Authenticator, Caller, DataKey, SessionClaims, TenantMembership, TenantRole, USERS, User,
     UserRole,
 };
+use wemint::notes::Notes;
 use wemint::ratelimit::{Limit, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 use wemint::setup::{Deps, required};
 use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
-use wemint::notes::Notes;
 use wemint::tenancy::{Member, Tenancy, Tenant};
 
 use wx::CodeKind;

@@ -54,7 +54,11 @@ pub(crate) async fn edit_notes(state: &State, req: &CallRequest) -> Result<Value
     let caller = state.auth.caller(req)?;
     let input: EditInput = req.parse()?;
     Ok(
-        match state.notes.edit(&caller, input.version, &input.text).await? {
+        match state
+            .notes
+            .edit(&caller, input.version, &input.text)
+            .await?
+        {
             Edit::Saved(doc) => json!({ "saved": true, "notes": doc.view() }),
             Edit::Conflict(doc) => json!({ "saved": false, "conflict": true, "notes": doc.view() }),
         },

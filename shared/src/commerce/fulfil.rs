@@ -211,15 +211,18 @@ impl Commerce {
         // the stream. When the stream cannot be written the money path goes on (the payment
         // is applied and acknowledged) and the order stays `paid`, where reconcile finishes
         // it, publishing again (once: the event's key is the order).
-        let event = Draft::new(kinds::ORDER_PAID, format!("{}:{}", kinds::ORDER_PAID, order.id))
-            .for_user(order.owner.as_str())
-            .order(order.id.as_str())
-            .data(json!({
-                "orderId": order.id,
-                "status": OrderStatus::Paid.as_str(),
-                "totalFen": order.total_fen.get(),
-                "paidAt": paid_at,
-            }));
+        let event = Draft::new(
+            kinds::ORDER_PAID,
+            format!("{}:{}", kinds::ORDER_PAID, order.id),
+        )
+        .for_user(order.owner.as_str())
+        .order(order.id.as_str())
+        .data(json!({
+            "orderId": order.id,
+            "status": OrderStatus::Paid.as_str(),
+            "totalFen": order.total_fen.get(),
+            "paidAt": paid_at,
+        }));
         if let Err(e) = self.events.publish(event).await {
             tracing::warn!(order = %order.id, error = %e, "order.paid not published; reconcile finishes the order");
             return Ok(());

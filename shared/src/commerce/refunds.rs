@@ -9,8 +9,8 @@ use super::channel::RefundAnswer;
 use super::error::CommerceError;
 use super::model::{OrderDoc, RefundDoc, RefundState, collections as c};
 use crate::domain::money::Fen;
-use crate::events::{Draft, kinds};
 use crate::domain::order::{OrderStatus, plan_refund, status_after_refund_settled};
+use crate::events::{Draft, kinds};
 use crate::identity::Caller;
 use crate::store::{Filter, FindOptions, StoreError, Update, UpdateOptions};
 

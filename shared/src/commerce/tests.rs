@@ -2767,7 +2767,12 @@ async fn a_paid_order_publishes_order_paid_once_and_a_lost_event_is_published_by
         .unwrap();
     assert!(matches!(outcome, PaymentOutcome::Applied { .. }));
     assert_eq!(order(&w, &created.order.id).await.status, OrderStatus::Paid);
-    assert_eq!(stream_events(&w, crate::events::kinds::ORDER_PAID).await.len(), 1);
+    assert_eq!(
+        stream_events(&w, crate::events::kinds::ORDER_PAID)
+            .await
+            .len(),
+        1
+    );
 
     // Reconcile, once the stream is back, publishes it (once) and finishes the order.
     store.down.store(false, Ordering::SeqCst);
@@ -2780,5 +2785,8 @@ async fn a_paid_order_publishes_order_paid_once_and_a_lost_event_is_published_by
     );
     let events = stream_events(&w, crate::events::kinds::ORDER_PAID).await;
     assert_eq!(events.len(), 2);
-    assert_eq!(events[1].order_id.as_deref(), Some(created.order.id.as_str()));
+    assert_eq!(
+        events[1].order_id.as_deref(),
+        Some(created.order.id.as_str())
+    );
 }

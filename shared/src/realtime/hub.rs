@@ -304,7 +304,10 @@ impl Hub {
             Topic::Order(order) => {
                 self.count_read();
                 let doc = self.store.get(ORDERS, order).await?;
-                doc.as_ref().and_then(|d| d.get("owner")).and_then(Value::as_str) == Some(openid)
+                doc.as_ref()
+                    .and_then(|d| d.get("owner"))
+                    .and_then(Value::as_str)
+                    == Some(openid)
             }
             Topic::Tenant(tenant) => {
                 self.count_read();

@@ -143,13 +143,13 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, String> {
 }
 
 /// `{"type":"events","events":[…]}`.
-pub fn events_frame(events: &[&Event]) -> String {
+pub(super) fn events_frame(events: &[&Event]) -> String {
     let list: Vec<Value> = events.iter().map(|e| e.view()).collect();
     json!({"type": "events", "events": list}).to_string()
 }
 
 /// `{"type":"error","code":…,"message":…}`.
-pub fn error_frame(code: &str, message: &str) -> String {
+pub(super) fn error_frame(code: &str, message: &str) -> String {
     json!({"type": "error", "code": code, "message": message}).to_string()
 }
 
@@ -178,7 +178,10 @@ mod tests {
                 after: Some(7)
             }
         );
-        assert_eq!(parse_client(r#"{"op":"ping"}"#).unwrap(), ClientMessage::Ping);
+        assert_eq!(
+            parse_client(r#"{"op":"ping"}"#).unwrap(),
+            ClientMessage::Ping
+        );
         assert!(parse_client(r#"{"op":"subscribe","after":-1}"#).is_err());
         assert!(parse_client(r#"{"op":"nope"}"#).is_err());
         assert!(parse_client(r#"{"op":"ping","x":1}"#).is_err());

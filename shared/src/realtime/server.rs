@@ -25,14 +25,14 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
 
 use super::hub::{Hub, Item};
 use super::protocol::{
-    ClientMessage, MAX_CLIENT_FRAME, MAX_TOPICS, events_frame, error_frame, parse_client,
+    ClientMessage, MAX_CLIENT_FRAME, MAX_TOPICS, error_frame, events_frame, parse_client,
 };
 use crate::events::Event;
 use crate::identity::Authenticator;
@@ -159,7 +159,9 @@ fn authenticate(server: &Server, req: &Request<Incoming>) -> Result<String, ApiE
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 4096)
-        .ok_or_else(|| ApiError::unauthenticated("send the session token as `Authorization: Bearer <token>`"))?;
+        .ok_or_else(|| {
+            ApiError::unauthenticated("send the session token as `Authorization: Bearer <token>`")
+        })?;
     let claims = server
         .auth
         .signer()
@@ -221,7 +223,10 @@ fn handle(server: Arc<Server>, mut req: Request<Incoming>) -> Response<Full<Byte
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+    headers.insert(
+        header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
     headers.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
     if let Ok(v) = http::HeaderValue::from_str(&accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
@@ -349,7 +354,8 @@ where
                             .await;
                     }
                 };
-                let held: Vec<String> = hub.topics(self.id).iter().map(super::Topic::name).collect();
+                let held: Vec<String> =
+                    hub.topics(self.id).iter().map(super::Topic::name).collect();
                 let refused: Vec<_> = refused
                     .iter()
                     .map(|r| json!({"topic": r.topic, "code": r.code, "message": r.message}))

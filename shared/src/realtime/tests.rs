@@ -16,8 +16,7 @@ use super::*;
 use crate::clock::{FixedClock, SharedClock};
 use crate::events::{Draft, Events, kinds};
 use crate::identity::{
-    Authenticator, Caller, CallerSource, SessionClaims, SessionSigner, TenantMembership,
-    TenantRole,
+    Authenticator, Caller, CallerSource, SessionClaims, SessionSigner, TenantMembership, TenantRole,
 };
 use crate::notes::{Edit, Notes};
 use crate::store::collections::ORDERS;
@@ -95,10 +94,9 @@ impl World {
             .into_client_request()
             .unwrap();
         if let Some(token) = token {
-            request.headers_mut().insert(
-                "authorization",
-                format!("Bearer {token}").parse().unwrap(),
-            );
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
         }
         let tcp = TcpStream::connect(self.addr).await.unwrap();
         match client_async(request, tcp).await {
@@ -166,10 +164,7 @@ async fn next(socket: &mut Socket) -> Value {
 }
 
 async fn send(socket: &mut Socket, value: Value) {
-    socket
-        .send(Message::text(value.to_string()))
-        .await
-        .unwrap();
+    socket.send(Message::text(value.to_string())).await.unwrap();
 }
 
 async fn subscribe(socket: &mut Socket, topics: &[&str], after: Option<i64>) -> Value {
@@ -245,7 +240,10 @@ async fn settled(w: &World) {
 async fn no_valid_session_no_socket() {
     let w = world().await;
     assert_eq!(w.try_connect(None).await.err(), Some(401));
-    assert_eq!(w.try_connect(Some("v1.forged.token")).await.err(), Some(401));
+    assert_eq!(
+        w.try_connect(Some("v1.forged.token")).await.err(),
+        Some(401)
+    );
     let expired = w.token("ann");
     let later = Authenticator::new(None, SessionSigner::new(&[7u8; 32], 3600).unwrap())
         .with_clock(Arc::new(FixedClock::new(NOW + 7200)));
@@ -257,9 +255,12 @@ async fn no_valid_session_no_socket() {
     assert_eq!(other.try_connect(Some(&expired)).await.err(), Some(401));
     // Plain HTTP is told to upgrade.
     let mut tcp = TcpStream::connect(other.addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut tcp,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut reply = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut reply)
         .await
@@ -271,11 +272,19 @@ async fn no_valid_session_no_socket() {
 async fn the_checkout_socket_receives_order_paid_once() {
     let w = world().await;
     w.store
-        .insert(ORDERS, json!({"_id": "o1", "owner": "ann", "status": "created"}))
+        .insert(
+            ORDERS,
+            json!({"_id": "o1", "owner": "ann", "status": "created"}),
+        )
         .await
         .unwrap();
     let mut checkout = w.connect("ann").await;
-    let reply = subscribe(&mut checkout, &["order:o1"], Some(w.events.head().await.unwrap())).await;
+    let reply = subscribe(
+        &mut checkout,
+        &["order:o1"],
+        Some(w.events.head().await.unwrap()),
+    )
+    .await;
     assert_eq!(reply["topics"], json!(["order:o1"]));
     // The notification and its retries (and reconcile) publish the same fact.
     for _ in 0..3 {
@@ -296,11 +305,19 @@ async fn the_checkout_socket_receives_order_paid_once() {
 async fn a_strangers_subscription_to_another_users_order_is_refused() {
     let w = world().await;
     w.store
-        .insert(ORDERS, json!({"_id": "o1", "owner": "ann", "status": "created"}))
+        .insert(
+            ORDERS,
+            json!({"_id": "o1", "owner": "ann", "status": "created"}),
+        )
         .await
         .unwrap();
     let mut eve = w.connect("eve").await;
-    let reply = subscribe(&mut eve, &["order:o1", "order:nope", "orders", "bad topic"], None).await;
+    let reply = subscribe(
+        &mut eve,
+        &["order:o1", "order:nope", "orders", "bad topic"],
+        None,
+    )
+    .await;
     assert_eq!(reply["topics"], json!(["orders"]));
     let refused: Vec<(&str, &str)> = reply["refused"]
         .as_array()
@@ -366,7 +383,10 @@ async fn a_removed_member_stops_receiving_the_tenants_events() {
     let tenancy = w.tenancy();
     let (tenant, _) = tenancy.create("ann", "Team").await.unwrap();
     let ann = w.caller("ann", &tenant.id, TenantRole::Owner);
-    tenancy.invite(&ann, "bob", TenantRole::Member).await.unwrap();
+    tenancy
+        .invite(&ann, "bob", TenantRole::Member)
+        .await
+        .unwrap();
     let bob = w.caller("bob", &tenant.id, TenantRole::Member);
     let topic = format!("tenant:{}", tenant.id);
     let mut bob_socket = w.connect("bob").await;
@@ -379,7 +399,10 @@ async fn a_removed_member_stops_receiving_the_tenants_events() {
     assert_eq!(reply["refused"][0]["code"], "FORBIDDEN");
 
     let notes = Notes::new(w.store.clone(), w.clock.clone());
-    assert!(matches!(notes.edit(&ann, 0, "v1").await.unwrap(), Edit::Saved(_)));
+    assert!(matches!(
+        notes.edit(&ann, 0, "v1").await.unwrap(),
+        Edit::Saved(_)
+    ));
     let seen = until(&mut bob_socket, kinds::NOTES_CHANGED).await;
     assert_eq!(seen.last().unwrap()["data"]["text"], "v1");
 
@@ -387,14 +410,23 @@ async fn a_removed_member_stops_receiving_the_tenants_events() {
     let seen = until(&mut bob_socket, kinds::MEMBER_REMOVED).await;
     assert_eq!(seen.last().unwrap()["data"]["openid"], "bob");
     let revoked = next(&mut bob_socket).await;
-    assert_eq!(revoked, json!({"type": "revoked", "topic": topic, "code": "FORBIDDEN"}));
+    assert_eq!(
+        revoked,
+        json!({"type": "revoked", "topic": topic, "code": "FORBIDDEN"})
+    );
     // Bob's token still names the tenant; the store says otherwise.
     assert!(notes.edit(&bob, 1, "bob's").await.is_err());
-    assert!(matches!(notes.edit(&ann, 1, "v2").await.unwrap(), Edit::Saved(_)));
+    assert!(matches!(
+        notes.edit(&ann, 1, "v2").await.unwrap(),
+        Edit::Saved(_)
+    ));
     let ann_seen = until(&mut ann_socket, kinds::NOTES_CHANGED).await;
     assert_eq!(ann_seen.last().unwrap()["data"]["text"], "v2");
     settled(&w).await;
-    assert!(drain(&mut bob_socket).await.is_empty(), "nothing after the removal");
+    assert!(
+        drain(&mut bob_socket).await.is_empty(),
+        "nothing after the removal"
+    );
     // And he cannot subscribe again.
     let reply = subscribe(&mut bob_socket, &[&topic], None).await;
     assert_eq!(reply["refused"][0]["code"], "FORBIDDEN");
@@ -406,7 +438,10 @@ async fn two_members_edit_the_same_note_and_every_open_page_sees_the_winner() {
     let tenancy = w.tenancy();
     let (tenant, _) = tenancy.create("ann", "Team").await.unwrap();
     let ann = w.caller("ann", &tenant.id, TenantRole::Owner);
-    tenancy.invite(&ann, "bob", TenantRole::Member).await.unwrap();
+    tenancy
+        .invite(&ann, "bob", TenantRole::Member)
+        .await
+        .unwrap();
     let bob = w.caller("bob", &tenant.id, TenantRole::Member);
     let topic = format!("tenant:{}", tenant.id);
     let mut pages = Vec::new();
@@ -418,9 +453,8 @@ async fn two_members_edit_the_same_note_and_every_open_page_sees_the_winner() {
     let notes = Notes::new(w.store.clone(), w.clock.clone());
     let (a, b) = tokio::join!(notes.edit(&ann, 0, "ann's"), notes.edit(&bob, 0, "bob's"));
     let (winner, loser) = match (a.unwrap(), b.unwrap()) {
-        (Edit::Saved(won), Edit::Conflict(current)) | (Edit::Conflict(current), Edit::Saved(won)) => {
-            (won, current)
-        }
+        (Edit::Saved(won), Edit::Conflict(current))
+        | (Edit::Conflict(current), Edit::Saved(won)) => (won, current),
         other => panic!("exactly one wins: {other:?}"),
     };
     assert_eq!(loser, winner, "the conflict returns the current version");
@@ -473,7 +507,10 @@ async fn limits_on_topics_and_message_rate() {
     let many: Vec<String> = (0..MAX_TOPICS + 2).map(|i| format!("order:x{i}")).collect();
     for name in &many {
         w.store
-            .insert(ORDERS, json!({"_id": name.trim_start_matches("order:"), "owner": "ann"}))
+            .insert(
+                ORDERS,
+                json!({"_id": name.trim_start_matches("order:"), "owner": "ann"}),
+            )
             .await
             .unwrap();
     }
@@ -502,10 +539,7 @@ async fn a_resume_older_than_the_retention_asks_for_a_resync() {
         w.paid(&format!("o{i}"), "ann").await;
     }
     w.store
-        .delete_many(
-            collections::EVENTS,
-            &crate::store::Filter::lt("seq", 3),
-        )
+        .delete_many(collections::EVENTS, &crate::store::Filter::lt("seq", 3))
         .await
         .unwrap();
     let mut socket = w.connect("ann").await;

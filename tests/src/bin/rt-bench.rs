@@ -107,10 +107,14 @@ fn spawn(bin: &PathBuf, env: &[(String, String)]) -> Proc {
 async fn connect(port: u16, token: &str) -> Socket {
     loop {
         if let Ok(tcp) = TcpStream::connect(("127.0.0.1", port)).await {
-            let mut req = format!("ws://127.0.0.1:{port}/").into_client_request().unwrap();
+            let mut req = format!("ws://127.0.0.1:{port}/")
+                .into_client_request()
+                .unwrap();
             req.headers_mut()
                 .insert("authorization", format!("Bearer {token}").parse().unwrap());
-            let (s, _) = tokio_tungstenite::client_async(req, tcp).await.expect("handshake");
+            let (s, _) = tokio_tungstenite::client_async(req, tcp)
+                .await
+                .expect("handshake");
             return s;
         }
         tokio::time::sleep(Duration::from_micros(200)).await;
@@ -205,7 +209,10 @@ async fn main() {
     let per_socket = (loaded_rss.saturating_sub(base_rss)) as f64 * 1024.0 / a.sockets as f64;
     println!(
         "realtime many: {} sockets open in one process; RSS {} KiB idle → {} KiB: {:.1} KB per idle socket",
-        a.sockets, base_rss, loaded_rss, per_socket / 1000.0
+        a.sockets,
+        base_rss,
+        loaded_rss,
+        per_socket / 1000.0
     );
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();

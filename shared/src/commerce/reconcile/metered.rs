@@ -73,6 +73,7 @@ pub(super) fn metered(commerce: &Commerce, meter: &Arc<Meter>) -> Commerce {
         clock: commerce.clock.clone(),
         random: commerce.random.clone(),
         order_ttl_secs: commerce.order_ttl_secs,
+        events: commerce.events.clone(),
     }
 }
 
