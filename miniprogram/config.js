@@ -37,4 +37,13 @@ module.exports = {
   realtime: { url: '' },
   /** Log in again this many seconds before the session token expires. */
   sessionSkewSecs: 60,
+  /**
+   * Subscribe messages (MP admin → 订阅消息 → 我的模板: one-time templates). Keys are the
+   * server's: `shipping` = WEMINT_SHIPPING_TEMPLATE_ID (order shipped), `postNotice` =
+   * WEMINT_POST_NOTICE_TEMPLATE (moderation result), `renewal` = WEMINT_RENEWAL_TEMPLATE_ID
+   * (membership renewal reminder). Each id must equal the server's; an empty id is never asked.
+   */
+  subscribe: {
+    templates: { shipping: '', postNotice: '', renewal: '' },
+  },
 };

@@ -1,7 +1,8 @@
 // Browser test of the wemint-dev console in headless Chromium (Debian's /usr/bin/chromium,
 // driven by playwright-core; no browser download):
 //   an order placed through the gateway is listed, "Pay" turns it paid (WeChat Pay stand-in →
-//   signed notification → payNotify), and the entitlement it grants appears.
+//   signed notification → payNotify), and the entitlement it grants appears; "Reconcile bills"
+//   reconciles the order's day against the stand-in's bill and shows its revenue.
 //
 // Against a running suite: WEMINT_DEV_URL=http://127.0.0.1:8787 npm test
 // Otherwise the test starts its own suite (fresh temp dir, free port) from the wemint-dev
@@ -100,7 +101,21 @@ async function main() {
     console.log(`entitlement ${SKU} shown`);
     // The notification history shows the delivery.
     await page.locator('#deliveries tr', { hasText: outTradeNo }).waitFor({ timeout: 5000 });
-    console.log('PASS console: order listed, paid through the console, entitlement appeared');
+    // Finance: two days later the WeChat Pay stand-in's bill of the order's day is ready;
+    // "Reconcile bills" runs reconcile billsRun for it and the revenue row appears with the
+    // bill's amounts (the e-book at ¥9.90, 0.60% fee rounded to ¥0.06, net ¥9.84).
+    const st = await (await fetch(`${base}/dev/state`)).json();
+    const day = new Date((st.suite.now + 8 * 3600) * 1000).toISOString().slice(0, 10);
+    await post(base, '/dev/clock/advance', { secs: 2 * 86400 });
+    await page.fill('#bill-date', day);
+    await page.click('#btn-bills');
+    const revenue = page.locator('#finance tr', { hasText: 'wxpay' }).filter({ hasText: day });
+    await revenue.waitFor({ timeout: 30000 });
+    const cells = await revenue.innerText();
+    assert.match(cells, /¥9\.90/);
+    assert.match(cells, /¥9\.84/);
+    console.log(`finance: ${day} reconciled, revenue shown`);
+    console.log('PASS console: order listed, paid through the console, entitlement appeared, bills reconciled');
   } finally {
     if (browser) await browser.close();
     suite.stop();

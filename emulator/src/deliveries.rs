@@ -41,6 +41,8 @@ pub enum DeliveryKind {
     Refund,
     /// A safe-mode message push to wxPush.
     Push,
+    /// COMPLAINT.* to the merchant's complaint notification URL.
+    Complaint,
 }
 
 impl DeliveryKind {
@@ -49,6 +51,7 @@ impl DeliveryKind {
             DeliveryKind::Payment => "payment",
             DeliveryKind::Refund => "refund",
             DeliveryKind::Push => "push",
+            DeliveryKind::Complaint => "complaint",
         }
     }
 
@@ -217,6 +220,7 @@ async fn attempt(suite: &Suite, doc: Value) {
     let kind = match doc["kind"].as_str() {
         Some("payment") => DeliveryKind::Payment,
         Some("refund") => DeliveryKind::Refund,
+        Some("complaint") => DeliveryKind::Complaint,
         _ => DeliveryKind::Push,
     };
     let number = doc["attempts"].as_array().map_or(0, Vec::len) + 1;
@@ -288,27 +292,36 @@ async fn send(suite: &Suite, kind: DeliveryKind, doc: &Value) -> Outcome {
     };
     let request = match kind {
         DeliveryKind::Push => {
-            let crypto = match PushCrypto::new(
-                &suite.keys.push_token,
-                &suite.keys.push_aes_key,
-                &suite.keys.appid,
-            ) {
-                Ok(c) => c,
-                Err(e) => return failed(format!("push crypto: {e}")),
+            // Official Account pushes (`"app": "oa"` in the payload's envelope) are sealed
+            // with the account's appid and addressed from its own gh_ id, as WeChat does.
+            let oa = doc["payload"]["ToUserName"].as_str() == Some(suite.oa_gh_id().as_str());
+            let appid = if oa {
+                suite.keys.oa_appid()
+            } else {
+                suite.keys.appid.clone()
             };
+            let crypto =
+                match PushCrypto::new(&suite.keys.push_token, &suite.keys.push_aes_key, &appid) {
+                    Ok(c) => c,
+                    Err(e) => return failed(format!("push crypto: {e}")),
+                };
             let stamp = match Stamp::generate(suite.clock.now()) {
                 Ok(s) => s,
                 Err(_) => return failed("no randomness".into()),
             };
             let plaintext = doc["payload"].to_string();
             let openid = doc["openid"].as_str();
-            let sealed = crypto.seal_push(
-                plaintext.as_bytes(),
-                PushFormat::Json,
-                &suite.gh_id(),
-                openid,
-                &stamp,
-            );
+            let (format, to_user) = if oa {
+                (PushFormat::Xml, suite.oa_gh_id())
+            } else {
+                (PushFormat::Json, suite.gh_id())
+            };
+            let plaintext = if oa {
+                crate::standins::official_account::to_xml(&doc["payload"])
+            } else {
+                plaintext
+            };
+            let sealed = crypto.seal_push(plaintext.as_bytes(), format, &to_user, openid, &stamp);
             client
                 .post(format!(
                     "{}/wxPush?{}",
@@ -318,7 +331,7 @@ async fn send(suite: &Suite, kind: DeliveryKind, doc: &Value) -> Outcome {
                 .header("content-type", sealed.content_type)
                 .body(sealed.body)
         }
-        DeliveryKind::Payment | DeliveryKind::Refund => {
+        DeliveryKind::Payment | DeliveryKind::Refund | DeliveryKind::Complaint => {
             let payload = &doc["payload"];
             let url = payload["url"].as_str().unwrap_or_default().to_owned();
             let notify_id = doc["notifyId"].as_str().unwrap_or_default();

@@ -1,7 +1,8 @@
 //! `wemint-dev demo`: starts a fresh suite in a temporary directory and runs the money flow
 //! end to end through the gateway, as the Mini Program would: login → buy a physical item →
 //! pay → notification → paid; buy a membership with virtual payment → delivered → gated
-//! content unlocked; post text and an image → moderated; refund. Each step prints its result
+//! content unlocked; post text and an image → moderated; refund; a consumer complaint →
+//! respond → complete. Each step prints its result
 //! and timing; a step whose function is missing or wrong fails with the reason, and any
 //! failure makes the run fail. Nothing is faked: every step goes through the real binaries.
 
@@ -257,7 +258,7 @@ async fn wait_until_paid(
     }
 }
 
-async fn poll<F, Fut>(timeout: Duration, mut check: F) -> Result<Value, String>
+pub(crate) async fn poll<F, Fut>(timeout: Duration, mut check: F) -> Result<Value, String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<Value>, String>>,
@@ -277,7 +278,7 @@ where
     }
 }
 
-fn short(v: &Value) -> String {
+pub(crate) fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.chars().count() > 140 {
         format!("{}…", s.chars().take(140).collect::<String>())
@@ -426,6 +427,59 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
             let reference = ctx.physical_no.clone().unwrap_or_default();
             let order = wait_until_paid(&client, &token, &id, &reference).await?;
             Ok((format!("status {}", order["status"]), order))
+        }
+        .await
+    );
+    step!(
+        "ship it (createOrder.ship as admin, express → upload_shipping_info)",
+        async {
+            let admin = ctx
+                .admin
+                .clone()
+                .ok_or("not run: the admin login step failed")?;
+            let id = ctx
+                .physical_order
+                .clone()
+                .ok_or("not run: the order step failed")?;
+            crate::demo_shipping::ship(&client, &admin, &id).await
+        }
+        .await
+    );
+    step!(
+        "buyer confirms receipt → received (trade_manage_order_settlement → wxPush, get_order)",
+        async {
+            let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
+            let id = ctx
+                .physical_order
+                .clone()
+                .ok_or("not run: the order step failed")?;
+            crate::demo_shipping::platform_moves(
+                &client,
+                &token,
+                &id,
+                "/dev/shipping/confirm",
+                "received",
+            )
+            .await
+        }
+        .await
+    );
+    step!(
+        "platform settles → settled (trade_manage_order_settlement → wxPush)",
+        async {
+            let token = ctx.alice.clone().ok_or("not run: the login step failed")?;
+            let id = ctx
+                .physical_order
+                .clone()
+                .ok_or("not run: the order step failed")?;
+            crate::demo_shipping::platform_moves(
+                &client,
+                &token,
+                &id,
+                "/dev/shipping/settle",
+                "settled",
+            )
+            .await
         }
         .await
     );
@@ -602,8 +656,75 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
         };
         Ok((format!("refund {} → order {}", short(&r["refund"]["status"]), order["status"]), order))
     }.await);
+    step!("complaint (buyer complains → COMPLAINT.CREATE → payNotify; admin responds, completes)", async {
+        let admin = ctx.admin.clone().ok_or("not run: the admin login step failed")?;
+        let no = ctx.physical_no.clone().ok_or("not run: the physical order step failed")?;
+        let (status, raised) = client.post("alice", "/dev/complaints",
+            &json!({"channel": "wxpay", "outTradeNo": no, "detail": "收到的杯子有裂纹"}), None).await?;
+        let id = raised["data"]["complaint_id"].as_str()
+            .ok_or_else(|| format!("HTTP {status}: {}", short(&raised)))?.to_owned();
+        let stored = poll(Duration::from_secs(15), || {
+            let (client, admin, id) = (&client, admin.clone(), id.clone());
+            async move {
+                let l = client.call("admin", Some(&admin), "createOrder", json!({"action": "complaintList"})).await?;
+                Ok(l["complaints"].as_array().and_then(|cs| cs.iter().find(|c| c["complaintId"] == json!(id)).cloned()))
+            }
+        }).await;
+        let stored = match stored {
+            Ok(c) => c,
+            Err(e) => return Err(format!("{e}{}", delivery_story(&client, &id).await)),
+        };
+        client.call("admin", Some(&admin), "createOrder",
+            json!({"action": "complaintRespond", "complaintId": id, "content": "您好，已为您安排换货，请留意物流。"})).await?;
+        let done = client.call("admin", Some(&admin), "createOrder",
+            json!({"action": "complaintComplete", "complaintId": id})).await?;
+        if done["complaint"]["state"] != json!("PROCESSED") {
+            return Err(format!("not processed: {}", short(&done["complaint"])));
+        }
+        Ok((format!("complaint {id}: stored {} (reply due in {} s) → responded → {}",
+            stored["state"], stored["dueInSecs"], done["complaint"]["state"]), done))
+    }.await);
+    official_account_steps!(step, client, ctx);
     report
 }
+
+/// The Official Account funnel: a follower scans a campaign code, logs into the Mini Program
+/// (one person by UnionID), buys, and the order is attributed to the scene.
+macro_rules! official_account_steps {
+    ($step:ident, $client:ident, $ctx:ident) => {
+        $step!("Official Account: dave scans the campaign code (subscribe qrscene_demo-poster → wxPush)", async {
+            let (status, reply) = $client.post("dave", "/dev/oa/scan", &json!({"user": "dave", "scene": "demo-poster"}), None).await?;
+            if status != 200 {
+                return Err(format!("HTTP {status}: {reply}"));
+            }
+            Ok((format!("follower {}", reply["openid"]), reply))
+        }.await);
+        $step!("Official Account: dave buys in the Mini Program (one person by UnionID) and is attributed", async {
+            let (token, _) = $client.login("dave").await?;
+            let data = $client.call("dave", Some(&token), "createOrder", json!({
+                "action": "create", "clientRequestId": format!("demo-oa-{}", crate::keys::random_from(crate::keys::ALNUM, 10)),
+                "items": [{"sku": "notebook-a5-dot", "quantity": 1}],
+                "address": {"name": "赵六", "phone": "13600000000", "province": "浙江省", "city": "杭州市", "district": "西湖区", "detail": "文三路 3 号"}
+            })).await?;
+            let (status, reply) = $client.post("dave", "/dev/requestPayment", &data["payment"]["params"], None).await?;
+            if status != 200 {
+                return Err(format!("HTTP {status}: {reply}"));
+            }
+            let admin = $ctx.admin.clone().ok_or("not run: the admin login step failed")?;
+            let report = poll(Duration::from_secs(15), || {
+                let (client, admin) = (&$client, admin.clone());
+                async move {
+                    let r = client.call("admin", Some(&admin), "createOrder", json!({"action": "attribution"})).await?;
+                    let hit = r["byFirstTouch"].as_array().is_some_and(|rows| rows.iter().any(|row| row["key"] == json!("demo-poster")));
+                    Ok(hit.then_some(r))
+                }
+            }).await?;
+            Ok((format!("attribution: {} conversion(s), ¥{:.2} by scene demo-poster", report["total"]["conversions"],
+                report["total"]["revenueFen"].as_i64().unwrap_or(0) as f64 / 100.0), report))
+        }.await);
+    };
+}
+use official_account_steps;
 
 #[derive(Default)]
 struct Ctx {

@@ -22,7 +22,7 @@ use crate::suite::{Suite, internal};
 pub const ADMIN_USER: &str = "admin";
 
 /// Collections `/dev/state` shows, newest first: (collection, sort key).
-const SHOWN: [(&str, &str); 16] = [
+const SHOWN: [(&str, &str); 17] = [
     (collections::USERS, "_id"),
     (collections::ORDERS, "_id"),
     (collections::ENTITLEMENTS, "_id"),
@@ -39,6 +39,7 @@ const SHOWN: [(&str, &str); 16] = [
     (crate::deliveries::DELIVERIES, "createdAt"),
     (crate::standins::wechat_api::CHECKS, "createdAt"),
     (crate::standins::wechat_api::MESSAGES, "sentAt"),
+    (collections::COMPLAINTS, "respondBy"),
 ];
 
 fn bad_request(code: &str, message: &str) -> Response {
@@ -61,6 +62,11 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
             Err(e) => return Some(bad_request("BAD_JSON", &e.to_string())),
         }
     };
+    if req.path.starts_with("/dev/oa/")
+        && let Some(r) = crate::standins::official_account::dev(suite, req, &body).await
+    {
+        return Some(r);
+    }
     let response = match (&req.method, req.path.as_str()) {
         // The realtime function's socket URL and its open sockets (started on first use).
         (&Method::GET, "/dev/realtime") => {
@@ -203,6 +209,27 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
                 Err(e) => internal(e),
             }
         }
+        // Finance (issue 19): bill fault hooks, a merchant-console refund, admin finance calls.
+        (&Method::POST, "/dev/bills/faults") => {
+            match serde_json::from_value::<crate::standins::bills::BillFault>(body) {
+                Ok(fault) => match crate::standins::bills::inject(suite, &fault).await {
+                    Ok(()) => Response::json(StatusCode::OK, &json!({"ok": true})),
+                    Err(e) => internal(e),
+                },
+                Err(e) => bad_request("BAD_FAULT", &e.to_string()),
+            }
+        }
+        (&Method::POST, "/dev/bills/consoleRefund") => {
+            let no = body["outTradeNo"].as_str().unwrap_or_default();
+            let fen = body["amountFen"].as_i64().unwrap_or(0);
+            match crate::standins::bills::console_refund(suite, no, fen).await {
+                Ok(Some(r)) => Response::json(StatusCode::OK, &json!({"ok": true, "data": r})),
+                Ok(None) => bad_request("NOT_REFUNDABLE", "no such paid order, or too much"),
+                Err(e) => internal(e),
+            }
+        }
+        (&Method::POST, "/dev/admin/finance") => as_admin(suite, "reconcile", body).await,
+        (&Method::GET, "/dev/finance") => crate::standins::bills::console_state(suite).await,
         (&Method::GET, "/dev/env") => {
             let env: serde_json::Map<String, Value> = suite
                 .function_env()
@@ -234,6 +261,50 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
                 .await
             {
                 Ok(docs) => Response::json(StatusCode::OK, &docs),
+                Err(e) => internal(e),
+            }
+        }
+        (&Method::POST, "/dev/shipping/confirm") => {
+            crate::standins::shipping::confirm_receipt(suite, &body).await
+        }
+        (&Method::POST, "/dev/shipping/settle") => {
+            crate::standins::shipping::settle(suite, &body).await
+        }
+        (&Method::POST, "/dev/shipping/remind") => {
+            crate::standins::shipping::remind_shipping(suite, &body).await
+        }
+        (&Method::POST, "/dev/admin/ship") => {
+            let mut data = body;
+            data["action"] = json!("ship");
+            as_admin(suite, "createOrder", data).await
+        }
+        // Consumer complaints: raise one as a user; answer as the admin (createOrder).
+        (&Method::POST, "/dev/complaints") => {
+            match crate::standins::complaints::raise(suite, &body).await {
+                Ok(c) => Response::json(StatusCode::OK, &json!({"ok": true, "data": c})),
+                Err(r) => r,
+            }
+        }
+        (&Method::POST, "/dev/admin/complaint") => {
+            let known = [
+                "complaintList",
+                "complaintGet",
+                "complaintRespond",
+                "complaintComplete",
+                "complaintRefundProgress",
+            ];
+            if !body["action"].as_str().is_some_and(|a| known.contains(&a)) {
+                return Some(bad_request(
+                    "BAD_REQUEST",
+                    "action must be one of the complaint actions",
+                ));
+            }
+            as_admin(suite, "createOrder", body.clone()).await
+        }
+        (&Method::POST, "/dev/xpay/failNextRefund") => {
+            let n = body["count"].as_i64().unwrap_or(1).clamp(1, 100);
+            match crate::standins::complaints::fail_next_refund(suite, n).await {
+                Ok(left) => Response::json(StatusCode::OK, &json!({"failNext": left})),
                 Err(e) => internal(e),
             }
         }

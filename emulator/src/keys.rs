@@ -245,6 +245,28 @@ impl DevKeys {
         format!("o{}", &text[..27])
     }
 
+    /// The Official Account's appid (derived: the keys file stays as it was).
+    pub fn oa_appid(&self) -> String {
+        format!("wx{}", &self.derived("oa-appid")[..16])
+    }
+
+    /// The Official Account's secret.
+    pub fn oa_appsecret(&self) -> String {
+        self.derived("oa-appsecret")[..32].to_owned()
+    }
+
+    /// The openid of a dev user as a follower of the Official Account (another openid than
+    /// the Mini Program's, the same unionid).
+    pub fn oa_openid_for(&self, user: &str) -> String {
+        format!("oOA{}", &self.derived(&format!("oa-openid:{user}"))[..25])
+    }
+
+    fn derived(&self, label: &str) -> String {
+        let key =
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.openid_salt.as_bytes());
+        hex::encode(aws_lc_rs::hmac::sign(&key, label.as_bytes()).as_ref())
+    }
+
     /// The deterministic unionid of a dev user.
     pub fn unionid_for(&self, user: &str) -> String {
         let key =

@@ -31,6 +31,10 @@ pub async fn route(suite: &Suite, req: Request) -> Response {
     {
         return r;
     }
+    // Before the Mini Program's API: both answer under `/cgi-bin/`.
+    if let Some(r) = crate::standins::official_account::handle(suite, &req).await {
+        return r;
+    }
     if let Some(r) = crate::standins::wechat_api::handle(suite, &req).await {
         return r;
     }

@@ -305,6 +305,11 @@ impl Suite {
         format!("gh_{}", &self.keys.appid[2..14])
     }
 
+    /// The Official Account's original id (`ToUserName` of its pushes).
+    pub fn oa_gh_id(&self) -> String {
+        format!("gh_{}", &self.keys.oa_appid()[2..14])
+    }
+
     /// The current verdict lists.
     pub fn moderation(&self) -> Moderation {
         self.moderation
@@ -368,6 +373,13 @@ impl Suite {
                 ("WEMINT_STORAGE_SIGNING_KEY", k.storage_key.clone()),
                 ("WEMINT_ENV_ID", k.env_id.clone()),
                 (CLOCK_OFFSET_VAR, self.clock.offset().to_string()),
+                // The Official Account (issue 22): its own appid and secret, and templates.
+                ("WX_OA_APPID", k.oa_appid()),
+                ("WX_OA_APPSECRET", k.oa_appsecret()),
+                (
+                    "WX_OA_TEMPLATES",
+                    crate::standins::official_account::DEV_TEMPLATES.to_owned(),
+                ),
             ])
             .map(|(k, v)| (k.to_owned(), v))
             .chain(self.options.extra_env.iter().cloned())

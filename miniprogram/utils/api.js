@@ -46,7 +46,7 @@ const DEFAULT_ACTION = Object.freeze({
 /** Actions that change nothing, so they can be sent again freely. */
 const READ_ONLY = Object.freeze({
   login: ['me', 'members'],
-  createOrder: ['catalog', 'list', 'get', 'search'],
+  createOrder: ['catalog', 'list', 'get', 'search', 'shipments'],
   gatedContent: ['get', 'list', 'entitlements'],
   ugcUpload: ['list', 'queue'],
 });

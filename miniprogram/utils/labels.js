@@ -24,6 +24,22 @@ const POST_STATUS = Object.freeze({
 
 const ACCESS = Object.freeze({ granted: '已解锁', locked: '未解锁' });
 
+/** Where the goods are (`order.shipping.state`). */
+const SHIPPING_STATE = Object.freeze({
+  awaiting: '待发货',
+  shipped: '已发货',
+  received: '已签收',
+  settled: '已完成',
+});
+
+/** How they travel (`order.shipping.logisticsType`). */
+const LOGISTICS_TYPE = Object.freeze({
+  express: '快递',
+  same_city: '同城配送',
+  self_pickup: '到店自提',
+  virtual: '虚拟发货',
+});
+
 const SUBSCRIPTION_STATE = Object.freeze({
   trial: '试用中',
   active: '生效中',
@@ -84,10 +100,30 @@ const ERRORS = Object.freeze({
   TRIAL_UNAVAILABLE: '该方案不提供试用，或你已开通过会员',
   // Virtual payment takes only some amounts; buying the plan itself starts at the period end.
   UPGRADE_PRICE_UNSUPPORTED: '补差价金额暂时无法支付，可选择在当前会员到期后切换到该方案',
+  INVALID_SHIPMENT: '发货信息不完整或格式不对',
+  ORDER_NOT_SHIPPABLE: '订单当前不能发货',
+  ORDER_ALREADY_SHIPPED: '订单已发货',
+  SHIPPING_PLATFORM_ERROR: '微信发货服务繁忙，请稍后再试',
+  CONFIRM_RECEIPT_UNSUPPORTED: '当前微信版本不支持确认收货，请升级微信',
+  // Finance (bill reconciliation, admin).
+  BILL_HASH_MISMATCH: '账单校验失败（哈希不符），已拒收，请重试',
+  BILL_CORRUPT: '账单文件损坏或不完整，已拒收，请重试',
+  BILL_FORMAT: '账单格式无法识别',
+  BILL_DATE_INVALID: '只能对账三个月内已结束的日期（yyyy-MM-dd）',
+  BILLS_UNAVAILABLE: '未配置微信支付，无法下载账单',
+  DISCREPANCY_NOT_FOUND: '该差异已处理或不存在',
 });
 
 function orderStatusLabel(status) {
   return ORDER_STATUS[status] || status || '';
+}
+
+function shippingStateLabel(state) {
+  return SHIPPING_STATE[state] || state || '';
+}
+
+function logisticsLabel(type) {
+  return LOGISTICS_TYPE[type] || type || '';
 }
 
 function postStatusLabel(status) {
@@ -117,6 +153,8 @@ module.exports = {
   UPDATE_WECHAT_HINT,
   ERRORS,
   orderStatusLabel,
+  shippingStateLabel,
+  logisticsLabel,
   postStatusLabel,
   errorMessage,
   formatTime,

@@ -131,8 +131,9 @@ async fn contended(path: &std::path::Path, writers: usize, ops_per_writer: u64) 
 }
 
 /// The cost of getting blocking work off the async runtime and back, per call: tokio's
-/// `spawn_blocking` (what the SQLite backend uses) against a dedicated worker thread fed by a
-/// channel (the alternative), on the current-thread runtime functions run on.
+/// `spawn_blocking` (what the SQLite backend's contended reads use) against a dedicated worker
+/// thread fed by a channel (what its writes use: the group-commit writer), on the current-thread
+/// runtime the event mode runs on.
 async fn dispatch_overhead(calls: u64) {
     let start = Instant::now();
     for i in 0..calls {

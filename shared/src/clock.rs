@@ -12,6 +12,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch.
     fn now_unix(&self) -> i64;
+    /// Milliseconds since the epoch: orders events that share a second. Clocks that only know
+    /// seconds (test clocks) answer the start of the second.
+    fn now_millis(&self) -> i64 {
+        self.now_unix().saturating_mul(1000)
+    }
 }
 
 /// A clock shared by the components of one function instance.
@@ -25,6 +30,10 @@ impl Clock for SystemClock {
     fn now_unix(&self) -> i64 {
         time::OffsetDateTime::now_utc().unix_timestamp()
     }
+    fn now_millis(&self) -> i64 {
+        i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+            .unwrap_or(i64::MAX)
+    }
 }
 
 /// The system clock plus a fixed offset: the emulator's dev clock as a function sees it.
@@ -37,6 +46,11 @@ pub struct OffsetClock {
 impl Clock for OffsetClock {
     fn now_unix(&self) -> i64 {
         SystemClock.now_unix().saturating_add(self.offset_secs)
+    }
+    fn now_millis(&self) -> i64 {
+        SystemClock
+            .now_millis()
+            .saturating_add(self.offset_secs.saturating_mul(1000))
     }
 }
 

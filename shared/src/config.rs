@@ -418,6 +418,19 @@ impl Config {
         })
     }
 
+    /// The Official Account's credentials (`WX_OA_APPID`, `WX_OA_APPSECRET`; the API base
+    /// is `WECHAT_API_BASE`, shared with the Mini Program).
+    ///
+    /// # Errors
+    /// `WX_OA_APPID` or `WX_OA_APPSECRET` missing, or `WECHAT_API_BASE` malformed.
+    pub fn oa_wechat(&self) -> Result<WechatSettings> {
+        Ok(WechatSettings {
+            appid: self.required("WX_OA_APPID")?,
+            appsecret: self.required_secret("WX_OA_APPSECRET")?,
+            api_base: self.base_url("WECHAT_API_BASE", "https://api.weixin.qq.com")?,
+        })
+    }
+
     /// The WeChat Pay merchant settings.
     ///
     /// # Errors

@@ -20,6 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 
+pub mod people;
 mod user;
 
 pub use user::{

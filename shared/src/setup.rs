@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::clock::{self, SharedClock};
 use crate::cloud_files::{Storage, TokenSource};
-use crate::commerce::{Commerce, XpayProvider};
+use crate::commerce::{Commerce, ShippingPlatform, ShippingSettings, XpayProvider};
 use crate::config::{CloudFilesSettings, Config, ConfigError, StoreSettings};
 use crate::identity::{Authenticator, DataKey};
 use crate::moderation::{Moderation, WechatChecks};
@@ -46,6 +46,11 @@ pub struct Deps {
     pub cloud_files: Option<Storage>,
     /// Seals stored session_keys (`WEMINT_DATA_KEY`).
     pub data_key: Option<Arc<DataKey>>,
+    /// Shipping deadlines and message templates (`WEMINT_SHIP_*`, `WEMINT_SHIPPING_*`).
+    pub shipping: ShippingSettings,
+    /// The Official Account's API client (`WX_OA_APPID` + `WX_OA_APPSECRET`), a second app
+    /// with its own stable token in the same token cache.
+    pub oa: Option<WechatClient>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -111,6 +116,17 @@ impl Deps {
             Some(key) => Some(Arc::new(DataKey::from_bytes(key.expose())?)),
             None => None,
         };
+        let shipping = ShippingSettings::from_config(config)?;
+        let oa = match (
+            config.optional("WX_OA_APPID"),
+            config.optional("WX_OA_APPSECRET"),
+        ) {
+            (Some(_), Some(_)) => Some(WechatClient::from_settings(
+                &config.oa_wechat()?,
+                store.clone(),
+            )?),
+            _ => None,
+        };
         Ok(Deps {
             store,
             clock,
@@ -120,6 +136,8 @@ impl Deps {
             xpay,
             cloud_files,
             data_key,
+            shipping,
+            oa,
         })
     }
 
@@ -141,7 +159,59 @@ impl Deps {
         if let Some(key) = &self.data_key {
             commerce = commerce.with_data_key(key.clone());
         }
-        commerce
+        let platform = self
+            .wechat
+            .clone()
+            .map(|w| Arc::new(w) as Arc<dyn ShippingPlatform>);
+        commerce.with_shipping(platform, self.shipping.clone())
+    }
+
+    /// The complaints service: WeChat Pay complaints when WeChat Pay is configured, virtual
+    /// payment complaints when virtual payment is.
+    pub fn complaints(&self) -> crate::complaints::Complaints {
+        use crate::complaints::{Complaints, WxpayComplaints, XpayComplaints};
+        let mut complaints = Complaints::new(self.store.clone(), self.clock.clone());
+        if let Some(pay) = &self.wechat_pay {
+            complaints = complaints.with_api(Arc::new(WxpayComplaints(pay.clone())));
+        }
+        if let Some(xpay) = &self.xpay {
+            complaints = complaints.with_api(Arc::new(XpayComplaints::new(
+                xpay.client().clone(),
+                xpay.wechat().clone(),
+            )));
+        }
+        complaints
+    }
+
+    /// The funnel's sending side: the Official Account's client and its template settings
+    /// (`WX_OA_TEMPLATES`, `WX_OA_SEND_PER_MINUTE`, `WX_OA_SEND_PER_FOLLOWER_DAY`), when the
+    /// account and the Mini Program are both configured.
+    ///
+    /// # Errors
+    /// A malformed `WX_OA_*` setting.
+    pub fn funnel(
+        &self,
+        config: &Config,
+    ) -> Result<Option<(WechatClient, crate::funnel::FunnelSettings)>, BoxError> {
+        let (Some(oa), Some(mp)) = (&self.oa, &self.wechat) else {
+            return Ok(None);
+        };
+        let number = |name: &str| -> Result<Option<u32>, BoxError> {
+            config
+                .optional(name)
+                .map(|v| {
+                    v.parse::<u32>()
+                        .map_err(|_| format!("{name} must be a number").into())
+                })
+                .transpose()
+        };
+        let settings = crate::funnel::FunnelSettings::parse(
+            mp.appid(),
+            config.optional("WX_OA_TEMPLATES").as_deref(),
+            number("WX_OA_SEND_PER_MINUTE")?,
+            number("WX_OA_SEND_PER_FOLLOWER_DAY")?,
+        )?;
+        Ok(Some((oa.clone(), settings)))
     }
 
     /// Content moderation through the WeChat API (images reach WeChat as cloud file URLs).

@@ -1,6 +1,8 @@
 //! The store conformance suite on SQLite (in memory and on a WAL file), plus the cases only a
 //! file can show: separate connections and separate OS processes racing on one database.
 
+#![cfg(feature = "sqlite")]
+
 mod store_conformance;
 
 use std::process::Command;

@@ -466,7 +466,12 @@ async fn physical_and_virtual_purchases_are_granted_by_the_verified_notification
     let got = w
         .call("o-alice", "get", json!({"orderId": order["id"]}))
         .await;
-    assert_eq!(got["data"]["order"]["status"], "fulfilled", "{got}");
+    // Paid and waiting to ship: physical goods are fulfilled when they ship.
+    assert_eq!(got["data"]["order"]["status"], "paid", "{got}");
+    assert_eq!(
+        got["data"]["order"]["shipping"]["state"], "awaiting",
+        "{got}"
+    );
     assert_eq!(
         w.store
             .get(collections::PRODUCTS, "mug")

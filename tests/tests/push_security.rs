@@ -434,3 +434,63 @@ async fn trusting_cloudbase_run_headers_logs_a_warning_at_start() {
         run.stdout()
     );
 }
+
+/// Issue 18: a push no handler knows (a future event, an unknown `xpay_*` event) is answered, logged with
+/// its type (`unhandled_push`, the event and message type) and changes nothing: no document is
+/// written, not even a receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_push_is_logged_with_its_type_and_changes_nothing() {
+    let p = Push::start("unknown").await;
+    let store = p.db.store().await;
+    let mut before = Vec::new();
+    for (collection, _) in collections::all() {
+        before.push(
+            store
+                .count(collection, &wemint::store::Filter::All)
+                .await
+                .unwrap(),
+        );
+    }
+    let future =
+        json!({"ToUserName": "gh_e2e_sec", "FromUserName": "oSomeone", "CreateTime": now(),
+        "MsgType": "event", "Event": "wxa_future_event_42", "Payload": {"x": 1}})
+        .to_string();
+    assert_eq!(
+        p.post(&seal(future.as_bytes(), now())).await,
+        (200, "success".to_owned())
+    );
+    assert!(
+        p.f.wait_for_stdout_line(
+            |l| l.contains("unhandled_push") && l.contains("wxa_future_event_42"),
+            std::time::Duration::from_secs(5),
+        )
+        .await,
+        "the unknown event is logged with its type: {}",
+        p.f.stdout()
+    );
+    let xpay_future = json!({"ToUserName": "gh_e2e_sec", "FromUserName": "oXpaySystem",
+        "CreateTime": now(), "MsgType": "event", "Event": "xpay_future_notify"})
+    .to_string();
+    let (status, body) = p.post(&seal(xpay_future.as_bytes(), now())).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["ErrCode"],
+        0,
+        "virtual payment events are acknowledged in JSON: {body}"
+    );
+    let mut after = Vec::new();
+    for (collection, _) in collections::all() {
+        after.push(
+            store
+                .count(collection, &wemint::store::Filter::All)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(before, after, "nothing was written");
+    assert_eq!(
+        p.wechat.queries.load(Ordering::SeqCst),
+        0,
+        "nothing was asked"
+    );
+}

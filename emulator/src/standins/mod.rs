@@ -4,9 +4,13 @@
 //! [`crate::suite::SuiteOptions::standins_only`] when no function should run) and steer
 //! failures with the [`faults`] hooks.
 
+pub mod bills;
 pub mod cloud_storage;
 pub mod cloudbase_db;
+pub mod complaints;
 pub mod faults;
 pub mod gateway;
+pub mod official_account;
+pub mod shipping;
 pub mod wechat_api;
 pub mod wechat_pay;

@@ -39,14 +39,16 @@ const CODE_TTL_SECS: i64 = 300;
 /// access_token lifetime.
 const TOKEN_TTL_SECS: i64 = 7200;
 
-fn wx_error(errcode: i64, errmsg: &str) -> Response {
+/// A WeChat API failure: HTTP 200 with `{errcode, errmsg}`.
+pub(crate) fn wx_error(errcode: i64, errmsg: &str) -> Response {
     Response::json(
         StatusCode::OK,
         &json!({"errcode": errcode, "errmsg": errmsg}),
     )
 }
 
-fn ok(mut extra: Value) -> Response {
+/// A WeChat API success: `extra` plus `errcode` 0.
+pub(crate) fn ok(mut extra: Value) -> Response {
     if let Some(map) = extra.as_object_mut() {
         map.insert("errcode".into(), 0.into());
         map.insert("errmsg".into(), "ok".into());
@@ -83,9 +85,20 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
                 "/xpay/query_order" | "/xpay/refund_order" | "/xpay/notify_provide_goods" => {
                     xpay(suite, req).await
                 }
+                "/xpay/get_complaint_list"
+                | "/xpay/get_complaint_detail"
+                | "/xpay/get_negotiation_history"
+                | "/xpay/response_complaint"
+                | "/xpay/complete_complaint" => match check_pay_sig(suite, req) {
+                    Ok(()) => crate::standins::complaints::xpay(suite, req).await,
+                    Err(denied) => denied,
+                },
                 "/wxa/business/getuserphonenumber" => phone_number(suite, req).await,
                 "/wxa/getwxacodeunlimit" => unlimited_code(req),
                 "/tcb/batchdownloadfile" => batch_download_file(suite, req),
+                p if p.starts_with("/wxa/sec/order/") => {
+                    crate::standins::shipping::handle(suite, req).await
+                }
                 _ => wx_error(-1, &format!("api {path} is not emulated by wemint-dev")),
             }
         }
@@ -332,10 +345,17 @@ async fn stable_token(suite: &Suite, req: &Request) -> Response {
     if body["grant_type"].as_str() != Some("client_credential") {
         return wx_error(40002, "invalid grant_type");
     }
-    if body["appid"].as_str() != Some(suite.keys.appid.as_str()) {
+    // Two apps: the Mini Program and the Official Account, each with its own tokens.
+    let oa_appid = suite.keys.oa_appid();
+    let (appid, secret) = if body["appid"].as_str() == Some(oa_appid.as_str()) {
+        (oa_appid, suite.keys.oa_appsecret())
+    } else {
+        (suite.keys.appid.clone(), suite.keys.appsecret.clone())
+    };
+    if body["appid"].as_str() != Some(appid.as_str()) {
         return wx_error(40013, "invalid appid");
     }
-    if body["secret"].as_str() != Some(suite.keys.appsecret.as_str()) {
+    if body["secret"].as_str() != Some(secret.as_str()) {
         return wx_error(40125, "invalid appsecret");
     }
     let force = body["force_refresh"].as_bool().unwrap_or(false);
@@ -349,7 +369,7 @@ async fn stable_token(suite: &Suite, req: &Request) -> Response {
             .store
             .find(
                 TOKENS,
-                &Filter::gt("expiresAt", now + 300),
+                &Filter::gt("expiresAt", now + 300).and(Filter::eq("appid", appid.as_str())),
                 &FindOptions::new().sort_desc("expiresAt").limit(1),
             )
             .await;
@@ -371,7 +391,7 @@ async fn stable_token(suite: &Suite, req: &Request) -> Response {
         .store
         .insert(
             TOKENS,
-            json!({"_id": token, "createdAt": now, "expiresAt": now + TOKEN_TTL_SECS, "force": force}),
+            json!({"_id": token, "appid": appid, "createdAt": now, "expiresAt": now + TOKEN_TTL_SECS, "force": force}),
         )
         .await
     {
@@ -631,10 +651,19 @@ fn sig_eq(a: &str, b: &str) -> bool {
         && aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
-async fn xpay(suite: &Suite, req: &Request) -> Response {
+/// Checks `pay_sig` as virtual payment does (268490003 when wrong).
+pub(crate) fn check_pay_sig(suite: &Suite, req: &Request) -> Result<(), Response> {
     let expected = pay_sig(&suite.keys.xpay_appkey, &req.path, &req.body);
-    if !req.param("pay_sig").is_some_and(|s| sig_eq(&s, &expected)) {
-        return wx_error(268_490_003, "pay_sig error");
+    if req.param("pay_sig").is_some_and(|s| sig_eq(&s, &expected)) {
+        Ok(())
+    } else {
+        Err(wx_error(268_490_003, "pay_sig error"))
+    }
+}
+
+async fn xpay(suite: &Suite, req: &Request) -> Response {
+    if let Err(denied) = check_pay_sig(suite, req) {
+        return denied;
     }
     let Ok(body) = req.json::<Value>() else {
         return wx_error(268_490_002, "param error: body is not JSON");
@@ -726,23 +755,71 @@ async fn xpay_refund(suite: &Suite, order: &Value, body: &Value) -> Response {
     if left == 0 {
         update = update.set("status", 5);
     }
-    match suite
-        .store
-        .update_one(
-            XPAY_ORDERS,
-            &Filter::id(id).and(Filter::eq("refundFee", refunded)),
-            &update,
-            UpdateOptions::default(),
-        )
+    // The refund task starts now and ends later: success, or failure when the console asked
+    // for one (`POST /dev/xpay/failNextRefund`). Its refund order is queryable by its id, and
+    // `xpay_refund_notify` reports the end to wxPush.
+    let fails = crate::standins::complaints::take_refund_failure(suite)
         .await
-    {
-        Ok(Some(_)) => ok(
-            json!({"refund_order_id": refund_id, "refund_wx_order_id": refund_wx,
-            "pay_order_id": id, "pay_wx_order_id": order["wxOrderId"]}),
-        ),
-        Ok(None) => wx_error(-1, "system error: concurrent refund, retry"),
-        Err(e) => internal(e),
+        .unwrap_or(false);
+    let refund_order = json!({
+        "_id": refund_id, "openid": order["openid"], "orderType": 1, "status": if fails { 7 } else { 5 },
+        "orderFee": fee, "paidFee": fee, "refundFee": fee, "env": order["env"], "payOrderId": id,
+        "wxOrderId": refund_wx, "createTime": now, "updateTime": now, "paidTime": now, "refunds": []
+    });
+    if let Err(e) = suite.store.insert(XPAY_ORDERS, refund_order).await {
+        return match e {
+            wemint::store::StoreError::DuplicateKey { .. } => {
+                wx_error(268_490_004, "duplicate operation: refund already made")
+            }
+            other => internal(other),
+        };
     }
+    if !fails {
+        match suite
+            .store
+            .update_one(
+                XPAY_ORDERS,
+                &Filter::id(id).and(Filter::eq("refundFee", refunded)),
+                &update,
+                UpdateOptions::default(),
+            )
+            .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let _ = suite
+                    .store
+                    .delete_one(XPAY_ORDERS, &Filter::id(refund_id))
+                    .await;
+                return wx_error(-1, "system error: concurrent refund, retry");
+            }
+            Err(e) => return internal(e),
+        }
+    }
+    let openid = order["openid"].as_str().unwrap_or_default();
+    let event = json!({
+        "ToUserName": suite.gh_id(), "FromUserName": openid, "CreateTime": now, "MsgType": "event",
+        "Event": "xpay_refund_notify", "OpenId": openid, "MchRefundId": refund_id, "WxRefundId": refund_wx,
+        "MchOrderId": id, "WxOrderId": order["wxOrderId"], "RefundFee": fee,
+        "RetCode": if fails { 268_490_014 } else { 0 }, "RetMsg": if fails { "退款失败" } else { "" },
+        "RefundStartTimestamp": now, "RefundSuccTimestamp": if fails { 0 } else { now }, "RetryTimes": 0
+    });
+    if let Err(e) = deliveries::enqueue(
+        suite,
+        DeliveryKind::Push,
+        refund_id,
+        Some(openid),
+        event,
+        suite.options.refund_delay_ms,
+    )
+    .await
+    {
+        return internal(e);
+    }
+    ok(
+        json!({"refund_order_id": refund_id, "refund_wx_order_id": refund_wx,
+        "pay_order_id": id, "pay_wx_order_id": order["wxOrderId"]}),
+    )
 }
 
 /// The `order` object of `query_order`.
@@ -752,7 +829,7 @@ pub fn xpay_order_view(order: &Value) -> Value {
     json!({
         "order_id": order["_id"], "create_time": order["createTime"], "update_time": order["updateTime"],
         "status": order["status"], "biz_type": 0, "order_fee": order["orderFee"], "coupon_fee": 0,
-        "paid_fee": paid, "order_type": 0, "refund_fee": refunded, "paid_time": order["paidTime"],
+        "paid_fee": paid, "order_type": order["orderType"].as_i64().unwrap_or(0), "refund_fee": refunded, "paid_time": order["paidTime"],
         "provide_time": order["provideTime"], "env_type": order["env"], "biz_meta": order["attach"],
         "left_fee": paid - refunded, "wx_order_id": order["wxOrderId"], "channel_order_id": order["channelOrderId"],
         "wxpay_order_id": order["wxpayOrderId"], "openid": order["openid"], "product_id": order["productId"],

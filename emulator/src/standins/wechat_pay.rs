@@ -109,6 +109,18 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
         (&Method::GET, ["v3", "refund", "domestic", "refunds", no]) => {
             query_refund(suite, no).await
         }
+        (_, ["v3", "merchant-service", ..]) => {
+            Ok(crate::standins::complaints::v3(suite, req, &segments).await)
+        }
+        (&Method::GET, ["v3", "bill", "tradebill"]) => {
+            super::bills::request(suite, req, "trade").await
+        }
+        (&Method::GET, ["v3", "bill", "fundflowbill"]) => {
+            super::bills::request(suite, req, "fundFlow").await
+        }
+        (&Method::GET, ["v3", "billdownload", "file"]) => {
+            Ok(super::bills::download(suite, req).await)
+        }
         _ => Err(pay_error(
             suite,
             StatusCode::NOT_FOUND,

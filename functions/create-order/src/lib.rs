@@ -1,11 +1,16 @@
-//! The `createOrder` function: the catalog, checkout and the buyer's orders; refunds and
-//! order search for administrators. Contract: `docs/api.md` (createOrder); the logic lives in
+//! The `createOrder` function: the catalog, checkout and the buyer's orders; refunds, order
+//! search, shipping and consumer complaints (`wemint::complaints`) for administrators.
+//! Contract: `docs/api.md` (createOrder); the logic lives in
 //! `wemint::commerce` so payNotify, reconcile and wxPush share it.
 
 use std::sync::Arc;
 
 use serde::Deserialize;
-use wemint::commerce::{Commerce, CreateInput, ListInput, RefundInput, SearchInput};
+use wemint::commerce::{
+    Commerce, CreateInput, ListInput, RefundInput, RemindReceiptInput, SearchInput, ShipInput,
+    ShipmentsInput,
+};
+use wemint::complaints::{self, Complaints};
 use wemint::identity::{Authenticator, Caller};
 use wemint::ratelimit::{Limit, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
@@ -18,9 +23,13 @@ pub const NAME: &str = "createOrder";
 /// checkout writes an order and may call WeChat Pay).
 pub const CREATE_LIMIT: Limit = Limit::per_minute(20);
 
+/// Shipping-state refreshes per caller per minute (each asks WeChat's `get_order`).
+pub const SYNC_SHIPPING_LIMIT: Limit = Limit::per_minute(10);
+
 /// Built once per instance.
 pub struct State {
     commerce: Commerce,
+    complaints: Complaints,
     auth: Authenticator,
     limits: RateLimiter,
 }
@@ -37,6 +46,12 @@ struct OrderRef {
     order_id: String,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ComplaintRef {
+    complaint_id: String,
+}
+
 #[derive(Deserialize, Default)]
 struct CatalogInput {
     #[serde(default)]
@@ -47,6 +62,7 @@ async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
     let deps = Deps::from_config(&config).await?;
     Ok(State {
         commerce: deps.commerce(),
+        complaints: deps.complaints(),
         limits: RateLimiter::new(deps.store).with_clock(deps.clock),
         auth: required(deps.auth, "WEMINT_SESSION_SECRET")?,
     })
@@ -92,12 +108,96 @@ pub fn function() -> Function<State> {
             let input: SearchInput = req.parse()?;
             Ok::<_, ApiError>(s.commerce.search_orders(&caller, input).await?)
         })
+        .callable("ship", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: ShipInput = req.parse()?;
+            Ok::<_, ApiError>(s.commerce.ship(&caller, input).await?)
+        })
+        .callable("shipments", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: ShipmentsInput = req.parse()?;
+            Ok::<_, ApiError>(s.commerce.shipments(&caller, input).await?)
+        })
+        .callable("remindReceipt", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: RemindReceiptInput = req.parse()?;
+            let order = s.commerce.remind_receipt(&caller, input).await?;
+            Ok::<_, ApiError>(serde_json::json!({ "order": order.admin_view() }))
+        })
+        .callable("syncShipping", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: OrderRef = req.parse()?;
+            s.limits
+                .check(
+                    &caller.openid,
+                    "createOrder.syncShipping",
+                    SYNC_SHIPPING_LIMIT,
+                )
+                .await?;
+            let order = s.commerce.sync_shipping(&caller, &input.order_id).await?;
+            Ok::<_, ApiError>(serde_json::json!({ "order": order.view() }))
+        })
         .callable("catalog", |s: Arc<State>, req| async move {
             s.caller(&req)?;
             let input: CatalogInput = req.parse()?;
             Ok::<_, ApiError>(s.commerce.catalog(input.kind.as_deref()).await?)
         })
+        // Consumer complaints (admin only; docs/api.md).
+        .callable("complaintList", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: complaints::ListInput = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.list(&caller, input).await?)
+        })
+        .callable("complaintGet", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: ComplaintRef = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.detail(&caller, &input.complaint_id).await?)
+        })
+        .callable("complaintRespond", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: complaints::RespondInput = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.respond(&caller, input).await?)
+        })
+        .callable("complaintComplete", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: ComplaintRef = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.complete(&caller, &input.complaint_id).await?)
+        })
+        .callable("complaintRefundProgress", |s: Arc<State>, req| async move {
+            let caller = s.caller(&req)?;
+            let input: complaints::RefundProgressInput = req.parse()?;
+            Ok::<_, ApiError>(s.complaints.refund_progress(&caller, input).await?)
+        })
+        .callable("attribution", |s: Arc<State>, req| async move {
+            attribution(&s, &req).await
+        })
         .default_action("create")
+}
+
+#[derive(Deserialize, Default)]
+struct AttributionInput {
+    #[serde(default)]
+    since: Option<i64>,
+    #[serde(default)]
+    until: Option<i64>,
+}
+
+/// `attribution` (administrators): conversions and revenue of orders paid in
+/// `[since, until)` per QR scene, menu item and template message, by first and last touch
+/// (`wemint::funnel::touches::report`).
+async fn attribution(s: &State, req: &CallRequest) -> Result<serde_json::Value, ApiError> {
+    let caller = s.caller(req)?;
+    s.commerce.require_admin(&caller).await?;
+    let input: AttributionInput = req.parse()?;
+    let now = s.commerce.now();
+    let since = input.since.unwrap_or(0);
+    let until = input.until.unwrap_or(now + 1);
+    if since < 0 || until <= since || until > now + 366 * 86_400 {
+        return Err(ApiError::bad_request(
+            "`since` and `until` are Unix seconds with since < until",
+        ));
+    }
+    Ok(wemint::funnel::touches::report(s.commerce.store().as_ref(), since, until).await?)
 }
 
 #[cfg(test)]

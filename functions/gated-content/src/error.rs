@@ -4,6 +4,7 @@ use http::StatusCode;
 use wemint::content::ContentError;
 use wemint::runtime::ApiError;
 use wemint::subscriptions::SubscriptionsError;
+use wemint::wechat::subscribe_templates::ConsentError;
 
 /// Public error codes of `gatedContent`.
 pub mod codes {
@@ -21,6 +22,8 @@ pub mod codes {
     pub const TRIAL_UNAVAILABLE: &str = "TRIAL_UNAVAILABLE";
     /// Protected media could not be given a temp URL right now.
     pub const MEDIA_UNAVAILABLE: &str = "MEDIA_UNAVAILABLE";
+    /// `subscribeGrant` named a template key (or id) this server does not send.
+    pub const SUBSCRIBE_TEMPLATE_UNKNOWN: &str = "SUBSCRIBE_TEMPLATE_UNKNOWN";
 }
 
 /// Everything a handler can fail with.
@@ -32,6 +35,9 @@ pub enum GatedError {
     /// A subscription change was refused (see the codes of [`SubscriptionsError`]'s variants).
     #[error(transparent)]
     Subscription(#[from] SubscriptionsError),
+    /// A subscribe-consent report was refused.
+    #[error(transparent)]
+    Consent(#[from] ConsentError),
 }
 
 impl From<GatedError> for ApiError {
@@ -40,6 +46,7 @@ impl From<GatedError> for ApiError {
         match e {
             GatedError::Content(e) => content_error(e, message),
             GatedError::Subscription(e) => subscription_error(e, message),
+            GatedError::Consent(e) => consent_error(e, message),
         }
     }
 }
@@ -81,5 +88,18 @@ fn subscription_error(e: SubscriptionsError, message: String) -> ApiError {
         E::Forbidden(_) => ApiError::forbidden(message),
         E::BadRequest(_) => ApiError::bad_request(message),
         E::Store(source) => ApiError::internal(source),
+    }
+}
+
+/// The public code of a refused subscribe-consent report.
+fn consent_error(e: ConsentError, message: String) -> ApiError {
+    match e {
+        ConsentError::UnknownTemplate(_) => ApiError::new(
+            codes::SUBSCRIBE_TEMPLATE_UNKNOWN,
+            StatusCode::BAD_REQUEST,
+            message,
+        ),
+        ConsentError::BadRequest(_) => ApiError::bad_request(message),
+        ConsentError::Store(source) => ApiError::internal(source),
     }
 }

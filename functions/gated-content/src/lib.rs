@@ -8,8 +8,11 @@
 //!   tenant's.
 //! - `startTrial`, `cancelSubscription`, `resumeSubscription`, `changePlan`: the subscription
 //!   lifecycle, run by [`wemint::subscriptions::Subscriptions`].
-//! - `subscribeGrant` and the timer: renewal reminders as subscribe messages
-//!   ([`wemint::subscriptions::reminders`]) and the end of lapsed tenant plans.
+//! - `subscribeGrant`: what the user accepted in `wx.requestSubscribeMessage`, by template key
+//!   ([`wemint::wechat::subscribe_templates`]): one credit per accept for the renewal reminder
+//!   and the shipping notice.
+//! - The timer: renewal reminders as subscribe messages ([`wemint::subscriptions::reminders`])
+//!   and the end of lapsed tenant plans.
 //!
 //! This crate parses requests and calls the library: `get`, `list` and `entitlements` are
 //! [`wemint::content::Contents`]', the rest [`wemint::subscriptions`]'. Time comes from one
@@ -17,7 +20,10 @@
 //! happens at the right instant in development too.
 
 pub mod error;
+#[cfg(test)]
+mod tests;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -32,6 +38,7 @@ use wemint::store::Store;
 use wemint::subscriptions::{Scope, Subscriptions, reminders};
 use wemint::tenancy::Tenancy;
 use wemint::wechat::WechatClient;
+use wemint::wechat::subscribe_templates::{self, ConsentReport, Templates};
 
 use error::GatedError;
 
@@ -47,6 +54,7 @@ pub struct State {
     subscriptions: Subscriptions,
     wechat: Option<WechatClient>,
     reminders: Option<ReminderSettings>,
+    templates: Templates,
 }
 
 impl State {
@@ -60,6 +68,7 @@ impl State {
 pub async fn init(config: Config) -> Result<State, BoxError> {
     let deps = Deps::from_config(&config).await?;
     let reminders = config.renewal_reminders()?;
+    let templates = Templates::from_config(&config);
     if reminders.is_some() && deps.wechat.is_none() {
         return Err(
             "renewal reminders (WEMINT_RENEWAL_TEMPLATE_ID) need WECHAT_APPID and WECHAT_APPSECRET"
@@ -84,6 +93,7 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
         subscriptions,
         wechat,
         reminders,
+        templates,
     })
 }
 
@@ -104,10 +114,26 @@ struct PlanInput {
     scope: Option<String>,
 }
 
+/// `subscribeGrant`: exactly one of `results` (`{<key>: <wx result>}`) or `templateIds`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct GrantInput {
-    template_ids: Vec<String>,
+    #[serde(default)]
+    results: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    template_ids: Option<Vec<String>>,
+}
+
+impl GrantInput {
+    fn report(self) -> Result<ConsentReport, ApiError> {
+        match (self.results, self.template_ids) {
+            (Some(results), None) => Ok(ConsentReport::Results(results)),
+            (None, Some(ids)) => Ok(ConsentReport::TemplateIds(ids)),
+            _ => Err(ApiError::bad_request(
+                "subscribeGrant takes exactly one of results or templateIds",
+            )),
+        }
+    }
 }
 
 /// The function value `main` runs; tests build it the same way.
@@ -158,13 +184,16 @@ pub fn function() -> Function<State> {
         })
         .callable("subscribeGrant", |s: Arc<State>, req| async move {
             let caller = s.caller(&req)?;
-            let input: GrantInput = req.parse()?;
+            let report = req.parse::<GrantInput>()?.report()?;
             let now = s.clock.now_unix();
-            let grants =
-                reminders::record_grants(&s.store, &caller.openid, &input.template_ids, now)
-                    .await
-                    .map_err(GatedError::from)?;
-            Ok::<_, ApiError>(json!({ "grants": grants }))
+            let recorded = subscribe_templates::record_consent(
+                &s.store,
+                &s.templates,
+                &caller.openid,
+                &report,
+                now,
+            );
+            Ok::<_, ApiError>(json!(recorded.await.map_err(GatedError::from)?))
         })
         .default_action("get")
         .timer(|s: Arc<State>, _timer| async move {

@@ -18,6 +18,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wemint::clock::SharedClock;
 use wemint::config::Config;
+use wemint::funnel::notices;
+use wemint::funnel::touches::{self, TouchKind, Toucher};
+use wemint::identity::people::{self, Side};
 use wemint::identity::{
     Authenticator, Caller, DataKey, SessionClaims, TenantMembership, TenantRole, USERS, User,
     UserRole,
@@ -146,6 +149,9 @@ pub fn function() -> Function<State> {
         .callable("editNotes", |s: Arc<State>, req| async move {
             team::edit_notes(&s, &req).await
         })
+        .callable("launch", |s: Arc<State>, req| async move {
+            launch(&s, &req).await
+        })
         .default_action("login")
 }
 
@@ -210,6 +216,18 @@ pub async fn login(state: &State, input: &LoginInput) -> Result<Value, ApiError>
         None => None,
     };
     let user = upsert_user(state, &session, phone).await?;
+    if let Some(unionid) = user.unionid.as_deref() {
+        // The same person as a follower of the Official Account, whichever side came first.
+        people::link(
+            state.store.as_ref(),
+            unionid,
+            Side::Mp,
+            &user.openid,
+            state.now(),
+        )
+        .await
+        .map_err(store_error)?;
+    }
     let tenant = active_tenant(state, &user.openid, user.active_tenant.as_deref()).await?;
     let (token, expires_at) = issue(state, &user, tenant.as_ref());
     tracing::info!(new_user = user.created_at == user.last_login_at, "login");
@@ -440,6 +458,49 @@ pub async fn switch_tenant(state: &State, req: &CallRequest) -> Result<Value, Ap
         "expiresAt": expires_at,
         "user": user_view(&user, Some(&active)),
     }))
+}
+
+#[derive(Deserialize)]
+struct LaunchInput {
+    #[serde(default)]
+    query: serde_json::Map<String, Value>,
+}
+
+/// `launch`: the Mini Program reports the query it was opened with. A template message's
+/// page carries `from=oa_tpl&tpl=<kind>&m=<message id>`: when that message was sent to the
+/// caller, the open is recorded as a touch (once per message). Anything else is ignored.
+///
+/// # Errors
+/// `UNAUTHENTICATED`, `BAD_REQUEST`, `INTERNAL`.
+pub async fn launch(state: &State, req: &CallRequest) -> Result<Value, ApiError> {
+    let caller = state.auth.caller(req)?;
+    let input: LaunchInput = req.parse()?;
+    let text = |k: &str| {
+        input
+            .query
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    if text("from") != "oa_tpl" {
+        return Ok(json!({"touch": false}));
+    }
+    let id = text("m");
+    let store = state.store.as_ref();
+    let Some(message) = notices::sent_to(store, id, &caller.openid).await? else {
+        return Ok(json!({"touch": false}));
+    };
+    let kind = message["kind"].as_str().unwrap_or_default();
+    let new = touches::record(
+        store,
+        &format!("open:{id}"),
+        Toucher::User(&caller.openid),
+        TouchKind::Template,
+        kind,
+        state.clock.now_millis(),
+    )
+    .await?;
+    Ok(json!({"touch": true, "new": new, "kind": kind}))
 }
 
 #[cfg(test)]

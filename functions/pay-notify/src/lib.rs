@@ -3,7 +3,11 @@
 //! `POST /payNotify`: API v3 JSON. Verify (headers, serial, timestamp window, RSA over the exact
 //! bytes) → decrypt (AES-256-GCM, APIv3 key) → parse → apply through `wemint::commerce`, which
 //! checks mchid/appid/amount/currency/payer and moves the order to paid exactly once.
-//! `POST /payNotify/v2`: API v2 XML, when `WECHATPAY_APIV2_KEY` is set.
+//! `POST /payNotify/v2`: API v2 XML, when `WECHATPAY_APIV2_KEY` is set: payment
+//! notifications (signed) and refund notifications (`req_info`, decrypted with the key).
+//! `POST /payNotify/complaints`: WeChat Pay complaint notifications (`COMPLAINT.*`), verified
+//! and decrypted exactly like payment notifications, then read back from the complaint API
+//! and stored by `wemint::complaints` (a redelivered notification is applied once).
 //!
 //! Success is `204` (v3) / the v2 SUCCESS XML; anything else is `4xx`/`5xx` with
 //! `{"code":"FAIL","message":…}` so WeChat Pay redelivers. A verified payment that does not
@@ -13,7 +17,10 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use wemint::commerce::{Commerce, CommerceError, PaymentOutcome};
+use wemint::complaints::{Complaints, ComplaintsError, NoticeOutcome};
 use wemint::pay::v2::{self, ApiV2Key};
+use wemint::pay::v2_refund;
+use wemint::pay::v3::complaints::ComplaintNotice;
 use wemint::pay::v3::{
     Notification, NotifyError, PayClient, SignatureHeaders, VerifyError, notify::failure_reply,
 };
@@ -26,6 +33,7 @@ pub const NAME: &str = "payNotify";
 /// Built once per instance.
 pub struct State {
     commerce: Commerce,
+    complaints: Complaints,
     pay: Arc<PayClient>,
     v2_key: Option<ApiV2Key>,
 }
@@ -47,6 +55,7 @@ async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
     let pay = deps.wechat_pay.clone();
     Ok(State {
         commerce: deps.commerce(),
+        complaints: deps.complaints(),
         pay: pay.ok_or("payNotify needs WeChat Pay: set WECHATPAY_MCHID and its keys")?,
         v2_key: config
             .wechat_pay_v2_key()?
@@ -127,6 +136,44 @@ async fn handle_v3(state: Arc<State>, req: WebhookRequest) -> WebhookResponse {
     }
 }
 
+/// A verified complaint notification: read the complaint back and store it. Answered 204 once
+/// stored (or already applied); 5xx when the complaint API or the store fails, so WeChat Pay
+/// redelivers.
+async fn handle_complaint(state: Arc<State>, req: WebhookRequest) -> WebhookResponse {
+    let notification = match verified(&state, &req).await {
+        Ok(n) => n,
+        Err(reply) => return reply,
+    };
+    let notice = match ComplaintNotice::from_notification(&notification) {
+        Some(Ok(notice)) => notice,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "complaint notification refused");
+            return fail(StatusCode::BAD_REQUEST, "malformed complaint notification");
+        }
+        None => {
+            tracing::warn!(event = %notification.id(), "not a complaint notification");
+            return fail(StatusCode::BAD_REQUEST, "not a complaint notification");
+        }
+    };
+    match state.complaints.on_wxpay_notice(&notice).await {
+        Ok(outcome) => {
+            let duplicate = outcome == NoticeOutcome::Duplicate;
+            tracing::info!(event = %notice.id, complaint = %notice.complaint_id,
+                action = %notice.action_type, duplicate, "complaint notification");
+            WebhookResponse::new(StatusCode::NO_CONTENT)
+        }
+        Err(e) => {
+            tracing::error!(event = %notice.id, complaint = %notice.complaint_id, error = %e,
+                "complaint notification not applied");
+            let status = match e {
+                ComplaintsError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            fail(status, "temporarily unable to process")
+        }
+    }
+}
+
 fn xml(status: StatusCode, body: String) -> WebhookResponse {
     WebhookResponse::with_body(status, "application/xml", body)
 }
@@ -141,6 +188,14 @@ async fn handle_v2(state: Arc<State>, req: WebhookRequest) -> WebhookResponse {
     let Ok(text) = std::str::from_utf8(&req.body) else {
         return xml(StatusCode::BAD_REQUEST, v2::reply_fail("not UTF-8"));
     };
+    if text.len() > v2_refund::MAX_NOTIFY_BYTES {
+        return xml(StatusCode::PAYLOAD_TOO_LARGE, v2::reply_fail("too large"));
+    }
+    if let Ok(fields) = v2::from_xml(text)
+        && v2_refund::is_refund_notify(&fields)
+    {
+        return handle_v2_refund(&state, &fields, key).await;
+    }
     let notify = match v2::parse_notify(text, key) {
         Ok(n) => n,
         Err(e) => {
@@ -166,6 +221,35 @@ async fn handle_v2(state: Arc<State>, req: WebhookRequest) -> WebhookResponse {
     }
 }
 
+/// A v2 refund notification: no signature, authentic only if `req_info` decrypts with our
+/// APIv2 key and names our merchant and app; then the refund settles once.
+async fn handle_v2_refund(state: &State, fields: &v2::Params, key: &ApiV2Key) -> WebhookResponse {
+    let notify = match v2_refund::parse_refund_fields(fields, key) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "v2 refund notification refused");
+            return xml(
+                StatusCode::UNAUTHORIZED,
+                v2::reply_fail("verification failed"),
+            );
+        }
+    };
+    match state.commerce.apply_v2_refund_notification(&notify).await {
+        Ok(settled) => {
+            tracing::info!(refund = %notify.out_refund_no, status = ?notify.refund_status,
+                settled, "v2 refund notification");
+            xml(StatusCode::OK, v2::REPLY_SUCCESS.to_owned())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "v2 refund notification not applied");
+            xml(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                v2::reply_fail("temporarily unable to process"),
+            )
+        }
+    }
+}
+
 fn post_only(req: &WebhookRequest) -> Option<WebhookResponse> {
     (req.method != http::Method::POST).then(|| fail(StatusCode::METHOD_NOT_ALLOWED, "POST only"))
 }
@@ -179,6 +263,15 @@ pub fn function() -> Function<State> {
             }
             Ok(handle_v2(state, req).await)
         })
+        .webhook(
+            "/payNotify/complaints",
+            |state: Arc<State>, req| async move {
+                if let Some(reply) = post_only(&req) {
+                    return Ok::<_, ApiError>(reply);
+                }
+                Ok(handle_complaint(state, req).await)
+            },
+        )
         .webhook("/payNotify", |state: Arc<State>, req| async move {
             if let Some(reply) = post_only(&req) {
                 return Ok::<_, ApiError>(reply);

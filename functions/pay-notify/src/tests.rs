@@ -150,7 +150,9 @@ async fn a_valid_notification_pays_the_order_once() {
     assert_eq!(resp.status, StatusCode::NO_CONTENT, "{:?}", resp.body);
     assert!(resp.body.is_empty());
     let paid = order(&ts).await;
-    assert_eq!(paid["status"], "fulfilled", "{paid}");
+    // A physical good: paid, waiting to ship (fulfilled when it ships).
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(paid["shipping"]["state"], "awaiting", "{paid}");
     assert_eq!(paid["transactionId"], "4200000000202611240001");
     let paid_at = paid["paidAt"].clone();
     assert_eq!(

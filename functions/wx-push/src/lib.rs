@@ -18,7 +18,12 @@
 //! link into the Mini Program); `xpay_goods_deliver_notify` → [`Commerce::deliver_xpay`], the
 //! same fulfilment payNotify uses, which grants only once `query_order` says the order is paid
 //! (answered `{"ErrCode":0,"ErrMsg":"Success"}` once handled, a 5xx when the store or the
-//! query fails or the payment is not confirmed yet, so WeChat redelivers).
+//! query fails or the payment is not confirmed yet, so WeChat redelivers);
+//! `trade_manage_order_settlement` / `trade_manage_remind_shipping` → commerce's shipping
+//! record (settlement confirmed with `get_order` first; a failed query is a 5xx);
+//! `xpay_refund_notify` → the refund settles as `query_order` confirms it;
+//! `xpay_complaint_notify` → `wemint::complaints` (see `after_sale`). Any other push is
+//! logged with its type (`unhandled_push`) and changes nothing.
 
 use std::sync::Arc;
 
@@ -26,12 +31,17 @@ use base64::Engine as _;
 use http::{Method, StatusCode};
 use wemint::clock::SharedClock;
 use wemint::commerce::{Commerce, PaymentOutcome, XpayDelivery};
+use wemint::complaints::Complaints;
 use wemint::config::Config;
+use wemint::funnel::notices;
+use wemint::funnel::touches::{self, TouchKind, Toucher};
+use wemint::identity::people::{self, Side};
 use wemint::moderation::{Moderation, NoticeTemplate};
 use wemint::runtime::{ApiError, BoxError, Function, WebhookRequest, WebhookResponse};
 use wemint::setup::{Deps, required};
 use wemint::store::{Filter, Store, StoreError, Update, UpdateOptions};
 use wemint::wechat::push::receipts;
+use wemint::wechat::shipping::TradeManagePush;
 use wemint::wechat::{
     EnvVersion, Expiry, LinkRequest, OpenedPush, PushCrypto, PushError, PushKind, PushQuery, Reply,
     Stamp, WechatClient,
@@ -92,9 +102,12 @@ pub struct State {
     safe_mode: bool,
     moderation: Moderation,
     commerce: Commerce,
+    complaints: Complaints,
     links: Arc<dyn LinkMaker>,
     funnel: Funnel,
     clock: SharedClock,
+    /// The Official Account's API client (`user/info` for the UnionID of new followers).
+    oa: Option<WechatClient>,
 }
 
 impl State {
@@ -112,16 +125,27 @@ impl State {
             crypto.appid().to_owned(),
             clock.clone(),
         );
+        let complaints = Complaints::new(moderation.store().clone(), clock.clone());
         Self {
             crypto,
             oa_crypto,
             safe_mode: true,
             commerce,
+            complaints,
             moderation,
             links,
             funnel,
             clock,
+            oa: None,
         }
+    }
+
+    /// Looks new followers up with the Official Account's `user/info` (their UnionID links
+    /// them to the Mini Program user of the same person).
+    #[must_use]
+    pub fn with_oa(mut self, oa: Option<WechatClient>) -> Self {
+        self.oa = oa;
+        self
     }
 
     /// The order service as the deployment wires it ([`Deps::commerce`]): with virtual
@@ -130,6 +154,13 @@ impl State {
     #[must_use]
     pub fn with_commerce(mut self, commerce: Commerce) -> Self {
         self.commerce = commerce;
+        self
+    }
+
+    /// The complaints service as the deployment wires it ([`Deps::complaints`]).
+    #[must_use]
+    pub fn with_complaints(mut self, complaints: Complaints) -> Self {
+        self.complaints = complaints;
         self
     }
 
@@ -174,8 +205,12 @@ pub async fn init(config: Config) -> Result<State, BoxError> {
         mini_program_appid: appid,
     };
     let commerce = deps.commerce();
+    let complaints = deps.complaints();
+    let oa = deps.oa.clone();
     let mut state = State::new(crypto, oa_crypto, moderation, wechat, funnel, deps.clock)
-        .with_commerce(commerce);
+        .with_commerce(commerce)
+        .with_complaints(complaints)
+        .with_oa(oa);
     state.safe_mode = safe_mode;
     Ok(state)
 }
@@ -276,7 +311,7 @@ async fn dispatch(
         .map_err(internal)?
     {
         tracing::info!(key = %message.dedupe_key(), "push already handled");
-        if matches!(message.kind, PushKind::XpayGoodsDeliver(_)) {
+        if matches!(message.kind, PushKind::XpayGoodsDeliver(_)) || after_sale::is_xpay(message) {
             return Ok(WebhookResponse::json(
                 StatusCode::OK,
                 &wemint::pay::xpay::deliver_ack(),
@@ -319,16 +354,63 @@ async fn dispatch(
             )
             .await
             .map_err(internal)?;
+            oa_funnel::link_follower(
+                state.store().as_ref(),
+                state.oa.as_ref(),
+                &message.from_user_name,
+                now,
+            )
+            .await?;
             let scene = event_key
                 .as_deref()
                 .and_then(|k| k.strip_prefix("qrscene_"));
+            if let Some(scene) = scene {
+                oa_funnel::touch(state, message, TouchKind::Scan, scene).await?;
+            }
             message.text_reply(funnel_text(state, scene).await, now)
         }
         PushKind::MenuClick { event_key } => {
             touch_follower(state, &message.from_user_name, event_key, now)
                 .await
                 .map_err(internal)?;
+            oa_funnel::touch(state, message, TouchKind::Menu, event_key).await?;
             message.text_reply(funnel_text(state, None).await, now)
+        }
+        PushKind::MenuView { url, .. } => {
+            oa_funnel::touch(state, message, TouchKind::Menu, url).await?;
+            Reply::Success
+        }
+        PushKind::MenuMiniProgram { page_path, .. } => {
+            oa_funnel::touch(state, message, TouchKind::Menu, page_path).await?;
+            Reply::Success
+        }
+        PushKind::Other { event: Some(event) } if event.as_str() == "SCAN" => {
+            // Already following: EventKey is the scene itself (no `qrscene_` prefix).
+            let scene = message.raw["EventKey"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            oa_funnel::link_follower(
+                state.store().as_ref(),
+                state.oa.as_ref(),
+                &message.from_user_name,
+                now,
+            )
+            .await?;
+            if !scene.is_empty() {
+                oa_funnel::touch(state, message, TouchKind::Scan, &scene).await?;
+            }
+            message.text_reply(funnel_text(state, Some(&scene)).await, now)
+        }
+        PushKind::Other { event: Some(event) } if event.as_str() == "TEMPLATESENDJOBFINISH" => {
+            let msgid = message.raw["MsgID"]
+                .as_i64()
+                .or_else(|| message.raw["MsgID"].as_str().and_then(|m| m.parse().ok()));
+            if let Some(msgid) = msgid {
+                let status = message.raw["Status"].as_str().unwrap_or_default();
+                notices::record_delivery(state.store().as_ref(), msgid, status).await?;
+            }
+            Reply::Success
         }
         PushKind::Unsubscribe => {
             state
@@ -348,6 +430,19 @@ async fn dispatch(
         }
         PushKind::XpayGoodsDeliver(payload) => {
             return deliver_xpay(state, message, payload, now).await;
+        }
+        PushKind::Other { event: Some(event) } if event.starts_with("trade_manage_") => {
+            trade_manage(state, &message.raw).await?;
+            Reply::Success
+        }
+        PushKind::Other { event: Some(event) } if event == "xpay_refund_notify" => {
+            return after_sale::refund(state, message, now).await;
+        }
+        PushKind::Other { event: Some(event) } if event == "xpay_complaint_notify" => {
+            return after_sale::complaint(state, message, now).await;
+        }
+        PushKind::Other { .. } | PushKind::Text { .. } => {
+            return Ok(after_sale::unrecognised(message));
         }
         _ => Reply::Success,
     };
@@ -407,6 +502,26 @@ async fn deliver_xpay(
         StatusCode::OK,
         &wemint::pay::xpay::deliver_ack(),
     ))
+}
+
+/// Shipping pushes (`trade_manage_remind_shipping`, `trade_manage_order_settlement`):
+/// commerce confirms settlement with `get_order` before recording it, and reminds admins of
+/// unshipped orders. Other `trade_manage_*` events are logged only.
+async fn trade_manage(state: &State, raw: &serde_json::Value) -> Result<(), ApiError> {
+    match TradeManagePush::from_raw(raw) {
+        Some(push) => {
+            let outcome = state.commerce.apply_trade_manage(&push).await?;
+            tracing::info!(?outcome, "trade_manage push");
+        }
+        None => tracing::info!(
+            event = raw
+                .get("Event")
+                .and_then(|e| e.as_str())
+                .unwrap_or_default(),
+            "trade_manage push not handled"
+        ),
+    }
+    Ok(())
 }
 
 fn success() -> WebhookResponse {
@@ -514,6 +629,78 @@ pub async fn follower(
     openid: &str,
 ) -> Result<Option<serde_json::Value>, StoreError> {
     store.get(FOLLOWERS, openid).await
+}
+
+mod after_sale;
+
+/// The Official Account funnel's part of the push handling (`wemint::funnel`).
+mod oa_funnel {
+    use super::*;
+
+    /// Links a follower to the person of its UnionID (`user/info`), once per follower. A
+    /// failed lookup fails the push, so WeChat's retry tries again.
+    pub(super) async fn link_follower(
+        store: &dyn Store,
+        oa: Option<&WechatClient>,
+        openid: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let Some(oa) = oa else {
+            return Ok(());
+        };
+        let known = store
+            .get(FOLLOWERS, openid)
+            .await
+            .map_err(internal)?
+            .is_some_and(|f| f.get("unionidCheckedAt").is_some());
+        if known {
+            return Ok(());
+        }
+        let info = oa.oa_user_info(openid).await.map_err(|e| {
+            tracing::warn!(error = %e, "user/info failed; WeChat will retry the push");
+            ApiError::new(
+                "WECHAT_BUSY",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "user/info failed",
+            )
+        })?;
+        let mut update = Update::new().set("unionidCheckedAt", now);
+        if let Some(unionid) = info.unionid.as_deref().filter(|u| !u.is_empty()) {
+            people::link(store, unionid, Side::Oa, openid, now)
+                .await
+                .map_err(internal)?;
+            update = update.set("unionid", unionid);
+        }
+        store
+            .update_one(
+                FOLLOWERS,
+                &Filter::id(openid),
+                &update,
+                UpdateOptions::default(),
+            )
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    /// Records the push as a touch of the follower (once per push: its dedupe key).
+    pub(super) async fn touch(
+        state: &State,
+        message: &wemint::wechat::PushMessage,
+        kind: TouchKind,
+        key: &str,
+    ) -> Result<(), ApiError> {
+        touches::record(
+            state.store().as_ref(),
+            &message.dedupe_key(),
+            Toucher::Follower(&message.from_user_name),
+            kind,
+            key,
+            state.clock.now_millis(),
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

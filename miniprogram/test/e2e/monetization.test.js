@@ -2,7 +2,8 @@
  * End to end against a running wemint-dev: utils/api.js with a real-HTTP wx shim.
  * login → checkout a physical product (WeChat Pay) → pay through the emulator → paid;
  * then a locked content → its paywall offer (virtual payment) → paid → content unlocked;
- * then a membership → changePlan quotes the upgrade → the prorated difference paid → upgraded.
+ * then a membership → changePlan quotes the upgrade → the prorated difference paid → upgraded;
+ * then subscribe consent reported to gatedContent subscribeGrant.
  *
  *   WEMINT_DEV_URL=http://127.0.0.1:8787 npm run test:e2e
  *
@@ -11,6 +12,7 @@
 const { createApi } = require('../../utils/api');
 const { checkout } = require('../../utils/checkout');
 const { newRequestId } = require('../../utils/ids');
+const { askConsent } = require('../../utils/subscribe');
 const { createWxShim } = require('./wx-shim');
 
 const DEV_URL = process.env.WEMINT_DEV_URL;
@@ -128,5 +130,18 @@ suite('Mini Program client against wemint-dev', () => {
     const after = await api.call('gatedContent', { action: 'entitlements' });
     expect(after.subscription.plan).toBe(higher.plan.id);
     expect(after.subscription.periodEndAt).toBe(before.subscription.periodEndAt);
+  });
+
+  test('subscribe consent: the popup\'s accepts reach subscribeGrant; an unknown key is refused', async () => {
+    const popupWx = { requestSubscribeMessage: (o) => o.success({ 'TPL-E2E-SHIP': 'accept', 'TPL-E2E-RENEW': 'reject' }) };
+    const consent = await askConsent(['shipping', 'renewal'], { wx: popupWx, api, templates: { shipping: 'TPL-E2E-SHIP', renewal: 'TPL-E2E-RENEW' } });
+    expect(consent.accepted).toEqual(['shipping']);
+    const reply = await consent.reported;
+    expect(reply).toBeTruthy();
+    // Counted when the suite configures a shipping template, else reported as not configured.
+    const seen = reply.grants.map((g) => g.key).concat(reply.skipped.map((k) => k.key));
+    expect(seen).toEqual(['shipping']);
+    log(`subscribeGrant: ${JSON.stringify(reply)}`);
+    await expect(api.call('gatedContent', { action: 'subscribeGrant', results: { coupon: 'accept' } })).rejects.toMatchObject({ code: 'SUBSCRIBE_TEMPLATE_UNKNOWN' });
   });
 });

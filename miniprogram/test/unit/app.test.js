@@ -48,3 +48,53 @@ test('a failed launch login is remembered by code, and pages can retry', async (
   delete global.getApp;
   delete global.wx;
 });
+
+test('onLaunch registers the one privacy-consent listener', async () => {
+  const w = fakeWx([loginReply('tok-privacy', 4102444800)]);
+  w.onNeedPrivacyAuthorization = jest.fn();
+  global.wx = w;
+  let app = null;
+  global.App = (def) => {
+    app = def;
+  };
+  global.getApp = () => app;
+  jest.isolateModules(() => {
+    require('../../app'); // eslint-disable-line global-require
+  });
+  app.onLaunch();
+  await app.loginPromise;
+  expect(w.onNeedPrivacyAuthorization).toHaveBeenCalledTimes(1);
+  expect(typeof w.onNeedPrivacyAuthorization.mock.calls[0][0]).toBe('function');
+  delete global.App;
+  delete global.getApp;
+  delete global.wx;
+});
+
+test('a launch from an Official Account template message is reported once after login', async () => {
+  const w = fakeWx([
+    loginReply('tok-oa', 4102444800, { openid: 'o-2', role: 'user' }),
+    { statusCode: 200, data: { ok: true, data: { touch: true, new: true, kind: 'refund_settled' } } },
+  ]);
+  global.wx = w;
+  let app = null;
+  global.App = (def) => {
+    app = def;
+  };
+  global.getApp = () => app;
+  jest.isolateModules(() => {
+    require('../../app'); // eslint-disable-line global-require
+  });
+  const options = { path: 'pages/orders/orders', query: { id: 'O1', from: 'oa_tpl', tpl: 'refund_settled', m: 'n_abc' } };
+  app.onLaunch(options);
+  await expect(app.reportLaunch(options)).resolves.toEqual({ touch: true, new: true, kind: 'refund_settled' });
+  app.onShow(options); // the same open is not reported twice
+  expect(w.calls).toHaveLength(2);
+  expect(w.calls[1].opts.data).toEqual({
+    name: 'login',
+    data: { action: 'launch', query: { from: 'oa_tpl', tpl: 'refund_settled', m: 'n_abc' } },
+  });
+  expect(app.reportLaunch({ query: { id: 'O1' } })).toBeNull();
+  delete global.App;
+  delete global.getApp;
+  delete global.wx;
+});

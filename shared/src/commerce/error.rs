@@ -4,6 +4,7 @@ use http::StatusCode;
 
 use crate::domain::money::{Fen, MoneyError};
 use crate::domain::order::{PricingError, RefundError};
+use crate::domain::shipping::ShipmentError;
 use crate::domain::subscription::SubscriptionError;
 use crate::runtime::ApiError;
 use crate::store::StoreError;
@@ -50,6 +51,16 @@ pub mod codes {
     pub const PLAN_NOT_FOR_SALE: &str = "PLAN_NOT_FOR_SALE";
     /// Virtual payment cannot charge the prorated amount (outside 40–100% of the item price).
     pub const UPGRADE_PRICE_UNSUPPORTED: &str = "UPGRADE_PRICE_UNSUPPORTED";
+    /// A shipment's logistics type or packages are not acceptable.
+    pub const INVALID_SHIPMENT: &str = "INVALID_SHIPMENT";
+    /// The order has nothing waiting to ship, or its state does not allow shipping.
+    pub const ORDER_NOT_SHIPPABLE: &str = "ORDER_NOT_SHIPPABLE";
+    /// The order was shipped already (the platform allows one re-ship, done in MP admin).
+    pub const ORDER_ALREADY_SHIPPED: &str = "ORDER_ALREADY_SHIPPED";
+    /// The confirm-receipt reminder is not allowed for this order (or was used).
+    pub const RECEIPT_REMINDER_NOT_ALLOWED: &str = "RECEIPT_REMINDER_NOT_ALLOWED";
+    /// WeChat's shipping service failed or is not configured.
+    pub const SHIPPING_PLATFORM_ERROR: &str = "SHIPPING_PLATFORM_ERROR";
 }
 
 /// Why a commerce operation failed. Each variant maps to one public code.
@@ -129,6 +140,21 @@ pub enum CommerceError {
         /// Worth retrying later.
         retryable: bool,
     },
+    /// The shipment is malformed.
+    #[error(transparent)]
+    Shipment(#[from] ShipmentError),
+    /// The order cannot ship now.
+    #[error("the order cannot ship: {0}")]
+    NotShippable(String),
+    /// The order shipped already.
+    #[error("the order has already shipped")]
+    AlreadyShipped,
+    /// `notify_confirm_receive` is not allowed.
+    #[error("confirm-receipt reminder not allowed: {0}")]
+    ReceiptReminder(String),
+    /// The shipping service failed.
+    #[error("WeChat shipping service: {0}")]
+    Platform(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -227,6 +253,26 @@ impl From<CommerceError> for ApiError {
                 codes::PAYMENT_PROVIDER_ERROR,
                 StatusCode::BAD_GATEWAY,
                 "the payment provider did not accept the request; try again later",
+            )
+            .with_source(e),
+            E::Shipment(_) => {
+                ApiError::new(codes::INVALID_SHIPMENT, StatusCode::BAD_REQUEST, message)
+            }
+            E::NotShippable(_) => {
+                ApiError::new(codes::ORDER_NOT_SHIPPABLE, StatusCode::CONFLICT, message)
+            }
+            E::AlreadyShipped => {
+                ApiError::new(codes::ORDER_ALREADY_SHIPPED, StatusCode::CONFLICT, message)
+            }
+            E::ReceiptReminder(_) => ApiError::new(
+                codes::RECEIPT_REMINDER_NOT_ALLOWED,
+                StatusCode::CONFLICT,
+                message,
+            ),
+            e @ E::Platform(_) => ApiError::new(
+                codes::SHIPPING_PLATFORM_ERROR,
+                StatusCode::BAD_GATEWAY,
+                "WeChat's shipping service did not answer; try again later",
             )
             .with_source(e),
             e @ E::Store(_) => ApiError::internal(e),

@@ -67,6 +67,17 @@ impl Commerce {
                     .await?
             }
         };
+        // A redelivery for an order we do not have changes nothing: once its event is
+        // recorded, it is answered from reads alone (no write, so it costs no commit).
+        if outcome == PaymentOutcome::UnknownOrder
+            && self
+                .store
+                .get(c::PAYMENT_EVENTS, &observation.event_id)
+                .await?
+                .is_some()
+        {
+            return Ok(outcome);
+        }
         self.record_event(
             &observation.event_id,
             &observation.source,
@@ -154,6 +165,17 @@ impl Commerce {
                     self.retake_stock(&paid).await?;
                 }
                 self.fulfil(&paid).await?;
+                // Touches before the payment (QR scans, menu clicks, template opens) attribute
+                // it; a failure here is caught up by reconcile.
+                if let Err(e) = crate::funnel::touches::attribute_order(
+                    self.store.as_ref(),
+                    &paid.id,
+                    self.now(),
+                )
+                .await
+                {
+                    tracing::warn!(order = %paid.id, error = %e, "attribution deferred");
+                }
                 Ok(PaymentOutcome::Applied { order_id: paid.id })
             }
             None => {
@@ -227,6 +249,10 @@ impl Commerce {
             tracing::warn!(order = %order.id, error = %e, "order.paid not published; reconcile finishes the order");
             return Ok(());
         }
+        // Physical goods are fulfilled when they ship, not when they are paid.
+        if self.await_shipment(order, paid_at).await? {
+            return Ok(());
+        }
         let now = self.now();
         // Only a payment is finished here: a refund in flight is not overwritten.
         self.store
@@ -240,6 +266,10 @@ impl Commerce {
                 UpdateOptions::default(),
             )
             .await?;
+        // Virtual goods paid through WeChat Pay still report a (virtual) shipment.
+        if let Some(fulfilled) = self.store.get_as::<OrderDoc>(c::ORDERS, &order.id).await? {
+            self.ship_virtual(&fulfilled).await?;
+        }
         Ok(())
     }
 
@@ -250,7 +280,7 @@ impl Commerce {
         paid_at: i64,
     ) -> Result<(), CommerceError> {
         match &line.kind {
-            // Shipped by the merchant: being paid is what the shipping queue looks for.
+            // Shipped by the merchant: `shipping.state = awaiting` puts it in the queue.
             ProductKind::Physical => Ok(()),
             ProductKind::ContentUnlock { content } => {
                 let update = Update::new()

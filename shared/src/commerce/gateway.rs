@@ -138,6 +138,13 @@ pub trait XpayGateway: Send + Sync {
     /// `notify_provide_goods`: tells WeChat the goods were delivered (after a fulfilment that
     /// did not come from the delivery push).
     async fn provided(&self, out_trade_no: &str) -> Result<(), XpayFailure>;
+    /// What `query_order` says about refund `refund_no` of `openid`'s payment: `None` when
+    /// virtual payment does not know it (never requested, or not recorded yet).
+    async fn refund_state(
+        &self,
+        openid: &str,
+        refund_no: &str,
+    ) -> Result<Option<crate::pay::xpay_after_sale::RefundOrderState>, XpayFailure>;
 }
 
 /// [`XpayGateway`] over the real virtual payment APIs: `pay::xpay` for signatures and server
@@ -188,37 +195,25 @@ impl XpayProvider {
         })
     }
 
+    /// The virtual payment client (its other APIs: complaints).
+    pub fn client(&self) -> &crate::pay::xpay::XpayClient {
+        &self.client
+    }
+
+    /// The WeChat client whose access token the calls use.
+    pub fn wechat(&self) -> &std::sync::Arc<crate::wechat::WechatClient> {
+        &self.wechat
+    }
+
     /// Runs a server call with the access token, refreshing the token once if rejected.
     async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, XpayFailure>
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<T, crate::pay::xpay::XpayError>>,
     {
-        use crate::pay::xpay::{ErrCode, XpayError};
-        let tokens = self.wechat.tokens();
-        let token = tokens.token().await.map_err(|e| XpayFailure {
-            message: format!("access token: {e}"),
-            retryable: true,
-        })?;
-        match call(token.expose().to_owned()).await {
-            Err(XpayError::Api {
-                errcode: ErrCode::InvalidAccessToken | ErrCode::AccessTokenExpired,
-                ..
-            }) => {
-                let fresh =
-                    tokens
-                        .refresh_after_failure(&token)
-                        .await
-                        .map_err(|e| XpayFailure {
-                            message: format!("access token: {e}"),
-                            retryable: true,
-                        })?;
-                call(fresh.expose().to_owned())
-                    .await
-                    .map_err(|e| xpay_failure(&e))
-            }
-            other => other.map_err(|e| xpay_failure(&e)),
-        }
+        crate::pay::xpay_after_sale::with_access_token(&self.wechat, call)
+            .await
+            .map_err(|e| xpay_failure(&e))
     }
 }
 
@@ -328,6 +323,17 @@ impl XpayGateway for XpayProvider {
                 }
             }
         })
+        .await
+    }
+
+    async fn refund_state(
+        &self,
+        openid: &str,
+        refund_no: &str,
+    ) -> Result<Option<crate::pay::xpay_after_sale::RefundOrderState>, XpayFailure> {
+        self.with_token(
+            |t| async move { self.client.refund_order_state(&t, openid, refund_no).await },
+        )
         .await
     }
 

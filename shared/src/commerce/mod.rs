@@ -27,6 +27,7 @@ mod orders;
 mod reconcile;
 mod refunds;
 mod revoke;
+pub mod shipping;
 mod upgrade;
 
 use std::collections::HashMap;
@@ -34,7 +35,7 @@ use std::sync::Arc;
 
 pub use channel::{
     Observation, ObservedPayment, Payer, PaymentChannel, RefundAnswer, Started, WxpayChannel,
-    XpayChannel, XpayDelivery,
+    XpayChannel, XpayDelivery, XpayRefundOutcome,
 };
 pub use error::{CommerceError, codes};
 pub use fulfil::{DeliveryOutcome, PaymentOutcome};
@@ -45,6 +46,10 @@ pub use model::{OrderDoc, RefundDoc, RefundState, SubscriptionScope, UpgradeTerm
 pub use orders::{CreateInput, Created, ListInput, MAX_OPEN_ORDERS, SearchInput};
 pub use reconcile::{CALL_BUDGET, ReconcileReport, StepReport};
 pub use refunds::RefundInput;
+pub use shipping::{
+    RemindReceiptInput, ShipInput, ShipmentsInput, ShippingPlatform, ShippingSettings,
+    TradeManageOutcome,
+};
 pub use upgrade::UpgradeRequest;
 
 use crate::clock::SharedClock;
@@ -82,6 +87,9 @@ pub struct Commerce {
     order_ttl_secs: i64,
     /// Where `order.paid` and `refund.settled` go (`wemint::events`).
     events: Events,
+    /// Where shipments are reported and shipping messages sent (the WeChat client).
+    shipping: Option<Arc<dyn ShippingPlatform>>,
+    shipping_settings: Arc<ShippingSettings>,
 }
 
 impl std::fmt::Debug for Commerce {
@@ -106,6 +114,8 @@ impl Commerce {
             clock,
             random: system_random(),
             order_ttl_secs: DEFAULT_ORDER_TTL_SECS,
+            shipping: None,
+            shipping_settings: Arc::new(ShippingSettings::default()),
         }
     }
 

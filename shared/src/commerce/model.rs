@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::domain::catalog::{Channel, Product, ProductKind};
 use crate::domain::money::Fen;
 use crate::domain::order::{OrderLine, OrderStatus};
+use crate::domain::shipping::Shipping;
 
 /// The collections commerce uses: the registry, re-exported for the functions and tests
 /// that already name them through commerce.
@@ -107,6 +108,10 @@ pub struct OrderDoc {
     /// Set when the order buys a plan upgrade rather than a period: what it moves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeTerms>,
+    /// Physical goods (and virtual goods paid through WeChat Pay): where the goods are and the
+    /// report to the platform (`commerce::shipping`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping: Option<Shipping>,
 }
 
 /// Whose subscription an upgrade is for (`subscriptions::Scope`, under commerce's name).
@@ -172,6 +177,9 @@ impl OrderDoc {
                 "until": up.until,
             });
         }
+        if let Some(shipping) = &self.shipping {
+            v["shipping"] = super::shipping::buyer_view(self, shipping);
+        }
         v
     }
 
@@ -185,6 +193,9 @@ impl OrderDoc {
         }
         if let Some(tx) = &self.transaction_id {
             v["transactionId"] = json!(tx);
+        }
+        if let Some(shipping) = &self.shipping {
+            v["shipping"] = super::shipping::admin_view(self, shipping);
         }
         v
     }
@@ -374,6 +385,7 @@ mod tests {
             review_reason: None,
             grants_revoked: false,
             upgrade: None,
+            shipping: None,
         };
         let v = serde_json::to_value(&doc).unwrap();
         assert_eq!(v["_id"], "o1");

@@ -210,6 +210,7 @@ impl Commerce {
             transaction_id: None,
             review_reason: None,
             grants_revoked: false,
+            shipping: None,
             upgrade: draft.upgrade,
         };
         match self.store.insert_as(c::ORDERS, &order).await {

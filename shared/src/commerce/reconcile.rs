@@ -16,6 +16,7 @@
 //! into the report) plus one line in the list in [`Commerce::reconcile_within`].
 
 mod metered;
+mod shipping_steps;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -62,6 +63,12 @@ pub struct ReconcileReport {
     pub revoked: u32,
     /// Half-done refunds finished (a request or a settlement a crash interrupted).
     pub refunds_recovered: u32,
+    /// Shipment reports re-sent to WeChat (`upload_shipping_info`).
+    pub shipping_uploads_retried: u32,
+    /// Of those, accepted.
+    pub shipping_uploads_done: u32,
+    /// Orders whose admins were reminded of the shipping deadline.
+    pub shipping_reminders: u32,
     /// Stock reservations of orders that were never stored, given back.
     pub holds_released: u32,
     /// Steps that failed (logged; retried next run).
@@ -244,8 +251,9 @@ struct InterruptedFulfilments;
 impl Step for InterruptedFulfilments {
     type Item = OrderDoc;
     const NAME: &'static str = "interruptedFulfilments";
-    /// An automatic refund of an upgrade that cannot apply, and the delivery notice.
-    const MAX_CALLS: u32 = 2;
+    /// An automatic refund of an upgrade that cannot apply, the delivery notice, and a
+    /// virtual shipment's upload.
+    const MAX_CALLS: u32 = 3;
 
     async fn due(&self, commerce: &Commerce, now: i64) -> Result<Vec<OrderDoc>, CommerceError> {
         Ok(commerce
@@ -253,7 +261,9 @@ impl Step for InterruptedFulfilments {
             .find_as(
                 c::ORDERS,
                 &Filter::eq("status", OrderStatus::Paid.as_str())
-                    .and(Filter::lt("paidAt", now - QUIET_SECS)),
+                    .and(Filter::lt("paidAt", now - QUIET_SECS))
+                    // Physical goods waiting to ship are paid, not interrupted.
+                    .and(Filter::exists("shipping", false)),
                 &FindOptions::new().sort_asc("paidAt").limit(BATCH),
             )
             .await?)
@@ -380,6 +390,8 @@ impl Commerce {
             Queue::load(InterruptedFulfilments, &commerce, now).await?,
             Queue::load(RefundsInFlight, &commerce, now).await?,
             Queue::load(UnrevokedGrants, &commerce, now).await?,
+            Queue::load(shipping_steps::ShippingUploads, &commerce, now).await?,
+            Queue::load(shipping_steps::ShippingDeadlines, &commerce, now).await?,
         ];
         loop {
             let mut progressed = false;
@@ -449,6 +461,34 @@ impl Commerce {
             return Ok(Some(PaymentOutcome::NotPaid));
         }
         Ok(None)
+    }
+
+    /// Repairs a payment a provider's bill shows but the order here missed (a notification
+    /// lost beyond its retries): the same path as the unpaid-orders step, so the provider is
+    /// asked first (never the bill alone) and the grant applies once however often it runs.
+    /// `None` when the order does not exist or its channel is not configured.
+    pub async fn repair_missed_payment(
+        &self,
+        out_trade_no: &str,
+    ) -> Result<Option<PaymentOutcome>, CommerceError> {
+        let Some(order) = self
+            .store
+            .find_one_as::<OrderDoc>(c::ORDERS, &Filter::eq("outTradeNo", out_trade_no))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(channel) = self.channel(order.channel) else {
+            return Ok(None);
+        };
+        let Some(observation) = channel.query(&order, self.now()).await? else {
+            return Ok(Some(PaymentOutcome::NotPaid));
+        };
+        let outcome = self.apply_observation(order.channel, &observation).await?;
+        if matches!(outcome, PaymentOutcome::Applied { .. }) {
+            self.tell_delivered(&order).await;
+        }
+        Ok(Some(outcome))
     }
 
     /// Tells the provider the goods of an order fulfilled here were delivered (best effort).

@@ -443,6 +443,19 @@ impl Commerce {
         };
         tracing::info!(refund = %refund_no, from = ?current.status, state = ?state, "refund settled");
         self.apply_refund_to_order(&refund).await?;
+        if state == RefundState::Success {
+            // The buyer hears about it through the Official Account when they follow it.
+            let notice = crate::funnel::notices::Notice::refund_settled(
+                refund_no,
+                &refund.order_id,
+                &refund.owner,
+                refund.amount_fen.get(),
+            );
+            if let Err(e) = crate::funnel::notices::notify(self.store.as_ref(), &notice, now).await
+            {
+                tracing::warn!(refund = %refund_no, error = %e, "refund notice not recorded");
+            }
+        }
         Ok(true)
     }
 

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::clock::FixedClock;
 use crate::domain::order::{CartLine, OrderStatus};
+use crate::domain::shipping::ShippingState;
 use crate::identity::{CallerSource, TenantMembership, TenantRole};
 use crate::pay::v3::models::{Payer, RefundAmount, TransactionAmount};
 use crate::pay::v3::{
@@ -121,6 +122,9 @@ impl WxpayGateway for FakeWxpay {
 struct FakeXpay {
     paid: Mutex<HashMap<String, i64>>,
     provided: Mutex<Vec<String>>,
+    /// What `query_order` says of each requested refund number (a refund is final only
+    /// when the query says so).
+    refund_states: Mutex<HashMap<String, crate::pay::xpay_after_sale::RefundOrderState>>,
 }
 
 #[async_trait]
@@ -153,8 +157,26 @@ impl XpayGateway for FakeXpay {
             transaction_id: String::new(),
         })
     }
-    async fn refund(&self, _: &str, _: &str, _: &str, _: i64, _: i64) -> Result<(), XpayFailure> {
+    async fn refund(
+        &self,
+        _: &str,
+        _: &str,
+        refund_no: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<(), XpayFailure> {
+        self.refund_states.lock().unwrap().insert(
+            refund_no.into(),
+            crate::pay::xpay_after_sale::RefundOrderState::Pending,
+        );
         Ok(())
+    }
+    async fn refund_state(
+        &self,
+        _openid: &str,
+        refund_no: &str,
+    ) -> Result<Option<crate::pay::xpay_after_sale::RefundOrderState>, XpayFailure> {
+        Ok(self.refund_states.lock().unwrap().get(refund_no).copied())
     }
     async fn provided(&self, no: &str) -> Result<(), XpayFailure> {
         self.provided.lock().unwrap().push(no.into());
@@ -539,6 +561,40 @@ async fn mismatched_payments_change_nothing_but_flag_review() {
 }
 
 #[tokio::test]
+async fn an_unknown_order_is_recorded_once_and_its_redeliveries_write_nothing() {
+    let w = world().await;
+    let tx = transaction("WM0000000000unknown", 100, "bob");
+    for _ in 0..3 {
+        let outcome = w
+            .commerce
+            .apply_wxpay_transaction("EV-unknown", "v3_notify", &tx)
+            .await
+            .unwrap();
+        assert_eq!(outcome, PaymentOutcome::UnknownOrder);
+    }
+    let events = w
+        .store
+        .find(
+            collections::PAYMENT_EVENTS,
+            &Filter::All,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["result"], "unknown_order");
+    assert_eq!(events[0]["outTradeNo"], "WM0000000000unknown");
+    assert!(events[0].get("deliveries").is_none(), "{:?}", events[0]);
+    assert_eq!(
+        w.store
+            .count(collections::ORDERS, &Filter::All)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
 async fn owners_only_and_cancel_releases_stock() {
     let w = world().await;
     let bob = caller("bob");
@@ -585,7 +641,8 @@ async fn owners_only_and_cancel_releases_stock() {
         .await
         .unwrap();
     assert!(matches!(outcome, PaymentOutcome::Applied { .. }));
-    assert_eq!(order(&w, &id).await.status, OrderStatus::Fulfilled);
+    // Physical goods stay paid, waiting to ship (issue #18).
+    assert_awaits_shipping(&order(&w, &id).await);
     assert_eq!(stock(&w, "mug").await, 3);
 }
 
@@ -683,6 +740,16 @@ async fn refunds_are_admin_only_idempotent_and_bounded() {
     ));
 }
 
+/// A paid order of physical goods: not fulfilled at payment, it stays `paid` waiting to
+/// ship, its shipping deadline counted from the payment.
+fn assert_awaits_shipping(o: &OrderDoc) {
+    assert_eq!(o.status, OrderStatus::Paid, "{}", o.id);
+    assert!(o.fulfilled_at.is_none(), "{}", o.id);
+    let shipping = o.shipping.as_ref().expect("waits for shipping");
+    assert_eq!(shipping.state, ShippingState::Awaiting, "{}", o.id);
+    assert!(shipping.deadline_at > o.paid_at.expect("paid"), "{}", o.id);
+}
+
 #[tokio::test]
 async fn reconciliation_fulfils_lost_notifications_closes_expired_and_retries_refunds() {
     let w = world().await;
@@ -704,10 +771,8 @@ async fn reconciliation_fulfils_lost_notifications_closes_expired_and_retries_re
     w.clock.advance(120);
     let report = w.commerce.reconcile().await.unwrap();
     assert_eq!((report.checked, report.paid, report.closed), (2, 1, 0));
-    assert_eq!(
-        order(&w, &lost.order.id).await.status,
-        OrderStatus::Fulfilled
-    );
+    // Physical goods stay paid, waiting to ship (issue #18).
+    assert_awaits_shipping(&order(&w, &lost.order.id).await);
     assert_eq!(
         order(&w, &expired.order.id).await.status,
         OrderStatus::Created
@@ -942,10 +1007,12 @@ async fn refund_and_v2_notifications_apply_once() {
     let again = w.commerce.apply_v2_notification(&notify).await.unwrap();
     assert!(matches!(again, PaymentOutcome::AlreadyPaid { .. }));
     let o = order(&w, &created.order.id).await;
+    // Physical goods stay paid, waiting to ship (issue #18).
     assert_eq!(
         (o.status, o.paid_at),
-        (OrderStatus::Fulfilled, Some(1_750_000_000))
+        (OrderStatus::Paid, Some(1_750_000_000))
     );
+    assert_awaits_shipping(&o);
 
     w.commerce
         .refund(
@@ -1214,7 +1281,8 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
 
     // Refunded in full on day 5: from then on the time is back on vip.
     w.clock.set(NOW + 5 * DAY);
-    w.commerce
+    let refund = w
+        .commerce
         .refund(
             &caller("admin"),
             RefundInput {
@@ -1226,6 +1294,20 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
         )
         .await
         .unwrap();
+    // Virtual payment: final only when the platform reports it (reconcile's query).
+    assert_eq!(refund.status, RefundState::Processing);
+    w.xpay.refund_states.lock().unwrap().insert(
+        "RFND-UP-1".into(),
+        crate::pay::xpay_after_sale::RefundOrderState::Succeeded,
+    );
+    // Taken back when the refund is final: reconcile's run two minutes later.
+    let refunded_at = NOW + 5 * DAY + 120;
+    w.clock.set(refunded_at);
+    w.commerce.reconcile().await.unwrap();
+    assert_eq!(
+        refund_doc(&w, "RFND-UP-1").await.unwrap().status,
+        RefundState::Success
+    );
     let sub = w
         .store
         .get(collections::SUBSCRIPTIONS, "alice")
@@ -1243,7 +1325,7 @@ async fn an_xpay_upgrade_sells_the_plan_item_at_the_prorated_price_and_applies_o
         vec![
             ("vip", NOW),
             ("vip-pro", NOW + 3 * DAY),
-            ("vip", NOW + 5 * DAY)
+            ("vip", refunded_at)
         ]
     );
     assert_eq!(sub["renewPlan"], "vip");
@@ -1579,7 +1661,16 @@ async fn a_full_refund_takes_back_what_the_order_granted() {
             )
             .await
             .unwrap();
-        assert_eq!(refund.status, RefundState::Success);
+        // Virtual payment: requested, final only when the platform says so.
+        assert_eq!(refund.status, RefundState::Processing);
+        w.xpay.refund_states.lock().unwrap().insert(
+            refund.refund_no.clone(),
+            crate::pay::xpay_after_sale::RefundOrderState::Succeeded,
+        );
+        w.clock.advance(120);
+        w.commerce.reconcile().await.unwrap();
+        let done = refund_doc(&w, &refund.refund_no).await.unwrap();
+        assert_eq!(done.status, RefundState::Success);
         let o = order(&w, id).await;
         assert_eq!((o.status, o.grants_revoked), (OrderStatus::Refunded, true));
     }
@@ -1840,10 +1931,8 @@ async fn checkout_reconciliation_and_refunds_reach_a_channel_only_through_its_tr
     assert_eq!(commerce.reconcile().await.unwrap().paid, 0);
     *channel.paid.lock().unwrap() = Some(2500);
     assert_eq!(commerce.reconcile().await.unwrap().paid, 1);
-    assert_eq!(
-        order(&w, &created.order.id).await.status,
-        OrderStatus::Fulfilled
-    );
+    // Physical goods stay paid, waiting to ship (issue #18).
+    assert_awaits_shipping(&order(&w, &created.order.id).await);
 
     let refund = commerce
         .refund(
@@ -2610,8 +2699,9 @@ async fn a_slow_provider_and_a_backlog_starve_no_reconcile_step() {
         .filter_map(|c| c.strip_prefix("refund "))
         .collect();
     assert_eq!(refunded, in_flight, "every refund in flight was re-sent");
+    // The interrupted fulfilments were finished: physical goods now wait to ship (issue #18).
     for id in &stuck {
-        assert_eq!(order(&w, id).await.status, OrderStatus::Fulfilled);
+        assert_awaits_shipping(&order(&w, id).await);
     }
     for id in &unrevoked {
         assert!(order(&w, id).await.grants_revoked);
@@ -2633,6 +2723,9 @@ async fn a_slow_provider_and_a_backlog_starve_no_reconcile_step() {
             ("interruptedFulfilments", 3, 3),
             ("refundsInFlight", 3, 3),
             ("unrevokedGrants", 3, 3),
+            // The shipping steps (issue #18): nothing shipped, no deadline passed yet.
+            ("shippingUploads", 0, 0),
+            ("shippingDeadlines", 0, 0),
         ]
     );
     assert_eq!(report.steps[0].deferred, 100 - handled_unpaid);
@@ -2790,3 +2883,5 @@ async fn a_paid_order_publishes_order_paid_once_and_a_lost_event_is_published_by
         Some(created.order.id.as_str())
     );
 }
+
+mod shipping;

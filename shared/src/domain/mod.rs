@@ -3,9 +3,12 @@
 //! is, and write it back with a conditional update; randomness and time are passed in.
 
 pub mod catalog;
+pub mod complaint;
 pub mod content;
 pub mod ids;
 pub mod moderation;
 pub mod money;
+pub mod oa_menu;
 pub mod order;
+pub mod shipping;
 pub mod subscription;

@@ -11,8 +11,10 @@
 //! All crypto goes through aws-lc-rs (MD5 only for the legacy v2 sign).
 
 pub mod v2;
+pub mod v2_refund;
 pub mod v3;
 pub mod xpay;
+pub mod xpay_after_sale;
 
 use std::sync::Arc;
 
@@ -89,6 +91,8 @@ pub fn has_4byte_char(s: &str) -> bool {
     s.chars().any(|c| c.len_utf8() == 4)
 }
 
+#[cfg(test)]
+mod after_sale_fuzz_tests;
 #[cfg(test)]
 mod fuzz_tests;
 

@@ -122,6 +122,11 @@ impl ApiV2Key {
     pub fn new(key: impl Into<String>) -> Self {
         Self(key.into())
     }
+
+    /// The key's bytes (for the refund notification key derivation; never logged).
+    pub(crate) fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 impl std::fmt::Debug for ApiV2Key {
@@ -212,6 +217,12 @@ pub fn to_xml(params: &Params) -> String {
 
 /// Parse a flat v2 XML message. DOCTYPE, nesting and duplicate fields are refused.
 pub fn from_xml(xml: &str) -> Result<Params, V2Error> {
+    from_xml_rooted(xml, "xml")
+}
+
+/// [`from_xml`] for a message whose root element is `root` (the decrypted `req_info` of a
+/// refund notification is a `<root>`).
+pub fn from_xml_rooted(xml: &str, root: &str) -> Result<Params, V2Error> {
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut params = Params::new();
     let mut depth = 0usize;
@@ -228,7 +239,7 @@ pub fn from_xml(xml: &str) -> Result<Params, V2Error> {
                 depth += 1;
                 let name = AsRef::<str>::as_ref(&e.name()).to_owned();
                 match depth {
-                    1 if name == "xml" && !saw_root => saw_root = true,
+                    1 if name == root && !saw_root => saw_root = true,
                     1 => return Err(V2Error::Xml(format!("unexpected root <{name}>"))),
                     2 => {
                         current = Some(name);
@@ -285,7 +296,7 @@ pub fn from_xml(xml: &str) -> Result<Params, V2Error> {
         }
     }
     if !saw_root {
-        return Err(V2Error::Xml("no <xml> root".into()));
+        return Err(V2Error::Xml(format!("no <{root}> root")));
     }
     Ok(params)
 }

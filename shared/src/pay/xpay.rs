@@ -441,36 +441,46 @@ impl OrderStatus {
     }
 }
 
-/// An order from `query_order`.
+/// An order from `query_order`. A field sent as `null` reads as absent (refund orders carry
+/// no WeChat Pay transaction id, unpaid orders no payment time).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct XpayOrder {
     /// Our order id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub order_id: String,
     /// Raw status (see [`XpayOrder::status`]).
     #[serde(rename = "status")]
     pub status_code: i64,
     /// Order amount, fen.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub order_fee: i64,
     /// User paid, fen.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub paid_fee: i64,
     /// Remaining refundable amount, fen.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub left_fee: i64,
     /// Payment time, Unix seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub paid_time: i64,
     /// WeChat's internal id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub wx_order_id: String,
     /// WeChat Pay transaction id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub wxpay_order_id: String,
     /// 0 pay order, 1 refund order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub order_type: i64,
+}
+
+/// A JSON `null` as the type's default, like an absent field.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 impl XpayOrder {
@@ -561,6 +571,11 @@ impl XpayClient {
         self
     }
 
+    /// The environment this client signs for.
+    pub fn env(&self) -> Env {
+        self.env
+    }
+
     /// `query_order`: the state of a cash order (fallback when a delivery push is lost).
     pub async fn query_order(
         &self,
@@ -628,7 +643,7 @@ impl XpayClient {
         Ok(())
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
         &self,
         api: &'static str,
         access_token: &str,

@@ -377,6 +377,10 @@ impl Service {
         invocation: Invocation,
         platform_headers: bool,
     ) -> WebhookResponse {
+        // The method and path are kept for the log line only when it will be written.
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return self.route_http(req, invocation, platform_headers).await;
+        }
         let started = Instant::now();
         let method = req.method.clone();
         let path = req.path.clone();

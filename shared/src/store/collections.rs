@@ -63,6 +63,33 @@ pub const PAY_CERTIFICATE_DOWNLOADS: &str = "pay_certificate_downloads";
 pub const EVENTS: &str = "events";
 /// One shared notes document per tenant, `_id` = tenant id (`wemint::notes`).
 pub const TENANT_NOTES: &str = "tenant_notes";
+/// Consumer complaints (WeChat Pay and virtual payment), `_id` = complaint id; owned by
+/// `wemint::complaints`.
+pub const COMPLAINTS: &str = "complaints";
+/// Complaint notifications received, `_id` = notification id (`EV-…`, or `xpay:<push>`):
+/// a redelivery is recognised and applied once.
+pub const COMPLAINT_NOTICES: &str = "complaint_notices";
+
+// Finance (issue 19), owned by `wemint::finance`.
+/// One document per downloaded bill, `_id` = `<yyyy-MM-dd>:<kind>`: hash, size, chunk count.
+pub const BILL_FILES: &str = "bill_files";
+/// A stored bill's gzip bytes in pieces, `_id` = `<file>:<index>` (base64, at most 256 KiB).
+pub const BILL_CHUNKS: &str = "bill_chunks";
+/// What a day's reconciliation found, `_id` = `<yyyy-MM-dd>:<kind>:<reference>`.
+pub const BILL_DISCREPANCIES: &str = "bill_discrepancies";
+/// Revenue per day and channel, `_id` = `<yyyy-MM-dd>:<channel>`.
+pub const REVENUE_REPORTS: &str = "revenue_reports";
+
+// The Official Account funnel (`wemint::funnel`, issue 22).
+/// One person across the Official Account and the Mini Program, `_id` = `u:<unionid>`
+/// (`wemint::identity::people`).
+pub const PEOPLE: &str = "people";
+/// Scans, menu clicks and template-message opens, `_id` derived from the event.
+pub const OA_TOUCHES: &str = "oa_touches";
+/// Template messages to followers with their outcome, `_id` = the notice key.
+pub const OA_MESSAGES: &str = "oa_messages";
+/// Parametric QR codes made by `wemint-oa qrcode`, `_id` = scene.
+pub const OA_QRCODES: &str = "oa_qrcodes";
 
 /// Every collection with its indexes, in the order bootstrap declares them. Collections with
 /// no index of their own (`plans`, `trial_claims`, `pay_certificate_downloads`) are listed too, so this is the whole list.
@@ -94,6 +121,10 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
                 IndexSpec::non_unique(["status", "expiresAt"]),
                 IndexSpec::non_unique(["status", "createdAt"]),
                 IndexSpec::non_unique(["status", "paidAt"]),
+                // Shipping: the queue and its deadlines, upload retries, platform pushes.
+                IndexSpec::non_unique(["shipping.state", "shipping.deadlineAt"]),
+                IndexSpec::non_unique(["shipping.upload.state", "shipping.upload.nextAt"]),
+                IndexSpec::non_unique(["transactionId"]),
             ],
         ),
         (
@@ -163,6 +194,40 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
             ],
         ),
         (TENANT_NOTES, vec![]),
+        (
+            COMPLAINTS,
+            vec![
+                IndexSpec::non_unique(["state", "respondBy"]),
+                IndexSpec::non_unique(["complaintTime"]),
+            ],
+        ),
+        (
+            COMPLAINT_NOTICES,
+            vec![IndexSpec::non_unique(["complaintId"])],
+        ),
+        (BILL_FILES, vec![IndexSpec::non_unique(["date"])]),
+        (BILL_CHUNKS, vec![IndexSpec::non_unique(["file", "index"])]),
+        (
+            BILL_DISCREPANCIES,
+            vec![
+                IndexSpec::non_unique(["date", "status"]),
+                IndexSpec::non_unique(["status", "date"]),
+            ],
+        ),
+        (REVENUE_REPORTS, vec![IndexSpec::non_unique(["date"])]),
+        (PEOPLE, vec![IndexSpec::unique(["unionid"])]),
+        (
+            OA_TOUCHES,
+            vec![
+                IndexSpec::non_unique(["mpOpenid", "at"]),
+                IndexSpec::non_unique(["oaOpenid", "at"]),
+            ],
+        ),
+        (
+            OA_MESSAGES,
+            vec![IndexSpec::non_unique(["status", "nextAttemptAt"])],
+        ),
+        (OA_QRCODES, vec![]),
     ]
 }
 

@@ -25,6 +25,7 @@ mod document;
 mod filter;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod update;
 
@@ -348,13 +349,7 @@ fn from_document<T: DeserializeOwned>(doc: Value) -> Result<T, StoreError> {
 /// [`cloudbase`]).
 pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(rest) = uri.strip_prefix("sqlite:") {
-        let store = if rest == ":memory:" {
-            sqlite::SqliteStore::open_in_memory().await?
-        } else {
-            let (path, synchronous) = sqlite_location(rest)?;
-            sqlite::SqliteStore::open_with(path, synchronous).await?
-        };
-        return Ok(Arc::new(store));
+        return open_sqlite(rest).await;
     }
     if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") {
         return open_mongodb(uri).await;
@@ -368,7 +363,28 @@ pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
     )))
 }
 
+#[cfg(feature = "sqlite")]
+async fn open_sqlite(rest: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let store = if rest == ":memory:" {
+        sqlite::SqliteStore::open_in_memory().await?
+    } else {
+        let (path, synchronous) = sqlite_location(rest)?;
+        sqlite::SqliteStore::open_with(path, synchronous).await?
+    };
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn open_sqlite(_rest: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Err(StoreError::InvalidQuery(
+        "`sqlite:` needs the SQLite backend, but wemint was built without the `sqlite` cargo \
+         feature (the CloudBase deploy build leaves it out: use `cloudbase://ENV_ID`)"
+            .into(),
+    ))
+}
+
 /// `PATH` or `PATH?synchronous=full|normal` (the only option), after `sqlite:`.
+#[cfg(feature = "sqlite")]
 fn sqlite_location(rest: &str) -> Result<(&str, sqlite::Synchronous), StoreError> {
     let (path, query) = match rest.rsplit_once('?') {
         Some((path, query)) => (path, Some(query)),
@@ -419,6 +435,7 @@ pub fn redact_uri(uri: &str) -> String {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "sqlite")]
     #[test]
     fn sqlite_uris_parse() {
         use sqlite::Synchronous::{Full, Normal};

@@ -2,11 +2,17 @@
 //! JSON documents, WAL, and indexes on `json_extract(doc, '$."path"')` expressions so the
 //! database itself enforces uniqueness, across processes too.
 //!
-//! Concurrency: one connection per `SqliteStore`, used from tokio's blocking pool
-//! (`spawn_blocking`), so a long lock wait never stalls the async runtime. Every write runs in
+//! Concurrency: one connection per `SqliteStore`. Writes run on the store's writer thread, so
+//! a long lock wait or an fsync never stalls the async runtime; reads
+//! (`get`, `find`, `count`) run on the calling task when the connection is free (a WAL read
+//! waits for no writer and takes microseconds, less than the hop to another thread), and on the
+//! blocking pool behind the current user otherwise. Every write runs in
 //! a `BEGIN IMMEDIATE` transaction, which takes SQLite's single write lock before reading:
 //! a conditional update reads, checks and writes with no other writer in between, whether
-//! the other writer is a task, a thread or another process on the same file.
+//! the other writer is a task, a thread or another process on the same file. Writes that queue
+//! up while one commit reaches the disk share the next commit, each in its own savepoint
+//! (`group_commit`): one fsync for many writes, each still atomic and acknowledged only once
+//! durable.
 //!
 //! Values are always bound parameters. Paths are put into SQL text (an expression index is
 //! only used when the query spells the same expression), which is safe because
@@ -15,14 +21,12 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, TransactionBehavior, params, params_from_iter,
-};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params, params_from_iter};
 use serde_json::Value;
 
 use super::document::{self, to_json};
@@ -34,10 +38,14 @@ use super::{
 /// How long a writer waits for another writer (any process) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+mod group_commit;
+
 /// A document store in one SQLite file (or in memory).
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Mutex<Conn>>,
+    /// Every write goes through here (group commit).
+    writer: group_commit::Writer,
     location: Arc<str>,
 }
 
@@ -97,24 +105,26 @@ impl SqliteStore {
             Ok(db)
         })
         .await?;
-        Ok(Self::from_connection(db, location))
+        Self::from_connection(db, location)
     }
 
     /// A private in-memory database (gone when the store is dropped).
     pub async fn open_in_memory() -> Result<Self, StoreError> {
         let db = Connection::open_in_memory().map_err(backend)?;
         configure(&db, false, Synchronous::Full)?;
-        Ok(Self::from_connection(db, ":memory:".into()))
+        Self::from_connection(db, ":memory:".into())
     }
 
-    fn from_connection(db: Connection, location: Arc<str>) -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(Conn {
-                db,
-                tables: HashSet::new(),
-            })),
+    fn from_connection(db: Connection, location: Arc<str>) -> Result<Self, StoreError> {
+        let inner = Arc::new(Mutex::new(Conn {
+            db,
+            tables: HashSet::new(),
+        }));
+        Ok(Self {
+            writer: group_commit::Writer::start(Arc::clone(&inner))?,
+            inner,
             location,
-        }
+        })
     }
 
     /// Runs `work` on the connection in the blocking pool.
@@ -125,6 +135,23 @@ impl SqliteStore {
     {
         let inner = Arc::clone(&self.inner);
         blocking(move || work(&mut lock(&inner))).await
+    }
+}
+
+impl SqliteStore {
+    /// Runs a read on the connection: here when it is free, else in the blocking pool.
+    async fn read_conn<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    {
+        // The guard is dropped before any await (it is not `Send`).
+        let work = match self.inner.try_lock() {
+            Ok(mut conn) => return work(&mut conn),
+            Err(TryLockError::Poisoned(poisoned)) => return work(&mut poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => work,
+        };
+        self.with_conn(work).await
     }
 }
 
@@ -441,7 +468,8 @@ fn parse_doc(text: &str) -> Result<Value, StoreError> {
         .map_err(|e| StoreError::Backend(format!("stored document is not valid JSON: {e}")))
 }
 
-/// The conditional read-modify-write of `update_one`, inside one IMMEDIATE transaction.
+/// The conditional read-modify-write of `update_one`. Runs as one write of the group commit:
+/// inside its savepoint of an IMMEDIATE transaction, so no other writer comes in between.
 fn update_in_tx(
     conn: &mut Conn,
     collection: &str,
@@ -451,10 +479,7 @@ fn update_in_tx(
     upsert: bool,
 ) -> Result<Option<Value>, StoreError> {
     conn.ensure_table(collection)?;
-    let tx = conn
-        .db
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
+    let tx = &conn.db;
     let found: Option<(String, String)> = tx
         .prepare_cached(&format!(
             "SELECT _id, doc FROM \"{collection}\" WHERE {} ORDER BY _id LIMIT 1",
@@ -504,7 +529,6 @@ fn update_in_tx(
         }
         None => None,
     };
-    tx.commit().map_err(|e| map_err(collection, e))?;
     Ok(result)
 }
 
@@ -540,23 +564,24 @@ impl Store for SqliteStore {
         let id = document::prepare_insert(&mut doc)?;
         let text = to_json(&doc)?;
         let collection = collection.to_owned();
-        self.with_conn(move |conn| {
-            conn.ensure_table(&collection)?;
-            conn.db
-                .prepare_cached(&format!(
-                    "INSERT INTO \"{collection}\" (_id, doc) VALUES (?, ?)"
-                ))
-                .and_then(|mut stmt| stmt.execute(params![id, text]))
-                .map_err(|e| map_err(&collection, e))?;
-            Ok(id)
-        })
-        .await
+        self.writer
+            .write(move |conn| {
+                conn.ensure_table(&collection)?;
+                conn.db
+                    .prepare_cached(&format!(
+                        "INSERT INTO \"{collection}\" (_id, doc) VALUES (?, ?)"
+                    ))
+                    .and_then(|mut stmt| stmt.execute(params![id, text]))
+                    .map_err(|e| map_err(&collection, e))?;
+                Ok(id)
+            })
+            .await
     }
 
     async fn get(&self, collection: &str, id: &str) -> Result<Option<Value>, StoreError> {
         check_collection(collection)?;
         let (collection, id) = (collection.to_owned(), id.to_owned());
-        self.with_conn(move |conn| {
+        self.read_conn(move |conn| {
             if !conn.has_table(&collection)? {
                 return Ok(None);
             }
@@ -582,7 +607,7 @@ impl Store for SqliteStore {
         sql.bind(SqlValue::Integer(options.limit.map_or(-1, clamp)));
         sql.bind(SqlValue::Integer(clamp(options.skip)));
         let collection = collection.to_owned();
-        self.with_conn(move |conn| {
+        self.read_conn(move |conn| {
             if !conn.has_table(&collection)? {
                 return Ok(Vec::new());
             }
@@ -613,24 +638,25 @@ impl Store for SqliteStore {
         update.validate()?;
         let condition = Sql::compile(filter)?;
         let (collection, filter, update) = (collection.to_owned(), filter.clone(), update.clone());
-        self.with_conn(move |conn| {
-            update_in_tx(
-                conn,
-                &collection,
-                &condition,
-                &filter,
-                &update,
-                options.upsert,
-            )
-        })
-        .await
+        self.writer
+            .write(move |conn| {
+                update_in_tx(
+                    conn,
+                    &collection,
+                    &condition,
+                    &filter,
+                    &update,
+                    options.upsert,
+                )
+            })
+            .await
     }
 
     async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<bool, StoreError> {
         check_collection(collection)?;
         let sql = Sql::compile(filter)?;
         let collection = collection.to_owned();
-        self.with_conn(move |conn| {
+        self.writer.write(move |conn| {
             if !conn.has_table(&collection)? {
                 return Ok(false);
             }
@@ -648,25 +674,26 @@ impl Store for SqliteStore {
         check_collection(collection)?;
         let sql = Sql::compile(filter)?;
         let collection = collection.to_owned();
-        self.with_conn(move |conn| {
-            if !conn.has_table(&collection)? {
-                return Ok(0);
-            }
-            let query = format!("DELETE FROM \"{collection}\" WHERE {}", sql.text);
-            let n = conn
-                .db
-                .execute(&query, params_from_iter(sql.params.iter()))
-                .map_err(backend)?;
-            Ok(n as u64)
-        })
-        .await
+        self.writer
+            .write(move |conn| {
+                if !conn.has_table(&collection)? {
+                    return Ok(0);
+                }
+                let query = format!("DELETE FROM \"{collection}\" WHERE {}", sql.text);
+                let n = conn
+                    .db
+                    .execute(&query, params_from_iter(sql.params.iter()))
+                    .map_err(backend)?;
+                Ok(n as u64)
+            })
+            .await
     }
 
     async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
         check_collection(collection)?;
         let sql = Sql::compile(filter)?;
         let collection = collection.to_owned();
-        self.with_conn(move |conn| {
+        self.read_conn(move |conn| {
             if !conn.has_table(&collection)? {
                 return Ok(0);
             }
@@ -692,9 +719,10 @@ impl Store for SqliteStore {
             spec.validate()?;
         }
         let (collection, indexes) = (collection.to_owned(), indexes.to_vec());
-        self.with_conn(move |conn| {
+        self.writer.write(move |conn| {
             conn.ensure_table(&collection)?;
-            let tx = conn.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            // Atomic as one write (group_commit runs it in its own savepoint).
+            let tx = &conn.db;
             for spec in &indexes {
                 let wanted = index_sql(&collection, spec);
                 let name = format!("{collection}:{}", spec.name);
@@ -715,7 +743,7 @@ impl Store for SqliteStore {
                     }
                 }
             }
-            tx.commit().map_err(backend)
+            Ok(())
         })
         .await
     }

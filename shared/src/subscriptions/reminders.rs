@@ -3,7 +3,7 @@
 //! WeChat lets a Mini Program send one subscribe message per grant: each time the user
 //! accepts a template in `wx.requestSubscribeMessage`, one credit, counted by
 //! [`crate::wechat::subscribe_grants`] and recorded by gatedContent's `subscribeGrant` action
-//! ([`record_grants`]). The timer finds subscriptions whose period ends within the
+//! ([`crate::wechat::subscribe_templates::record_consent`], key `renewal`). The timer finds subscriptions whose period ends within the
 //! configured days and sends one reminder per subscription and period end
 //! (`renewal_reminders`, `_id` = `<subscription>@<periodEnd>`), only while a credit is left.
 //! A renewal moves the period end, so the next period gets its own reminder.
@@ -35,6 +35,8 @@ pub async fn run_timer(
     now: i64,
 ) -> Result<Value, SubscriptionsError> {
     let tenant_plans_ended = subscriptions.expire_tenant_plans(now).await?;
+    let days = reminders.map_or(DEFAULT_NOTICE_DAYS, |(s, _)| s.days);
+    let follower_notices = notify_renewals_due(store, days, now).await?;
     let reminders = match reminders {
         Some((settings, wechat)) => {
             let report = sweep(store, wechat, settings, now).await?;
@@ -46,7 +48,52 @@ pub async fn run_timer(
     Ok(json!({
         "reminders": reminders,
         "tenantPlansEnded": tenant_plans_ended,
+        "renewalNotices": follower_notices,
     }))
+}
+
+/// Days before a period end that followers get a renewal-due notice when subscribe-message
+/// reminders are not configured.
+pub const DEFAULT_NOTICE_DAYS: u32 = 3;
+
+/// Records a renewal-due notice (`wemint::funnel::notices`, an Official Account template
+/// message for buyers who follow the account) for every active subscription ending within
+/// `days`, once per subscription and period end. Returns how many were new.
+///
+/// # Errors
+/// Store failures.
+pub async fn notify_renewals_due(
+    store: &Arc<dyn Store>,
+    days: u32,
+    now: i64,
+) -> Result<u32, SubscriptionsError> {
+    let horizon = now + i64::from(days) * DAY;
+    let plans = Plans::load(store).await?;
+    let mut new = 0;
+    for (id, sub) in ending_between(store, now, horizon, 500).await? {
+        let Some(period_end) = sub.period_end().filter(|e| *e > now && *e <= horizon) else {
+            continue;
+        };
+        if !matches!(
+            sub.state(now, &plans.lookup()),
+            SubscriptionState::Active | SubscriptionState::Trial
+        ) {
+            continue;
+        }
+        let Some(openid) = recipient(store, &id).await? else {
+            continue;
+        };
+        let plan = plans
+            .get(&sub.renew_plan)
+            .map_or_else(|| sub.renew_plan.clone(), |p| p.title.clone());
+        let notice = crate::funnel::notices::Notice::renewal_due(&id, &openid, &plan, period_end);
+        match crate::funnel::notices::notify(store.as_ref(), &notice, now).await {
+            Ok(true) => new += 1,
+            Ok(false) => {}
+            Err(crate::funnel::FunnelError::Store(e)) => return Err(e.into()),
+        }
+    }
+    Ok(new)
 }
 
 /// Records that `openid` accepted each template once more (one credit each).

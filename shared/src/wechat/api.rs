@@ -385,7 +385,20 @@ impl WechatClient {
         }
     }
 
-    async fn post_with_token<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn get_with_token<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, WechatError> {
+        self.with_token(|t| async move {
+            let mut q = vec![("access_token", t.expose())];
+            q.extend_from_slice(query);
+            self.http.get_json(path, &q).await
+        })
+        .await
+    }
+
+    pub(crate) async fn post_with_token<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &Value,

@@ -8,8 +8,11 @@ pub mod api;
 pub mod client;
 pub mod crypto;
 pub mod error;
+pub mod oa;
 pub mod push;
+pub mod shipping;
 pub mod subscribe_grants;
+pub mod subscribe_templates;
 pub mod token;
 pub mod verdict;
 

@@ -50,6 +50,38 @@ pub async fn add(
     Ok(doc.and_then(|d| d.get("credits").and_then(Value::as_i64)))
 }
 
+/// The most credits a user can hold for one template through client reports
+/// ([`add_capped`]). Each send takes one, so a real user stays far below it; a client
+/// reporting accepts it never had cannot pile up more.
+pub const CLIENT_CREDIT_CAP: i64 = 20;
+
+/// [`add`], then brought down to `cap` if it went above. Returns the credits now held (at most
+/// `cap` once both writes are done).
+///
+/// # Errors
+/// The store failed.
+pub async fn add_capped(
+    store: &Arc<dyn Store>,
+    openid: &str,
+    template_id: &str,
+    now: i64,
+    cap: i64,
+) -> Result<Option<i64>, StoreError> {
+    let credits = add(store, openid, template_id, now).await?;
+    if credits.is_some_and(|c| c > cap) {
+        store
+            .update_one(
+                SUBSCRIBE_GRANTS,
+                &Filter::id(grant_id(openid, template_id)).and(Filter::gt("credits", cap)),
+                &Update::new().set("credits", cap),
+                UpdateOptions::default(),
+            )
+            .await?;
+        return Ok(Some(cap));
+    }
+    Ok(credits)
+}
+
 /// Takes one credit for a send, if one is left. Returns whether it was taken.
 ///
 /// # Errors
@@ -131,5 +163,22 @@ mod tests {
         );
         reset(store, "o1", "T").await.unwrap();
         assert!(!take(store, "o1", "T").await.unwrap(), "reset to zero");
+    }
+
+    #[tokio::test]
+    async fn capped_adds_stop_at_the_cap() {
+        let store = crate::store::open("sqlite::memory:").await.unwrap();
+        let store = &store;
+        for expected in [1, 2, 3, 3, 3] {
+            assert_eq!(
+                add_capped(store, "o1", "T", 1, 3).await.unwrap(),
+                Some(expected)
+            );
+        }
+        let doc = store.get(SUBSCRIBE_GRANTS, "o1:T").await.unwrap().unwrap();
+        assert_eq!(doc["credits"].as_i64(), Some(3));
+        // A send takes one; the next accept brings it back to the cap, not above.
+        assert!(take(store, "o1", "T").await.unwrap());
+        assert_eq!(add_capped(store, "o1", "T", 2, 3).await.unwrap(), Some(3));
     }
 }

@@ -70,7 +70,7 @@ fn now_micros() -> i64 {
 }
 
 fn token(signer: &SessionSigner, openid: &str) -> String {
-    let now = (now_micros() / 1_000_000) as i64;
+    let now = now_micros() / 1_000_000;
     signer.issue(SessionClaims::new(openid, "wxbench"), now)
 }
 

@@ -3,7 +3,7 @@
 //! process start to `init/ready` and the peak resident memory (VmHWM).
 //!
 //! Usage: `scf-bench [--runs N] NAME=PATH...`. Exits 1 when a budget is missed (median ready
-//! > 25 ms or peak RSS > 20 MiB).
+//! > 10 ms or peak RSS > 12 MiB).
 //!
 //! The functions get the end-to-end tests' complete configuration ([`function_env`]) with a
 //! SQLite file store in a temporary directory, so their init does its real work (keys parsed,
@@ -16,8 +16,8 @@ use std::time::Duration;
 use serde_json::json;
 use wemint_e2e::{RuntimeApi, ScfInstance, StartOptions, function_env};
 
-const READY_BUDGET_MS: f64 = 25.0;
-const RSS_BUDGET_MIB: f64 = 20.0;
+const READY_BUDGET_MS: f64 = 10.0;
+const RSS_BUDGET_MIB: f64 = 12.0;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let idx = ((sorted.len() - 1) as f64 * p).round() as usize;

@@ -4,7 +4,8 @@
  * (gatedContent `changePlan` quotes the prorated difference, createOrder buys it), switch to a
  * lower tier at the next renewal, subscribe, start a plan's free trial (only before any
  * subscription), cancel, or resume a cancelled one before it ends. Paying goes through the
- * shared checkout.
+ * shared checkout. The taps that leave a renewal ahead (plan buttons, trial, resume) first ask
+ * for the renewal-reminder subscribe message (utils/subscribe.js).
  */
 const { getApi } = require('../../../utils/api');
 const { loadCatalog } = require('../../../utils/catalog');
@@ -13,6 +14,7 @@ const { newRequestId } = require('../../../utils/ids');
 const { SUBSCRIPTION_STATE, errorMessage, formatTime } = require('../../../utils/labels');
 const { formatFen } = require('../../../utils/money');
 const { canSell } = require('../../../utils/platform');
+const { askConsent } = require('../../../utils/subscribe');
 const { confirm } = require('../../../utils/ui');
 const config = require('../../../config');
 
@@ -107,20 +109,30 @@ Component({
     product(sku) {
       return (this.products || []).find((p) => p.sku === sku) || null;
     },
-    /** The plan row's button: paying now, quoting an upgrade, or scheduling a lower plan. */
+    /**
+     * The plan row's button: paying now, quoting an upgrade, or scheduling a lower plan. Each
+     * leaves a renewal ahead, so the renewal reminder is asked first, in this tap (WeChat shows
+     * the popup only there); the action goes on whatever the answer.
+     */
     onPlanTap(e) {
+      if (this.data.busySku) return Promise.resolve();
+      const consent = askConsent(['renewal']);
       const action = e.currentTarget.dataset.action;
-      if (action === 'upgrade') return this.onUpgrade(e);
-      if (action === 'downgrade') return this.onDowngrade(e);
-      return this.onBuy(e);
+      return consent.then(() => {
+        if (action === 'upgrade') return this.onUpgrade(e);
+        if (action === 'downgrade') return this.onDowngrade(e);
+        return this.onBuy(e);
+      });
     },
     /** Starts the plan's free trial: no order, no payment; the reply's period end is the trial end. */
     async onTrial(e) {
       const sku = e.currentTarget.dataset.sku;
       const product = this.product(sku);
       if (this.data.busySku || !product || !product.plan) return;
+      const consent = askConsent(['renewal']);
       this.setData({ busySku: `trial:${sku}`, statusText: '', errorText: '' });
       try {
+        await consent;
         const res = await getApi().call('gatedContent', { action: 'startTrial', plan: product.plan.id });
         const end = formatTime(res && res.subscription && res.subscription.periodEndAt);
         this.setData({ statusText: end ? `试用已开始，至 ${end}` : '试用已开始' });
@@ -263,8 +275,10 @@ Component({
     /** Undoes a cancellation while the paid time runs; once it has ended the plan must be bought again. */
     async onResumeSub() {
       if (this.data.busySku || !this.data.sub) return;
+      const consent = askConsent(['renewal']);
       this.setData({ busySku: ':resume', statusText: '', errorText: '' });
       try {
+        await consent;
         await getApi().call('gatedContent', { action: 'resumeSubscription' });
         this.setData({ statusText: '已恢复订阅' });
         await this.load();

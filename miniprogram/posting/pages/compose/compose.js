@@ -1,10 +1,12 @@
 /**
- * New post: wx.chooseMedia → wx.cloud.uploadFile (under ugc/<openid>/) → ugcUpload `create`.
+ * New post: wx.chooseMedia (a privacy API: <privacy-popup> collects consent) → consent to the
+ * moderation-result notice → wx.cloud.uploadFile (under ugc/<openid>/) → ugcUpload `create`.
  * The post comes back in moderation (`pending` / `in_review`) and its state is shown; it appears
  * in the feed for others once approved.
  */
 const { getApi } = require('../../../utils/api');
 const { errorMessage } = require('../../../utils/labels');
+const { askConsent } = require('../../../utils/subscribe');
 
 const MAX_IMAGES = 9;
 const MAX_LENGTH = 2000;
@@ -44,8 +46,12 @@ Component({
       if (this.data.busy) return;
       const text = this.data.text.trim();
       if (!text && !this.data.images.length) return;
+      // The moderation result: asked in this tap, before any await (WeChat shows the popup only
+      // there). Publishing goes on whatever the answer.
+      const consent = askConsent(['postNotice']);
       this.setData({ busy: true, errorText: '', post: null });
       try {
+        await consent;
         const api = getApi();
         const session = await api.ensureSession();
         const openid = session.user && session.user.openid;

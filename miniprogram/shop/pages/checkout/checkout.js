@@ -1,6 +1,7 @@
 /**
- * Checkout: address for physical goods, createOrder, the payment UI, then the server's
- * verdict by polling. One clientRequestId per checkout, kept while the user retries, so the
+ * Checkout: address for physical goods (wx.chooseAddress, declared in app.json
+ * requiredPrivateInfos; <privacy-popup> collects consent), consent to shipping notices,
+ * createOrder, the payment UI, then the server's verdict by polling. One clientRequestId per checkout, kept while the user retries, so the
  * server returns the same order instead of a second one.
  */
 const { getApi } = require('../../../utils/api');
@@ -11,6 +12,7 @@ const { newRequestId } = require('../../../utils/ids');
 const { errorMessage, UPDATE_WECHAT_HINT } = require('../../../utils/labels');
 const { formatFen, lineTotalFen } = require('../../../utils/money');
 const { canSell } = require('../../../utils/platform');
+const { askConsent } = require('../../../utils/subscribe');
 const config = require('../../../config');
 
 const OUTCOME_TEXT = {
@@ -19,6 +21,8 @@ const OUTCOME_TEXT = {
   cancelled: '已取消支付，可重新支付',
   closed: '订单已关闭',
 };
+
+const PRIVACY_DECLINED = '同意隐私保护指引后才能选择收货地址';
 
 Component({
   data: {
@@ -78,7 +82,13 @@ Component({
               detail: a.detailInfo,
               postalCode: a.postalCode,
             },
+            errorText: '',
           });
+        },
+        fail: (err) => {
+          if (/cancel/.test((err && err.errMsg) || '')) return;
+          // 104: the user declined the privacy guide in <privacy-popup>.
+          this.setData({ errorText: err && err.errno === 104 ? PRIVACY_DECLINED : '暂时无法选择收货地址，请稍后再试' });
         },
       });
     },
@@ -88,8 +98,14 @@ Component({
         this.setData({ errorText: '请选择收货地址' });
         return;
       }
+      // Shipping notices: asked once per checkout, synchronously in this tap (WeChat shows the
+      // popup only there), and before the payment sheet so the two do not overlap. Whatever the
+      // answer, or if the popup fails, the checkout goes on.
+      const consent = this.data.needsAddress && !this.shippingAsked ? askConsent(['shipping']) : null;
+      if (consent) this.shippingAsked = true;
       this.setData({ busy: true, errorText: '', statusText: '' });
       try {
+        if (consent) await consent;
         const result = await checkout({
           api: getApi(),
           wx,

@@ -25,7 +25,7 @@ use crate::domain::order::OrderLine;
 use crate::store::Update;
 
 pub use wxpay::WxpayChannel;
-pub use xpay::{XpayChannel, XpayDelivery};
+pub use xpay::{XpayChannel, XpayDelivery, XpayRefundOutcome};
 
 /// What a channel needs from the buyer's side to start a payment.
 #[derive(Clone, Copy, Debug)]

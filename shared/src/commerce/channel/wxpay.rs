@@ -285,6 +285,67 @@ impl Commerce {
         event_id: &str,
         notification: &crate::pay::v3::RefundNotification,
     ) -> Result<bool, CommerceError> {
+        self.apply_refund_result(event_id, "v3_notify", notification)
+            .await
+    }
+
+    /// Applies a decrypted API v2 refund notification (`req_info`, docs/pay.md): it must name
+    /// our merchant and app; `SUCCESS` settles the refund, `REFUNDCLOSE` closes it, `CHANGE`
+    /// (the money could not reach the user) records it `abnormal`, the way the v3
+    /// notification does. Idempotent by `out_refund_no`. Returns whether this call settled it.
+    pub async fn apply_v2_refund_notification(
+        &self,
+        notify: &crate::pay::v2_refund::RefundNotify,
+    ) -> Result<bool, CommerceError> {
+        use crate::pay::v2_refund::V2RefundStatus;
+        use crate::pay::v3::models::RefundAmount;
+        use crate::pay::v3::{RefundNotification, RefundStatus};
+        if notify.appid != self.appid {
+            tracing::warn!(refund = %notify.out_refund_no, appid = %notify.appid,
+                "v2 refund notification for another app");
+            return Ok(false);
+        }
+        let refund_status = match &notify.refund_status {
+            V2RefundStatus::Success => RefundStatus::Success,
+            V2RefundStatus::Closed => RefundStatus::Closed,
+            V2RefundStatus::Change => RefundStatus::Abnormal,
+            V2RefundStatus::Other(status) => {
+                tracing::warn!(refund = %notify.out_refund_no, status = %status,
+                    "v2 refund notification with an unknown status: nothing changed");
+                return Ok(false);
+            }
+        };
+        let as_v3 = RefundNotification {
+            mchid: notify.mch_id.clone(),
+            out_trade_no: notify.out_trade_no.clone(),
+            transaction_id: notify.transaction_id.clone(),
+            out_refund_no: notify.out_refund_no.clone(),
+            refund_id: notify.refund_id.clone(),
+            refund_status,
+            success_time: notify.success_time.clone(),
+            user_received_account: None,
+            amount: RefundAmount {
+                total: notify.total_fee,
+                refund: notify.refund_fee,
+                payer_total: None,
+                payer_refund: None,
+                currency: None,
+            },
+        };
+        let event_id = format!(
+            "v2refund:{}:{:?}",
+            notify.out_refund_no, as_v3.refund_status
+        );
+        self.apply_refund_result(&event_id, "v2_notify", &as_v3)
+            .await
+    }
+
+    async fn apply_refund_result(
+        &self,
+        event_id: &str,
+        source: &str,
+        notification: &crate::pay::v3::RefundNotification,
+    ) -> Result<bool, CommerceError> {
         let ours = self.mchid() == Some(notification.mchid.as_str());
         let settled = match refund_state(notification.refund_status) {
             Some(state) if ours => {
@@ -323,7 +384,7 @@ impl Commerce {
         let doc = serde_json::json!({
             "_id": event_id,
             "eventId": event_id,
-            "source": "v3_notify",
+            "source": source,
             "kind": "refund",
             "outTradeNo": notification.out_trade_no,
             "refundNo": notification.out_refund_no,

@@ -247,37 +247,63 @@ impl PaymentChannel for XpayChannel {
         Ok(())
     }
 
+    /// A refund is final only when `query_order` on the refund number says so: the answer of
+    /// `refund_order` only means the refund task started. So the refund order is queried
+    /// first (refunded → success, failed → abnormal, anything else → still processing); only
+    /// a refund virtual payment does not know yet is requested.
     async fn refund(
         &self,
         order: &OrderDoc,
         refund: &RefundDoc,
     ) -> Result<RefundAnswer, CommerceError> {
-        let state = self
+        use crate::pay::xpay_after_sale::RefundOrderState;
+        let known = match self
             .gateway
-            .query(&order.owner, &order.out_trade_no)
+            .refund_state(&order.owner, &refund.refund_no)
             .await
-            .map_err(|e| failure(&e))?;
-        Ok(
-            match self
-                .gateway
-                .refund(
-                    &order.owner,
-                    &order.out_trade_no,
-                    &refund.refund_no,
-                    refund.amount_fen.get(),
-                    state.left_fee,
-                )
-                .await
-            {
-                // xpay refunds have no notification here: accepted means done.
-                Ok(()) => RefundAnswer::Answered {
-                    state: Some(RefundState::Success),
-                    provider_refund_id: None,
-                },
-                Err(e) if e.retryable => RefundAnswer::Retry(CommerceError::provider(&e, true)),
-                Err(e) => RefundAnswer::Refused(e.message),
-            },
-        )
+        {
+            Ok(known) => known,
+            Err(e) => return Ok(RefundAnswer::Retry(failure(&e))),
+        };
+        let state = match known {
+            Some(RefundOrderState::Succeeded) => Some(RefundState::Success),
+            Some(RefundOrderState::Failed) => {
+                return Ok(RefundAnswer::Refused(
+                    "virtual payment reports the refund failed (refund order status 7)".into(),
+                ));
+            }
+            Some(RefundOrderState::Pending) => None,
+            None => {
+                let payment = self
+                    .gateway
+                    .query(&order.owner, &order.out_trade_no)
+                    .await
+                    .map_err(|e| failure(&e))?;
+                match self
+                    .gateway
+                    .refund(
+                        &order.owner,
+                        &order.out_trade_no,
+                        &refund.refund_no,
+                        refund.amount_fen.get(),
+                        payment.left_fee,
+                    )
+                    .await
+                {
+                    // Accepted: the refund task started; its result comes from
+                    // `xpay_refund_notify` or a later query (reconcile).
+                    Ok(()) => None,
+                    Err(e) if e.retryable => {
+                        return Ok(RefundAnswer::Retry(CommerceError::provider(&e, true)));
+                    }
+                    Err(e) => return Ok(RefundAnswer::Refused(e.message)),
+                }
+            }
+        };
+        Ok(RefundAnswer::Answered {
+            state,
+            provider_refund_id: None,
+        })
     }
 
     async fn delivered(&self, order: &OrderDoc) -> Result<(), CommerceError> {
@@ -344,6 +370,68 @@ impl Commerce {
         )
         .await?;
         Ok(outcome)
+    }
+}
+
+/// What an `xpay_refund_notify` push did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum XpayRefundOutcome {
+    /// The refund reached this final state (confirmed by `query_order`).
+    Settled(RefundState),
+    /// `query_order` does not show a final refund yet: left processing (reconcile asks again).
+    StillProcessing,
+    /// The refund was final already: nothing changed.
+    AlreadyFinal(RefundState),
+    /// No refund of ours has that number: nothing changed.
+    UnknownRefund,
+    /// The push names another order or channel than the stored refund: nothing changed.
+    Mismatch,
+}
+
+impl Commerce {
+    /// Handles a verified `xpay_refund_notify` (wxPush). The push is a hint: the refund is
+    /// settled only as `query_order` on the refund number reports it (success, or failure
+    /// recorded as `abnormal` with the reason), through the same conditional transitions as
+    /// every other refund answer, so a repeated push changes nothing.
+    pub async fn apply_xpay_refund_push(
+        &self,
+        push: &crate::pay::xpay_after_sale::RefundNotify,
+    ) -> Result<XpayRefundOutcome, CommerceError> {
+        let Some(refund) = self
+            .store
+            .get_as::<RefundDoc>(c::REFUNDS, &push.mch_refund_id)
+            .await?
+        else {
+            tracing::error!(refund = %push.mch_refund_id, order = %push.mch_order_id,
+                "xpay refund push for an unknown refund");
+            return Ok(XpayRefundOutcome::UnknownRefund);
+        };
+        if refund.channel != Channel::Xpay
+            || (!push.mch_order_id.is_empty() && push.mch_order_id != refund.out_trade_no)
+        {
+            tracing::error!(refund = %refund.refund_no, pushed_order = %push.mch_order_id,
+                order = %refund.out_trade_no, "xpay refund push does not match the refund");
+            return Ok(XpayRefundOutcome::Mismatch);
+        }
+        if matches!(refund.status, RefundState::Success | RefundState::Closed) {
+            return Ok(XpayRefundOutcome::AlreadyFinal(refund.status));
+        }
+        let after = self.submit_refund(&refund).await?;
+        let pushed_success = push.ret_code == 0;
+        tracing::info!(refund = %refund.refund_no, ret_code = push.ret_code,
+            ret_msg = push.ret_msg.as_deref().unwrap_or_default(), status = ?after.status,
+            "xpay refund push");
+        Ok(match after.status {
+            RefundState::Processing => {
+                if !pushed_success {
+                    tracing::warn!(refund = %refund.refund_no,
+                        "the push reports a failed refund that query_order does not confirm yet");
+                }
+                XpayRefundOutcome::StillProcessing
+            }
+            state if state == refund.status => XpayRefundOutcome::AlreadyFinal(state),
+            state => XpayRefundOutcome::Settled(state),
+        })
     }
 }
 

@@ -11,9 +11,12 @@ use super::super::Commerce;
 use super::super::channel::{Observation, Payer, PaymentChannel, RefundAnswer, Started};
 use super::super::error::CommerceError;
 use super::super::model::{OrderDoc, RefundDoc};
+use super::super::shipping::ShippingPlatform;
 use crate::domain::catalog::Channel;
 use crate::domain::money::Fen;
 use crate::domain::order::OrderLine;
+use crate::wechat::shipping::{PlatformOrder, ShippingUpload};
+use crate::wechat::{SubscribeMessage, WechatError};
 
 /// Provider calls allowed and made in one run.
 #[derive(Debug)]
@@ -74,6 +77,51 @@ pub(super) fn metered(commerce: &Commerce, meter: &Arc<Meter>) -> Commerce {
         random: commerce.random.clone(),
         order_ttl_secs: commerce.order_ttl_secs,
         events: commerce.events.clone(),
+        shipping: commerce.shipping.clone().map(|inner| {
+            let platform: Arc<dyn ShippingPlatform> = Arc::new(MeteredShipping {
+                inner,
+                meter: meter.clone(),
+            });
+            platform
+        }),
+        shipping_settings: commerce.shipping_settings.clone(),
+    }
+}
+
+/// The shipping platform, each call taking one unit of the run's budget.
+struct MeteredShipping {
+    inner: Arc<dyn ShippingPlatform>,
+    meter: Arc<Meter>,
+}
+
+impl MeteredShipping {
+    fn take(&self) -> Result<(), WechatError> {
+        self.meter
+            .take()
+            .map_err(|e| WechatError::Transport(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl ShippingPlatform for MeteredShipping {
+    async fn upload(&self, upload: &ShippingUpload) -> Result<(), WechatError> {
+        self.take()?;
+        self.inner.upload(upload).await
+    }
+
+    async fn remind_receipt(&self, transaction_id: &str, received: i64) -> Result<(), WechatError> {
+        self.take()?;
+        self.inner.remind_receipt(transaction_id, received).await
+    }
+
+    async fn order(&self, transaction_id: &str) -> Result<PlatformOrder, WechatError> {
+        self.take()?;
+        self.inner.order(transaction_id).await
+    }
+
+    async fn send(&self, message: &SubscribeMessage) -> Result<(), WechatError> {
+        self.take()?;
+        self.inner.send(message).await
     }
 }
 

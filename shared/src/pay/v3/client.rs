@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::aead::ApiV3Key;
+use super::bills::{BillAnswer, BillKind, BillLink, MAX_DOWNLOAD_BYTES};
 use super::certs::{
     CertificateError, DownloadThrottle, FORCED_DOWNLOAD_INTERVAL_SECS, RefreshSchedule,
     decrypt_certificates,
@@ -143,7 +144,7 @@ impl PayClientConfig {
     }
 }
 
-struct RawResponse {
+pub(crate) struct RawResponse {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -344,6 +345,70 @@ impl PayClient {
         .await
     }
 
+    /// Asks for the `kind` bill of `date` (`yyyy-MM-dd`, China time). "Still being generated"
+    /// and "no bill for that day" are answers, not errors.
+    pub async fn bill(&self, kind: BillKind, date: &str) -> Result<BillAnswer, PayError> {
+        let valid = date.len() == 10
+            && date.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        if !valid {
+            return Err(PayError::Validation(ValidationError {
+                field: "bill_date",
+                problem: "must be yyyy-MM-dd".into(),
+            }));
+        }
+        match self
+            .call_json::<BillLink>(Method::GET, &kind.request_path(date), None)
+            .await
+        {
+            Ok(link) => Ok(BillAnswer::Ready(link)),
+            Err(PayError::Api(api)) => match BillAnswer::from_error_code(&api.code) {
+                Some(answer) => Ok(answer),
+                None => Err(PayError::Api(api)),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Downloads a bill file (signed GET of `download_url`, path and query exactly as given).
+    /// The response is not signed: the caller checks the file against the announced hash
+    /// ([`super::bills::check_gzip`]). Only URLs on the API host are fetched.
+    pub async fn download_bill(&self, link: &BillLink) -> Result<Bytes, PayError> {
+        let url = reqwest::Url::parse(&link.download_url)
+            .map_err(|e| PayError::Config(format!("bill download URL: {e}")))?;
+        let base = reqwest::Url::parse(&self.base_url)
+            .map_err(|e| PayError::Config(format!("base URL: {e}")))?;
+        if url.origin() != base.origin() {
+            return Err(PayError::Decode {
+                status: 200,
+                message: "bill download URL is not on the WeChat Pay API host".into(),
+            });
+        }
+        let canonical = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let raw = self
+            .retry
+            .run(
+                |_| self.send_once(&Method::GET, &url, &canonical, Bytes::new()),
+                PayError::is_retryable,
+            )
+            .await?;
+        if raw.body.len() > MAX_DOWNLOAD_BYTES {
+            return Err(PayError::Decode {
+                status: raw.status.as_u16(),
+                message: "bill download over 64 MiB".into(),
+            });
+        }
+        Ok(raw.body)
+    }
+
     /// Verify, decrypt and parse a notification received now.
     pub fn parse_notification(
         &self,
@@ -438,7 +503,7 @@ impl PayClient {
         }
     }
 
-    async fn call_json<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn call_json<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -451,7 +516,7 @@ impl PayClient {
         })
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,

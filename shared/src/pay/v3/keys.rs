@@ -114,6 +114,19 @@ impl VerifyingKey {
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         self.key.verify_sig(message, signature).is_ok()
     }
+
+    /// [`VerifyingKey::verify`] over the concatenation of `parts`, hashed piece by piece, so a
+    /// message made of a request body and a few framing fields is checked without first being
+    /// copied into one buffer.
+    pub fn verify_parts(&self, parts: &[&[u8]], signature: &[u8]) -> bool {
+        let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for part in parts {
+            hash.update(part);
+        }
+        self.key
+            .verify_digest_sig(&hash.finish(), signature)
+            .is_ok()
+    }
 }
 
 /// A WeChat Pay platform certificate: its serial (upper-case hex, as `Wechatpay-Serial`

@@ -6,8 +6,10 @@
 //! the operations against a configurable base URL.
 
 pub mod aead;
+pub mod bills;
 pub mod certs;
 pub mod client;
+pub mod complaints;
 pub mod keys;
 pub mod models;
 pub mod notify;

@@ -179,17 +179,31 @@ impl PushMessage {
 
     /// A key identifying this push across WeChat's retries (it retries 3 times when we do
     /// not answer within 5 s): `MsgId` for messages; sender, time, event and the event's own
-    /// id (`trace_id`, `OutTradeNo`, `EventKey`) for events.
+    /// id (`trace_id`, `OutTradeNo`, `EventKey`, `transaction_id`) for events.
     pub fn dedupe_key(&self) -> String {
         if let Some(id) = field_str(&self.raw, "MsgId").filter(|s| !s.is_empty()) {
             return format!("msg:{id}");
         }
-        let discriminator = ["trace_id", "OutTradeNo", "EventKey"]
+        let discriminator = [
+            "trace_id",
+            "OutTradeNo",
+            "EventKey",
+            "MchRefundId",
+            "MchOrderId",
+            "transaction_id",
+        ]
+        .iter()
+        .find_map(|k| field_str(&self.raw, k).filter(|s| !s.is_empty()))
+        .unwrap_or_default();
+        // Settlement progress for one payment arrives as separate pushes (receipt confirmed,
+        // then settled) that can share a second: their times tell them apart.
+        let progress: String = ["confirm_receive_time", "settlement_time"]
             .iter()
-            .find_map(|k| field_str(&self.raw, k).filter(|s| !s.is_empty()))
-            .unwrap_or_default();
+            .filter_map(|k| field_str(&self.raw, k).filter(|s| !s.is_empty() && s != "0"))
+            .map(|t| format!(":{t}"))
+            .collect();
         format!(
-            "evt:{}:{}:{}:{}",
+            "evt:{}:{}:{}:{}{progress}",
             self.from_user_name,
             self.create_time,
             self.event().unwrap_or_default(),
