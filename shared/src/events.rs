@@ -1,12 +1,22 @@
 //! The event stream: one durable, ordered log of what happened (`events` collection), written
 //! by the services that make things happen and tailed by every `realtime` instance.
 //!
-//! - **Order.** Every event has a `seq`, allocated without gaps or reuse on every store
-//!   backend: a publisher reads the highest `seq` and inserts `seq + 1` under a unique index
-//!   on `seq`; a concurrent publisher that took the same number gets `DuplicateKey` and tries
-//!   the next one. An event becomes visible before any higher `seq` can be allocated (the
-//!   higher one is only chosen after reading it), so a reader that pages with
-//!   `seq > cursor` never skips an event written later with a lower number.
+//! - **Order.** Every event gets a `seq` from 1, without gaps or reuse, on every store
+//!   backend, in two steps so that a publisher pays **one write**:
+//!   1. [`Events::publish`] inserts the event *pending*, with a negative placeholder `seq`
+//!      that increases with the publish time (readers paging with `seq > cursor` never see
+//!      it as a number);
+//!   2. the first reader that sees it ([`Events::after`], which reads pending events in the
+//!      same query) numbers it: it reads the highest `seq` and sets `seq + 1` on the event by
+//!      a conditional update (only while the placeholder is still there), under the unique
+//!      index on `seq`. A concurrent reader that chose the same number gets `DuplicateKey`
+//!      and tries the next one; one that finds the event already numbered moves on.
+//!
+//!   A number is chosen only after every lower number is stored (it is read first), so the
+//!   numbers are monotonic in commit order: a reader that pages with `seq > cursor` never
+//!   skips an event that is numbered later with a lower number, even when two publishers or
+//!   two readers race. A pending event is never lost: whoever reads next numbers it above
+//!   every cursor handed out so far.
 //! - **Once.** A publish names a `key` (unique index): publishing the same fact again (a
 //!   retried notification, reconcile finishing an interrupted fulfilment) is a no-op.
 //! - **Retention.** `expiresAt` is `at + retention` ([`DEFAULT_RETENTION_SECS`]); [`Events::sweep`]
@@ -17,13 +27,14 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::store::collections::EVENTS;
-use crate::store::{Filter, FindOptions, Store, StoreError};
+use crate::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions};
 
 /// How long events are kept for resuming: a client that was away longer resynchronises.
 pub const DEFAULT_RETENTION_SECS: i64 = 24 * 3600;
@@ -32,6 +43,24 @@ pub const DEFAULT_RETENTION_SECS: i64 = 24 * 3600;
 const MAX_ALLOCATION_ATTEMPTS: usize = 32;
 /// The unique index on `key` (see `store::collections`).
 const KEY_INDEX: &str = "key_1";
+
+/// Publishes in this process so far: the low bits of a placeholder, so that one process's
+/// events keep their order within a millisecond.
+static PUBLISHED: AtomicI64 = AtomicI64::new(0);
+/// Bits of a placeholder below the milliseconds.
+const PLACEHOLDER_BITS: u32 = 20;
+
+/// The negative `seq` of a pending event: increasing with the publish time (then with this
+/// process's publish count), below every real number until the 23rd century.
+fn placeholder(millis: i64, count: i64) -> i64 {
+    let millis = millis.clamp(0, (i64::MAX >> PLACEHOLDER_BITS) - 1);
+    i64::MIN + 1 + (millis << PLACEHOLDER_BITS) + (count & ((1 << PLACEHOLDER_BITS) - 1))
+}
+
+fn parse_event(doc: Value) -> Result<Event, StoreError> {
+    serde_json::from_value(doc)
+        .map_err(|e| StoreError::InvalidDocument(format!("stored event does not fit: {e}")))
+}
 
 /// Event types (the `type` field; `docs/api.md` lists their `data`).
 pub mod kinds {
@@ -146,8 +175,8 @@ impl Draft {
 /// What a publish did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Published {
-    /// Stored with this sequence number.
-    Stored(i64),
+    /// Stored, pending its sequence number (given by the first reader).
+    Stored,
     /// An event with the same key was already stored.
     Duplicate,
 }
@@ -198,14 +227,18 @@ impl Events {
         &self.store
     }
 
-    /// Stores `draft` with the next sequence number, once per key.
+    /// Stores `draft` once per key, in **one store write**: the event goes in *pending*, with a
+    /// negative placeholder `seq` that orders it by publish time, and the first reader that
+    /// sees it ([`Events::after`]) gives it its number. The paying path therefore pays one
+    /// insert for its event, whatever the backend.
     ///
     /// # Errors
     /// The store's (the caller decides whether that matters: see the module docs).
     pub async fn publish(&self, draft: Draft) -> Result<Published, StoreError> {
         let at = self.clock.now_unix();
-        let mut seq = self.head().await? + 1;
+        let millis = self.clock.now_millis();
         for _ in 0..MAX_ALLOCATION_ATTEMPTS {
+            let seq = placeholder(millis, PUBLISHED.fetch_add(1, Ordering::Relaxed));
             let mut doc = json!({
                 "seq": seq,
                 "type": draft.kind,
@@ -225,15 +258,16 @@ impl Events {
             }
             match self.store.insert(EVENTS, doc).await {
                 Ok(_) => {
-                    tracing::debug!(seq, kind = draft.kind, "event published");
-                    return Ok(Published::Stored(seq));
+                    tracing::debug!(kind = draft.kind, "event published (pending)");
+                    return Ok(Published::Stored);
                 }
                 Err(StoreError::DuplicateKey { index, .. }) if index == KEY_INDEX => {
                     return Ok(Published::Duplicate);
                 }
                 Err(StoreError::DuplicateKey { .. }) => {
-                    // Either the number was taken by another publisher or (on a backend that
-                    // does not name the index) the key exists: tell which.
+                    // Either another process took the same placeholder in the same
+                    // millisecond, or (on a backend that does not name the index) the key
+                    // exists: tell which.
                     if self
                         .store
                         .find_one(EVENTS, &Filter::eq("key", draft.key.as_str()))
@@ -242,17 +276,59 @@ impl Events {
                     {
                         return Ok(Published::Duplicate);
                     }
-                    seq = (self.head().await? + 1).max(seq + 1);
                 }
                 Err(e) => return Err(e),
             }
         }
         Err(StoreError::Backend(
-            "could not allocate an event sequence number: too much contention".into(),
+            "could not store an event: too much contention".into(),
         ))
     }
 
-    /// The highest sequence number stored (0 for an empty stream).
+    /// Gives the pending events in `pending` (oldest placeholder first) their numbers: each
+    /// takes the next number after the highest stored, by a conditional update (`seq` still
+    /// its placeholder) under the unique index on `seq`. A number is therefore chosen only
+    /// after every lower number is stored, whichever of several readers does it, and an
+    /// event is numbered once.
+    async fn number(&self, pending: &[Value]) -> Result<(), StoreError> {
+        let mut next = self.head().await? + 1;
+        for doc in pending {
+            let (Some(id), Some(placeholder)) = (
+                doc.get("_id").and_then(Value::as_str),
+                doc.get("seq").and_then(Value::as_i64),
+            ) else {
+                continue;
+            };
+            let mut attempts = 0;
+            loop {
+                let numbered = self
+                    .store
+                    .update_one(
+                        EVENTS,
+                        &Filter::id(id).and(Filter::eq("seq", placeholder)),
+                        &Update::new().set("seq", next),
+                        UpdateOptions::default(),
+                    )
+                    .await;
+                match numbered {
+                    Ok(Some(_)) => {
+                        next += 1;
+                        break;
+                    }
+                    // Another reader numbered it first.
+                    Ok(None) => break,
+                    Err(StoreError::DuplicateKey { .. }) if attempts < MAX_ALLOCATION_ATTEMPTS => {
+                        attempts += 1;
+                        next = (self.head().await? + 1).max(next + 1);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest sequence number given (0 when none is).
     ///
     /// # Errors
     /// The store's.
@@ -261,7 +337,8 @@ impl Events {
             .store
             .find(
                 EVENTS,
-                &Filter::All,
+                // Pending events (negative placeholders) are not numbered yet.
+                &Filter::gt("seq", 0),
                 &FindOptions::new().sort_desc("seq").limit(1),
             )
             .await?;
@@ -270,6 +347,30 @@ impl Events {
             .and_then(|d| d.get("seq"))
             .and_then(Value::as_i64)
             .unwrap_or(0))
+    }
+
+    /// Numbers every pending event and returns the highest sequence number: where a reader
+    /// that starts now begins (events published before it are not "live").
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn settle(&self) -> Result<i64, StoreError> {
+        // Bounded: each round numbers up to 500 (or finds them numbered by another reader).
+        for _ in 0..1000 {
+            let pending = self
+                .store
+                .find(
+                    EVENTS,
+                    &Filter::lt("seq", 0),
+                    &FindOptions::new().sort_asc("seq").limit(500),
+                )
+                .await?;
+            if pending.is_empty() {
+                return self.head().await;
+            }
+            self.number(&pending).await?;
+        }
+        self.head().await
     }
 
     /// The lowest sequence number still stored, if any.
@@ -291,17 +392,32 @@ impl Events {
             .and_then(Value::as_i64))
     }
 
-    /// Up to `limit` events after `cursor`, oldest first.
+    /// Up to `limit` events after `cursor`, oldest first. Pending events (published but
+    /// not yet numbered) come back in the same read; when there are some, they are numbered
+    /// first (see the module docs) and the page is read again.
     ///
     /// # Errors
     /// The store's, or a stored event that does not parse.
     pub async fn after(&self, cursor: i64, limit: u64) -> Result<Vec<Event>, StoreError> {
-        self.store
-            .find_as(
+        let page = FindOptions::new().sort_asc("seq").limit(limit);
+        let docs = self
+            .store
+            .find(
                 EVENTS,
-                &Filter::gt("seq", cursor),
-                &FindOptions::new().sort_asc("seq").limit(limit),
+                &Filter::gt("seq", cursor).or(Filter::lt("seq", 0)),
+                &page,
             )
+            .await?;
+        let pending = docs
+            .iter()
+            .take_while(|d| d.get("seq").and_then(Value::as_i64).unwrap_or(0) < 0)
+            .count();
+        if pending == 0 {
+            return docs.into_iter().map(parse_event).collect();
+        }
+        self.number(&docs[..pending]).await?;
+        self.store
+            .find_as(EVENTS, &Filter::gt("seq", cursor), &page)
             .await
     }
 
@@ -350,10 +466,12 @@ mod tests {
         let a = Draft::new(kinds::ORDER_PAID, "order.paid:o1")
             .for_user("u1")
             .order("o1");
-        assert_eq!(ev.publish(a.clone()).await.unwrap(), Published::Stored(1));
+        assert_eq!(ev.publish(a.clone()).await.unwrap(), Published::Stored);
         assert_eq!(ev.publish(a).await.unwrap(), Published::Duplicate);
         let b = Draft::new(kinds::NOTES_CHANGED, "notes:t1:2").for_tenant("t1");
-        assert_eq!(ev.publish(b).await.unwrap(), Published::Stored(2));
+        assert_eq!(ev.publish(b).await.unwrap(), Published::Stored);
+        // Pending until read: no number yet.
+        assert_eq!(ev.head().await.unwrap(), 0);
         let all = ev.after(0, 10).await.unwrap();
         assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(all[0].order_id.as_deref(), Some("o1"));
@@ -374,14 +492,25 @@ mod tests {
                     .unwrap()
             }));
         }
-        let mut seqs = Vec::new();
         for t in tasks {
-            match t.await.unwrap() {
-                Published::Stored(s) => seqs.push(s),
-                Published::Duplicate => panic!("distinct keys"),
-            }
+            assert_eq!(t.await.unwrap(), Published::Stored, "distinct keys");
         }
-        seqs.sort_unstable();
+        // Several readers number them at once: each event gets one number, without gaps.
+        let mut readers = Vec::new();
+        for _ in 0..4 {
+            let ev = ev.clone();
+            readers.push(tokio::spawn(async move { ev.after(0, 100).await.unwrap() }));
+        }
+        for r in readers {
+            r.await.unwrap();
+        }
+        let seqs: Vec<i64> = ev
+            .after(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
     }
 
@@ -394,6 +523,7 @@ mod tests {
                 .await
                 .unwrap();
         }
+        assert_eq!(ev.after(0, 10).await.unwrap().len(), 3);
         clock.advance(61);
         assert_eq!(ev.sweep().await.unwrap(), 2);
         assert_eq!(ev.oldest().await.unwrap(), Some(3));
@@ -401,7 +531,61 @@ mod tests {
             ev.publish(Draft::new(kinds::NOTES_CHANGED, "k9"))
                 .await
                 .unwrap(),
-            Published::Stored(4)
+            Published::Stored
         );
+        let next = ev.after(3, 10).await.unwrap();
+        assert_eq!(next.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4]);
+        assert_eq!(next[0].kind, kinds::NOTES_CHANGED);
+    }
+
+    #[tokio::test]
+    async fn one_process_keeps_its_publish_order_and_a_cursor_past_the_head_misses_nothing() {
+        let (ev, _) = events().await;
+        // The fixed clock gives every event the same millisecond: the process's count orders
+        // them.
+        for i in 0..5 {
+            ev.publish(Draft::new(kinds::NOTES_CHANGED, format!("k{i}")))
+                .await
+                .unwrap();
+        }
+        let first = ev.after(0, 3).await.unwrap();
+        assert_eq!(
+            first.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        // A reader at 3 sees 4, 5 and then an event published after it read: numbered above.
+        let cursor = first[2].seq;
+        ev.publish(Draft::new(kinds::ORDER_PAID, "late"))
+            .await
+            .unwrap();
+        let rest = ev.after(cursor, 10).await.unwrap();
+        assert_eq!(
+            rest.iter()
+                .map(|e| (e.seq, e.kind.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                (4, kinds::NOTES_CHANGED),
+                (5, kinds::NOTES_CHANGED),
+                (6, kinds::ORDER_PAID)
+            ]
+        );
+        let keys: Vec<String> = ev
+            .store()
+            .find(EVENTS, &Filter::All, &FindOptions::new().sort_asc("seq"))
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d["key"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4", "late"]);
+    }
+
+    #[test]
+    fn placeholders_are_negative_and_follow_time_then_count() {
+        let now = 1_800_000_000_000;
+        assert!(placeholder(now * 4, 0) < 0);
+        assert!(placeholder(i64::MAX, i64::MAX) < 0);
+        assert!(placeholder(now, 5) < placeholder(now, 6));
+        assert!(placeholder(now, (1 << PLACEHOLDER_BITS) - 1) < placeholder(now + 1, 0));
     }
 }

@@ -2838,7 +2838,8 @@ async fn a_paid_order_publishes_order_paid_once_and_a_lost_event_is_published_by
     assert_eq!(events[0].openid.as_deref(), Some("alice"));
     assert_eq!(events[0].data["totalFen"], 1800);
 
-    // The stream is down while a payment arrives: the payment is applied and acknowledged,
+    // The stream is down while a payment arrives (a virtual good: physical ones wait for their
+    // shipment): the payment is applied and acknowledged,
     // the order stays `paid` (grants done), and no event exists yet.
     let store = Arc::new(StreamDown {
         inner: w.store.clone(),
@@ -2847,14 +2848,14 @@ async fn a_paid_order_publishes_order_paid_once_and_a_lost_event_is_published_by
     let commerce = Commerce::new(store.clone(), APPID, w.clock.clone()).with_wxpay(w.wxpay.clone());
     let created = w
         .commerce
-        .create_order(&caller("alice"), cart("down", &[("mug", 1)]))
+        .create_order(&caller("alice"), cart("down", &[("vip-wx", 1)]))
         .await
         .unwrap();
     let outcome = commerce
         .apply_wxpay_transaction(
             "EV-down",
             "v3_notify",
-            &transaction(&created.order.out_trade_no, 2500, "alice"),
+            &transaction(&created.order.out_trade_no, 1800, "alice"),
         )
         .await
         .unwrap();

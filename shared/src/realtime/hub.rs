@@ -304,8 +304,9 @@ impl Hub {
             Topic::Order(order) => {
                 self.count_read();
                 let doc = self.store.get(ORDERS, order).await?;
+                // The buyer is stored as `openid` (`commerce::model::OrderDoc::owner`).
                 doc.as_ref()
-                    .and_then(|d| d.get("owner"))
+                    .and_then(|d| d.get("openid"))
                     .and_then(Value::as_str)
                     == Some(openid)
             }
@@ -367,7 +368,7 @@ impl Hub {
     pub async fn tail(self: Arc<Self>) {
         loop {
             self.count_read();
-            match self.events.head().await {
+            match self.events.settle().await {
                 Ok(head) => {
                     self.cursor.store(head, Ordering::Release);
                     break;

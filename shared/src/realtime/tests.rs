@@ -274,7 +274,7 @@ async fn the_checkout_socket_receives_order_paid_once() {
     w.store
         .insert(
             ORDERS,
-            json!({"_id": "o1", "owner": "ann", "status": "created"}),
+            json!({"_id": "o1", "openid": "ann", "status": "created"}),
         )
         .await
         .unwrap();
@@ -307,7 +307,7 @@ async fn a_strangers_subscription_to_another_users_order_is_refused() {
     w.store
         .insert(
             ORDERS,
-            json!({"_id": "o1", "owner": "ann", "status": "created"}),
+            json!({"_id": "o1", "openid": "ann", "status": "created"}),
         )
         .await
         .unwrap();
@@ -513,7 +513,7 @@ async fn limits_on_topics_and_message_rate() {
         w.store
             .insert(
                 ORDERS,
-                json!({"_id": name.trim_start_matches("order:"), "owner": "ann"}),
+                json!({"_id": name.trim_start_matches("order:"), "openid": "ann"}),
             )
             .await
             .unwrap();
@@ -542,6 +542,8 @@ async fn a_resume_older_than_the_retention_asks_for_a_resync() {
     for i in 1..=3 {
         w.paid(&format!("o{i}"), "ann").await;
     }
+    // Numbered (as the tail does), then the first two expire.
+    assert_eq!(w.events.settle().await.unwrap(), 3);
     w.store
         .delete_many(collections::EVENTS, &crate::store::Filter::lt("seq", 3))
         .await
