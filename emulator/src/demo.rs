@@ -714,6 +714,8 @@ macro_rules! official_account_steps {
             let report = poll(Duration::from_secs(15), || {
                 let (client, admin) = (&$client, admin.clone());
                 async move {
+                    // Attribution is reconcile's work (every minute): run it now.
+                    client.post("admin", "/dev/timers/run", &json!({"trigger": "every-minute"}), None).await?;
                     let r = client.call("admin", Some(&admin), "createOrder", json!({"action": "attribution"})).await?;
                     let hit = r["byFirstTouch"].as_array().is_some_and(|rows| rows.iter().any(|row| row["key"] == json!("demo-poster")));
                     Ok(hit.then_some(r))

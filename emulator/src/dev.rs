@@ -157,7 +157,17 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
             }
         }
         (&Method::POST, "/dev/timers/run") => {
-            Response::json(StatusCode::OK, &crate::timers::fire_all(suite).await)
+            let only = body.get("trigger").and_then(Value::as_str);
+            if only.is_some_and(|n| !crate::timers::TIMERS.iter().any(|t| t.trigger == n)) {
+                return Some(bad_request(
+                    "UNKNOWN_TRIGGER",
+                    "no timer trigger has that name",
+                ));
+            }
+            Response::json(
+                StatusCode::OK,
+                &crate::timers::fire_named(suite, only).await,
+            )
         }
         (&Method::GET, "/dev/faults") => faults_reply(suite),
         (&Method::POST, "/dev/faults") => match serde_json::from_value::<Fault>(body) {

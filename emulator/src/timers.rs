@@ -101,8 +101,17 @@ pub async fn fire(suite: &Suite, timer: &Timer) -> Value {
 
 /// Fires every trigger now (`POST /dev/timers/run`), in order; returns each reply by function.
 pub async fn fire_all(suite: &Suite) -> Value {
+    fire_named(suite, None).await
+}
+
+/// Fires the triggers named `only` (a trigger name such as `every-minute`), or every trigger
+/// for `None` (`POST /dev/timers/run {"trigger": …}`), in order; returns each reply by function.
+pub async fn fire_named(suite: &Suite, only: Option<&str>) -> Value {
     let mut out = serde_json::Map::new();
-    for timer in &TIMERS {
+    for timer in TIMERS
+        .iter()
+        .filter(|t| only.is_none_or(|n| n == t.trigger))
+    {
         // A function's second trigger is keyed `function/trigger`.
         let key = if out.contains_key(timer.function) {
             format!("{}/{}", timer.function, timer.trigger)

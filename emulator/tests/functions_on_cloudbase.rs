@@ -25,14 +25,11 @@ use wemint_emulator::suite::{Suite, SuiteOptions};
 
 /// Round-trip budgets (issue 16): a checkout at most 6.
 const CHECKOUT_BUDGET: u64 = 6;
-/// KNOWN REGRESSION, to be paid back: issue 16 set 6 for a notification. Issue 18 (virtual
-/// shipment recorded and uploaded at fulfilment: re-read, shipping write, the access token on a
-/// cold cache, upload state = 7) and issue 22 (first/last-touch attribution: order, user, person,
-/// touches, attribution write = 5, even with no touch) took it to 17 on a cold token cache. This
-/// cap is the measured value so nothing more creeps in; the planned folds (attribution only when
-/// touches exist and from the order already in hand; the virtual shipment in the fulfilling
-/// write; the upload left to reconcile) are in the closing note.
-const NOTIFICATION_BUDGET: u64 = 17;
+/// A notification that pays and grants at most 6 (issue 16): the order read, the paid
+/// transition, the grant, the fulfilling write (which also records a virtual shipment) and the
+/// event. Reporting the shipment to WeChat and attributing the order to Official Account touches
+/// are reconcile's work, off this path.
+const NOTIFICATION_BUDGET: u64 = 6;
 /// A gated-content `get` of owned content: no budget in the issue; pinned at what it costs.
 const GATED_GET_BUDGET: u64 = 6;
 

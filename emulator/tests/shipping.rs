@@ -324,6 +324,10 @@ async fn virtual_goods_paid_by_wechat_pay_get_a_virtual_shipment() {
     assert_eq!(order["status"], "fulfilled");
     assert_eq!(order["shipping"]["logisticsType"], "virtual");
     let tx = order["shipping"]["transactionId"].as_str().unwrap();
+    // Recorded by the payment, reported by reconcile (the notification calls no WeChat API).
+    assert!(platform_record(&w.suite, tx).await.is_none());
+    w.dev("/dev/timers/run", json!({"trigger": "every-minute"}))
+        .await;
     let record = until("the platform to hold the upload", || {
         let w = &w;
         async move { platform_record(&w.suite, tx).await }

@@ -174,7 +174,7 @@ async fn buy(
     assert_eq!(status, 200, "{reply}");
     let store = suite.store.clone();
     let order_id = id.clone();
-    eventually("order paid and attributed", || {
+    eventually("order paid", || {
         let store = store.clone();
         let id = order_id.clone();
         async move {
@@ -182,10 +182,17 @@ async fn buy(
                 .get(ORDERS, &id)
                 .await
                 .unwrap()
-                .is_some_and(|o| o.get("attribution").is_some())
+                .is_some_and(|o| o.get("paidAt").is_some())
         }
     })
     .await;
+    // Attribution is reconcile's (every minute), not the payment's.
+    assert!(order(suite, &id).await.get("attribution").is_none());
+    let run = dev(suite, "/dev/timers/run", json!({"trigger": "every-minute"})).await;
+    assert!(
+        order(suite, &id).await.get("attribution").is_some(),
+        "{run}"
+    );
     id
 }
 

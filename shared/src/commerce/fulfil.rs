@@ -165,17 +165,6 @@ impl Commerce {
                     self.retake_stock(&paid).await?;
                 }
                 self.fulfil(&paid).await?;
-                // Touches before the payment (QR scans, menu clicks, template opens) attribute
-                // it; a failure here is caught up by reconcile.
-                if let Err(e) = crate::funnel::touches::attribute_order(
-                    self.store.as_ref(),
-                    &paid.id,
-                    self.now(),
-                )
-                .await
-                {
-                    tracing::warn!(order = %paid.id, error = %e, "attribution deferred");
-                }
                 Ok(PaymentOutcome::Applied { order_id: paid.id })
             }
             None => {
@@ -254,22 +243,23 @@ impl Commerce {
             return Ok(());
         }
         let now = self.now();
+        let mut update = Update::new()
+            .set("status", OrderStatus::Fulfilled.as_str())
+            .set("fulfilledAt", now);
+        if let Some(shipment) = self.virtual_shipment(order, now)? {
+            // Recorded by the one write that fulfils the order (the status filter below).
+            update = update.set("shipping", shipment);
+        }
         // Only a payment is finished here: a refund in flight is not overwritten.
         self.store
             .update_one(
                 c::ORDERS,
                 &Filter::id(order.id.as_str())
                     .and(Filter::eq("status", OrderStatus::Paid.as_str())),
-                &Update::new()
-                    .set("status", OrderStatus::Fulfilled.as_str())
-                    .set("fulfilledAt", now),
+                &update,
                 UpdateOptions::default(),
             )
             .await?;
-        // Virtual goods paid through WeChat Pay still report a (virtual) shipment.
-        if let Some(fulfilled) = self.store.get_as::<OrderDoc>(c::ORDERS, &order.id).await? {
-            self.ship_virtual(&fulfilled).await?;
-        }
         Ok(())
     }
 

@@ -251,9 +251,9 @@ struct InterruptedFulfilments;
 impl Step for InterruptedFulfilments {
     type Item = OrderDoc;
     const NAME: &'static str = "interruptedFulfilments";
-    /// An automatic refund of an upgrade that cannot apply, the delivery notice, and a
-    /// virtual shipment's upload.
-    const MAX_CALLS: u32 = 3;
+    /// An automatic refund of an upgrade that cannot apply and the delivery notice (a
+    /// virtual shipment's upload is `shippingUploads`' own call).
+    const MAX_CALLS: u32 = 2;
 
     async fn due(&self, commerce: &Commerce, now: i64) -> Result<Vec<OrderDoc>, CommerceError> {
         Ok(commerce

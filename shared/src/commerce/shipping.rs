@@ -1,8 +1,8 @@
 //! Shipping: physical orders wait in `shipping.state = awaiting` after payment (their money
 //! `status` stays `paid`, not `fulfilled`), an admin ships them (`ship`: express, same-city
 //! or self-pickup, several orders per call), and the shipment is reported to WeChat
-//! (`upload_shipping_info`). Virtual goods paid through WeChat Pay get a virtual shipment
-//! reported when they are fulfilled. The platform then tells us when receipt is confirmed and
+//! (`upload_shipping_info`). Virtual goods paid through WeChat Pay get a virtual shipment,
+//! recorded by the write that fulfils them and reported by reconcile. The platform then tells us when receipt is confirmed and
 //! when the order settles (`trade_manage_order_settlement`, confirmed with `get_order` before
 //! anything is recorded).
 //!
@@ -342,35 +342,28 @@ impl Commerce {
         Ok(true)
     }
 
-    /// A fulfilled order of virtual goods paid through WeChat Pay: its virtual shipment is
-    /// recorded (once) and reported. Upload failures are kept for reconcile.
-    pub(super) async fn ship_virtual(&self, order: &OrderDoc) -> Result<(), CommerceError> {
+    /// The virtual shipment of an order of virtual goods paid through WeChat Pay, written by
+    /// the fulfilling update itself (no write of its own on the payment path). Its report
+    /// to the platform is left pending, due at once: reconcile's `shippingUploads` step
+    /// sends it within a minute, so a payment notification makes no WeChat call and needs no
+    /// access token. `None` for anything else (physical goods ship through `ship`; orders
+    /// paid through virtual payment are not part of the platform's shipping flow).
+    pub(super) fn virtual_shipment(
+        &self,
+        order: &OrderDoc,
+        now: i64,
+    ) -> Result<Option<Value>, CommerceError> {
         if order.channel != Channel::Wxpay || has_physical(order) || order.shipping.is_some() {
-            return Ok(());
+            return Ok(None);
         }
-        let now = self.now();
         let mut shipping = Shipping::awaiting(now);
         shipping.state = ShippingState::Shipped;
         shipping.logistics_type = Some(LogisticsType::Virtual.as_str().to_owned());
         shipping.item_desc = Some(item_desc(&order.items));
         shipping.shipped_at = Some(now);
         shipping.shipped_by = Some("system".to_owned());
-        shipping.upload = Some(UploadStatus::pending(now + 60));
-        let won: Option<OrderDoc> = self
-            .store
-            .update_one_as(
-                c::ORDERS,
-                &Filter::id(order.id.as_str())
-                    .and(Filter::eq("status", OrderStatus::Fulfilled.as_str()))
-                    .and(Filter::exists("shipping", false)),
-                &Update::new().set("shipping", to_value(&shipping)?),
-                UpdateOptions::default(),
-            )
-            .await?;
-        if let Some(order) = won {
-            self.upload_shipping(&order).await?;
-        }
-        Ok(())
+        shipping.upload = Some(UploadStatus::pending(now));
+        Ok(Some(to_value(&shipping)?))
     }
 
     /// `ship` (admin): ships each listed order; one order's refusal does not stop the others.

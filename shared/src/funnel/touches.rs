@@ -6,8 +6,9 @@
 //! ```
 //!
 //! The `_id` is derived from the event (the push's dedupe key, the message id of a template
-//! open), so a repeated event is one touch. [`attribute_order`] runs when an order is paid
-//! (and again from reconcile for any paid order still without `attribution`): it claims the
+//! open), so a repeated event is one touch. Reconcile's funnel step runs [`attribute_pending`]
+//! every minute, oldest payment first, so the payment path itself does no attribution work
+//! and the first order paid after a touch is the one that claims it: it claims the
 //! buyer's unclaimed touches up to the payment time, one conditional update each (a touch
 //! attributes at most one order, whatever runs at once), then writes `attribution` on the
 //! order once. Re-running it after a crash finds the touches already claimed for that order.
@@ -109,7 +110,19 @@ pub async fn attribute_order(
     order_id: &str,
     now: i64,
 ) -> Result<Option<Value>, FunnelError> {
-    let Some(order) = store.get(ORDERS, order_id).await? else {
+    match store.get(ORDERS, order_id).await? {
+        Some(order) => attribute(store, &order, now).await,
+        None => Ok(None),
+    }
+}
+
+/// [`attribute_order`] for an order document already read.
+async fn attribute(
+    store: &dyn Store,
+    order: &Value,
+    now: i64,
+) -> Result<Option<Value>, FunnelError> {
+    let Some(order_id) = order["_id"].as_str() else {
         return Ok(None);
     };
     let Some(paid_at) = order["paidAt"].as_i64() else {
@@ -212,9 +225,7 @@ pub async fn attribute_pending(
         .await?;
     let mut done = 0;
     for order in pending {
-        if let Some(id) = order["_id"].as_str()
-            && attribute_order(store, id, now).await?.is_some()
-        {
+        if attribute(store, &order, now).await?.is_some() {
             done += 1;
         }
     }

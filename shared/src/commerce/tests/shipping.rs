@@ -335,16 +335,29 @@ async fn virtual_goods_paid_by_wechat_pay_are_shipped_virtually_once() {
     let sh = paid.shipping.unwrap();
     assert_eq!(sh.state, ShippingState::Shipped);
     assert_eq!(sh.logistics_type.as_deref(), Some("virtual"));
-    assert_eq!(sh.upload.unwrap().state, UploadState::Done);
+    // Recorded by the payment, reported by reconcile: the notification calls no WeChat API.
+    let upload = sh.upload.unwrap();
+    assert_eq!(upload.state, UploadState::Pending);
+    assert_eq!(upload.next_at, NOW);
+    assert!(s.platform.uploads.lock().unwrap().is_empty());
+    let report = s.commerce.reconcile().await.unwrap();
+    assert_eq!(report.shipping_uploads_done, 1, "{report:?}");
     let uploads = s.platform.uploads.lock().unwrap().clone();
     assert_eq!(uploads.len(), 1);
     assert_eq!(uploads[0].logistics_type.code(), 3);
-    // A duplicate notification ships nothing again.
+    let stored = order(&s.w, &paid.id).await;
+    assert_eq!(
+        stored.shipping.unwrap().upload.unwrap().state,
+        UploadState::Done
+    );
+    // A duplicate notification and another run ship and report nothing again.
     let no = paid.out_trade_no.clone();
     s.commerce
         .apply_wxpay_transaction("EV-dup", "v3_notify", &transaction(&no, 1800, "alice"))
         .await
         .unwrap();
+    let report = s.commerce.reconcile().await.unwrap();
+    assert_eq!(report.shipping_uploads_retried, 0, "{report:?}");
     assert_eq!(s.platform.uploads.lock().unwrap().len(), 1);
 }
 
