@@ -22,7 +22,7 @@ use crate::suite::{Suite, internal};
 pub const ADMIN_USER: &str = "admin";
 
 /// Collections `/dev/state` shows, newest first: (collection, sort key).
-const SHOWN: [(&str, &str); 17] = [
+const SHOWN: [(&str, &str); 18] = [
     (collections::USERS, "_id"),
     (collections::ORDERS, "_id"),
     (collections::ENTITLEMENTS, "_id"),
@@ -40,6 +40,8 @@ const SHOWN: [(&str, &str); 17] = [
     (crate::standins::wechat_api::CHECKS, "createdAt"),
     (crate::standins::wechat_api::MESSAGES, "sentAt"),
     (collections::COMPLAINTS, "respondBy"),
+    // The realtime stream (negative `seq`: published, not yet numbered by a reader).
+    (collections::EVENTS, "seq"),
 ];
 
 fn bad_request(code: &str, message: &str) -> Response {

@@ -9,8 +9,13 @@
 //!   listening → socket → subscribe resuming before a stored event → that event; reports the
 //!   median and p95 time from spawn to the event. Then one process left idle past its busy
 //!   window reports its store reads per idle minute (from `/stats`).
+//! - **A fleet of one-socket processes:** `--fleet F` (default 100) processes at once, one
+//!   socket each (its own user); one event per user published at 20 a second; reports the
+//!   delay from the store write to the socket (p50, p99, max) with every process tailing and
+//!   numbering the same stream.
 //!
-//! Usage: `rt-bench --bin PATH [--sockets N] [--rate R] [--secs S] [--starts K] [--idle-secs I]`.
+//! Usage: `rt-bench --bin PATH [--sockets N] [--rate R] [--secs S] [--starts K] [--fleet F]
+//! [--idle-secs I]`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -35,6 +40,7 @@ struct Args {
     secs: u64,
     starts: usize,
     idle_secs: u64,
+    fleet: usize,
 }
 
 fn args() -> Args {
@@ -45,6 +51,7 @@ fn args() -> Args {
         secs: 10,
         starts: 20,
         idle_secs: 60,
+        fleet: 100,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -56,6 +63,7 @@ fn args() -> Args {
             "--secs" => a.secs = v.parse().unwrap_or(a.secs),
             "--starts" => a.starts = v.parse().unwrap_or(a.starts),
             "--idle-secs" => a.idle_secs = v.parse().unwrap_or(a.idle_secs),
+            "--fleet" => a.fleet = v.parse().unwrap_or(a.fleet),
             _ => {}
         }
     }
@@ -215,24 +223,7 @@ async fn main() {
         per_socket / 1000.0
     );
 
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
-    for mut s in sockets {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(m)) = s.next().await {
-                if let Message::Text(t) = m {
-                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
-                    let got = now_micros();
-                    for e in v["events"].as_array().into_iter().flatten() {
-                        if let Some(sent) = e["data"]["sentAt"].as_i64() {
-                            let _ = tx.send((got - sent) as f64 / 1000.0);
-                        }
-                    }
-                }
-            }
-        });
-    }
-    drop(tx);
+    let mut rx = delays_of(sockets);
     let total = a.rate * a.secs;
     let started = Instant::now();
     for n in 0..total {
@@ -246,16 +237,7 @@ async fn main() {
         events.publish(draft).await.unwrap();
     }
     let publish_secs = started.elapsed().as_secs_f64();
-    let mut delays = Vec::with_capacity(total as usize);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while delays.len() < total as usize && Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
-            Ok(Some(d)) => delays.push(d),
-            Ok(None) => break,
-            Err(_) => {}
-        }
-    }
-    delays.sort_by(|x, y| x.total_cmp(y));
+    let delays = collect(&mut rx, total as usize, Duration::from_secs(10)).await;
     println!(
         "realtime many: {} events at {:.0}/s (asked {}/s), {} delivered; store write → socket: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         total,
@@ -272,6 +254,9 @@ async fn main() {
     let mut starts = Vec::new();
     for i in 0..a.starts {
         let user = format!("solo{i}");
+        // Where the stream is before the event (what is pending gets numbered first): the
+        // event is numbered above it.
+        let before = events.settle().await.unwrap();
         events
             .publish(
                 Draft::new(kinds::ORDER_PAID, format!("solo:{i}"))
@@ -280,7 +265,6 @@ async fn main() {
             )
             .await
             .unwrap();
-        let before = events.head().await.unwrap() - 1;
         let tok = token(&signer, &user);
         let t0 = Instant::now();
         let p = spawn(&a.bin, &env);
@@ -302,6 +286,8 @@ async fn main() {
         pct(&starts, 0.5),
         pct(&starts, 0.95)
     );
+
+    fleet(&a, &env, &signer, &events).await;
 
     let p = spawn(&a.bin, &env);
     let mut s = connect(p.port, &token(&signer, "idle")).await;
@@ -325,4 +311,86 @@ async fn main() {
     );
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `a.fleet` processes with one socket each; one event per socket; store write → socket delays.
+async fn fleet(a: &Args, env: &[(String, String)], signer: &SessionSigner, events: &Events) {
+    if a.fleet == 0 {
+        return;
+    }
+    let mut procs = Vec::with_capacity(a.fleet);
+    for _ in 0..a.fleet {
+        procs.push(spawn(&a.bin, env));
+    }
+    let mut sockets = Vec::with_capacity(a.fleet);
+    for (i, p) in procs.iter().enumerate() {
+        let mut s = connect(p.port, &token(signer, &format!("fleet{i}"))).await;
+        let _ = next_json(&mut s).await;
+        subscribe(&mut s, None).await;
+        sockets.push(s);
+    }
+    let mut rx = delays_of(sockets);
+    let started = Instant::now();
+    for i in 0..a.fleet {
+        let due = started + Duration::from_millis(i as u64 * 50);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+        let draft = Draft::new(kinds::ORDER_PAID, format!("fleet:{i}"))
+            .for_user(format!("fleet{i}"))
+            .order(format!("f{i}"))
+            .data(json!({"sentAt": now_micros()}));
+        events.publish(draft).await.unwrap();
+    }
+    let delays = collect(&mut rx, a.fleet, Duration::from_secs(15)).await;
+    println!(
+        "realtime fleet: {} processes, one socket each, {} of {} events delivered; store write → socket: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        a.fleet,
+        delays.len(),
+        a.fleet,
+        pct(&delays, 0.5),
+        pct(&delays, 0.99),
+        delays.last().copied().unwrap_or(f64::NAN)
+    );
+    drop(procs);
+}
+
+/// Reads every socket and sends, for each event carrying `data.sentAt`, its store write →
+/// socket delay in milliseconds.
+fn delays_of(sockets: Vec<Socket>) -> tokio::sync::mpsc::UnboundedReceiver<f64> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
+    for mut s in sockets {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = s.next().await {
+                if let Message::Text(t) = m {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                    let got = now_micros();
+                    for e in v["events"].as_array().into_iter().flatten() {
+                        if let Some(sent) = e["data"]["sentAt"].as_i64() {
+                            let _ = tx.send((got - sent) as f64 / 1000.0);
+                        }
+                    }
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Up to `n` delays from `rx` (waiting at most `wait` in all), sorted.
+async fn collect(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<f64>,
+    n: usize,
+    wait: Duration,
+) -> Vec<f64> {
+    let mut delays = Vec::with_capacity(n);
+    let deadline = Instant::now() + wait;
+    while delays.len() < n && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+            Ok(Some(d)) => delays.push(d),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    delays.sort_by(|x, y| x.total_cmp(y));
+    delays
 }
