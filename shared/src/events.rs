@@ -143,7 +143,7 @@ impl Draft {
         }
     }
 
-    /// Visible to `openid` only (with [`Draft::tenant`]: also to the tenant's members).
+    /// Visible to `openid` only (with [`Draft::for_tenant`]: also to the tenant's members).
     #[must_use]
     pub fn for_user(mut self, openid: impl Into<String>) -> Self {
         self.openid = Some(openid.into());
