@@ -30,6 +30,11 @@ module.exports = {
   retry: { maxAttempts: 3, baseDelayMs: 300, maxDelayMs: 4000, maxRateLimitWaitMs: 30000 },
   /** Order status polling after the payment UI returns. */
   poll: { intervalMs: 1500, timeoutMs: 60000 },
+  /**
+   * The realtime function's WebSocket URL (`wss://…`, also in the socket legal domains; in dev
+   * mode `GET {devBaseUrl}/dev/realtime` tells it). Empty: no live updates, pages poll.
+   */
+  realtime: { url: '' },
   /** Log in again this many seconds before the session token expires. */
   sessionSkewSecs: 60,
   /**

@@ -79,3 +79,17 @@ cargo bench --locked -p wemint --bench bill_reconcile -- --rows "${BILL_ROWS:-10
 if [ "${BENCH_PEER:-1}" != 0 ]; then
     peer_comparison "$(bin_of payNotify)" "$(bin_of createOrder)"
 fi
+
+# Part 5, realtime (self-contained): the release `realtime` binary over a SQLite file store,
+# driven by tests/src/bin/rt-bench.rs. Many sockets in one process: memory per idle socket
+# and the store-write → socket delay at 200 events/s; one socket per process: spawn → first
+# event, and store reads per idle connection-minute (waits ~95 s for the idle window); a fleet
+# of 100 one-socket processes: store-write → socket delay.
+echo "==> realtime: 1,000 sockets in one process, then one socket per process"
+cargo build --release --locked -p realtime
+cargo build --locked -p wemint-e2e --bin rt-bench
+# 1,000 client sockets here and 1,000 in the server: more than the default 1,024 descriptors.
+ulimit -n 8192 2>/dev/null || true
+"$TARGET_DIR/debug/rt-bench" --bin "$TARGET_DIR/release/realtime" \
+    --sockets "${RT_SOCKETS:-1000}" --rate "${RT_RATE:-200}" --secs "${RT_SECS:-10}" \
+    --starts "${RT_STARTS:-20}" --fleet "${RT_FLEET:-100}" --idle-secs "${RT_IDLE_SECS:-60}"

@@ -33,6 +33,11 @@ ALLOWED = [
     (r"^emulator/src/standins/wechat_pay\.rs$", r'"domestic",\s*"refunds"', "WeChat Pay URL path"),
     # A revenue report's counts (fields) and the CSV export's column names.
     (r"^shared/src/finance/report\.rs$", r'\.set\(\s*"(orders|refunds)"|^\s*"(orders|refunds)",\s*$', "report field / CSV column"),
+    # Realtime (docs/realtime.md): the `orders`/`posts` topic names and the `events` frame type
+    # of the socket protocol, in its module and the tests and bench that speak it.
+    (r"^(shared/src/realtime/|tests/tests/commerce\.rs$|tests/src/bin/rt-bench\.rs$)",
+     r'name == "(orders|posts)"|=> "(orders|posts)"\.into|"type": "events"|Some\("events"\)|== "events"|"events", "\{|\["(order:[^"]*", )*"orders"|"orders"\.into\(\)|\[topic, "orders"\]|in \["orders", "posts"|"orders", "bad topic"',
+     "realtime topic name / frame type"),
 ]
 
 names = dict(re.findall(r'pub const ([A-Z_]+): &str = "([a-z_]+)";', REGISTRY.read_text()))

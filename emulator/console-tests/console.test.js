@@ -101,6 +101,11 @@ async function main() {
     console.log(`entitlement ${SKU} shown`);
     // The notification history shows the delivery.
     await page.locator('#deliveries tr', { hasText: outTradeNo }).waitFor({ timeout: 5000 });
+    // The event stream shows the payment's order.paid (published pending, numbered by the
+    // realtime process the console started), and the realtime section is there.
+    await page.locator('#events tr', { hasText: 'order.paid' }).waitFor({ timeout: 15000 });
+    await page.locator('#realtime').waitFor({ timeout: 5000 });
+    console.log('event stream shown');
     // Finance: two days later the WeChat Pay stand-in's bill of the order's day is ready;
     // "Reconcile bills" runs reconcile billsRun for it and the revenue row appears with the
     // bill's amounts (the e-book at ¥9.90, 0.60% fee rounded to ¥0.06, net ¥9.84).

@@ -22,7 +22,7 @@ use crate::suite::{Suite, internal};
 pub const ADMIN_USER: &str = "admin";
 
 /// Collections `/dev/state` shows, newest first: (collection, sort key).
-const SHOWN: [(&str, &str); 17] = [
+const SHOWN: [(&str, &str); 18] = [
     (collections::USERS, "_id"),
     (collections::ORDERS, "_id"),
     (collections::ENTITLEMENTS, "_id"),
@@ -40,6 +40,8 @@ const SHOWN: [(&str, &str); 17] = [
     (crate::standins::wechat_api::CHECKS, "createdAt"),
     (crate::standins::wechat_api::MESSAGES, "sentAt"),
     (collections::COMPLAINTS, "respondBy"),
+    // The realtime stream (negative `seq`: published, not yet numbered by a reader).
+    (collections::EVENTS, "seq"),
 ];
 
 fn bad_request(code: &str, message: &str) -> Response {
@@ -68,6 +70,22 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
         return Some(r);
     }
     let response = match (&req.method, req.path.as_str()) {
+        // The realtime function's socket URL and its open sockets (started on first use).
+        (&Method::GET, "/dev/realtime") => {
+            if suite.options.run_functions {
+                let described = suite
+                    .functions
+                    .realtime
+                    .describe(suite.function_env())
+                    .await;
+                Response::json(StatusCode::OK, &described)
+            } else {
+                bad_request(
+                    "FUNCTIONS_DISABLED",
+                    "functions are not started in this suite",
+                )
+            }
+        }
         (&Method::POST, "/dev/login") => {
             // `openid` is accepted as the user name too (the Mini Program's e2e test sends it).
             let user = body["user"]

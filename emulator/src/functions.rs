@@ -78,14 +78,23 @@ pub struct Functions {
     bin_dir: Option<PathBuf>,
     enabled: bool,
     slots: BTreeMap<&'static str, Mutex<Slot>>,
+    /// The `realtime` function: a server on its own port, not an SCF instance.
+    pub realtime: crate::realtime::Realtime,
 }
 
 impl Functions {
     /// A pool finding binaries in `bin_dir` (default: the running binary's target dir,
     /// or `WEMINT_BIN_DIR`).
     pub fn new(bin_dir: Option<PathBuf>, enabled: bool) -> Self {
+        let bin_dir = bin_dir.or_else(crate::scf::binary_dir);
         Functions {
-            bin_dir: bin_dir.or_else(crate::scf::binary_dir),
+            realtime: crate::realtime::Realtime::new(
+                bin_dir
+                    .clone()
+                    .unwrap_or_default()
+                    .join(crate::realtime::KRATE),
+            ),
+            bin_dir,
             enabled,
             slots: FUNCTIONS
                 .iter()
@@ -179,6 +188,7 @@ impl Functions {
         for slot in self.slots.values() {
             slot.lock().await.instance = None;
         }
+        self.realtime.stop().await;
     }
 
     /// The process id of a running instance (tests kill it).

@@ -16,6 +16,7 @@ pub mod dev;
 pub mod functions;
 pub mod http;
 pub mod keys;
+pub mod realtime;
 pub mod router;
 pub mod scf;
 pub mod seed;

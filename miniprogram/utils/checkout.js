@@ -78,6 +78,53 @@ async function pollOrder(api, orderId, opts) {
 }
 
 /**
+ * Waits for the order to be paid: over the realtime socket when one is given (`order.paid`
+ * for this order, after one `get` that covers a payment applied before the subscription),
+ * else, or when the socket does not come up within `readyMs`, by polling `get`.
+ * Resolves like pollOrder.
+ */
+async function waitForPaid(api, orderId, opts) {
+  const o = opts || {};
+  const socket = o.realtime;
+  if (!socket) return pollOrder(api, orderId, o);
+  const timeout = o.timeoutMs === undefined ? 60000 : o.timeoutMs;
+  const timers = o.timers || { setTimeout, clearTimeout };
+  let stop = () => {};
+  let timer = null;
+  const paidEvent = new Promise((resolve) => {
+    stop = socket.listen((e) => {
+      if (e.type === 'order.paid' && e.orderId === orderId) resolve(e);
+    });
+  });
+  try {
+    socket.subscribe([`order:${orderId}`]);
+    socket.start();
+    await socket.ready(o.readyMs === undefined ? 5000 : o.readyMs);
+  } catch (e) {
+    stop();
+    return pollOrder(api, orderId, o);
+  }
+  try {
+    const first = await api.call('createOrder', { action: 'get', orderId });
+    if (o.onUpdate) o.onUpdate(first.order);
+    if (PAID.indexOf(first.order.status) >= 0) return { order: first.order, outcome: 'paid' };
+    if (FINAL_NOT_PAID.indexOf(first.order.status) >= 0) return { order: first.order, outcome: first.order.status };
+    const expired = new Promise((resolve) => {
+      timer = timers.setTimeout(() => resolve(null), timeout);
+    });
+    const event = await Promise.race([paidEvent, expired]);
+    if (!event) return pollOrder(api, orderId, Object.assign({}, o, { timeoutMs: 0 }));
+    const got = await api.call('createOrder', { action: 'get', orderId });
+    if (o.onUpdate) o.onUpdate(got.order);
+    return { order: got.order, outcome: PAID.indexOf(got.order.status) >= 0 ? 'paid' : got.order.status };
+  } finally {
+    stop();
+    if (timer) timers.clearTimeout(timer);
+    socket.unsubscribe([`order:${orderId}`]);
+  }
+}
+
+/**
  * createOrder `create` data for either `items` (goods, memberships, renewals) or `upgrade`
  * (`{plan, scope?}` from gatedContent changePlan: the server prices the prorated difference).
  */
@@ -129,7 +176,8 @@ async function checkout(params) {
     order = got.order;
     return { order, outcome: PAID.indexOf(order.status) >= 0 ? 'paid' : 'cancelled' };
   }
-  return pollOrder(api, order.id, Object.assign({}, params.poll, { onUpdate: params.onUpdate }));
+  const wait = Object.assign({}, params.poll, { onUpdate: params.onUpdate, realtime: params.realtime });
+  return waitForPaid(api, order.id, wait);
 }
 
-module.exports = { checkout, pollOrder, runPaymentUi, PAID };
+module.exports = { checkout, pollOrder, waitForPaid, runPaymentUi, PAID };

@@ -789,6 +789,37 @@ fn certificates_der(var: &str, text: &str) -> Result<Vec<Vec<u8>>> {
         .collect()
 }
 
+/// Tuning of the `realtime` function (all optional).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RealtimeSettings {
+    /// `WEMINT_REALTIME_POLL_MS` (default 100): stream poll interval while busy.
+    pub poll_fast_ms: u64,
+    /// `WEMINT_REALTIME_IDLE_POLL_MS` (default 5000): poll interval while idle.
+    pub poll_idle_ms: u64,
+}
+
+impl Config {
+    /// The `realtime` function's tuning.
+    ///
+    /// # Errors
+    /// A value that is not a whole number of milliseconds from 10 to 60000.
+    pub fn realtime(&self) -> Result<RealtimeSettings> {
+        let ms = |var: &'static str, default: u64| match self.get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (10..=60_000).contains(n))
+                .ok_or_else(|| invalid(var, "must be milliseconds from 10 to 60000")),
+        };
+        Ok(RealtimeSettings {
+            poll_fast_ms: ms("WEMINT_REALTIME_POLL_MS", 100)?,
+            poll_idle_ms: ms("WEMINT_REALTIME_IDLE_POLL_MS", 5000)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

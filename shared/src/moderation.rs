@@ -26,6 +26,7 @@ use crate::domain::moderation::{
     self as rules, CheckState, Decision, MAX_MEDIA, MAX_REASON_CHARS, MAX_TEXT_CHARS, MediaError,
     PostStatus,
 };
+use crate::events::{Draft, Events, kinds};
 use crate::runtime::ApiError;
 use crate::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions};
 use crate::wechat::{
@@ -398,6 +399,7 @@ pub struct Moderation {
     checks: Arc<dyn ContentCheck>,
     clock: SharedClock,
     notice: Option<NoticeTemplate>,
+    events: Events,
 }
 
 impl std::fmt::Debug for Moderation {
@@ -419,6 +421,7 @@ impl Moderation {
     /// A service over `store`, checking through `checks`.
     pub fn new(store: Arc<dyn Store>, checks: Arc<dyn ContentCheck>, clock: SharedClock) -> Self {
         Self {
+            events: Events::new(store.clone()).with_clock(clock.clone()),
             store,
             checks,
             clock,
@@ -665,6 +668,7 @@ impl Moderation {
             Some((before, after)) => {
                 let status = after.status;
                 if before.status != status && status.is_final() {
+                    self.publish_result(&after).await;
                     self.notify(after).await?;
                 }
                 tracing::info!(
@@ -908,7 +912,27 @@ impl Moderation {
             status = after.status.as_str(),
             "post decided by admin"
         );
+        self.publish_result(&after).await;
         self.notify(after).await
+    }
+
+    /// Tells the author's open pages the post's final status (`post.approved` /
+    /// `post.rejected`). Best effort: a lost event costs only liveness, the feed shows the
+    /// stored status on its next load.
+    async fn publish_result(&self, post: &Post) {
+        let kind = match post.status {
+            PostStatus::Approved => kinds::POST_APPROVED,
+            PostStatus::Rejected => kinds::POST_REJECTED,
+            _ => return,
+        };
+        let draft = Draft::new(kind, format!("{kind}:{}:{}", post.id, post.rev))
+            .for_user(post.author.as_str())
+            .data(json!({
+                "postId": post.id,
+                "status": post.status.as_str(),
+                "reason": post.reason,
+            }));
+        self.events.publish_or_log(draft).await;
     }
 
     /// Records that `openid` accepted `template_id` in a subscribe popup (one send each).

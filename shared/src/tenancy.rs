@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::clock::{SharedClock, SystemClock};
+use crate::events::{Draft, Events, kinds};
 use crate::identity::{Caller, TenantMembership, TenantRole, USERS};
 use crate::runtime::ApiError;
 use crate::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions, new_id};
@@ -156,6 +157,7 @@ type Result<T, E = TenancyError> = std::result::Result<T, E>;
 pub struct Tenancy {
     store: Arc<dyn Store>,
     clock: SharedClock,
+    events: Events,
 }
 
 impl fmt::Debug for Tenancy {
@@ -170,6 +172,7 @@ impl Tenancy {
     /// Tenants in `store`, system clock.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
+            events: Events::new(store.clone()),
             store,
             clock: Arc::new(SystemClock),
         }
@@ -178,6 +181,7 @@ impl Tenancy {
     /// Replaces the clock (tests).
     #[must_use]
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.events = self.events.with_clock(clock.clone());
         self.clock = clock;
         self
     }
@@ -340,7 +344,10 @@ impl Tenancy {
             invited_by: Some(by.openid.clone()),
         };
         match self.store.insert_as(TENANT_MEMBERS, &member).await {
-            Ok(_) => Ok(member),
+            Ok(_) => {
+                self.publish_membership(kinds::MEMBER_ADDED, &member).await;
+                Ok(member)
+            }
             Err(e) => {
                 self.release_seat(&tenant_id).await;
                 match e {
@@ -427,6 +434,60 @@ impl Tenancy {
                     .map_err(|e| StoreError::InvalidDocument(format!("tenant_members: {e}")).into())
             })
             .collect()
+    }
+
+    /// Removes `openid` from the caller's active tenant (or the caller leaves, when `openid`
+    /// is their own). Owners remove anyone but themselves; admins remove members; anyone
+    /// leaves. Removing someone who is not a member is a no-op (`false`). The member's open
+    /// sockets lose the tenant's topics when the `tenant.member_removed` event reaches them.
+    ///
+    /// # Errors
+    /// `NoActiveTenant`/`NotMember`/`NotAllowed` for the caller, `Invalid` openid, the store's.
+    pub async fn remove(&self, by: &Caller, openid: &str) -> Result<bool> {
+        let scope = self.scope(by).await?;
+        let openid = openid.trim();
+        if openid.is_empty() || openid.len() > 128 {
+            return Err(TenancyError::Invalid("openid must be 1 to 128 characters"));
+        }
+        let tenant_id = scope.tenant_id().to_owned();
+        let Some(target) = self.membership(&tenant_id, openid).await? else {
+            return Ok(false);
+        };
+        let leaving = openid == by.openid;
+        match (scope.role, target.role) {
+            (_, TenantRole::Owner) => {
+                return Err(TenancyError::NotAllowed("the owner cannot be removed"));
+            }
+            _ if leaving => {}
+            (TenantRole::Owner, _) | (TenantRole::Admin, TenantRole::Member) => {}
+            _ => {
+                return Err(TenancyError::NotAllowed(
+                    "owners remove anyone, admins remove members",
+                ));
+            }
+        }
+        let removed = self
+            .store
+            .delete_one(
+                TENANT_MEMBERS,
+                &Filter::id(&target.id).and(Filter::eq("joinedAt", target.joined_at)),
+            )
+            .await?;
+        if removed {
+            self.release_seat(&tenant_id).await;
+            self.publish_membership(kinds::MEMBER_REMOVED, &target)
+                .await;
+        }
+        Ok(removed)
+    }
+
+    /// Tells the tenant's open pages (and the member's own sockets) about a membership change.
+    /// Best effort: membership is checked again from the store whenever a socket subscribes.
+    async fn publish_membership(&self, kind: &'static str, member: &Member) {
+        let draft = Draft::new(kind, format!("{kind}:{}:{}", member.id, member.joined_at))
+            .for_tenant(member.tenant.as_str())
+            .data(json!({"openid": member.openid, "role": member.role}));
+        self.events.publish_or_log(draft).await;
     }
 
     /// Sets the tenant's plan and seats (commerce fulfilment of a `tenant_plan` product, or the

@@ -1213,3 +1213,357 @@ async fn a_refund_made_in_the_merchant_console_is_recorded_from_its_notification
         "nothing left to refund: {out}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Real time: the real `realtime` binary (HTTP mode) on the same store as the money path.
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A socket of `openid` to the realtime instance, past its `welcome`.
+async fn socket(rt: &HttpInstance, openid: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = format!("ws://{}/", rt.addr).into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", token(openid)).parse().unwrap(),
+    );
+    let tcp = tokio::net::TcpStream::connect(rt.addr).await.unwrap();
+    let (mut s, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    assert_eq!(frame(&mut s).await["type"], "welcome");
+    s
+}
+
+/// The next text frame as JSON (a missing one fails after 10 s instead of hanging).
+async fn frame(s: &mut Socket) -> Value {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), s.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = next {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+async fn send(s: &mut Socket, v: Value) {
+    use futures_util::SinkExt as _;
+    s.send(tokio_tungstenite::tungstenite::Message::text(v.to_string()))
+        .await
+        .unwrap();
+}
+
+/// Every event received until the `pong` answering a ping sent now.
+async fn until_pong(s: &mut Socket) -> Vec<Value> {
+    send(s, json!({"op": "ping"})).await;
+    let mut out = Vec::new();
+    loop {
+        let f = frame(s).await;
+        match f["type"].as_str() {
+            Some("pong") => return out,
+            Some("events") => out.extend(f["events"].as_array().unwrap().iter().cloned()),
+            _ => out.push(f),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_checkout_socket_hears_order_paid_once_and_a_stranger_is_refused() {
+    let w = world(10).await;
+    let rt = realtime(&w);
+    // Without a session: no socket.
+    let plain = http(
+        Method::GET,
+        &format!("http://{}/", rt.addr),
+        &[("connection", "upgrade"), ("upgrade", "websocket")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(plain.status, StatusCode::UPGRADE_REQUIRED);
+
+    let data = w
+        .buy("o-bob", "rt", json!([{"sku": "guide", "quantity": 1}]))
+        .await;
+    let id = data["order"]["id"].as_str().unwrap().to_owned();
+    let no = data["order"]["outTradeNo"].as_str().unwrap().to_owned();
+    let topic = format!("order:{id}");
+
+    // Alice may not follow Bob's order.
+    let mut alice = socket(&rt, "o-alice").await;
+    send(
+        &mut alice,
+        json!({"op": "subscribe", "topics": [topic, "orders"]}),
+    )
+    .await;
+    let reply = frame(&mut alice).await;
+    assert_eq!(reply["topics"], json!(["orders"]), "{reply}");
+    assert_eq!(reply["refused"][0]["code"], "FORBIDDEN");
+
+    // Bob's checkout follows it, then pays; WeChat Pay notifies three times.
+    let mut checkout = socket(&rt, "o-bob").await;
+    send(&mut checkout, json!({"op": "subscribe", "topics": [topic]})).await;
+    assert_eq!(frame(&mut checkout).await["topics"], json!([topic]));
+    let resource = w.paid_resource(&no, 990, "o-bob");
+    let n = w
+        .pay
+        .notification("TRANSACTION.SUCCESS", "transaction", &resource, 0);
+    for _ in 0..3 {
+        assert_eq!(w.deliver(&n).await["statusCode"], 204);
+    }
+    let first = frame(&mut checkout).await;
+    assert_eq!(first["type"], "events", "{first}");
+    let mut events: Vec<Value> = first["events"].as_array().unwrap().clone();
+    events.extend(until_pong(&mut checkout).await);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "order.paid");
+    assert_eq!(events[0]["orderId"], json!(id));
+    assert_eq!(w.order(&id).await["status"], "fulfilled");
+    // Nothing of Bob's reached Alice.
+    assert!(until_pong(&mut alice).await.is_empty());
+}
+
+/// The realtime instance on the world's store, polling fast.
+fn realtime(w: &World) -> HttpInstance {
+    let mut env: Vec<(&str, &str)> = w
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    env.push(("WEMINT_REALTIME_POLL_MS", "20"));
+    HttpInstance::start(&function_binary("realtime"), &env).unwrap()
+}
+
+/// `openid` buys a mug and WeChat Pay notifies its payment; returns the order id.
+async fn paid_mug(w: &World, openid: &str, request: &str) -> String {
+    let data = w
+        .buy(openid, request, json!([{"sku": "mug", "quantity": 1}]))
+        .await;
+    let no = data["order"]["outTradeNo"].as_str().unwrap();
+    let (_, reply) = w.pay(no, 2500, openid).await;
+    assert_eq!(reply["statusCode"], 204, "{reply}");
+    data["order"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Events of `socket` until one is about `order` (the ones before it included).
+async fn until_order(socket: &mut Socket, order: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    while !out.iter().any(|e: &Value| e["orderId"] == order) {
+        let f = frame(socket).await;
+        if f["type"] == "events" {
+            out.extend(f["events"].as_array().unwrap().iter().cloned());
+        }
+    }
+    out
+}
+
+fn order_ids(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["orderId"].as_str().unwrap_or("-"))
+        .collect()
+}
+
+#[tokio::test]
+async fn after_a_drop_the_socket_resumes_and_the_missed_payments_arrive_once_in_order() {
+    let w = world(10).await;
+    let rt = realtime(&w);
+    let mut socket = super_socket(&rt, "o-bob", json!({"topics": ["orders"]})).await;
+    let first = paid_mug(&w, "o-bob", "d1").await;
+    let seen = until_order(&mut socket, &first).await;
+    assert_eq!(order_ids(&seen), [first.as_str()]);
+    let last = seen[0]["seq"].as_i64().unwrap();
+    // The socket drops (the phone locks); meanwhile two more payments, and one of Alice's.
+    drop(socket);
+    let second = paid_mug(&w, "o-bob", "d2").await;
+    paid_mug(&w, "o-alice", "d3").await;
+    let third = paid_mug(&w, "o-bob", "d4").await;
+    // Reconnected from the last seq handled: the missed ones, once, in order, then live ones.
+    let mut socket = super_socket(&rt, "o-bob", json!({"topics": ["orders"], "after": last})).await;
+    let fourth = paid_mug(&w, "o-bob", "d5").await;
+    let mut after = until_order(&mut socket, &fourth).await;
+    after.extend(until_pong(&mut socket).await);
+    assert_eq!(
+        order_ids(&after),
+        [second.as_str(), third.as_str(), fourth.as_str()],
+        "{after:?}"
+    );
+    let seqs: Vec<i64> = after.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(
+        seqs[0] > last && seqs.windows(2).all(|p| p[0] < p[1]),
+        "{seqs:?}"
+    );
+    assert!(after.iter().all(|e| e["type"] == "order.paid"));
+}
+
+/// A socket of `openid` subscribed with `subscribe` (topics, after), past the reply.
+async fn super_socket(rt: &HttpInstance, openid: &str, subscribe: Value) -> Socket {
+    super_socket_with(rt, &token(openid), subscribe).await
+}
+
+async fn super_socket_with(rt: &HttpInstance, token: &str, subscribe: Value) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = format!("ws://{}/", rt.addr).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let tcp = tokio::net::TcpStream::connect(rt.addr).await.unwrap();
+    let (mut s, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    assert_eq!(frame(&mut s).await["type"], "welcome");
+    let mut message = subscribe.clone();
+    message["op"] = json!("subscribe");
+    send(&mut s, message).await;
+    let reply = frame(&mut s).await;
+    assert_eq!(reply["topics"], subscribe["topics"], "{reply}");
+    s
+}
+
+/// The real `login` function (team actions) on the world's store.
+async fn login(w: &World) -> ScfInstance {
+    start("login", &w.env).await
+}
+
+async fn team_call(f: &ScfInstance, token: &str, action: &str, data: Value) -> Value {
+    let mut event = data;
+    event["action"] = json!(action);
+    event["token"] = json!(token);
+    let out = f.invoke_json(&event).await.unwrap();
+    assert_eq!(out["ok"], true, "{action}: {out}");
+    out["data"].clone()
+}
+
+/// An `editNotes` based on `version`.
+async fn edit_notes(f: &ScfInstance, token: &str, version: i64, text: &str) -> Value {
+    team_call(
+        f,
+        token,
+        "editNotes",
+        json!({"version": version, "text": text}),
+    )
+    .await
+}
+
+/// Alice's tenant with Bob in it: (tenant id, Alice's token, Bob's token), both active in it.
+async fn team(login: &ScfInstance) -> (String, String, String) {
+    let created = team_call(
+        login,
+        &token("o-alice"),
+        "createTenant",
+        json!({"name": "Tea shop"}),
+    )
+    .await;
+    let tenant = created["tenant"]["id"].as_str().unwrap().to_owned();
+    let alice = created["token"].as_str().unwrap().to_owned();
+    team_call(
+        login,
+        &alice,
+        "invite",
+        json!({"openid": "o-bob", "role": "member"}),
+    )
+    .await;
+    let switched = team_call(
+        login,
+        &token("o-bob"),
+        "switchTenant",
+        json!({"tenantId": tenant}),
+    )
+    .await;
+    let bob = switched["token"].as_str().unwrap().to_owned();
+    (tenant, alice, bob)
+}
+
+/// Events of `socket` until one of `kind` (the ones before it included).
+async fn until_kind(socket: &mut Socket, kind: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    while !out.iter().any(|e: &Value| e["type"] == kind) {
+        let f = frame(socket).await;
+        match f["type"].as_str() {
+            Some("events") => out.extend(f["events"].as_array().unwrap().iter().cloned()),
+            _ => out.push(f),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_removed_member_stops_receiving_the_tenants_events() {
+    let w = world(10).await;
+    let rt = realtime(&w);
+    let login = login(&w).await;
+    let (tenant, alice, bob) = team(&login).await;
+    let topic = format!("tenant:{tenant}");
+    let mut alice_page = super_socket_with(&rt, &alice, json!({"topics": [topic]})).await;
+    let mut bob_page = super_socket_with(&rt, &bob, json!({"topics": [topic]})).await;
+
+    edit_notes(&login, &alice, 0, "v1").await;
+    let seen = until_kind(&mut bob_page, "tenant.notes_changed").await;
+    assert_eq!(seen.last().unwrap()["data"]["text"], "v1");
+
+    let removed = team_call(&login, &alice, "removeMember", json!({"openid": "o-bob"})).await;
+    assert_eq!(removed["removed"], true);
+    let seen = until_kind(&mut bob_page, "tenant.member_removed").await;
+    assert_eq!(seen.last().unwrap()["data"]["openid"], "o-bob");
+    assert_eq!(
+        frame(&mut bob_page).await,
+        json!({"type": "revoked", "topic": topic, "code": "FORBIDDEN"})
+    );
+    // Bob's token still names the tenant; the store says otherwise.
+    let mut event = json!({"action": "editNotes", "version": 1, "text": "bob's"});
+    event["token"] = json!(bob);
+    let refused = login.invoke_json(&event).await.unwrap();
+    assert_eq!(refused["error"]["code"], "FORBIDDEN", "{refused}");
+    edit_notes(&login, &alice, 1, "v2").await;
+    // Alice's page hears the removal and v2; Bob's hears nothing more.
+    let mut alice_seen = until_kind(&mut alice_page, "tenant.member_removed").await;
+    while !alice_seen.iter().any(|e| e["data"]["text"] == "v2") {
+        alice_seen.extend(until_kind(&mut alice_page, "tenant.notes_changed").await);
+    }
+    assert!(
+        until_pong(&mut bob_page).await.is_empty(),
+        "nothing after the removal"
+    );
+    // And he cannot subscribe again.
+    send(&mut bob_page, json!({"op": "subscribe", "topics": [topic]})).await;
+    let reply = frame(&mut bob_page).await;
+    assert_eq!(reply["refused"][0]["code"], "FORBIDDEN", "{reply}");
+}
+
+#[tokio::test]
+async fn two_members_edit_the_same_note_at_once_and_exactly_one_wins() {
+    let w = world(10).await;
+    let rt = realtime(&w);
+    let login_a = login(&w).await;
+    let login_b = login(&w).await;
+    let (tenant, alice, bob) = team(&login_a).await;
+    let topic = format!("tenant:{tenant}");
+    let mut pages = vec![
+        super_socket_with(&rt, &alice, json!({"topics": [topic]})).await,
+        super_socket_with(&rt, &bob, json!({"topics": [topic]})).await,
+    ];
+    // Both opened version 0 and save at once, each through its own instance.
+    let (a, b) = tokio::join!(
+        edit_notes(&login_a, &alice, 0, "alice's"),
+        edit_notes(&login_b, &bob, 0, "bob's"),
+    );
+    let (winner, loser) = match (a["saved"].as_bool(), b["saved"].as_bool()) {
+        (Some(true), Some(false)) => (a, b),
+        (Some(false), Some(true)) => (b, a),
+        other => panic!("exactly one wins: {other:?} {a} {b}"),
+    };
+    assert_eq!(loser["conflict"], true);
+    assert_eq!(
+        loser["notes"], winner["notes"],
+        "the conflict returns the current notes"
+    );
+    assert_eq!(winner["notes"]["version"], 1);
+    for page in &mut pages {
+        let seen = until_kind(page, "tenant.notes_changed").await;
+        let last = seen.last().unwrap();
+        assert_eq!(last["data"]["text"], winner["notes"]["text"]);
+        assert_eq!(last["data"]["version"], 1);
+        // One change only: the loser wrote nothing.
+        assert!(until_pong(page).await.is_empty());
+    }
+}

@@ -1,6 +1,6 @@
 //! The `login` function: turns a `wx.login` code into a session, and manages the caller's
 //! tenants (teams). Actions (`docs/api.md`): `login` (default), `me`, `createTenant`,
-//! `invite`, `members`, `switchTenant`.
+//! `invite`, `members`, `switchTenant`, `removeMember`, `notes`, `editNotes`.
 //!
 //! `login` needs no caller (the code is the credential): code → `code2Session` → the user is
 //! upserted by openid with the session_key sealed under `WEMINT_DATA_KEY` → a session token
@@ -9,6 +9,7 @@
 //! expose the client address, so there is no per-client limit here (put one in the gateway).
 //! Every other action identifies the caller with [`wemint::identity::Authenticator`] first.
 
+mod team;
 mod wx;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use wemint::identity::{
     Authenticator, Caller, DataKey, SessionClaims, TenantMembership, TenantRole, USERS, User,
     UserRole,
 };
+use wemint::notes::Notes;
 use wemint::ratelimit::{Limit, RateLimiter};
 use wemint::runtime::{ApiError, BoxError, CallRequest, Function};
 use wemint::setup::{Deps, required};
@@ -53,6 +55,7 @@ pub struct State {
     auth: Authenticator,
     data_key: Arc<DataKey>,
     tenancy: Tenancy,
+    notes: Notes,
     limits: RateLimiter,
     clock: SharedClock,
     admins: Vec<String>,
@@ -70,6 +73,7 @@ impl State {
     ) -> Self {
         Self {
             tenancy: Tenancy::new(store.clone()).with_clock(clock.clone()),
+            notes: Notes::new(store.clone(), clock.clone()),
             limits: RateLimiter::new(store.clone()).with_clock(clock.clone()),
             auth: auth.with_clock(clock.clone()),
             store,
@@ -135,6 +139,15 @@ pub fn function() -> Function<State> {
         })
         .callable("switchTenant", |s: Arc<State>, req| async move {
             switch_tenant(&s, &req).await
+        })
+        .callable("removeMember", |s: Arc<State>, req| async move {
+            team::remove_member(&s, &req).await
+        })
+        .callable("notes", |s: Arc<State>, req| async move {
+            team::notes(&s, &req).await
+        })
+        .callable("editNotes", |s: Arc<State>, req| async move {
+            team::edit_notes(&s, &req).await
         })
         .callable("launch", |s: Arc<State>, req| async move {
             launch(&s, &req).await

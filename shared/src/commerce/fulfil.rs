@@ -14,6 +14,7 @@ use crate::domain::order::{
     ExpectedPayment, ObservedPayment as SeenPayment, OrderLine, OrderStatus, check_payment,
 };
 use crate::domain::subscription::Plan;
+use crate::events::{Draft, kinds};
 use crate::store::{Filter, StoreError, Update, UpdateOptions};
 use crate::subscriptions;
 
@@ -216,6 +217,26 @@ impl Commerce {
             for line in &order.items {
                 self.grant(order, line, paid_at).await?;
             }
+        }
+        // The event before `fulfilled`: an order is fulfilled only once its `order.paid` is in
+        // the stream. When the stream cannot be written the money path goes on (the payment
+        // is applied and acknowledged) and the order stays `paid`, where reconcile finishes
+        // it, publishing again (once: the event's key is the order).
+        let event = Draft::new(
+            kinds::ORDER_PAID,
+            format!("{}:{}", kinds::ORDER_PAID, order.id),
+        )
+        .for_user(order.owner.as_str())
+        .order(order.id.as_str())
+        .data(json!({
+            "orderId": order.id,
+            "status": OrderStatus::Paid.as_str(),
+            "totalFen": order.total_fen.get(),
+            "paidAt": paid_at,
+        }));
+        if let Err(e) = self.events.publish(event).await {
+            tracing::warn!(order = %order.id, error = %e, "order.paid not published; reconcile finishes the order");
+            return Ok(());
         }
         // Physical goods are fulfilled when they ship, not when they are paid.
         if self.await_shipment(order, paid_at).await? {

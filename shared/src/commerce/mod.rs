@@ -54,6 +54,7 @@ pub use upgrade::UpgradeRequest;
 
 use crate::clock::SharedClock;
 use crate::domain::catalog::Channel;
+use crate::events::Events;
 use crate::identity::{Caller, DataKey};
 use crate::store::Store;
 
@@ -84,6 +85,8 @@ pub struct Commerce {
     clock: SharedClock,
     random: RandomBytes,
     order_ttl_secs: i64,
+    /// Where `order.paid` and `refund.settled` go (`wemint::events`).
+    events: Events,
     /// Where shipments are reported and shipping messages sent (the WeChat client).
     shipping: Option<Arc<dyn ShippingPlatform>>,
     shipping_settings: Arc<ShippingSettings>,
@@ -103,6 +106,7 @@ impl Commerce {
     /// A service for the Mini Program `appid` over `store`, without payment channels.
     pub fn new(store: Arc<dyn Store>, appid: impl Into<String>, clock: SharedClock) -> Self {
         Self {
+            events: Events::new(store.clone()).with_clock(clock.clone()),
             store,
             appid: appid.into(),
             channels: HashMap::new(),

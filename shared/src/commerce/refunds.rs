@@ -2,6 +2,7 @@
 //! notification, a query or the reconciliation retry.
 
 use serde::Deserialize;
+use serde_json::json;
 
 use super::Commerce;
 use super::channel::RefundAnswer;
@@ -9,6 +10,7 @@ use super::error::CommerceError;
 use super::model::{OrderDoc, RefundDoc, RefundState, collections as c};
 use crate::domain::money::Fen;
 use crate::domain::order::{OrderStatus, plan_refund, status_after_refund_settled};
+use crate::events::{Draft, kinds};
 use crate::identity::Caller;
 use crate::store::{Filter, FindOptions, StoreError, Update, UpdateOptions};
 
@@ -525,6 +527,24 @@ impl Commerce {
         };
         if let Some(order) = order {
             self.settle_order_status(order).await?;
+        }
+        // As for `order.paid`: `orderApplied` is recorded only once the event is stored, so
+        // reconcile (which finishes refunds not yet applied) publishes a lost one again.
+        let event = Draft::new(
+            kinds::REFUND_SETTLED,
+            format!("{}:{}", kinds::REFUND_SETTLED, refund.refund_no),
+        )
+        .for_user(refund.owner.as_str())
+        .order(refund.order_id.as_str())
+        .data(json!({
+            "orderId": refund.order_id,
+            "refundNo": refund.refund_no,
+            "amountFen": amount,
+            "status": refund.status,
+        }));
+        if let Err(e) = self.events.publish(event).await {
+            tracing::warn!(refund = %refund.refund_no, error = %e, "refund.settled not published; reconcile retries");
+            return Ok(());
         }
         self.store
             .update_one(

@@ -2749,4 +2749,140 @@ async fn a_slow_provider_and_a_backlog_starve_no_reconcile_step() {
     assert_eq!(report.steps[0].errors, handled_unpaid, "every query failed");
 }
 
+/// A store whose `events` inserts fail while `down` is set: the stream is unreachable.
+#[derive(Debug)]
+struct StreamDown {
+    inner: Arc<dyn Store>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Store for StreamDown {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn insert(&self, collection: &str, doc: Value) -> Result<String, StoreError> {
+        if collection == collections::EVENTS && self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("events unreachable".into()));
+        }
+        self.inner.insert(collection, doc).await
+    }
+    async fn get(&self, collection: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        self.inner.get(collection, id).await
+    }
+    async fn find(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: &crate::store::FindOptions,
+    ) -> Result<Vec<Value>, StoreError> {
+        self.inner.find(collection, filter, options).await
+    }
+    async fn update_one(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &crate::store::Update,
+        options: crate::store::UpdateOptions,
+    ) -> Result<Option<Value>, StoreError> {
+        self.inner
+            .update_one(collection, filter, update, options)
+            .await
+    }
+    async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<bool, StoreError> {
+        self.inner.delete_one(collection, filter).await
+    }
+    async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        self.inner.delete_many(collection, filter).await
+    }
+    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        self.inner.count(collection, filter).await
+    }
+    async fn ensure_indexes(
+        &self,
+        collection: &str,
+        indexes: &[crate::store::IndexSpec],
+    ) -> Result<(), StoreError> {
+        self.inner.ensure_indexes(collection, indexes).await
+    }
+}
+
+async fn stream_events(w: &World, kind: &str) -> Vec<crate::events::Event> {
+    crate::events::Events::new(w.store.clone())
+        .after(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_paid_order_publishes_order_paid_once_and_a_lost_event_is_published_by_reconcile() {
+    let w = world().await;
+    // The same payment delivered again (notification retries): still one event.
+    let paid = paid_wxpay_order(&w, "alice", "vip-wx", 1800).await;
+    for _ in 0..3 {
+        w.commerce
+            .apply_wxpay_transaction(
+                "EV-again",
+                "v3_notify",
+                &transaction(&paid.out_trade_no, 1800, "alice"),
+            )
+            .await
+            .unwrap();
+    }
+    let events = stream_events(&w, crate::events::kinds::ORDER_PAID).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].order_id.as_deref(), Some(paid.id.as_str()));
+    assert_eq!(events[0].openid.as_deref(), Some("alice"));
+    assert_eq!(events[0].data["totalFen"], 1800);
+
+    // The stream is down while a payment arrives (a virtual good: physical ones wait for their
+    // shipment): the payment is applied and acknowledged,
+    // the order stays `paid` (grants done), and no event exists yet.
+    let store = Arc::new(StreamDown {
+        inner: w.store.clone(),
+        down: std::sync::atomic::AtomicBool::new(true),
+    });
+    let commerce = Commerce::new(store.clone(), APPID, w.clock.clone()).with_wxpay(w.wxpay.clone());
+    let created = w
+        .commerce
+        .create_order(&caller("alice"), cart("down", &[("vip-wx", 1)]))
+        .await
+        .unwrap();
+    let outcome = commerce
+        .apply_wxpay_transaction(
+            "EV-down",
+            "v3_notify",
+            &transaction(&created.order.out_trade_no, 1800, "alice"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, PaymentOutcome::Applied { .. }));
+    assert_eq!(order(&w, &created.order.id).await.status, OrderStatus::Paid);
+    assert_eq!(
+        stream_events(&w, crate::events::kinds::ORDER_PAID)
+            .await
+            .len(),
+        1
+    );
+
+    // Reconcile, once the stream is back, publishes it (once) and finishes the order.
+    store.down.store(false, Ordering::SeqCst);
+    w.clock.advance(600);
+    commerce.reconcile().await.unwrap();
+    commerce.reconcile().await.unwrap();
+    assert_eq!(
+        order(&w, &created.order.id).await.status,
+        OrderStatus::Fulfilled
+    );
+    let events = stream_events(&w, crate::events::kinds::ORDER_PAID).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[1].order_id.as_deref(),
+        Some(created.order.id.as_str())
+    );
+}
+
 mod shipping;

@@ -58,6 +58,11 @@ pub const RATE_LIMITS: &str = "rate_limits";
 /// One document per merchant (`_id` = mchid, `lastAt`): the throttle, shared by every
 /// instance, of certificate downloads caused by unknown `Wechatpay-Serial`s.
 pub const PAY_CERTIFICATE_DOWNLOADS: &str = "pay_certificate_downloads";
+/// The ordered event stream tailed by `realtime` (`wemint::events`): `seq` numbers it
+/// without gaps, `key` publishes each fact once.
+pub const EVENTS: &str = "events";
+/// One shared notes document per tenant, `_id` = tenant id (`wemint::notes`).
+pub const TENANT_NOTES: &str = "tenant_notes";
 /// Consumer complaints (WeChat Pay and virtual payment), `_id` = complaint id; owned by
 /// `wemint::complaints`.
 pub const COMPLAINTS: &str = "complaints";
@@ -195,6 +200,15 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
         ),
         (RATE_LIMITS, vec![IndexSpec::non_unique(["expiresAt"])]),
         (PAY_CERTIFICATE_DOWNLOADS, vec![]),
+        (
+            EVENTS,
+            vec![
+                IndexSpec::unique(["seq"]),
+                IndexSpec::unique(["key"]),
+                IndexSpec::non_unique(["expiresAt"]),
+            ],
+        ),
+        (TENANT_NOTES, vec![]),
         (
             COMPLAINTS,
             vec![

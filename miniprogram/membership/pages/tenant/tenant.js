@@ -9,6 +9,7 @@ const { checkout } = require('../../../utils/checkout');
 const { newRequestId } = require('../../../utils/ids');
 const { TENANT_ROLE, errorMessage, formatTime } = require('../../../utils/labels');
 const { canSell } = require('../../../utils/platform');
+const { getRealtime } = require('../../../utils/realtime');
 const { canManageTenant } = require('../../../utils/roles');
 const config = require('../../../config');
 
@@ -26,11 +27,61 @@ Component({
     inviteRole: 'member',
     statusText: '',
     errorText: '',
+    notes: { text: '', version: 0 },
+    notesDraft: '',
+    notesConflict: false,
   },
   methods: {
     onLoad() {
       this.requestIds = {};
       return this.load();
+    },
+    onUnload() {
+      this.stopLive();
+    },
+    /** Members and notes of the team arrive on the socket (`tenant:<id>`). */
+    live(tenantId) {
+      const rt = getRealtime(getApi(), typeof wx !== 'undefined' ? wx : undefined);
+      if (!rt || this.liveTopic === `tenant:${tenantId}`) return;
+      this.stopLive();
+      this.liveTopic = `tenant:${tenantId}`;
+      rt.subscribe([this.liveTopic]);
+      rt.start();
+      this.unlisten = rt.listen((e) => this.onLive(e));
+      this.rt = rt;
+    },
+    stopLive() {
+      if (this.unlisten) this.unlisten();
+      if (this.rt && this.liveTopic) this.rt.unsubscribe([this.liveTopic]);
+      this.unlisten = null;
+      this.liveTopic = null;
+    },
+    onLive(e) {
+      if (!this.data.tenant || e.tenant !== this.data.tenant.id) return;
+      if (e.type === 'tenant.notes_changed') this.showNotes(e.data || {});
+      else if (e.type === 'tenant.member_added' || e.type === 'tenant.member_removed') this.load();
+    },
+    /** Shows `notes`; the draft follows unless the user has unsaved changes. */
+    showNotes(notes) {
+      if (typeof notes.version !== 'number' || notes.version < this.data.notes.version) return;
+      const editing = this.data.notesDraft !== this.data.notes.text;
+      this.setData({ notes: { text: notes.text || '', version: notes.version }, notesDraft: editing ? this.data.notesDraft : notes.text || '' });
+    },
+    onNotesInput(e) {
+      this.setData({ notesDraft: e.detail.value, notesConflict: false });
+    },
+    async onSaveNotes() {
+      if (this.data.busy) return;
+      this.setData({ busy: true, errorText: '' });
+      try {
+        const res = await getApi().call('login', { action: 'editNotes', version: this.data.notes.version, text: this.data.notesDraft });
+        const n = res.notes || {};
+        // On a conflict the current notes replace the draft: the user merges and saves again.
+        this.setData({ notes: { text: n.text || '', version: n.version || 0 }, notesDraft: n.text || '', notesConflict: !res.saved });
+      } catch (err) {
+        this.setData({ errorText: errorMessage(err) });
+      }
+      this.setData({ busy: false });
     },
     async load() {
       try {
@@ -64,6 +115,10 @@ Component({
             });
           });
         this.setData({ tenant, roleText: TENANT_ROLE[tenant.role] || tenant.role, canManage: manage, members, plans, loading: false, errorText: '' });
+        // The notes are an extra: the page works without them.
+        const notes = await api.call('login', { action: 'notes' }).catch(() => null);
+        if (notes && notes.notes) this.showNotes(notes.notes);
+        this.live(tenant.id);
       } catch (err) {
         this.setData({ loading: false, errorText: errorMessage(err) });
       }

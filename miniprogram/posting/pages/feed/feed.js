@@ -4,6 +4,7 @@
  */
 const { getApi } = require('../../../utils/api');
 const { errorMessage, formatTime } = require('../../../utils/labels');
+const { getRealtime } = require('../../../utils/realtime');
 const { confirm, go, showError } = require('../../../utils/ui');
 
 const PAGE = 20;
@@ -25,7 +26,26 @@ Component({
   data: { posts: [], loading: true, loadingMore: false, errorText: '', next: null },
   methods: {
     onShow() {
+      this.live();
       return this.load();
+    },
+    onHide() {
+      if (this.stopLive) this.stopLive();
+      this.stopLive = null;
+    },
+    /** Moderation results of the caller's posts arrive on the socket (`posts` topic). */
+    live() {
+      const rt = getRealtime(getApi(), typeof wx !== 'undefined' ? wx : undefined);
+      if (!rt || this.stopLive) return;
+      rt.subscribe(['posts']);
+      rt.start();
+      this.stopLive = rt.listen((e) => this.onLive(e));
+    },
+    onLive(e) {
+      if (e.type !== 'post.approved' && e.type !== 'post.rejected') return;
+      const d = e.data || {};
+      const posts = this.data.posts.map((p) => (p.id === d.postId ? Object.assign({}, p, { status: d.status, reason: d.reason || '' }) : p));
+      this.setData({ posts });
     },
     async onPullDownRefresh() {
       await this.load();

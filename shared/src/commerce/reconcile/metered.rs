@@ -76,6 +76,7 @@ pub(super) fn metered(commerce: &Commerce, meter: &Arc<Meter>) -> Commerce {
         clock: commerce.clock.clone(),
         random: commerce.random.clone(),
         order_ttl_secs: commerce.order_ttl_secs,
+        events: commerce.events.clone(),
         shipping: commerce.shipping.clone().map(|inner| {
             let platform: Arc<dyn ShippingPlatform> = Arc::new(MeteredShipping {
                 inner,

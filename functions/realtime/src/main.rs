@@ -1,0 +1,5 @@
+//! Entry point of the `realtime` function: a WebSocket server (HTTP mode only).
+
+fn main() -> std::process::ExitCode {
+    realtime::main()
+}
