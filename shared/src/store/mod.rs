@@ -491,6 +491,15 @@ mod tests {
         assert!(!msg.contains("secret"), "{msg}");
     }
 
+    #[cfg(not(feature = "sqlite"))]
+    #[tokio::test]
+    async fn sqlite_uri_needs_the_feature() {
+        let err = open("sqlite:/tmp/wemint.db").await.unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`sqlite` cargo feature"), "{msg}");
+        assert!(msg.contains("cloudbase://"), "{msg}");
+    }
+
     #[tokio::test]
     async fn open_rejects_unknown_schemes() {
         let err = open("postgres://u:secret@h/db").await.unwrap_err();
