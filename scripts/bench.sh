@@ -14,7 +14,7 @@
 #      run, alternating (tests/src/bin/peer-bench.rs): start-up, warm invocation and GB-s per
 #      million, HTTP throughput on 2 CPUs and on 1, and the durable paid path on SQLite.
 #
-# Environment: RUNS (starts per function), BILL_ROWS, BENCH_PEER=0 (skip part 4) or only (part 0
+# Environment: RUNS (starts per function), BILL_ROWS, BILL_PROFILE=release|dev, BENCH_PEER=0 (skip part 4) or only (part 0
 # and 4 only), PEER_ROUNDS, PEER_SECONDS, PEER_CONNECTIONS, PAID_SECONDS, PAID_ORDERS.
 # The machine's load (uptime) is recorded at each part: on a shared machine compare ratios from
 # the same alternating run rather than absolute rates.
@@ -90,8 +90,14 @@ if [ "${BENCH_PEER:-1}" != only ]; then
     # orders and refunds on SQLite by `Finance::reconcile_day`: hash check, storage of the file,
     # streaming parse, batched matching, discrepancies and revenue. Wall time and peak RSS of
     # that call. Release profile (`cargo bench`).
-    part "3. bill reconciliation (${BILL_ROWS:-100000} rows against the store)"
-    cargo bench --locked -p wemint --bench bill_reconcile -- --rows "${BILL_ROWS:-100000}" 2>&1 \
+    # BILL_PROFILE=dev runs it on the already built test dependencies (opt-level 2) with wemint
+    # at opt-level 3 instead of a full release build of the host (slower, so pessimistic).
+    part "3. bill reconciliation (${BILL_ROWS:-100000} rows against the store, ${BILL_PROFILE:-release} profile)"
+    bill_profile=()
+    if [ "${BILL_PROFILE:-release}" = dev ]; then
+        bill_profile=(--profile dev --config 'profile.dev.package.wemint.opt-level=3')
+    fi
+    cargo bench --locked "${bill_profile[@]}" -p wemint --bench bill_reconcile -- --rows "${BILL_ROWS:-100000}" 2>&1 \
         | grep -E '^(setup|bill reconciliation)' | tee "$OUT/bill"
 fi
 
