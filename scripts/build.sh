@@ -9,11 +9,15 @@
 # Tools: cargo-zigbuild and zig (pip package `ziglang`) are installed when missing.
 #
 # Usage: scripts/build.sh [--features LIST]
-#   The default build carries what a CloudBase deployment uses (the cloudbase:// store; SQLite
-#   for self-hosting). LIST (comma-separated) adds optional parts to every function:
+#   The default build carries only what a CloudBase deployment uses: the cloudbase:// store, the
+#   HTTP mode and the SCF event mode (cargo --no-default-features). LIST (comma-separated) adds
+#   optional parts to every function:
+#     sqlite    the embedded SQLite store (WEMINT_STORE=sqlite:PATH), for self-hosting
 #     mongodb   the MongoDB store backend (WEMINT_STORE=mongodb://…)
 #     lambda    the AWS Lambda run mode
-#   e.g. scripts/build.sh --features mongodb
+#   e.g. scripts/build.sh --features sqlite,mongodb
+#   A function started with a WEMINT_STORE whose backend is not compiled in exits at start-up
+#   and says which feature to build with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,8 +32,8 @@ while [ $# -gt 0 ]; do
 done
 for f in ${FEATURES//,/ }; do
     case "$f" in
-        mongodb|lambda) ;;
-        *) echo "build.sh: unknown feature $f (mongodb, lambda)" >&2; exit 2 ;;
+        sqlite|mongodb|lambda) ;;
+        *) echo "build.sh: unknown feature $f (sqlite, mongodb, lambda)" >&2; exit 2 ;;
     esac
 done
 
@@ -63,11 +67,11 @@ fi
 command -v objdump >/dev/null || die "objdump not found: install binutils (needed for the GLIBC check)"
 
 step "2/4 release build for $TARGET (glibc $MAX_GLIBC${FEATURES:+, features $FEATURES}) — a clean build takes ~10 minutes"
-packages=()
+packages=(--no-default-features)
 for f in "${FUNCTIONS[@]}"; do packages+=(-p "${f%%:*}"); done
 [ -z "$FEATURES" ] || packages+=(--features "$FEATURES")
 # cargo prints one line per compiled crate: that is the progress.
-cargo zigbuild --release --target "$TARGET.$MAX_GLIBC" "${packages[@]}"
+cargo zigbuild --locked --release --target "$TARGET.$MAX_GLIBC" "${packages[@]}"
 
 step "3/4 packaging into $DIST/"
 mkdir -p "$DIST/functions"

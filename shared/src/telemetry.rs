@@ -30,6 +30,9 @@ pub fn init() {
         .with_span_list(false)
         .with_target(false)
         .with_writer(std::io::stdout)
+        // The builder's own default cap is INFO; `filter` alone decides, so that
+        // `WEMINT_LOG=debug` or `info,wemint::store=debug` does reach debug events.
+        .with_max_level(LevelFilter::TRACE)
         .finish()
         .with(filter(spec.as_deref()))
         .try_init()

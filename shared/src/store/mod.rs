@@ -378,7 +378,8 @@ async fn open_sqlite(rest: &str) -> Result<Arc<dyn Store>, StoreError> {
 async fn open_sqlite(_rest: &str) -> Result<Arc<dyn Store>, StoreError> {
     Err(StoreError::InvalidQuery(
         "`sqlite:` needs the SQLite backend, but wemint was built without the `sqlite` cargo \
-         feature (the CloudBase deploy build leaves it out: use `cloudbase://ENV_ID`)"
+         feature (the CloudBase deploy build leaves it out): use `cloudbase://ENV_ID`, or build \
+         with `scripts/build.sh --features sqlite` to self-host"
             .into(),
     ))
 }
@@ -416,7 +417,8 @@ async fn open_mongodb(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
 #[cfg(not(feature = "mongodb"))]
 async fn open_mongodb(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
     Err(StoreError::InvalidQuery(format!(
-        "`{}` needs the MongoDB backend, but wemint was built without the `mongodb` cargo feature",
+        "`{}` needs the MongoDB backend, but wemint was built without the `mongodb` cargo feature \
+         (build with `scripts/build.sh --features mongodb`)",
         redact_uri(uri)
     )))
 }
@@ -489,6 +491,15 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("`mongodb` cargo feature"), "{msg}");
         assert!(!msg.contains("secret"), "{msg}");
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    #[tokio::test]
+    async fn sqlite_uri_needs_the_feature() {
+        let err = open("sqlite:/tmp/wemint.db").await.unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`sqlite` cargo feature"), "{msg}");
+        assert!(msg.contains("cloudbase://"), "{msg}");
     }
 
     #[tokio::test]

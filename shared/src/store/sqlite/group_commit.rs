@@ -132,6 +132,13 @@ fn run(conn: &Mutex<Conn>, jobs: &Receiver<Job>) {
                     let _ = conn.db.execute_batch("ROLLBACK");
                 }
                 drop(conn);
+                // One line per commit when `wemint::store::sqlite` is at debug (scripts/bench.sh
+                // counts store writes per payment from it); free when the level is off.
+                tracing::debug!(
+                    writes = answers.len(),
+                    committed = committed.is_ok(),
+                    "sqlite commit"
+                );
                 for answer in answers {
                     answer(committed.as_ref().map(|_| ()));
                 }
