@@ -197,9 +197,20 @@ async fn up(args: &Args) -> Result<(), String> {
         println!("    {k}={}", redact(&k, &v));
     }
     println!("\nCtrl-C stops.");
-    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+    stop_requested().await?;
     suite.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what scripts and test runners send): either way the suite shuts down
+/// and stops the processes it started (functions, the realtime server), leaving none behind.
+async fn stop_requested() -> Result<(), String> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string()),
+        _ = term.recv() => Ok(()),
+    }
 }
 
 async fn env(args: &Args) -> Result<(), String> {
