@@ -2327,32 +2327,59 @@ async fn a_refund_made_in_the_merchant_console_is_recorded_and_takes_the_grants_
     );
 }
 
-/// A store that crashes at its `fail_at`-th write (1-based): that write and every later one
-/// fail without being applied, as if the function had stopped there.
+/// Write failures injected into a store, as a function or a backend would meet them.
 #[derive(Debug)]
-struct CrashingStore {
-    inner: Arc<dyn Store>,
-    writes: AtomicU64,
-    fail_at: u64,
+enum WriteFault {
+    /// The `fail_at`-th write (1-based) and every later one fail without being applied, as if
+    /// the function had stopped there.
+    CrashAt { writes: AtomicU64, fail_at: u64 },
+    /// Inserts into `collection` fail while `down` is set (e.g. the events stream unreachable).
+    InsertsDown {
+        collection: &'static str,
+        down: std::sync::atomic::AtomicBool,
+    },
 }
 
-impl CrashingStore {
-    fn write(&self) -> Result<(), StoreError> {
-        if self.writes.fetch_add(1, Ordering::SeqCst) + 1 >= self.fail_at {
-            Err(StoreError::Backend("injected crash".into()))
-        } else {
-            Ok(())
+/// A store whose writes go through a [`WriteFault`] first.
+#[derive(Debug)]
+struct FaultyStore {
+    inner: Arc<dyn Store>,
+    fault: WriteFault,
+}
+
+impl FaultyStore {
+    /// A write of `collection`; `insert` says whether it is an insert.
+    fn write_to(&self, collection: &str, insert: bool) -> Result<(), StoreError> {
+        match &self.fault {
+            WriteFault::CrashAt { writes, fail_at } => {
+                if writes.fetch_add(1, Ordering::SeqCst) + 1 >= *fail_at {
+                    return Err(StoreError::Backend("injected crash".into()));
+                }
+            }
+            WriteFault::InsertsDown {
+                collection: c,
+                down,
+            } => {
+                if insert && collection == *c && down.load(Ordering::SeqCst) {
+                    return Err(StoreError::Backend(format!("{c} unreachable")));
+                }
+            }
         }
+        Ok(())
+    }
+
+    fn write(&self, collection: &str) -> Result<(), StoreError> {
+        self.write_to(collection, false)
     }
 }
 
 #[async_trait]
-impl Store for CrashingStore {
+impl Store for FaultyStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
     async fn insert(&self, collection: &str, doc: Value) -> Result<String, StoreError> {
-        self.write()?;
+        self.write_to(collection, true)?;
         self.inner.insert(collection, doc).await
     }
     async fn get(&self, collection: &str, id: &str) -> Result<Option<Value>, StoreError> {
@@ -2373,17 +2400,17 @@ impl Store for CrashingStore {
         update: &crate::store::Update,
         options: crate::store::UpdateOptions,
     ) -> Result<Option<Value>, StoreError> {
-        self.write()?;
+        self.write(collection)?;
         self.inner
             .update_one(collection, filter, update, options)
             .await
     }
     async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<bool, StoreError> {
-        self.write()?;
+        self.write(collection)?;
         self.inner.delete_one(collection, filter).await
     }
     async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
-        self.write()?;
+        self.write(collection)?;
         self.inner.delete_many(collection, filter).await
     }
     async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
@@ -2400,10 +2427,12 @@ impl Store for CrashingStore {
 
 /// The service of `w` over a store that crashes at its `fail_at`-th write.
 fn crashing_at(w: &World, fail_at: u64) -> Commerce {
-    let store = Arc::new(CrashingStore {
+    let store = Arc::new(FaultyStore {
         inner: w.store.clone(),
-        writes: AtomicU64::new(0),
-        fail_at,
+        fault: WriteFault::CrashAt {
+            writes: AtomicU64::new(0),
+            fail_at,
+        },
     });
     let counter = Arc::new(AtomicU64::new(1 << 32));
     Commerce::new(store, APPID, w.clock.clone())
@@ -2749,64 +2778,6 @@ async fn a_slow_provider_and_a_backlog_starve_no_reconcile_step() {
     assert_eq!(report.steps[0].errors, handled_unpaid, "every query failed");
 }
 
-/// A store whose `events` inserts fail while `down` is set: the stream is unreachable.
-#[derive(Debug)]
-struct StreamDown {
-    inner: Arc<dyn Store>,
-    down: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl Store for StreamDown {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    async fn insert(&self, collection: &str, doc: Value) -> Result<String, StoreError> {
-        if collection == collections::EVENTS && self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend("events unreachable".into()));
-        }
-        self.inner.insert(collection, doc).await
-    }
-    async fn get(&self, collection: &str, id: &str) -> Result<Option<Value>, StoreError> {
-        self.inner.get(collection, id).await
-    }
-    async fn find(
-        &self,
-        collection: &str,
-        filter: &Filter,
-        options: &crate::store::FindOptions,
-    ) -> Result<Vec<Value>, StoreError> {
-        self.inner.find(collection, filter, options).await
-    }
-    async fn update_one(
-        &self,
-        collection: &str,
-        filter: &Filter,
-        update: &crate::store::Update,
-        options: crate::store::UpdateOptions,
-    ) -> Result<Option<Value>, StoreError> {
-        self.inner
-            .update_one(collection, filter, update, options)
-            .await
-    }
-    async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<bool, StoreError> {
-        self.inner.delete_one(collection, filter).await
-    }
-    async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
-        self.inner.delete_many(collection, filter).await
-    }
-    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
-        self.inner.count(collection, filter).await
-    }
-    async fn ensure_indexes(
-        &self,
-        collection: &str,
-        indexes: &[crate::store::IndexSpec],
-    ) -> Result<(), StoreError> {
-        self.inner.ensure_indexes(collection, indexes).await
-    }
-}
-
 async fn stream_events(w: &World, kind: &str) -> Vec<crate::events::Event> {
     crate::events::Events::new(w.store.clone())
         .after(0, 100)
@@ -2841,9 +2812,12 @@ async fn a_paid_order_publishes_order_paid_once_and_a_lost_event_is_published_by
     // The stream is down while a payment arrives (a virtual good: physical ones wait for their
     // shipment): the payment is applied and acknowledged,
     // the order stays `paid` (grants done), and no event exists yet.
-    let store = Arc::new(StreamDown {
+    let store = Arc::new(FaultyStore {
         inner: w.store.clone(),
-        down: std::sync::atomic::AtomicBool::new(true),
+        fault: WriteFault::InsertsDown {
+            collection: collections::EVENTS,
+            down: std::sync::atomic::AtomicBool::new(true),
+        },
     });
     let commerce = Commerce::new(store.clone(), APPID, w.clock.clone()).with_wxpay(w.wxpay.clone());
     let created = w
@@ -2869,7 +2843,9 @@ async fn a_paid_order_publishes_order_paid_once_and_a_lost_event_is_published_by
     );
 
     // Reconcile, once the stream is back, publishes it (once) and finishes the order.
-    store.down.store(false, Ordering::SeqCst);
+    if let WriteFault::InsertsDown { down, .. } = &store.fault {
+        down.store(false, Ordering::SeqCst);
+    }
     w.clock.advance(600);
     commerce.reconcile().await.unwrap();
     commerce.reconcile().await.unwrap();
