@@ -560,6 +560,45 @@ const PAID_STATES: [OrderStatus; 5] = [
     OrderStatus::PartiallyRefunded,
 ];
 
+/// Documents one reverse-check page reads at most.
+const PAGE: u64 = 1000;
+
+/// Hands over the day's documents in one state page by page, ordered by (`at`, `_id`). Each
+/// page starts after the last document of the previous one, with the lower bound of the time
+/// range moved there, so an index on (state field, `at`) reads each document once.
+async fn each_day_page<T: serde::de::DeserializeOwned + Send>(
+    store: &Arc<dyn Store>,
+    (collection, field, state): (&str, &str, &str),
+    (at, (start, end)): (&str, (i64, i64)),
+    key: impl Fn(&T) -> (i64, String),
+    mut each: impl FnMut(Vec<T>),
+) -> Result<(), FinanceError> {
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let mut filter = Filter::eq(field, state)
+            .and(Filter::gte(
+                at,
+                after.as_ref().map_or(start, |(last, _)| (*last).max(start)),
+            ))
+            .and(Filter::lt(at, end));
+        if let Some((last, id)) = &after {
+            filter = filter.and(
+                Filter::gt(at, *last).or(Filter::eq(at, *last).and(Filter::gt("_id", id.as_str()))),
+            );
+        }
+        let options = FindOptions::new().sort_asc(at).sort_asc("_id").limit(PAGE);
+        let page: Vec<T> = store.find_as(collection, &filter, &options).await?;
+        let full = page.len() as u64 == PAGE;
+        let Some(last) = page.last() else { break };
+        after = Some(key(last));
+        each(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(())
+}
+
 fn status_names(states: &[OrderStatus]) -> Vec<&'static str> {
     states.iter().map(|s| s.as_str()).collect()
 }
@@ -847,76 +886,55 @@ impl<'a> DayRun<'a> {
         }
     }
 
+    /// One paid order of the day from the store: counted when virtual payment (the bill covers
+    /// WeChat Pay only), listed when the bill has no payment for it.
+    fn order_recorded(&mut self, order: OrderDoc) {
+        if order.channel == Channel::Xpay {
+            self.xpay.orders += 1;
+            self.xpay.gross_fen += order.total_fen.get();
+        }
+        if order.channel == Channel::Wxpay && !self.paid_in_bill.contains(&order.out_trade_no) {
+            self.find(
+                DiscrepancyKind::RecordedNotPaid,
+                &order.out_trade_no,
+                Finding {
+                    out_trade_no: Some(order.out_trade_no.clone()),
+                    transaction_id: order.transaction_id.clone(),
+                    wemint_fen: Some(order.total_fen.get()),
+                    detail: "wemint recorded this WeChat Pay order as paid that day; the bill has no payment for it".into(),
+                    ..Finding::default()
+                },
+            );
+        }
+    }
+
     /// What the store has for the day that the bill does not: paid WeChat Pay orders and
-    /// succeeded refunds. Read page by page in time order.
+    /// succeeded refunds. Read page by page in time order, one state at a time: each page is a
+    /// range on the (`status`, time) index that starts where the last page ended, so reading
+    /// the day costs one pass over it (a page over several states at once, or one found by
+    /// skipping, re-reads the day up to that point and made 100,000 rows quadratic).
     async fn reverse_checks(&mut self) -> Result<(), FinanceError> {
         let store = Arc::clone(self.finance.store());
-        let mut after: Option<(i64, String)> = None;
-        loop {
-            let mut filter = Filter::is_in("status", status_names(&PAID_STATES))
-                .and(Filter::gte("paidAt", self.start))
-                .and(Filter::lt("paidAt", self.end));
-            if let Some((at, id)) = &after {
-                filter = filter.and(
-                    Filter::gt("paidAt", *at)
-                        .or(Filter::eq("paidAt", *at).and(Filter::gt("_id", id.as_str()))),
-                );
-            }
-            let page: Vec<OrderDoc> = store
-                .find_as(
-                    c::ORDERS,
-                    &filter,
-                    &FindOptions::new()
-                        .sort_asc("paidAt")
-                        .sort_asc("_id")
-                        .limit(1000),
-                )
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some((last.paid_at.unwrap_or_default(), last.id.clone()));
-            for order in page {
-                if order.channel == Channel::Xpay {
-                    self.xpay.orders += 1;
-                    self.xpay.gross_fen += order.total_fen.get();
-                }
-                if order.channel == Channel::Wxpay
-                    && !self.paid_in_bill.contains(&order.out_trade_no)
-                {
-                    self.find(
-                        DiscrepancyKind::RecordedNotPaid,
-                        &order.out_trade_no,
-                        Finding {
-                            out_trade_no: Some(order.out_trade_no.clone()),
-                            transaction_id: order.transaction_id.clone(),
-                            wemint_fen: Some(order.total_fen.get()),
-                            detail: "wemint recorded this WeChat Pay order as paid that day; the bill has no payment for it".into(),
-                            ..Finding::default()
-                        },
-                    );
-                }
-            }
+        let span = (self.start, self.end);
+        for status in status_names(&PAID_STATES) {
+            each_day_page(
+                &store,
+                (c::ORDERS, "status", status),
+                ("paidAt", span),
+                |o: &OrderDoc| (o.paid_at.unwrap_or_default(), o.id.clone()),
+                |page| page.into_iter().for_each(|o| self.order_recorded(o)),
+            )
+            .await?;
         }
         let mut refunds: Vec<RefundDoc> = Vec::new();
-        loop {
-            let page: Vec<RefundDoc> = store
-                .find_as(
-                    c::REFUNDS,
-                    &Filter::eq("status", "success")
-                        .and(Filter::gte("settledAt", self.start))
-                        .and(Filter::lt("settledAt", self.end)),
-                    &FindOptions::new()
-                        .sort_asc("settledAt")
-                        .sort_asc("_id")
-                        .skip(refunds.len() as u64)
-                        .limit(1000),
-                )
-                .await?;
-            let full = page.len() == 1000;
-            refunds.extend(page);
-            if !full {
-                break;
-            }
-        }
+        each_day_page(
+            &store,
+            (c::REFUNDS, "status", "success"),
+            ("settledAt", span),
+            |r: &RefundDoc| (r.settled_at.unwrap_or_default(), r.refund_no.clone()),
+            |page| refunds.extend(page),
+        )
+        .await?;
         for refund in refunds {
             if refund.channel == Channel::Xpay {
                 self.xpay.refunds += 1;

@@ -435,3 +435,47 @@ async fn only_past_days_of_the_last_three_months() {
     assert_eq!(china_date(DAY - 1), "2024-04-30");
     assert_eq!(china_day_start("2024-05-01"), Some(DAY));
 }
+
+/// The reverse check reads the day's orders and refunds in pages; with more than a page, in
+/// several states and with many documents sharing a second, each is counted exactly once.
+#[tokio::test]
+async fn pages_over_a_busy_day_count_every_order_and_refund_once() {
+    let finance = setup(Source::serving(&bill())).await;
+    let store = Arc::clone(finance.store());
+    let (orders, refunds) = (2_345_i64, 1_203_i64);
+    for i in 0..orders {
+        let status = if i % 3 == 0 { "refunded" } else { "fulfilled" };
+        let doc = order(
+            &format!("X{i:05}"),
+            "xpay",
+            status,
+            100 + i,
+            Some(DAY + i / 7),
+        );
+        store.insert(c::ORDERS, doc).await.unwrap();
+    }
+    for i in 0..refunds {
+        store
+            .insert(
+                c::REFUNDS,
+                json!({"_id": format!("XR{i:05}"), "orderId": format!("X{i:05}"),
+                    "outTradeNo": format!("WMX{i:05}"), "openid": "o-buyer", "channel": "xpay",
+                    "amountFen": 10, "status": "success", "requestedBy": "admin",
+                    "createdAt": DAY, "settledAt": DAY + 50_000 + i / 11}),
+            )
+            .await
+            .unwrap();
+    }
+    let report = finance.reconcile_day("2024-05-01").await.unwrap();
+    let xpay = report.revenue.iter().find(|r| r.channel == "xpay").unwrap();
+    // O4 (600 fen) from `setup`, plus the day's orders.
+    assert_eq!(xpay.orders, orders as u64 + 1);
+    assert_eq!(
+        xpay.gross_fen,
+        600 + (0..orders).map(|i| 100 + i).sum::<i64>()
+    );
+    assert_eq!(xpay.refunds, refunds as u64);
+    assert_eq!(xpay.refunds_fen, refunds * 10);
+    // The WeChat Pay side is unchanged by the extra pages.
+    assert!(kinds(&report).contains(&("recorded_not_paid".into(), "WMO3".into())));
+}

@@ -161,6 +161,8 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
             vec![
                 IndexSpec::non_unique(["orderId"]),
                 IndexSpec::non_unique(["status", "attemptedAt"]),
+                // Bill reconciliation reads the day's settled refunds in time order.
+                IndexSpec::non_unique(["status", "settledAt"]),
             ],
         ),
         (
