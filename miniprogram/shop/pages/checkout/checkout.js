@@ -14,6 +14,7 @@ const { formatFen, lineTotalFen } = require('../../../utils/money');
 const { canSell } = require('../../../utils/platform');
 const { askConsent } = require('../../../utils/subscribe');
 const config = require('../../../config');
+const track = require('../../../utils/track');
 
 const OUTCOME_TEXT = {
   paid: '支付成功',
@@ -25,6 +26,7 @@ const OUTCOME_TEXT = {
 const PRIVACY_DECLINED = '同意隐私保护指引后才能选择收货地址';
 
 Component({
+  behaviors: [track.pageView('shop/pages/checkout/checkout')],
   data: {
     items: [],
     loading: true,
@@ -104,6 +106,7 @@ Component({
       const consent = this.data.needsAddress && !this.shippingAsked ? askConsent(['shipping']) : null;
       if (consent) this.shippingAsked = true;
       this.setData({ busy: true, errorText: '', statusText: '' });
+      track.checkoutStart(this.data.items.map((i) => i.sku), (this.data.items[0] || {}).channel);
       try {
         if (consent) await consent;
         const result = await checkout({
@@ -119,6 +122,7 @@ Component({
           },
         });
         const paid = result.outcome === 'paid';
+        track.paymentResult(result.order.id, paid, result.order.channel);
         if (paid && this.query.from === 'cart') cart.remove(this.data.items.map((i) => i.sku));
         this.setData({
           busy: false,
