@@ -98,7 +98,7 @@ function dashboardModel(reply) {
   const funnelRows = (Array.isArray(r.funnel) ? r.funnel : []).map((f) => ({
     key: `${f.sku}:${f.channel}`,
     sku: f.sku,
-    channelText: (CHANNELS.find((c) => c.key === f.channel) || { label: f.channel }).label,
+    channelText: f.channel ? (CHANNELS.find((c) => c.key === f.channel) || { label: String(f.channel) }).label : '未分渠道',
     views: num(f.views),
     carts: num(f.carts),
     checkouts: num(f.checkouts),

@@ -153,6 +153,26 @@ describe('content', () => {
   });
 });
 
+describe('membership', () => {
+  test('buying a plan: checkout start and payment result with the plan\'s channel', async () => {
+    const PLAN = { sku: 'vip-pro-month', title: '专业会员（月）', priceFen: 3000, channel: 'xpay', kind: 'membership', active: true, plan: { id: 'pro', title: '专业会员', tier: 2, periodDays: 30 } };
+    const api = fakeApi({
+      'createOrder.catalog': { products: [PLAN] },
+      'gatedContent.entitlements': { entitlements: [] },
+      'createOrder.create': { order: { id: 'o5', status: 'created', channel: 'xpay', totalFen: 3000 }, payment: { channel: 'xpay', params: { mode: 'short_series_goods', signData: '{}', paySig: 'a', signature: 'b' } } },
+      'createOrder.get': { order: { id: 'o5', status: 'fulfilled' } },
+    });
+    wx.requestVirtualPayment = jest.fn((o) => o.success({}));
+    const page = mount(load('membership/pages/membership/membership'));
+    await page.instance.onLoad({});
+    await page.instance.onBuy({ currentTarget: { dataset: { sku: 'vip-pro-month' } } });
+    expect(events(api)).toEqual([
+      ['checkout_start', { skus: ['vip-pro-month'], channel: 'xpay' }],
+      ['payment_result', { orderId: 'o5', ok: true, channel: 'xpay' }],
+    ]);
+  });
+});
+
 describe('posting', () => {
   test('publishing a post records its id, not its text', async () => {
     const api = fakeApi({ 'ugcUpload.create': (d) => ({ post: { id: 'p9', author: 'o-user', text: d.text, media: [], status: 'pending', createdAt: 1 } }) });

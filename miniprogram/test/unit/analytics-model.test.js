@@ -71,6 +71,11 @@ test('totals, funnel, revenue, retention, tops and dropped reasons from the repl
   expect(m.dropped).toEqual([{ reason: 'unknown_event', label: '未知事件', count: 1 }]);
 });
 
+test('a funnel row without a channel (views before any checkout) says so', () => {
+  const m = dashboardModel({ ...REPLY, funnel: [{ sku: 'mug', channel: null, views: 3, carts: 0, checkouts: 0, paid: 0 }] });
+  expect(m.funnel.rows.map((r) => [r.sku, r.channelText, r.conversion])).toEqual([['mug', '未分渠道', '0%']]);
+});
+
 test('chart options: funnel stages, stacked yuan per day and channel, retention in percent', () => {
   const m = dashboardModel(REPLY);
   expect(funnelChart(m).series[0].data).toEqual([

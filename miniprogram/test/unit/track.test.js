@@ -58,7 +58,8 @@ describe('schema', () => {
     expect(cleanProps('checkout_start', { skus: ['a', 'b'], channel: 'wxpay' })).toEqual({ skus: ['a', 'b'], channel: 'wxpay' });
     expect(cleanProps('checkout_start', { skus: ['a', 3], channel: 'wxpay' })).toBeNull();
     expect(cleanProps('checkout_start', { skus: new Array(51).fill('a') })).toBeNull();
-    expect(cleanProps('checkout_start', { skus: ['a'], channel: 'cash' })).toEqual({ skus: ['a'] });
+    expect(cleanProps('checkout_start', { skus: ['a'], channel: 'cash' })).toBeNull();
+    expect(cleanProps('checkout_start', { skus: ['a'] })).toBeNull();
     expect(cleanProps('payment_result', { orderId: 'o1', ok: 'yes' })).toBeNull();
     expect(cleanProps('payment_result', { orderId: 'o1', ok: false, channel: 'xpay' })).toEqual({ orderId: 'o1', ok: false, channel: 'xpay' });
     expect(cleanProps('post_publish', {})).toEqual({});

@@ -151,7 +151,8 @@ Component({
         delete this.requestIds[key];
         delete this.upgradeFen[key];
       };
-      if (order.items) track.checkoutStart(order.items.map((i) => i.sku));
+      const channel = order.items ? (this.product(order.items[0].sku) || {}).channel : undefined;
+      if (order.items) track.checkoutStart(order.items.map((i) => i.sku), channel);
       const result = await checkout(
         Object.assign({}, order, {
           api: getApi(),
@@ -164,7 +165,7 @@ Component({
           },
         }),
       );
-      track.paymentResult(result.order.id, result.outcome === 'paid', result.order.channel);
+      track.paymentResult(result.order.id, result.outcome === 'paid', result.order.channel || channel);
       if (result.outcome === 'paid') {
         done();
         this.setData({ statusText: paidText });
