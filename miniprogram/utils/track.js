@@ -1,6 +1,7 @@
 /**
  * Behaviour analytics: records what the buyer does and sends it to the `analytics` function's
- * `track` action (docs/api.md, issue #20) through utils/api.js.
+ * `track` action (functions/analytics; the server's schema is shared/src/domain/analytics.rs)
+ * through utils/api.js. README.md "Analytics" lists the events and where pages record them.
  *
  * - Events are kept in memory only and sent in batches: when `batchSize` events are waiting,
  *   `intervalMs` after the first waiting event (a one-shot timer: nothing runs while idle), and
@@ -35,8 +36,9 @@ const skuList = (v) => {
 };
 
 /**
- * The event schema (the same table as the server's). `required` props must be valid or the
- * event is not recorded; optional ones are left out when missing or invalid.
+ * The event schema (the same table as the server's, a little stricter: no empty strings, and
+ * `durationMs` always set). `required` props must be valid or the event is not recorded, as the
+ * server would drop it; optional ones are left out when missing or invalid.
  */
 const SCHEMA = Object.freeze({
   page_view: { page: [str(128), true], durationMs: [int(0, Number.MAX_SAFE_INTEGER), true] },

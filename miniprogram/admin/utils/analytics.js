@@ -1,5 +1,5 @@
 /**
- * The analytics dashboard's data preparation (analytics `dashboard`, docs/api.md): what the
+ * The analytics dashboard's data preparation (analytics `dashboard`, functions/analytics): what the
  * admin page shows as text, and the chart options it hands to uCharts. Pure: no wx, no canvas.
  * Money stays integer fen until it is formatted; chart values are yuan for the axis only.
  */
