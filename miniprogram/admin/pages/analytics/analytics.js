@@ -52,7 +52,8 @@ Component({
       try {
         const reply = await getApi().call('analytics', { action: 'dashboard', days: this.data.days });
         const model = dashboardModel(reply);
-        this.setData({ model, errorText: '' });
+        // the canvases exist once this setData is rendered
+        await new Promise((rendered) => this.setData({ model, errorText: '' }, rendered));
         await this.drawAll(model);
       } catch (err) {
         this.setData({ denied: !!err && err.code === 'FORBIDDEN', errorText: errorMessage(err) });
