@@ -101,6 +101,28 @@ describe('shop', () => {
     ]);
   });
 
+  test('a failed payment sheet is a payment result that is not ok; an order refused before it is none', async () => {
+    const { ApiError } = require('../../utils/api'); // eslint-disable-line global-require
+    let create = { order: { id: 'o3', status: 'created', channel: 'wxpay', totalFen: 1999 }, payment: WXPAY };
+    const api = fakeApi({ 'createOrder.catalog': { products: [TEE] }, 'createOrder.create': () => create });
+    wx.chooseAddress = (o) => o.success(ADDRESS);
+    wx.requestPayment = jest.fn((o) => o.fail({ errMsg: 'requestPayment:fail system error' }));
+    const page = mount(load('shop/pages/checkout/checkout'));
+    await page.instance.onLoad({ sku: 'tee', quantity: '1' });
+    page.instance.onChooseAddress();
+    await page.instance.onPay();
+    expect(events(api)).toEqual([
+      ['checkout_start', { skus: ['tee'], channel: 'wxpay' }],
+      ['payment_result', { orderId: 'o3', ok: false, channel: 'wxpay' }],
+    ]);
+    create = new ApiError('OUT_OF_STOCK', 'sold out');
+    const again = mount(load('shop/pages/checkout/checkout'));
+    await again.instance.onLoad({ sku: 'tee', quantity: '1' });
+    again.instance.onChooseAddress();
+    await again.instance.onPay();
+    expect(events(api).slice(2)).toEqual([['checkout_start', { skus: ['tee'], channel: 'wxpay' }]]);
+  });
+
   test('list page: a page view with the time on page when it unloads', async () => {
     const api = fakeApi({ 'createOrder.catalog': { products: [TEE] }, 'analytics.track': ACCEPT });
     const page = mount(load('shop/pages/list/list'));

@@ -106,7 +106,8 @@ Component({
       const consent = this.data.needsAddress && !this.shippingAsked ? askConsent(['shipping']) : null;
       if (consent) this.shippingAsked = true;
       this.setData({ busy: true, errorText: '', statusText: '' });
-      track.checkoutStart(this.data.items.map((i) => i.sku), (this.data.items[0] || {}).channel);
+      const channel = (this.data.items[0] || {}).channel;
+      track.checkoutStart(this.data.items.map((i) => i.sku), channel);
       try {
         if (consent) await consent;
         const result = await checkout({
@@ -133,6 +134,8 @@ Component({
         });
         if (result.outcome === 'closed') this.clientRequestId = newRequestId('ck');
       } catch (err) {
+        // the payment sheet itself failed: a payment attempt that did not go through
+        if (err && err.code === 'PAYMENT_UI_FAILED' && this.data.orderId) track.paymentResult(this.data.orderId, false, channel);
         this.setData({ busy: false, errorText: errorMessage(err), payLabel: '重新支付' });
       }
     },
