@@ -26,6 +26,16 @@ function events(api) {
 
 const ACCEPT = (d) => ({ accepted: d.events.length, dropped: {} });
 
+/** Opens the checkout page for `quantity` tees, picks the address and taps 支付. */
+async function payForTee(quantity) {
+  wx.chooseAddress = (o) => o.success(ADDRESS);
+  const page = mount(load('shop/pages/checkout/checkout'));
+  await page.instance.onLoad({ sku: 'tee', quantity: String(quantity) });
+  page.instance.onChooseAddress();
+  await page.instance.onPay();
+  return page;
+}
+
 beforeAll(() => {
   config.poll.intervalMs = 1;
 });
@@ -67,12 +77,8 @@ describe('shop', () => {
       'createOrder.create': { order: { id: 'o1', status: 'created', channel: 'wxpay', totalFen: 3998 }, payment: WXPAY },
       'createOrder.get': { order: { id: 'o1', status: 'paid', channel: 'wxpay', totalFen: 3998 } },
     });
-    wx.chooseAddress = (o) => o.success(ADDRESS);
     wx.requestPayment = jest.fn((o) => o.success({ errMsg: 'requestPayment:ok' }));
-    const page = mount(load('shop/pages/checkout/checkout'));
-    await page.instance.onLoad({ sku: 'tee', quantity: '2' });
-    page.instance.onChooseAddress();
-    await page.instance.onPay();
+    const page = await payForTee(2);
     await flush();
     expect(text(page.querySelector('.status-text'))).toBe('支付成功');
     expect(events(api)).toEqual([
@@ -89,12 +95,8 @@ describe('shop', () => {
       'createOrder.create': { order: { id: 'o2', status: 'created', channel: 'wxpay', totalFen: 1999 }, payment: WXPAY },
       'createOrder.get': { order: { id: 'o2', status: 'created', channel: 'wxpay', totalFen: 1999 } },
     });
-    wx.chooseAddress = (o) => o.success(ADDRESS);
     wx.requestPayment = jest.fn((o) => o.fail({ errMsg: 'requestPayment:fail cancel' }));
-    const page = mount(load('shop/pages/checkout/checkout'));
-    await page.instance.onLoad({ sku: 'tee', quantity: '1' });
-    page.instance.onChooseAddress();
-    await page.instance.onPay();
+    await payForTee(1);
     expect(events(api)).toEqual([
       ['checkout_start', { skus: ['tee'], channel: 'wxpay' }],
       ['payment_result', { orderId: 'o2', ok: false, channel: 'wxpay' }],
@@ -105,21 +107,14 @@ describe('shop', () => {
     const { ApiError } = require('../../utils/api'); // eslint-disable-line global-require
     let create = { order: { id: 'o3', status: 'created', channel: 'wxpay', totalFen: 1999 }, payment: WXPAY };
     const api = fakeApi({ 'createOrder.catalog': { products: [TEE] }, 'createOrder.create': () => create });
-    wx.chooseAddress = (o) => o.success(ADDRESS);
     wx.requestPayment = jest.fn((o) => o.fail({ errMsg: 'requestPayment:fail system error' }));
-    const page = mount(load('shop/pages/checkout/checkout'));
-    await page.instance.onLoad({ sku: 'tee', quantity: '1' });
-    page.instance.onChooseAddress();
-    await page.instance.onPay();
+    await payForTee(1);
     expect(events(api)).toEqual([
       ['checkout_start', { skus: ['tee'], channel: 'wxpay' }],
       ['payment_result', { orderId: 'o3', ok: false, channel: 'wxpay' }],
     ]);
     create = new ApiError('OUT_OF_STOCK', 'sold out');
-    const again = mount(load('shop/pages/checkout/checkout'));
-    await again.instance.onLoad({ sku: 'tee', quantity: '1' });
-    again.instance.onChooseAddress();
-    await again.instance.onPay();
+    await payForTee(1);
     expect(events(api).slice(2)).toEqual([['checkout_start', { skus: ['tee'], channel: 'wxpay' }]]);
   });
 
