@@ -6,6 +6,7 @@
 const config = require('./config');
 const { getApi } = require('./utils/api');
 const privacy = require('./utils/privacy');
+const track = require('./utils/track');
 
 App({
   globalData: {
@@ -31,6 +32,11 @@ App({
 
   onShow(options) {
     this.reportLaunch(options);
+  },
+
+  // Analytics waiting in memory go out before the app may be suspended (utils/track.js).
+  onHide() {
+    track.flush();
   },
 
   /**

@@ -106,6 +106,8 @@ async function main() {
     await page.locator('#events tr', { hasText: 'order.paid' }).waitFor({ timeout: 15000 });
     await page.locator('#realtime').waitFor({ timeout: 5000 });
     console.log('event stream shown');
+    // The Analytics section is rendered (its content is checked in analytics.test.js).
+    await page.locator('#analytics').waitFor({ timeout: 5000 });
     // Finance: two days later the WeChat Pay stand-in's bill of the order's day is ready;
     // "Reconcile bills" runs reconcile billsRun for it and the revenue row appears with the
     // bill's amounts (the e-book at ¥9.90, 0.60% fee rounded to ¥0.06, net ¥9.84).

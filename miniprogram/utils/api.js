@@ -49,6 +49,7 @@ const READ_ONLY = Object.freeze({
   createOrder: ['catalog', 'list', 'get', 'search', 'shipments'],
   gatedContent: ['get', 'list', 'entitlements'],
   ugcUpload: ['list', 'queue'],
+  analytics: ['dashboard'],
 });
 
 /** Codes worth another attempt of a safe call. */

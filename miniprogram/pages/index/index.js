@@ -3,8 +3,10 @@ const { getApi } = require('../../utils/api');
 const { errorMessage } = require('../../utils/labels');
 const { isAdmin } = require('../../utils/roles');
 const { go } = require('../../utils/ui');
+const track = require('../../utils/track');
 
 Component({
+  behaviors: [track.pageView('pages/index/index')],
   data: { user: null, isAdmin: false, loginFailed: false, errorText: '' },
   methods: {
     onLoad() {

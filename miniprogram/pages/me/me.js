@@ -3,8 +3,10 @@ const { getApi } = require('../../utils/api');
 const { errorMessage, TENANT_ROLE } = require('../../utils/labels');
 const { isAdmin } = require('../../utils/roles');
 const { go, showError, toast } = require('../../utils/ui');
+const track = require('../../utils/track');
 
 Component({
+  behaviors: [track.pageView('pages/me/me')],
   data: { user: null, isAdmin: false, tenantRole: '', errorText: '' },
   methods: {
     onShow() {

@@ -4,6 +4,7 @@
  */
 const { ApiError, setApi } = require('../../utils/api');
 const { resetCatalogCache } = require('../../utils/catalog');
+const { createTracker, setTracker } = require('../../utils/track');
 
 function fakeApi(handlers, user) {
   const calls = [];
@@ -34,6 +35,9 @@ function fakeApi(handlers, user) {
   };
   resetCatalogCache();
   setApi(api);
+  // A fresh tracker per test (no timer: it sends on page hide/unload and at its batch size),
+  // so no event of one test reaches the next one's api.
+  setTracker(createTracker({ intervalMs: 0 }));
   return api;
 }
 

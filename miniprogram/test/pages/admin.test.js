@@ -26,7 +26,7 @@ describe('admin entry points are shown to admins only', () => {
     const page = mount(me);
     await page.instance.onShow();
     await flush();
-    expect(text(page.querySelector('.admin-links'))).toBe('管理 审核队列 退款 发货 投诉 财务对账');
+    expect(text(page.querySelector('.admin-links'))).toBe('管理 审核队列 退款 发货 投诉 财务对账 经营分析');
   });
 
   test('home: the admin tile only for admins', async () => {

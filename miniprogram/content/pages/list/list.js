@@ -2,6 +2,7 @@
 const { getApi } = require('../../../utils/api');
 const { ACCESS, CONTENT_KIND, errorMessage } = require('../../../utils/labels');
 const { go } = require('../../../utils/ui');
+const track = require('../../../utils/track');
 
 const KINDS = [
   { value: '', label: '全部' },
@@ -12,6 +13,7 @@ const KINDS = [
 ];
 
 Component({
+  behaviors: [track.pageView('content/pages/list/list')],
   data: { kinds: KINDS, kind: '', items: [], loading: true, errorText: '' },
   methods: {
     onLoad() {

@@ -10,11 +10,13 @@ const { checkout } = require('../../../utils/checkout');
 const { newRequestId } = require('../../../utils/ids');
 const { CONTENT_KIND, errorMessage } = require('../../../utils/labels');
 const config = require('../../../config');
+const track = require('../../../utils/track');
 
 /** Seconds of validity a media URL must still have to be used as is. */
 const MEDIA_MARGIN_SECS = 30;
 
 Component({
+  behaviors: [track.pageView('content/pages/reader/reader')],
   data: { content: null, access: '', offers: [], kindText: '', series: null, loading: true, busy: false, statusText: '', errorText: '' },
   methods: {
     onLoad(query) {
@@ -42,6 +44,7 @@ Component({
           loading: false,
           errorText: '',
         });
+        if (this.data.offers.length && !this.paywallSeen) this.paywallSeen = track.paywallView(this.contentId);
       } catch (err) {
         this.setData({ loading: false, errorText: errorMessage(err) });
       }
@@ -58,6 +61,11 @@ Component({
       }
       this.setData({ busy: false });
     },
+    onShareAppMessage() {
+      const c = this.data.content;
+      track.share('content/pages/reader/reader');
+      return c ? { title: c.title, path: `/content/pages/reader/reader?id=${encodeURIComponent(this.contentId)}` } : {};
+    },
     onMediaError() {
       // Most likely the temp URL expired while the page was open.
       return this.load();
@@ -68,6 +76,7 @@ Component({
       // One id per offer while this page lives: a retry after a failure returns the same order.
       if (!this.requestIds[offer.sku]) this.requestIds[offer.sku] = newRequestId('ck');
       this.setData({ busy: true, statusText: '', errorText: '' });
+      track.checkoutStart([offer.sku], offer.channel);
       try {
         const result = await checkout({
           api: getApi(),
@@ -76,7 +85,9 @@ Component({
           clientRequestId: this.requestIds[offer.sku],
           poll: config.poll,
         });
+        track.paymentResult(result.order.id, result.outcome === 'paid', result.order.channel);
         if (result.outcome === 'paid') {
+          track.paywallUnlock(this.contentId);
           delete this.requestIds[offer.sku];
           this.setData({ statusText: '' });
           await this.load();

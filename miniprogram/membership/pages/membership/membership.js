@@ -17,6 +17,7 @@ const { canSell } = require('../../../utils/platform');
 const { askConsent } = require('../../../utils/subscribe');
 const { confirm } = require('../../../utils/ui');
 const config = require('../../../config');
+const track = require('../../../utils/track');
 
 const ACTION_TEXT = { renew: '续费', upgrade: '升级', subscribe: '开通', downgrade: '到期后切换' };
 
@@ -49,6 +50,7 @@ function planAction(product, sub, currentTier) {
 }
 
 Component({
+  behaviors: [track.pageView('membership/pages/membership/membership')],
   data: { sub: null, plans: [], loading: true, busySku: '', statusText: '', errorText: '' },
   methods: {
     onLoad() {
@@ -149,6 +151,8 @@ Component({
         delete this.requestIds[key];
         delete this.upgradeFen[key];
       };
+      const channel = order.items ? (this.product(order.items[0].sku) || {}).channel : undefined;
+      if (order.items) track.checkoutStart(order.items.map((i) => i.sku), channel);
       const result = await checkout(
         Object.assign({}, order, {
           api: getApi(),
@@ -161,6 +165,7 @@ Component({
           },
         }),
       );
+      track.paymentResult(result.order.id, result.outcome === 'paid', result.order.channel || channel);
       if (result.outcome === 'paid') {
         done();
         this.setData({ statusText: paidText });

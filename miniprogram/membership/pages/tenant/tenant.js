@@ -12,8 +12,10 @@ const { canSell } = require('../../../utils/platform');
 const { getRealtime } = require('../../../utils/realtime');
 const { canManageTenant } = require('../../../utils/roles');
 const config = require('../../../config');
+const track = require('../../../utils/track');
 
 Component({
+  behaviors: [track.pageView('membership/pages/tenant/tenant')],
   data: {
     tenant: null,
     roleText: '',

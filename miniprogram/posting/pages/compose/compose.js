@@ -7,6 +7,7 @@
 const { getApi } = require('../../../utils/api');
 const { errorMessage } = require('../../../utils/labels');
 const { askConsent } = require('../../../utils/subscribe');
+const track = require('../../../utils/track');
 
 const MAX_IMAGES = 9;
 const MAX_LENGTH = 2000;
@@ -19,6 +20,7 @@ function cloudPathFor(openid, filePath, index, now) {
 }
 
 Component({
+  behaviors: [track.pageView('posting/pages/compose/compose')],
   data: { text: '', images: [], maxImages: MAX_IMAGES, maxLength: MAX_LENGTH, busy: false, progressText: '', errorText: '', post: null },
   methods: {
     onText(e) {
@@ -66,6 +68,7 @@ Component({
         this.setData({ progressText: '发布中…' });
         // Not retried automatically: a resend could post twice.
         const data = await api.call('ugcUpload', { action: 'create', text, media });
+        track.postPublish(data.post && data.post.id);
         this.setData({ post: data.post, text: '', images: [], progressText: '' });
       } catch (err) {
         this.setData({ errorText: errorMessage(err), progressText: '' });

@@ -6,6 +6,7 @@ const { getApi } = require('../../../utils/api');
 const { errorMessage, formatTime } = require('../../../utils/labels');
 const { getRealtime } = require('../../../utils/realtime');
 const { confirm, go, showError } = require('../../../utils/ui');
+const track = require('../../../utils/track');
 
 const PAGE = 20;
 
@@ -23,6 +24,7 @@ function view(post, me) {
 }
 
 Component({
+  behaviors: [track.pageView('posting/pages/feed/feed')],
   data: { posts: [], loading: true, loadingMore: false, errorText: '', next: null },
   methods: {
     onShow() {

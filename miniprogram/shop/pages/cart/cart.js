@@ -2,8 +2,10 @@
 const cart = require('../../../utils/cart');
 const { formatFen, lineTotalFen } = require('../../../utils/money');
 const { go } = require('../../../utils/ui');
+const track = require('../../../utils/track');
 
 Component({
+  behaviors: [track.pageView('shop/pages/cart/cart')],
   data: { lines: [], totalText: '' },
   methods: {
     onShow() {

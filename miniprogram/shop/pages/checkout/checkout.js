@@ -14,6 +14,7 @@ const { formatFen, lineTotalFen } = require('../../../utils/money');
 const { canSell } = require('../../../utils/platform');
 const { askConsent } = require('../../../utils/subscribe');
 const config = require('../../../config');
+const track = require('../../../utils/track');
 
 const OUTCOME_TEXT = {
   paid: '支付成功',
@@ -25,6 +26,7 @@ const OUTCOME_TEXT = {
 const PRIVACY_DECLINED = '同意隐私保护指引后才能选择收货地址';
 
 Component({
+  behaviors: [track.pageView('shop/pages/checkout/checkout')],
   data: {
     items: [],
     loading: true,
@@ -104,6 +106,8 @@ Component({
       const consent = this.data.needsAddress && !this.shippingAsked ? askConsent(['shipping']) : null;
       if (consent) this.shippingAsked = true;
       this.setData({ busy: true, errorText: '', statusText: '' });
+      const channel = (this.data.items[0] || {}).channel;
+      track.checkoutStart(this.data.items.map((i) => i.sku), channel);
       try {
         if (consent) await consent;
         const result = await checkout({
@@ -119,6 +123,7 @@ Component({
           },
         });
         const paid = result.outcome === 'paid';
+        track.paymentResult(result.order.id, paid, result.order.channel);
         if (paid && this.query.from === 'cart') cart.remove(this.data.items.map((i) => i.sku));
         this.setData({
           busy: false,
@@ -129,6 +134,8 @@ Component({
         });
         if (result.outcome === 'closed') this.clientRequestId = newRequestId('ck');
       } catch (err) {
+        // the payment sheet itself failed: a payment attempt that did not go through
+        if (err && err.code === 'PAYMENT_UI_FAILED' && this.data.orderId) track.paymentResult(this.data.orderId, false, channel);
         this.setData({ busy: false, errorText: errorMessage(err), payLabel: '重新支付' });
       }
     },

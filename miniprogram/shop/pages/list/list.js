@@ -4,8 +4,10 @@ const { loadCatalog } = require('../../../utils/catalog');
 const { errorMessage } = require('../../../utils/labels');
 const cart = require('../../../utils/cart');
 const { go } = require('../../../utils/ui');
+const track = require('../../../utils/track');
 
 Component({
+  behaviors: [track.pageView('shop/pages/list/list')],
   data: { products: [], loading: true, errorText: '', cartCount: 0 },
   methods: {
     onLoad() {

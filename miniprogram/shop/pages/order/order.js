@@ -9,6 +9,7 @@ const { getApi } = require('../../../utils/api');
 const { errorMessage, orderStatusLabel, shippingStateLabel, logisticsLabel, formatTime } = require('../../../utils/labels');
 const { formatFen } = require('../../../utils/money');
 const { confirm } = require('../../../utils/ui');
+const track = require('../../../utils/track');
 
 /** What the page shows of `order.shipping` (null when the order has none). */
 function shippingView(s) {
@@ -26,6 +27,7 @@ function shippingView(s) {
 }
 
 Component({
+  behaviors: [track.pageView('shop/pages/order/order')],
   data: { order: null, loading: true, busy: false, errorText: '', statusText: '', createdText: '', paidText: '', totalText: '', refundedText: '', lines: [], cancelable: false, shipping: null },
   methods: {
     onLoad(query) {

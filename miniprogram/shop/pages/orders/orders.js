@@ -3,6 +3,7 @@ const { getApi } = require('../../../utils/api');
 const { errorMessage, orderStatusLabel, formatTime } = require('../../../utils/labels');
 const { formatFen } = require('../../../utils/money');
 const { go } = require('../../../utils/ui');
+const track = require('../../../utils/track');
 
 const PAGE = 20;
 const TABS = [
@@ -27,6 +28,7 @@ function row(o) {
 }
 
 Component({
+  behaviors: [track.pageView('shop/pages/orders/orders')],
   data: { tabs: TABS, status: '', orders: [], next: null, loading: true, loadingMore: false, errorText: '' },
   methods: {
     onShow() {

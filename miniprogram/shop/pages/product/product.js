@@ -8,8 +8,10 @@ const { errorMessage, UPDATE_WECHAT_HINT } = require('../../../utils/labels');
 const { canSell } = require('../../../utils/platform');
 const cart = require('../../../utils/cart');
 const { go, toast } = require('../../../utils/ui');
+const track = require('../../../utils/track');
 
 Component({
+  behaviors: [track.pageView('shop/pages/product/product')],
   data: {
     product: null,
     loading: true,
@@ -33,6 +35,7 @@ Component({
           this.setData({ loading: false, errorText: errorMessage({ code: 'PRODUCT_NOT_FOUND' }) });
           return;
         }
+        track.productView(product.sku);
         const counted = typeof product.stock === 'number';
         this.setData({
           product,
@@ -56,7 +59,13 @@ Component({
     },
     onAddToCart() {
       cart.add(this.data.product, this.data.quantity);
+      track.addToCart(this.data.product.sku, this.data.quantity);
       toast('已加入购物车', 'success');
+    },
+    onShareAppMessage() {
+      const p = this.data.product;
+      track.share('shop/pages/product/product');
+      return p ? { title: p.title, path: `/shop/pages/product/product?sku=${encodeURIComponent(p.sku)}` } : {};
     },
     onBuyNow() {
       const { product, quantity } = this.data;
