@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::config::DbConfig;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params, params_from_iter};
 use serde_json::Value;
@@ -177,6 +178,12 @@ fn configure(db: &Connection, file: bool, synchronous: Synchronous) -> Result<()
     db.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
     // A dozen collections times a few statement shapes each.
     db.set_prepared_statement_cache_capacity(128);
+    // Plans that do not depend on bound values: without this SQLite marks `LIMIT ?` (and
+    // other parameters it looks at while planning) so that binding a new value (or 1 again,
+    // as every `find_one` does) re-parses and re-plans the cached statement at its next step.
+    // We never run ANALYZE, so a value-specific plan would gain nothing.
+    db.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(backend)?;
     if file {
         let mode: String = db
             .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
@@ -774,6 +781,35 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// A cached statement runs again with new values without being parsed and planned again
+    /// (it was, at every `find_one`: SQLite re-prepares on a rebind of `LIMIT ?` to 1).
+    #[test]
+    fn cached_statements_are_not_prepared_again_for_new_values() {
+        let db = Connection::open_in_memory().unwrap();
+        configure(&db, false, Synchronous::Full).unwrap();
+        db.execute_batch(
+            "CREATE TABLE t (_id TEXT PRIMARY KEY, doc TEXT);
+             CREATE INDEX t_a ON t (json_extract(doc, '$.\"a\"'));
+             INSERT INTO t VALUES ('1', '{\"a\":\"x\"}'), ('2', '{\"a\":\"y\"}');",
+        )
+        .unwrap();
+        let query = "SELECT doc FROM t WHERE json_extract(doc, '$.\"a\"') = ? ORDER BY _id LIMIT ? OFFSET ?";
+        for (value, limit) in [("x", 1), ("y", 1), ("x", 2), ("y", 1)] {
+            let mut stmt = db.prepare_cached(query).unwrap();
+            let rows: Vec<String> = stmt
+                .query_map(params![value, limit, 0], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(rows.len(), 1);
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "re-prepared for {value}/{limit}"
+            );
+        }
+    }
 
     #[test]
     fn paths_become_quoted_json_paths() {
