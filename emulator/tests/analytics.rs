@@ -295,3 +295,36 @@ async fn bad_input_is_dropped_with_counted_reasons_and_changes_nothing_else() {
     assert_eq!(day["paid"], 0);
     w.suite.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_traffic_fills_the_console_dashboard() {
+    let w = World::start().await;
+    let (status, reply) = w
+        .client
+        .post("admin", "/dev/analytics/demo", &json!({}), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{reply}");
+    let res = reqwest::get(format!("{}/dev/analytics", w.suite.base_url()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let board: Value = res.json().await.unwrap();
+    let today = &board["days"][29];
+    // Five shoppers, three orders (a mug ¥49, a notebook ¥29, two notebooks ¥58), half of
+    // the mug refunded; one malformed event.
+    assert_eq!(today["visitors"], 5, "{today}");
+    assert_eq!(today["paid"], 3);
+    assert_eq!(today["revenue"], json!({"wxpay": 11_150, "xpay": 0}));
+    assert_eq!(today["refunds"], json!({"wxpay": 2450, "xpay": 0}));
+    assert_eq!(
+        (today["carts"].clone(), today["checkouts"].clone()),
+        (json!(4), json!(3))
+    );
+    assert_eq!(today["dropped"], json!({"unknown_event": 1}));
+    assert_eq!(
+        board["topContent"],
+        json!([{"contentId": "pricing-playbook", "views": 1, "unlocks": 1}])
+    );
+    w.suite.shutdown().await;
+}
