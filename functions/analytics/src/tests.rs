@@ -155,3 +155,23 @@ async fn timers_run_on_an_empty_store() {
     assert_eq!(daily["data"]["aggregated"]["events"], 0);
     assert_eq!(daily["data"]["purged"]["rawDeleted"], 0);
 }
+
+#[tokio::test]
+async fn the_retention_setting_must_be_a_number_of_days() {
+    let ts = TestStore::new().await.unwrap();
+    for bad in ["0", "ninety", "3651"] {
+        let started = Harness::start(
+            super::function(),
+            [
+                ts.var(),
+                (
+                    "WEMINT_SESSION_SECRET",
+                    "harness-session-secret-0123456789abcdef".to_owned(),
+                ),
+                ("ANALYTICS_RETENTION_DAYS", bad.to_owned()),
+            ],
+        )
+        .await;
+        assert!(started.is_err(), "{bad} accepted");
+    }
+}
