@@ -97,6 +97,19 @@ pub const SERIES_FOLLOWS: &str = "series_follows";
 /// One announcement of new content to its series' followers, `_id` = content id.
 pub const SERIES_ANNOUNCEMENTS: &str = "series_announcements";
 
+// Behaviour analytics (`wemint::analytics`, issue 20).
+/// Raw `track` batches, one document per accepted call: `{openid, day, receivedAt, events}`;
+/// dropped after `ANALYTICS_RETENTION_DAYS`.
+pub const ANALYTICS_EVENTS: &str = "analytics_events";
+/// Backend facts (paid, refunded), `_id` = `<kind>:<source id>`: copied once from the event
+/// stream and the owning collections.
+pub const ANALYTICS_FACTS: &str = "analytics_facts";
+/// Day aggregates, `_id` = `yyyy-MM-dd` (kept after the raw events are dropped).
+pub const ANALYTICS_DAILY: &str = "analytics_daily";
+/// Per-user-minute event counts (`rate:…`), dropped counts per day (`dropped:<day>`), each
+/// person's first active day (`user:<openid>`) and the facts cursor.
+pub const ANALYTICS_COUNTERS: &str = "analytics_counters";
+
 // The store's own bookkeeping, owned by `wemint::store` (bootstrap).
 /// Which registry a store was last bootstrapped with, `_id` = `registry`: `{fingerprint, at}`.
 /// A cold start that finds the current fingerprint declares nothing (one read, not one
@@ -252,6 +265,22 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
         (
             SERIES_ANNOUNCEMENTS,
             vec![IndexSpec::non_unique(["state", "createdAt"])],
+        ),
+        (ANALYTICS_EVENTS, vec![IndexSpec::non_unique(["day"])]),
+        (
+            ANALYTICS_FACTS,
+            vec![
+                IndexSpec::non_unique(["day"]),
+                IndexSpec::non_unique(["openid", "day"]),
+            ],
+        ),
+        (ANALYTICS_DAILY, vec![IndexSpec::non_unique(["date"])]),
+        (
+            ANALYTICS_COUNTERS,
+            vec![
+                IndexSpec::non_unique(["firstDay"]),
+                IndexSpec::non_unique(["expiresAt"]),
+            ],
         ),
         (STORE_SCHEMA, vec![]),
     ]
