@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod complaint;
 pub mod content;
+pub mod crm;
 pub mod ids;
 pub mod moderation;
 pub mod money;
