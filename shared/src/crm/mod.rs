@@ -23,6 +23,7 @@
 //! with `version + 1` (conditional on the version read) and `dirty: true`; the webhook step
 //! turns dirty records into outbox entries, one per `(customer, version)`.
 
+pub mod datacube;
 pub mod webhook;
 
 use std::collections::BTreeSet;
@@ -39,7 +40,59 @@ use crate::store::collections::{
 };
 use crate::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions};
 
+pub use datacube::{Datacube, wechat_entries};
 pub use webhook::{Webhook, WebhookSettings};
+
+/// `wechatPull`: the day is not `yyyy-MM-dd`, not over yet, or too far back.
+pub const DATACUBE_DATE_INVALID: &str = "DATACUBE_DATE_INVALID";
+/// `wechatPull`: WeChat is not configured, or every datacube call failed.
+pub const DATACUBE_UNAVAILABLE: &str = "DATACUBE_UNAVAILABLE";
+/// `wechatPull`: WeChat's reply does not fit the documented shape.
+pub const DATACUBE_FORMAT: &str = "DATACUBE_FORMAT";
+
+/// What the CRM and datacube callables can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CrmError {
+    /// A bad `date`.
+    #[error("date {0}")]
+    DateInvalid(String),
+    /// No WeChat client (`WECHAT_APPID`/`WECHAT_APPSECRET` unset).
+    #[error("the WeChat API is not configured")]
+    NotConfigured,
+    /// A WeChat call failed.
+    #[error("WeChat datacube: {0}")]
+    Wechat(#[from] crate::wechat::WechatError),
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<CrmError> for crate::runtime::ApiError {
+    fn from(err: CrmError) -> Self {
+        use crate::runtime::ApiError;
+        use http::StatusCode;
+        let message = err.to_string();
+        match err {
+            CrmError::DateInvalid(_) => {
+                ApiError::new(DATACUBE_DATE_INVALID, StatusCode::BAD_REQUEST, message)
+            }
+            CrmError::NotConfigured => ApiError::new(
+                DATACUBE_UNAVAILABLE,
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+            ),
+            CrmError::Wechat(crate::wechat::WechatError::Decode(_)) => {
+                ApiError::new(DATACUBE_FORMAT, StatusCode::BAD_GATEWAY, message)
+            }
+            CrmError::Wechat(_) => ApiError::new(
+                DATACUBE_UNAVAILABLE,
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+            ),
+            CrmError::Store(e) => ApiError::internal(e),
+        }
+    }
+}
 
 /// Documents one source yields per fold at most (the next fold goes on from the cursor).
 pub const SOURCE_PAGE: u64 = 200;
