@@ -43,7 +43,7 @@ MAX_GLIBC=2.17
 # default build (smaller packages deploy and cold-start faster).
 MAX_ZIP_BYTES=$((3 * 1024 * 1024))
 # crate:deployName
-FUNCTIONS=(login:login create-order:createOrder pay-notify:payNotify gated-content:gatedContent ugc-upload:ugcUpload wx-push:wxPush reconcile:reconcile realtime:realtime)
+FUNCTIONS=(login:login create-order:createOrder pay-notify:payNotify gated-content:gatedContent ugc-upload:ugcUpload wx-push:wxPush reconcile:reconcile realtime:realtime analytics:analytics)
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 DIST=dist
 started=$(date +%s)

@@ -45,7 +45,7 @@ for f in .env .env.local; do
     if [ -f "$f" ]; then set -a; . "./$f"; set +a; fi
 done
 
-all=(login createOrder payNotify gatedContent ugcUpload wxPush reconcile)
+all=(login createOrder payNotify gatedContent ugcUpload wxPush reconcile analytics)
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 for n in "${names[@]}"; do
     printf '%s\n' "${all[@]}" | grep -qx "$n" || die "unknown function '$n' (known: ${all[*]})"

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use crate::scf::{Outcome, ScfInstance, StartOptions};
 
 /// Deployed name → crate (binary) name.
-pub const FUNCTIONS: [(&str, &str); 7] = [
+pub const FUNCTIONS: [(&str, &str); 8] = [
     ("login", "login"),
     ("createOrder", "create-order"),
     ("payNotify", "pay-notify"),
@@ -21,6 +21,7 @@ pub const FUNCTIONS: [(&str, &str); 7] = [
     ("ugcUpload", "ugc-upload"),
     ("wxPush", "wx-push"),
     ("reconcile", "reconcile"),
+    ("analytics", "analytics"),
 ];
 
 /// Time limit per invocation announced to the functions.
@@ -31,7 +32,7 @@ pub const TIME_LIMIT_MS: u64 = 15_000;
 pub enum InvokeError {
     /// Not one of the seven functions.
     #[error(
-        "no function named `{0}` (known: login, createOrder, payNotify, gatedContent, ugcUpload, wxPush, reconcile)"
+        "no function named `{0}` (known: login, createOrder, payNotify, gatedContent, ugcUpload, wxPush, reconcile, analytics)"
     )]
     Unknown(String),
     /// The binary is not there.

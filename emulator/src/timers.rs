@@ -29,7 +29,7 @@ pub struct Timer {
 }
 
 /// The triggers of `cloudbaserc.json`.
-pub const TIMERS: [Timer; 5] = [
+pub const TIMERS: [Timer; 7] = [
     Timer {
         function: "reconcile",
         trigger: "every-minute",
@@ -60,6 +60,20 @@ pub const TIMERS: [Timer; 5] = [
         trigger: "daily-bills",
         period_secs: 86_400,
         phase_secs: 2 * 3600 + 1800,
+    },
+    // Analytics (issue 20): new backend facts every minute; yesterday's aggregates and the
+    // raw-event retention daily at 02:30 China time (18:30 UTC).
+    Timer {
+        function: "analytics",
+        trigger: "every-minute",
+        period_secs: 60,
+        phase_secs: 0,
+    },
+    Timer {
+        function: "analytics",
+        trigger: "daily-analytics",
+        period_secs: 86_400,
+        phase_secs: 18 * 3600 + 1800,
     },
 ];
 

@@ -11,6 +11,7 @@
 //! (`scripts/check-modules.sh` checks it).
 
 pub mod access;
+pub mod analytics;
 pub mod clock;
 pub mod cloud_files;
 pub mod commerce;

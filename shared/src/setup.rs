@@ -166,6 +166,27 @@ impl Deps {
         commerce.with_shipping(platform, self.shipping.clone())
     }
 
+    /// The analytics service (issue 20), keeping raw events `ANALYTICS_RETENTION_DAYS`
+    /// (default 90).
+    ///
+    /// # Errors
+    /// A retention that is not a number of days 1..=3650.
+    pub fn analytics(&self, config: &Config) -> Result<crate::analytics::Analytics, BoxError> {
+        let days = match config.optional("ANALYTICS_RETENTION_DAYS") {
+            None => crate::analytics::DEFAULT_RETENTION_DAYS,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|d| (1..=3650).contains(d))
+                .ok_or("ANALYTICS_RETENTION_DAYS must be a number of days, 1..=3650")?,
+        };
+        Ok(crate::analytics::Analytics::new(
+            self.store.clone(),
+            self.clock.clone(),
+            days,
+        ))
+    }
+
     /// The complaints service: WeChat Pay complaints when WeChat Pay is configured, virtual
     /// payment complaints when virtual payment is.
     pub fn complaints(&self) -> crate::complaints::Complaints {

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 pub use wemint_emulator::scf::{self, Outcome, RuntimeApi, ScfInstance, StartOptions};
 
 /// The functions: (crate / binary name, deployed name).
-pub const FUNCTIONS: [(&str, &str); 7] = [
+pub const FUNCTIONS: [(&str, &str); 8] = [
     ("login", "login"),
     ("create-order", "createOrder"),
     ("pay-notify", "payNotify"),
@@ -24,6 +24,7 @@ pub const FUNCTIONS: [(&str, &str); 7] = [
     ("ugc-upload", "ugcUpload"),
     ("wx-push", "wxPush"),
     ("reconcile", "reconcile"),
+    ("analytics", "analytics"),
 ];
 
 /// A 32-byte session secret for tests.

@@ -2,6 +2,7 @@
 //! subscriptions, moderation. Functions load documents, ask this module what the next state
 //! is, and write it back with a conditional update; randomness and time are passed in.
 
+pub mod analytics;
 pub mod catalog;
 pub mod complaint;
 pub mod content;

@@ -97,8 +97,21 @@ pub const SERIES_FOLLOWS: &str = "series_follows";
 /// One announcement of new content to its series' followers, `_id` = content id.
 pub const SERIES_ANNOUNCEMENTS: &str = "series_announcements";
 
-// CRM export and WeChat analytics (issue 20), owned by `wemint::crm` and
-// `wemint::wechat::datacube`.
+// Behaviour analytics (`wemint::analytics`, issue 20).
+/// Raw `track` batches, one document per accepted call: `{openid, day, receivedAt, events}`;
+/// dropped after `ANALYTICS_RETENTION_DAYS`.
+pub const ANALYTICS_EVENTS: &str = "analytics_events";
+/// Backend facts (paid, refunded), `_id` = `<kind>:<source id>`: copied once from the event
+/// stream and the owning collections.
+pub const ANALYTICS_FACTS: &str = "analytics_facts";
+/// Day aggregates, `_id` = `yyyy-MM-dd` (kept after the raw events are dropped).
+pub const ANALYTICS_DAILY: &str = "analytics_daily";
+/// Per-user-minute event counts (`rate:…`), dropped counts per day (`dropped:<day>`), each
+/// person's first active day (`user:<openid>`) and the facts cursor.
+pub const ANALYTICS_COUNTERS: &str = "analytics_counters";
+
+// CRM export and WeChat analytics (issue 20), owned by `wemint::crm` (records, webhook)
+// and `wemint::crm::datacube` (WeChat's analytics).
 /// One record per customer, `_id` = openid (`wemint::crm`): the record, `version`, `dirty`.
 pub const CRM_CUSTOMERS: &str = "crm_customers";
 /// Webhook deliveries, `_id` = `<openid>:<version>` (the idempotency key), with their state.
@@ -261,6 +274,22 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
         (
             SERIES_ANNOUNCEMENTS,
             vec![IndexSpec::non_unique(["state", "createdAt"])],
+        ),
+        (ANALYTICS_EVENTS, vec![IndexSpec::non_unique(["day"])]),
+        (
+            ANALYTICS_FACTS,
+            vec![
+                IndexSpec::non_unique(["day"]),
+                IndexSpec::non_unique(["openid", "day"]),
+            ],
+        ),
+        (ANALYTICS_DAILY, vec![IndexSpec::non_unique(["date"])]),
+        (
+            ANALYTICS_COUNTERS,
+            vec![
+                IndexSpec::non_unique(["firstDay"]),
+                IndexSpec::non_unique(["expiresAt"]),
+            ],
         ),
         (CRM_CUSTOMERS, vec![IndexSpec::non_unique(["dirty"])]),
         (

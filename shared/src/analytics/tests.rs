@@ -1,0 +1,1 @@
+//! Service tests on an in-memory SQLite store with a fixed clock.

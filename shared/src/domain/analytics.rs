@@ -1,0 +1,582 @@
+//! Behaviour analytics rules (pure): the schema of the events the Mini Program reports to
+//! `track`, their validation and caps, and the day aggregation over raw events and backend
+//! facts. No I/O: `crate::analytics` loads and stores, these functions decide.
+//!
+//! The schema (`docs/analytics.md`): each event is `{name, at?, props?}`. A known name with
+//! props of the right types is kept (unknown props are dropped silently); an unknown name is
+//! dropped as `unknown_event`, a missing or mistyped prop as `bad_type`, props over
+//! [`MAX_PROPS_BYTES`] serialized as `too_large`, events past [`MAX_BATCH`] as `batch_cap`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// Events accepted per `track` call; the rest are dropped as `batch_cap`.
+pub const MAX_BATCH: usize = 50;
+/// Serialized size of one event's props.
+pub const MAX_PROPS_BYTES: usize = 1024;
+/// Events accepted per user per minute; the rest are dropped as `rate_limited`.
+pub const MAX_EVENTS_PER_MINUTE: u32 = 120;
+/// Serialized size of a whole `track` request's data: over it, every event is `too_large`.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Why an event was dropped (the keys of `dropped`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// The name is not in the schema.
+    UnknownEvent,
+    /// Not an object, a missing required prop, or a prop of the wrong type or range.
+    BadType,
+    /// Props over [`MAX_PROPS_BYTES`], or the whole request over [`MAX_BODY_BYTES`].
+    TooLarge,
+    /// Past the first [`MAX_BATCH`] events of the call.
+    BatchCap,
+    /// Past [`MAX_EVENTS_PER_MINUTE`] for the caller.
+    RateLimited,
+}
+
+impl DropReason {
+    /// Every reason, in the order the dashboard lists them.
+    pub const ALL: [DropReason; 5] = [
+        DropReason::UnknownEvent,
+        DropReason::BadType,
+        DropReason::TooLarge,
+        DropReason::BatchCap,
+        DropReason::RateLimited,
+    ];
+
+    /// The reason's key in replies and stored counters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::UnknownEvent => "unknown_event",
+            DropReason::BadType => "bad_type",
+            DropReason::TooLarge => "too_large",
+            DropReason::BatchCap => "batch_cap",
+            DropReason::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// Counts per drop reason.
+pub type Dropped = BTreeMap<DropReason, u32>;
+
+/// The `dropped` object of a reply: only the reasons that occurred.
+pub fn dropped_view(dropped: &Dropped) -> Value {
+    let map: Map<String, Value> = dropped
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| (r.as_str().to_owned(), json!(n)))
+        .collect();
+    Value::Object(map)
+}
+
+/// The kind of a prop value.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// A string of at most this many characters.
+    Str(usize),
+    /// An integer in the range.
+    Int(i64, i64),
+    /// `true` / `false`.
+    Bool,
+    /// At most `.0` strings of at most `.1` characters each.
+    Strs(usize, usize),
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+}
+
+/// Payment channels a client may name.
+const CHANNELS: &[&str] = &["wxpay", "xpay"];
+
+/// One prop of an event: its key, kind and whether it must be there.
+type Prop = (&'static str, Kind, bool);
+
+/// The schema: event names and their props.
+const SCHEMA: &[(&str, &[Prop])] = &[
+    (
+        "page_view",
+        &[
+            ("page", Kind::Str(128), true),
+            ("durationMs", Kind::Int(0, i64::MAX), false),
+        ],
+    ),
+    ("product_view", &[("sku", Kind::Str(64), true)]),
+    (
+        "add_to_cart",
+        &[
+            ("sku", Kind::Str(64), true),
+            ("qty", Kind::Int(1, 999), true),
+        ],
+    ),
+    (
+        "checkout_start",
+        &[
+            ("skus", Kind::Strs(50, 64), true),
+            ("channel", Kind::OneOf(CHANNELS), true),
+        ],
+    ),
+    (
+        "payment_result",
+        &[
+            ("orderId", Kind::Str(64), true),
+            ("ok", Kind::Bool, true),
+            ("channel", Kind::OneOf(CHANNELS), true),
+        ],
+    ),
+    ("share", &[("page", Kind::Str(128), true)]),
+    ("paywall_view", &[("contentId", Kind::Str(64), true)]),
+    ("paywall_unlock", &[("contentId", Kind::Str(64), true)]),
+    ("post_publish", &[("postId", Kind::Str(64), false)]),
+];
+
+/// The event names of the schema.
+pub fn event_names() -> impl Iterator<Item = &'static str> {
+    SCHEMA.iter().map(|(name, _)| *name)
+}
+
+fn fits(kind: Kind, value: &Value) -> bool {
+    match kind {
+        Kind::Str(max) => value.as_str().is_some_and(|s| s.chars().count() <= max),
+        Kind::Int(min, max) => value.as_i64().is_some_and(|n| (min..=max).contains(&n)),
+        Kind::Bool => value.is_boolean(),
+        Kind::Strs(len, max) => value.as_array().is_some_and(|items| {
+            items.len() <= len && items.iter().all(|i| fits(Kind::Str(max), i))
+        }),
+        Kind::OneOf(allowed) => value.as_str().is_some_and(|s| allowed.contains(&s)),
+    }
+}
+
+/// A valid event as stored: `{name, at?, props}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tracked {
+    /// A name of the schema.
+    pub name: String,
+    /// The client's clock, ms (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
+    /// The schema's props only.
+    #[serde(default)]
+    pub props: Map<String, Value>,
+}
+
+/// One event checked against the schema.
+///
+/// # Errors
+/// The reason it is dropped.
+pub fn check_event(event: &Value) -> Result<Tracked, DropReason> {
+    let Some(obj) = event.as_object() else {
+        return Err(DropReason::BadType);
+    };
+    let Some(name) = obj.get("name").and_then(Value::as_str) else {
+        return Err(DropReason::BadType);
+    };
+    let Some((name, props)) = SCHEMA.iter().find(|(n, _)| *n == name) else {
+        return Err(DropReason::UnknownEvent);
+    };
+    let at = match obj.get("at") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or(DropReason::BadType)?),
+    };
+    let given = match obj.get("props") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return Err(DropReason::BadType),
+    };
+    if serde_json::to_vec(&given).map_or(usize::MAX, |b| b.len()) > MAX_PROPS_BYTES {
+        return Err(DropReason::TooLarge);
+    }
+    let mut kept = Map::new();
+    for (key, kind, required) in props.iter().copied() {
+        match given.get(key) {
+            None | Some(Value::Null) if !required => {}
+            Some(v) if fits(kind, v) => {
+                kept.insert(key.to_owned(), v.clone());
+            }
+            _ => return Err(DropReason::BadType),
+        }
+    }
+    Ok(Tracked {
+        name: (*name).to_owned(),
+        at,
+        props: kept,
+    })
+}
+
+/// What a `track` call's data holds: the valid events (at most [`MAX_BATCH`]) and the
+/// counts of the dropped ones.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    /// Valid events, in the order sent.
+    pub events: Vec<Tracked>,
+    /// Dropped events per reason.
+    pub dropped: Dropped,
+}
+
+/// Parses a `track` call's data `{events: [...]}`. Never fails: whatever is not a valid event
+/// is counted in `dropped` (data that is not `{events: [..]}` counts as one `bad_type`).
+/// The size of the whole data is checked first ([`MAX_BODY_BYTES`]).
+pub fn parse_batch(data: &Value) -> Batch {
+    let mut batch = Batch::default();
+    let list = data.get("events").and_then(Value::as_array);
+    let count = list.map_or(1, Vec::len);
+    let count = u32::try_from(count).unwrap_or(u32::MAX);
+    if serde_json::to_vec(data).map_or(usize::MAX, |b| b.len()) > MAX_BODY_BYTES {
+        batch.dropped.insert(DropReason::TooLarge, count);
+        return batch;
+    }
+    let Some(list) = list else {
+        batch.dropped.insert(DropReason::BadType, 1);
+        return batch;
+    };
+    for (i, event) in list.iter().enumerate() {
+        if i >= MAX_BATCH {
+            *batch.dropped.entry(DropReason::BatchCap).or_default() += 1;
+            continue;
+        }
+        match check_event(event) {
+            Ok(e) => batch.events.push(e),
+            Err(reason) => *batch.dropped.entry(reason).or_default() += 1,
+        }
+    }
+    batch
+}
+
+/// How many of `n` new events fit when the caller's minute already counts `before`.
+pub fn within_minute(before: i64, n: usize) -> usize {
+    let left = i64::from(MAX_EVENTS_PER_MINUTE).saturating_sub(before.max(0));
+    usize::try_from(left.max(0)).unwrap_or(0).min(n)
+}
+
+/// One line of a paid order, as kept in a fact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FactLine {
+    /// Product.
+    pub sku: String,
+    /// Units.
+    pub qty: u32,
+    /// Line total, fen.
+    pub fen: i64,
+}
+
+/// What a backend fact is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactKind {
+    /// An order was paid (amount: its total).
+    Paid,
+    /// A refund settled (amount: the money returned).
+    Refunded,
+}
+
+/// A backend fact as stored in `analytics_facts` (`_id` = `<kind>:<source id>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fact {
+    /// Paid or refunded.
+    pub kind: FactKind,
+    /// China day of `at`, `yyyy-MM-dd`.
+    pub day: String,
+    /// When it happened, Unix seconds.
+    pub at: i64,
+    /// The buyer.
+    pub openid: String,
+    /// The order.
+    pub order_id: String,
+    /// `wxpay` or `xpay`.
+    pub channel: String,
+    /// Money moved, fen (positive).
+    pub amount_fen: i64,
+    /// The order's lines (paid facts).
+    #[serde(default)]
+    pub items: Vec<FactLine>,
+}
+
+/// The raw events of one `track` call as the aggregation reads them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RawBatch {
+    /// Who sent them.
+    pub openid: String,
+    /// The valid events.
+    pub events: Vec<Tracked>,
+}
+
+/// Per channel, fen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerChannel {
+    /// WeChat Pay.
+    pub wxpay: i64,
+    /// Virtual payment.
+    pub xpay: i64,
+}
+
+impl PerChannel {
+    fn add(&mut self, channel: &str, fen: i64) {
+        match channel {
+            "xpay" => self.xpay += fen,
+            _ => self.wxpay += fen,
+        }
+    }
+}
+
+/// One funnel row of a day: distinct people per step, per product and checkout channel
+/// (`channel` null: people who viewed or carted but did not start a checkout of it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunnelRow {
+    /// Product.
+    pub sku: String,
+    /// Channel of their checkout, if any.
+    pub channel: Option<String>,
+    /// People who viewed it.
+    pub views: u64,
+    /// People who added it to the cart.
+    pub carts: u64,
+    /// People who started a checkout with it.
+    pub checkouts: u64,
+    /// People who paid an order with it (backend facts).
+    pub paid: u64,
+}
+
+/// Paid orders and revenue of one product on a day (facts).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductRow {
+    /// Product.
+    pub sku: String,
+    /// Paid orders with it.
+    pub paid: u64,
+    /// Its line totals, fen.
+    pub revenue: i64,
+}
+
+/// Paywall views and unlocks of one content item on a day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContentRow {
+    /// Content id.
+    pub content_id: String,
+    /// `paywall_view` events.
+    pub views: u64,
+    /// `paywall_unlock` events.
+    pub unlocks: u64,
+}
+
+/// A day's aggregates (`analytics_daily`), the contract's `days[]` row plus the lists the
+/// range views sum.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DayAggregate {
+    /// `yyyy-MM-dd`.
+    pub date: String,
+    /// Raw events read.
+    pub events: u64,
+    /// Facts read.
+    pub facts: u64,
+    /// Distinct people who sent any event.
+    pub visitors: u64,
+    /// `page_view` events.
+    pub page_views: u64,
+    /// `product_view` events.
+    pub product_views: u64,
+    /// `add_to_cart` events.
+    pub carts: u64,
+    /// `checkout_start` events.
+    pub checkouts: u64,
+    /// Paid orders (facts).
+    pub paid: u64,
+    /// Net revenue per channel: paid minus refunded that day, fen.
+    pub revenue: PerChannel,
+    /// Refunded that day per channel, fen.
+    pub refunds: PerChannel,
+    /// Buyers whose first paid order is this day.
+    pub new_buyers: u64,
+    /// Buyers who had paid before.
+    pub returning_buyers: u64,
+    /// `paywall_view` events.
+    pub paywall_views: u64,
+    /// `paywall_unlock` events.
+    pub paywall_unlocks: u64,
+    /// Funnel rows, sorted by sku then channel.
+    pub funnel: Vec<FunnelRow>,
+    /// Products paid, sorted by sku.
+    pub products: Vec<ProductRow>,
+    /// Paywalled content seen, sorted by id.
+    pub content: Vec<ContentRow>,
+}
+
+fn prop_str<'a>(e: &'a Tracked, key: &str) -> Option<&'a str> {
+    e.props.get(key).and_then(Value::as_str)
+}
+
+/// Aggregates one day: `raw` are the day's accepted batches, `facts` the day's backend
+/// facts, `returning` the buyers who had a paid fact before the day. Also returns the
+/// day's distinct active people (for the retention cohorts).
+pub fn aggregate_day<'a>(
+    date: &str,
+    raw: impl IntoIterator<Item = &'a RawBatch>,
+    facts: &[Fact],
+    returning: &HashSet<String>,
+) -> (DayAggregate, BTreeSet<String>) {
+    let mut day = DayAggregate {
+        date: date.to_owned(),
+        facts: facts.len() as u64,
+        ..DayAggregate::default()
+    };
+    let mut active = BTreeSet::new();
+    // sku → people per step; (sku, person) → channel of their last checkout of it.
+    let mut viewers: HashMap<&str, HashSet<&str>> = HashMap::new();
+    let mut carters: HashMap<&str, HashSet<&str>> = HashMap::new();
+    let mut checkout_of: HashMap<(&str, &str), &str> = HashMap::new();
+    let mut content: BTreeMap<&str, ContentRow> = BTreeMap::new();
+    let raw: Vec<&RawBatch> = raw.into_iter().collect();
+    for batch in &raw {
+        let who = batch.openid.as_str();
+        if !batch.events.is_empty() {
+            active.insert(batch.openid.clone());
+        }
+        for e in &batch.events {
+            day.events += 1;
+            match e.name.as_str() {
+                "page_view" => day.page_views += 1,
+                "product_view" => {
+                    day.product_views += 1;
+                    if let Some(sku) = prop_str(e, "sku") {
+                        viewers.entry(sku).or_default().insert(who);
+                    }
+                }
+                "add_to_cart" => {
+                    day.carts += 1;
+                    if let Some(sku) = prop_str(e, "sku") {
+                        carters.entry(sku).or_default().insert(who);
+                    }
+                }
+                "checkout_start" => {
+                    day.checkouts += 1;
+                    let channel = prop_str(e, "channel").unwrap_or("wxpay");
+                    for sku in e.props.get("skus").and_then(Value::as_array).into_iter() {
+                        for sku in sku.iter().filter_map(Value::as_str) {
+                            checkout_of.insert((sku, who), channel);
+                        }
+                    }
+                }
+                "paywall_view" | "paywall_unlock" => {
+                    let unlock = e.name == "paywall_unlock";
+                    if unlock {
+                        day.paywall_unlocks += 1;
+                    } else {
+                        day.paywall_views += 1;
+                    }
+                    if let Some(id) = prop_str(e, "contentId") {
+                        let row = content.entry(id).or_insert_with(|| ContentRow {
+                            content_id: id.to_owned(),
+                            ..ContentRow::default()
+                        });
+                        if unlock {
+                            row.unlocks += 1;
+                        } else {
+                            row.views += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    day.visitors = active.len() as u64;
+
+    // Facts: revenue, refunds, buyers, products.
+    let mut buyers: BTreeSet<&str> = BTreeSet::new();
+    let mut payers: HashMap<(&str, &str), HashSet<&str>> = HashMap::new();
+    let mut products: BTreeMap<&str, ProductRow> = BTreeMap::new();
+    for fact in facts {
+        match fact.kind {
+            FactKind::Paid => {
+                day.paid += 1;
+                day.revenue.add(&fact.channel, fact.amount_fen);
+                buyers.insert(&fact.openid);
+                let mut seen = HashSet::new();
+                for line in &fact.items {
+                    payers
+                        .entry((line.sku.as_str(), fact.channel.as_str()))
+                        .or_default()
+                        .insert(&fact.openid);
+                    let row = products.entry(&line.sku).or_insert_with(|| ProductRow {
+                        sku: line.sku.clone(),
+                        ..ProductRow::default()
+                    });
+                    if seen.insert(line.sku.as_str()) {
+                        row.paid += 1;
+                    }
+                    row.revenue += line.fen;
+                }
+            }
+            FactKind::Refunded => {
+                day.refunds.add(&fact.channel, fact.amount_fen);
+                day.revenue.add(&fact.channel, -fact.amount_fen);
+            }
+        }
+    }
+    for b in &buyers {
+        if returning.contains(*b) {
+            day.returning_buyers += 1;
+        } else {
+            day.new_buyers += 1;
+        }
+    }
+
+    // Funnel rows: views and carts go to the channel of the person's checkout of the sku.
+    day.funnel = funnel_rows(&viewers, &carters, &checkout_of, &payers);
+    day.products = products.into_values().collect();
+    day.content = content.into_values().collect();
+    (day, active)
+}
+
+fn funnel_rows(
+    viewers: &HashMap<&str, HashSet<&str>>,
+    carters: &HashMap<&str, HashSet<&str>>,
+    checkout_of: &HashMap<(&str, &str), &str>,
+    payers: &HashMap<(&str, &str), HashSet<&str>>,
+) -> Vec<FunnelRow> {
+    let mut rows: BTreeMap<(String, Option<String>), FunnelRow> = BTreeMap::new();
+    let mut step = |sku: &str, channel: Option<&str>, f: fn(&mut FunnelRow)| {
+        let key = (sku.to_owned(), channel.map(str::to_owned));
+        let r = rows.entry(key).or_insert_with(|| FunnelRow {
+            sku: sku.to_owned(),
+            channel: channel.map(str::to_owned),
+            ..FunnelRow::default()
+        });
+        f(r);
+    };
+    for (sku, people) in viewers {
+        for who in people {
+            step(sku, checkout_of.get(&(*sku, *who)).copied(), |r| {
+                r.views += 1
+            });
+        }
+    }
+    for (sku, people) in carters {
+        for who in people {
+            step(sku, checkout_of.get(&(*sku, *who)).copied(), |r| {
+                r.carts += 1
+            });
+        }
+    }
+    for ((sku, _who), channel) in checkout_of {
+        step(sku, Some(channel), |r| r.checkouts += 1);
+    }
+    for ((sku, channel), people) in payers {
+        for _ in people {
+            step(sku, Some(channel), |r| r.paid += 1);
+        }
+    }
+    rows.into_values().collect()
+}
+
+/// The China date `days` after `date` (`yyyy-MM-dd`), or `None` for a malformed date.
+pub fn add_days(date: &str, days: i64) -> Option<String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(date, &format).ok()?;
+    let d = d.checked_add(time::Duration::days(days))?;
+    d.format(&format).ok()
+}
