@@ -612,12 +612,14 @@ impl Crm {
         }
     }
 
-    /// The `crmExport` answer: `{filename: "wemint-customers-<date>.csv", csv}` with one row
-    /// per stored record (`date` is today in China time, given by the caller).
+    /// The `crmExport` answer: `{filename: "wemint-customers-<today>.csv", rows, csv}` with one
+    /// row per record (today in China time), after a fold so that it is up to date.
     ///
     /// # Errors
     /// The store's.
-    pub async fn export(&self, date: &str) -> Result<Value, StoreError> {
+    pub async fn export(&self) -> Result<Value, StoreError> {
+        self.fold_rounds(MINUTE_FOLD_ROUNDS).await?;
+        let date = crate::finance::china_date(self.clock.now_unix());
         let records = self.records().await?;
         Ok(json!({
             "filename": format!("wemint-customers-{date}.csv"),
