@@ -133,31 +133,31 @@ struct Source {
 
 const SOURCES: [Source; 5] = [
     Source {
-        name: "orders",
+        name: "paid",
         collection: ORDERS,
         field: "paidAt",
         who: "openid",
     },
     Source {
-        name: "refunds",
+        name: "refunded",
         collection: REFUNDS,
         field: "settledAt",
         who: "openid",
     },
     Source {
-        name: "users",
+        name: "logins",
         collection: USERS,
         field: "lastLoginAt",
         who: "openid",
     },
     Source {
-        name: "members",
+        name: "joins",
         collection: TENANT_MEMBERS,
         field: "joinedAt",
         who: "openid",
     },
     Source {
-        name: "subscriptions",
+        name: "periodEnds",
         collection: SUBSCRIPTIONS,
         field: "periodEndAt",
         who: "subscriber",
@@ -388,12 +388,12 @@ impl Crm {
         let mut tenants = BTreeSet::new();
         let mut next = Update::new().set("at", now);
 
-        let cursor = state.get("events").and_then(Value::as_i64).unwrap_or(0);
+        let cursor = state.get("stream").and_then(Value::as_i64).unwrap_or(0);
         let events = Events::new(self.store.clone()).with_clock(self.clock.clone());
         let page = events.after(cursor, EVENT_PAGE).await?;
         report.more |= page.len() as u64 == EVENT_PAGE;
         if let Some(last) = page.last() {
-            next = next.set("events", last.seq);
+            next = next.set("stream", last.seq);
         }
         for event in page {
             if let Some(o) = event.openid {
