@@ -194,20 +194,34 @@ pub fn parse_visit_trend(reply: &Value, day: &str) -> Result<Option<VisitTrend>,
     }))
 }
 
+fn retention_key(key: i64) -> Result<u32, String> {
+    u32::try_from(key)
+        .ok()
+        .filter(|k| *k <= 366)
+        .ok_or_else(|| format!("retention key {key} out of range"))
+}
+
+/// `[{key, value}]` as the documented example shows; the field tables call it an "Object",
+/// so `{"<key>": value}` is accepted too (either way works; see docs/wechat.md).
 fn retention_list(v: Option<&Value>) -> Result<Vec<(u32, i64)>, String> {
-    let items = match v {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(other) => return Err(format!("retention list of type {}", kind(other))),
-    };
     let mut out = Vec::new();
-    for item in items.iter().take(RETENTION_CAP) {
-        let key = count(item.get("key"))?;
-        let key = u32::try_from(key)
-            .ok()
-            .filter(|k| *k <= 366)
-            .ok_or_else(|| format!("retention key {key} out of range"))?;
-        out.push((key, count(item.get("value"))?));
+    match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => {
+            for item in items.iter().take(RETENTION_CAP) {
+                let key = retention_key(count(item.get("key"))?)?;
+                out.push((key, count(item.get("value"))?));
+            }
+        }
+        Some(Value::Object(map)) => {
+            for (k, value) in map.iter().take(RETENTION_CAP) {
+                let key = k
+                    .parse::<i64>()
+                    .map_err(|_| format!("retention key {k:?} is not a number"))?;
+                out.push((retention_key(key)?, count(Some(value))?));
+            }
+        }
+        Some(other) => return Err(format!("retention list of type {}", kind(other))),
     }
     out.sort_unstable();
     out.dedup_by_key(|(k, _)| *k);

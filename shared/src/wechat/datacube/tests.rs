@@ -59,6 +59,13 @@ fn retention_of_the_documented_example_and_later_keys() {
     let r = parse_retention(&later, "20170313").unwrap();
     assert_eq!(r.new_users, [(0, 10), (1, 4), (7, 3)]);
     assert!(r.active_users.is_empty());
+    // The object form the field tables suggest.
+    let object = json!({"visit_uv_new": {"1": 4, "0": 10}});
+    assert_eq!(
+        parse_retention(&object, "20170313").unwrap().new_users,
+        [(0, 10), (1, 4)]
+    );
+    assert!(parse_retention(&json!({"visit_uv": {"x": 1}}), "20170313").is_err());
     assert!(parse_retention(&json!({"ref_date": "20170312"}), "20170313").is_err());
     assert!(parse_retention(&json!({"visit_uv": [{"key": -1, "value": 1}]}), "20170313").is_err());
     assert!(parse_retention(&json!([]), "20170313").is_err());
