@@ -432,16 +432,15 @@ impl Crm {
                 );
             }
             for doc in docs {
-                match str_field(&doc, source.who) {
-                    Some(who) => match who.strip_prefix("tenant:") {
+                if let Some(who) = str_field(&doc, source.who) {
+                    match who.strip_prefix("tenant:") {
                         Some(t) => {
                             tenants.insert(t.to_owned());
                         }
                         None => {
                             openids.insert(who);
                         }
-                    },
-                    None => {}
+                    }
                 }
             }
         }

@@ -253,10 +253,13 @@ async fn export_is_one_row_per_customer_matching_orders_and_refunds() {
     assert_eq!(lines[2], "bob,,,,0,0,0,,,2027-01-15T15:53:20+08:00,");
 }
 
+/// One POST as sent: URL, headers, body.
+type Sent = (String, Vec<(String, String)>, String);
+
 /// Records what it is sent; answers with the next scripted status (200 when none is left).
 #[derive(Default)]
 struct Recorder {
-    sent: Mutex<Vec<(String, Vec<(String, String)>, String)>>,
+    sent: Mutex<Vec<Sent>>,
     script: Mutex<Vec<PostResult>>,
 }
 

@@ -3,7 +3,7 @@
 //! subscriptions). Pure: `wemint::crm` loads the inputs, calls [`customer`], and stores the
 //! result only when it differs from the stored record.
 //!
-//! Also the CSV rows of the export ([`csv`]): every text cell that a spreadsheet would read
+//! Also the CSV rows of the export ([`csv()`]): every text cell that a spreadsheet would read
 //! as a formula (`=`, `+`, `-`, `@`, tab, carriage return first) is prefixed with `'`.
 
 use serde::{Deserialize, Serialize};
