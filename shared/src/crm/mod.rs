@@ -9,11 +9,13 @@
 //! (`crm_state`) and recomputes just those:
 //!
 //! - the event stream (`events`, by `seq`): paid orders, settled refunds, tenant joins and
-//!   leaves, numbered in commit order, so nothing committed late is skipped;
+//!   leaves (the member is in the event's data), numbered in commit order, so nothing
+//!   committed late is skipped;
 //! - the owning collections by time, with a keyset cursor `(time, _id)` each: `orders.paidAt`,
 //!   `refunds.settledAt`, `users.lastLoginAt`, `tenant_members.joinedAt` and
 //!   `subscriptions.periodEndAt` up to now (a plan lapsing writes nothing: time passing is the
-//!   change). These also fill the records on the first run and cover an outage longer than
+//!   change; a tenant's subscription, or an order bought for a tenant, brings all its
+//!   members). These also fill the records on the first run and cover an outage longer than
 //!   the event stream's retention;
 //! - the daily step [`Crm::refold_all`] recomputes every record, for the changes that leave
 //!   no trace to follow (a trial started, a plan changed or canceled): at most a day late.
@@ -129,6 +131,8 @@ struct Source {
     field: &'static str,
     /// The field naming the customer (`subscriber` may name a tenant: `tenant:<id>`).
     who: &'static str,
+    /// A field naming a tenant whose members all changed (a tenant plan bought).
+    tenant: Option<&'static str>,
 }
 
 const SOURCES: [Source; 5] = [
@@ -137,30 +141,35 @@ const SOURCES: [Source; 5] = [
         collection: ORDERS,
         field: "paidAt",
         who: "openid",
+        tenant: Some("tenantId"),
     },
     Source {
         name: "refunded",
         collection: REFUNDS,
         field: "settledAt",
         who: "openid",
+        tenant: None,
     },
     Source {
         name: "logins",
         collection: USERS,
         field: "lastLoginAt",
         who: "openid",
+        tenant: None,
     },
     Source {
         name: "joins",
         collection: TENANT_MEMBERS,
         field: "joinedAt",
         who: "openid",
+        tenant: None,
     },
     Source {
         name: "periodEnds",
         collection: SUBSCRIPTIONS,
         field: "periodEndAt",
         who: "subscriber",
+        tenant: None,
     },
 ];
 
@@ -396,8 +405,11 @@ impl Crm {
             next = next.set("stream", last.seq);
         }
         for event in page {
-            if let Some(o) = event.openid {
-                openids.insert(o);
+            // Orders and refunds name their buyer; tenant joins and leaves name the member in
+            // their data.
+            let member = event.data.get("openid").and_then(Value::as_str);
+            if let Some(o) = event.openid.as_deref().or(member) {
+                openids.insert(o.to_owned());
             }
         }
 
@@ -432,6 +444,9 @@ impl Crm {
                 );
             }
             for doc in docs {
+                if let Some(t) = source.tenant.and_then(|f| str_field(&doc, f)) {
+                    tenants.insert(t);
+                }
                 if let Some(who) = str_field(&doc, source.who) {
                     match who.strip_prefix("tenant:") {
                         Some(t) => {

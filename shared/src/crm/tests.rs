@@ -200,7 +200,11 @@ async fn a_plan_lapsing_and_a_tenant_left_change_the_records() {
         .unwrap();
     Events::new(store.clone())
         .with_clock(clock.clone())
-        .publish(Draft::new(kinds::MEMBER_REMOVED, "left:t1:carol").for_user("carol"))
+        .publish(
+            Draft::new(kinds::MEMBER_REMOVED, "left:t1:carol")
+                .for_tenant("t1")
+                .data(json!({"openid": "carol", "role": "member"})),
+        )
         .await
         .unwrap();
     crm.fold().await.unwrap();
@@ -463,4 +467,54 @@ async fn without_a_webhook_records_stay_dirty_until_one_is_configured() {
     let pushing = crm(&store, &clock, Some(hook(&recorder)));
     let r = pushing.push(10).await.unwrap().unwrap();
     assert_eq!((r.enqueued, r.delivered), (1, 1));
+}
+
+#[tokio::test]
+async fn a_tenant_plan_bought_by_the_owner_reaches_every_member() {
+    let (store, clock) = setup().await;
+    for (who, role) in [("dan", "owner"), ("eve", "member")] {
+        user(store.as_ref(), who, None, T0 - 500).await;
+        store
+            .insert(
+                TENANT_MEMBERS,
+                json!({"_id": format!("t2:{who}"), "tenant": "t2", "openid": who, "role": role,
+                    "joinedAt": T0 - 450}),
+            )
+            .await
+            .unwrap();
+    }
+    let crm = crm(&store, &clock, None);
+    crm.fold().await.unwrap();
+    assert!(record(store.as_ref(), "eve").await.get("plan").is_none());
+    // Dan buys the team plan for t2: his order names the tenant; the subscription is t2's.
+    clock.advance(60);
+    store
+        .insert(
+            SUBSCRIPTIONS,
+            json!({"_id": "tenant:t2", "subscriber": "tenant:t2", "plan": "team",
+                "periodEndAt": T0 + 30 * 86_400, "version": 1}),
+        )
+        .await
+        .unwrap();
+    store
+        .insert(
+            ORDERS,
+            json!({"_id": "o9", "outTradeNo": "WMo9", "openid": "dan", "clientRequestId": "o9",
+                "tenantId": "t2", "status": "fulfilled", "channel": "wxpay", "totalFen": 29_900,
+                "createdAt": clock.now_unix() - 30, "paidAt": clock.now_unix() - 20}),
+        )
+        .await
+        .unwrap();
+    let r = crm.fold().await.unwrap();
+    assert_eq!(r.changed, 2, "{r:?}");
+    let eve = record(store.as_ref(), "eve").await;
+    assert_eq!(
+        (eve["plan"].as_str(), eve["version"].as_i64()),
+        (Some("team"), Some(2))
+    );
+    assert_eq!(eve["tags"], json!(["subscriber", "team"]));
+    assert_eq!(
+        record(store.as_ref(), "dan").await["lifetimeValueFen"],
+        29_900
+    );
 }
