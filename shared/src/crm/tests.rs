@@ -518,3 +518,37 @@ async fn a_tenant_plan_bought_by_the_owner_reaches_every_member() {
         29_900
     );
 }
+
+#[test]
+fn webhook_settings_need_a_url_and_a_long_enough_secret_and_never_show_it() {
+    use crate::config::Config;
+    let none = Config::from_vars([("WEMINT_STORE", "sqlite::memory:")]);
+    assert!(none.crm_webhook().unwrap().is_none());
+    let missing = Config::from_vars([("CRM_WEBHOOK_URL", "https://crm.example/hook")]);
+    assert!(
+        missing
+            .crm_webhook()
+            .unwrap_err()
+            .to_string()
+            .contains("CRM_WEBHOOK_SECRET")
+    );
+    let short = Config::from_vars([
+        ("CRM_WEBHOOK_URL", "https://crm.example/hook"),
+        ("CRM_WEBHOOK_SECRET", "short"),
+    ]);
+    let e = short.crm_webhook().unwrap_err().to_string();
+    assert!(e.contains("16 bytes") && !e.contains("short\""), "{e}");
+    let ftp = Config::from_vars([
+        ("CRM_WEBHOOK_URL", "ftp://crm.example"),
+        ("CRM_WEBHOOK_SECRET", SECRET),
+    ]);
+    assert!(ftp.crm_webhook().is_err());
+    let good = Config::from_vars([
+        ("CRM_WEBHOOK_URL", "https://crm.example/hook/"),
+        ("CRM_WEBHOOK_SECRET", SECRET),
+    ]);
+    let settings = good.crm_webhook().unwrap().unwrap();
+    assert_eq!(settings.url, "https://crm.example/hook");
+    assert_eq!(settings.secret.expose(), SECRET);
+    assert!(!format!("{settings:?}").contains(SECRET));
+}
