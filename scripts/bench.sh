@@ -13,9 +13,13 @@
 #   4. peer comparison: payNotify and createOrder against the Node handler in bench/node, in one
 #      run, alternating (tests/src/bin/peer-bench.rs): start-up, warm invocation and GB-s per
 #      million, HTTP throughput on 2 CPUs and on 1, and the durable paid path on SQLite.
+#   6. analytics (issue 20): the release `analytics` binary in http mode taking `track` batches
+#      of 50 from many users (events/s on one instance), and the aggregation of ANALYTICS_EVENTS
+#      (default 1,000,000) raw events of one day (tests/src/bin/analytics-bench.rs).
 #
 # Environment: RUNS (starts per function), BILL_ROWS, BILL_PROFILE=release|dev,
-# BENCH_CLOUDBASE=0 (skip part 2), BENCH_PEER=0 (skip part 4) or only (parts 0 and 4 only),
+# BENCH_CLOUDBASE=0 (skip part 2), BENCH_ANALYTICS=0 (skip part 6), ANALYTICS_EVENTS,
+# ANALYTICS_SECS, ANALYTICS_CONNECTIONS, BENCH_PEER=0 (skip part 4) or only (parts 0 and 4 only),
 # PEER_ROUNDS, PEER_SECONDS, PEER_CONNECTIONS, PAID_SECONDS, PAID_ORDERS.
 # The machine's load (uptime) is recorded at each part: on a shared machine compare ratios from
 # the same alternating run rather than absolute rates.
@@ -109,6 +113,17 @@ if [ "${BENCH_PEER:-1}" != 0 ]; then
     peer_comparison
 fi
 
+# Part 6, analytics (issue 20): ingestion throughput of one instance over HTTP and the time to
+# aggregate a day of ANALYTICS_EVENTS raw events, both on SQLite files.
+if [ "${BENCH_ANALYTICS:-1}" != 0 ]; then
+    part "6. analytics: track ingestion (HTTP, batches of 50) and aggregation of ${ANALYTICS_EVENTS:-1000000} events"
+    cargo build --release --locked -p analytics
+    cargo build --locked -p wemint-e2e --bin analytics-bench
+    "$TARGET_DIR/debug/analytics-bench" --bin "$TARGET_DIR/release/analytics" \
+        --secs "${ANALYTICS_SECS:-5}" --connections "${ANALYTICS_CONNECTIONS:-16}" \
+        --events "${ANALYTICS_EVENTS:-1000000}" | tee "$OUT/analytics"
+fi
+
 # Zip sizes of the deploy build, when scripts/build.sh has made it.
 if ls dist/*.zip >/dev/null 2>&1; then
     for z in dist/*.zip; do printf '%s\t%s\n' "$(basename "$z" .zip)" "$(stat -c %s "$z")"; done > "$OUT/zips"
@@ -157,6 +172,10 @@ if [ -s "$OUT/peer" ]; then
     row "  this disk's fsync rate (one at a time)" "$(grep -o '[0-9]* fsync/s' "$OUT/peer" | head -1)" ""
     row "  each order paid exactly once" \
         "$(grep -q 'each order paid exactly once' "$OUT/peer" && echo verified || echo MISMATCH)" "verified after the run"
+fi
+if [ -s "$OUT/analytics" ]; then
+    row "analytics track ingestion, one instance, HTTP" "$(sed -n 's/^ingestion: \([0-9]* events\/s\).*/\1/p' "$OUT/analytics")" ">= 10,000 events/s"
+    row "analytics aggregation, ${ANALYTICS_EVENTS:-1000000} events" "$(sed -n 's/^aggregation: [0-9]* events in \([0-9.]* s\).*/\1/p' "$OUT/analytics")" "< 30 s"
 fi
 if [ -s "$OUT/bill" ]; then
     row "bill reconciliation, ${BILL_ROWS:-100000} rows: time" "$(sed -n 's/.* rows in \([0-9.]* s\).*/\1/p' "$OUT/bill")" "< 10 s"

@@ -685,6 +685,17 @@ pub async fn run_flow(base: &str, mut print: impl FnMut(&StepResult)) -> DemoRep
             stored["state"], stored["dueInSecs"], done["complaint"]["state"]), done))
     }.await);
     official_account_steps!(step, client, ctx);
+    step!(
+        "analytics: shoppers browse, abandon a cart, buy, one refund → analytics.track, aggregateRun, dashboard",
+        async {
+            let admin = ctx
+                .admin
+                .clone()
+                .ok_or("not run: the admin login step failed")?;
+            crate::demo_analytics::traffic(&client, &admin).await
+        }
+        .await
+    );
     report
 }
 

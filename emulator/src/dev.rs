@@ -246,6 +246,10 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
         }
         (&Method::POST, "/dev/admin/finance") => as_admin(suite, "reconcile", body).await,
         (&Method::GET, "/dev/finance") => crate::standins::bills::console_state(suite).await,
+        // Analytics (issue 20): the admin dashboard of the last 30 days (the `dashboard`
+        // action's data, as the console reads it), and any admin action of `analytics`.
+        (&Method::GET, "/dev/analytics") => analytics_dashboard(suite).await,
+        (&Method::POST, "/dev/admin/analytics") => as_admin(suite, "analytics", body).await,
         (&Method::GET, "/dev/env") => {
             let env: serde_json::Map<String, Value> = suite
                 .function_env()
@@ -519,6 +523,22 @@ pub async fn admin_token(suite: &Suite) -> Result<String, Response> {
 }
 
 /// Calls `function` with `data` as the admin dev user; the reply is the function's envelope.
+/// `GET /dev/analytics`: the `analytics` function's `dashboard` (30 days) as the admin; its
+/// data on success, the function's error envelope (status 502) otherwise.
+async fn analytics_dashboard(suite: &Suite) -> Response {
+    let token = match admin_token(suite).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let openid = suite.keys.openid_for(ADMIN_USER);
+    let data = json!({"action": "dashboard", "days": 30});
+    match crate::standins::gateway::call(suite, &openid, "analytics", data, Some(&token)).await {
+        Ok(envelope) if envelope["ok"] == true => Response::json(StatusCode::OK, &envelope["data"]),
+        Ok(envelope) => Response::json(StatusCode::BAD_GATEWAY, &envelope),
+        Err(r) => r,
+    }
+}
+
 async fn as_admin(suite: &Suite, function: &str, data: Value) -> Response {
     let token = match admin_token(suite).await {
         Ok(t) => t,

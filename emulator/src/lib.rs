@@ -11,6 +11,7 @@ pub mod cloudbase_admin;
 pub mod console;
 pub mod deliveries;
 pub mod demo;
+pub mod demo_analytics;
 pub mod demo_shipping;
 pub mod dev;
 pub mod functions;

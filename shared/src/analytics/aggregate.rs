@@ -1,6 +1,6 @@
 //! The daily aggregation and the dashboard over a range of days.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -19,6 +19,8 @@ use crate::store::{Filter, FindOptions, StoreError, Update, UpdateOptions};
 pub const MAX_DASHBOARD_DAYS: u32 = 90;
 /// Raw documents read per page while aggregating.
 const PAGE: u64 = 500;
+/// Ids per `In` query while aggregating.
+const CHUNK: usize = 500;
 /// Retention offsets, days.
 const RETENTION_OFFSETS: [i64; 3] = [1, 7, 30];
 /// Rows of `topProducts` and `topContent`.
@@ -93,19 +95,23 @@ impl Analytics {
                 &FindOptions::new(),
             )
             .await?;
-        let mut returning = HashSet::new();
-        let buyers: BTreeSet<&str> = facts
+        let buyers: Vec<&str> = facts
             .iter()
             .filter(|f| f.kind == FactKind::Paid)
             .map(|f| f.openid.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
-        for buyer in buyers {
-            let before = Filter::eq("openid", buyer)
+        let mut returning = HashSet::new();
+        for chunk in buyers.chunks(CHUNK) {
+            let before = Filter::is_in("openid", chunk.iter().copied())
                 .and(Filter::lt("day", date))
                 .and(Filter::eq("kind", "paid"));
-            if self.store.count(ANALYTICS_FACTS, &before).await? > 0 {
-                returning.insert(buyer.to_owned());
-            }
+            let earlier: Vec<Fact> = self
+                .store
+                .find_as(ANALYTICS_FACTS, &before, &FindOptions::new())
+                .await?;
+            returning.extend(earlier.into_iter().map(|f| f.openid));
         }
         let (day, active) = rules::aggregate_day(date, &raw, &facts, &returning);
         self.save_day(&day).await?;
@@ -135,32 +141,50 @@ impl Analytics {
     /// First active days of `active`, the size of `date`'s cohort, and the retention of the
     /// cohorts [`RETENTION_OFFSETS`] days before.
     async fn cohorts(&self, date: &str, active: &BTreeSet<String>) -> Result<(), StoreError> {
-        for openid in active {
-            let id = format!("user:{openid}");
-            let doc = upsert(
-                self.store.as_ref(),
-                ANALYTICS_COUNTERS,
-                &id,
-                &Update::new()
-                    .set_on_insert("kind", "user")
-                    .set_on_insert("openid", openid.as_str())
-                    .set_on_insert("firstDay", date),
-            )
-            .await?;
-            // A day aggregated out of order may be earlier than the one recorded.
-            if doc
-                .get("firstDay")
-                .and_then(Value::as_str)
-                .is_some_and(|first| first > date)
-            {
-                self.store
-                    .update_one(
-                        ANALYTICS_COUNTERS,
-                        &Filter::id(id.as_str()).and(Filter::gt("firstDay", date)),
-                        &Update::new().set("firstDay", date),
-                        UpdateOptions::default(),
-                    )
-                    .await?;
+        // Known people in chunks (one read each); a write only for someone new, or whose
+        // recorded first day is later than this one (a day aggregated out of order).
+        let people: Vec<&String> = active.iter().collect();
+        for chunk in people.chunks(CHUNK) {
+            let ids = chunk.iter().map(|o| format!("user:{o}"));
+            let known: HashMap<String, String> = self
+                .store
+                .find(
+                    ANALYTICS_COUNTERS,
+                    &Filter::is_in("_id", ids),
+                    &FindOptions::new(),
+                )
+                .await?
+                .into_iter()
+                .filter_map(|d| {
+                    Some((
+                        d.get("openid")?.as_str()?.to_owned(),
+                        d.get("firstDay")?.as_str()?.to_owned(),
+                    ))
+                })
+                .collect();
+            for openid in chunk {
+                let id = format!("user:{openid}");
+                match known.get(openid.as_str()) {
+                    Some(first) if first.as_str() <= date => {}
+                    Some(_) => {
+                        self.store
+                            .update_one(
+                                ANALYTICS_COUNTERS,
+                                &Filter::id(id.as_str()).and(Filter::gt("firstDay", date)),
+                                &Update::new().set("firstDay", date),
+                                UpdateOptions::default(),
+                            )
+                            .await?;
+                    }
+                    None => {
+                        let doc = json!({"_id": id, "kind": "user", "openid": openid,
+                            "firstDay": date});
+                        match self.store.insert(ANALYTICS_COUNTERS, doc).await {
+                            Ok(_) | Err(StoreError::DuplicateKey { .. }) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
             }
         }
         let size = self

@@ -161,6 +161,25 @@ pub struct Tracked {
     pub props: Map<String, Value>,
 }
 
+/// Bytes of `value` as JSON, counted without keeping them.
+fn serialized_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// One event checked against the schema.
 ///
 /// # Errors
@@ -179,12 +198,13 @@ pub fn check_event(event: &Value) -> Result<Tracked, DropReason> {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_i64().ok_or(DropReason::BadType)?),
     };
+    let empty = Map::new();
     let given = match obj.get("props") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(map)) => map.clone(),
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(map)) => map,
         Some(_) => return Err(DropReason::BadType),
     };
-    if serde_json::to_vec(&given).map_or(usize::MAX, |b| b.len()) > MAX_PROPS_BYTES {
+    if serialized_len(given) > MAX_PROPS_BYTES {
         return Err(DropReason::TooLarge);
     }
     let mut kept = Map::new();
@@ -222,7 +242,7 @@ pub fn parse_batch(data: &Value) -> Batch {
     let list = data.get("events").and_then(Value::as_array);
     let count = list.map_or(1, Vec::len);
     let count = u32::try_from(count).unwrap_or(u32::MAX);
-    if serde_json::to_vec(data).map_or(usize::MAX, |b| b.len()) > MAX_BODY_BYTES {
+    if serialized_len(data) > MAX_BODY_BYTES {
         batch.dropped.insert(DropReason::TooLarge, count);
         return batch;
     }
@@ -579,4 +599,361 @@ pub fn add_days(date: &str, days: i64) -> Option<String> {
     let d = time::Date::parse(date, &format).ok()?;
     let d = d.checked_add(time::Duration::days(days))?;
     d.format(&format).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ev(name: &str, props: Value) -> Value {
+        json!({"name": name, "at": 1_733_370_000_000_i64, "props": props})
+    }
+
+    #[test]
+    fn every_schema_event_is_accepted_with_its_props_and_unknown_props_go() {
+        let good = [
+            ev(
+                "page_view",
+                json!({"page": "pages/index/index", "durationMs": 0}),
+            ),
+            ev("page_view", json!({"page": "p"})),
+            ev("product_view", json!({"sku": "tea-01", "colour": "green"})),
+            ev("add_to_cart", json!({"sku": "tea-01", "qty": 999})),
+            ev(
+                "checkout_start",
+                json!({"skus": ["a", "b"], "channel": "xpay"}),
+            ),
+            ev(
+                "payment_result",
+                json!({"orderId": "o1", "ok": false, "channel": "wxpay"}),
+            ),
+            ev("share", json!({"page": "p"})),
+            ev("paywall_view", json!({"contentId": "c1"})),
+            ev("paywall_unlock", json!({"contentId": "c1"})),
+            ev("post_publish", json!({})),
+            json!({"name": "post_publish"}),
+        ];
+        for e in &good {
+            let t = check_event(e).unwrap_or_else(|r| panic!("{e}: {r:?}"));
+            assert!(!t.props.contains_key("colour"));
+        }
+        assert_eq!(good.len(), 11);
+        assert_eq!(event_names().count(), 9);
+    }
+
+    #[test]
+    fn wrong_types_ranges_and_sizes_are_dropped_with_their_reason() {
+        let cases = [
+            (ev("nope", json!({})), DropReason::UnknownEvent),
+            (json!({"name": 3}), DropReason::BadType),
+            (json!([1]), DropReason::BadType),
+            (
+                json!({"name": "share", "at": "now", "props": {"page": "p"}}),
+                DropReason::BadType,
+            ),
+            (
+                json!({"name": "share", "props": "page"}),
+                DropReason::BadType,
+            ),
+            (ev("share", json!({})), DropReason::BadType),
+            (
+                ev("page_view", json!({"page": "x".repeat(129)})),
+                DropReason::BadType,
+            ),
+            (
+                ev("page_view", json!({"page": "p", "durationMs": -1})),
+                DropReason::BadType,
+            ),
+            (
+                ev("page_view", json!({"page": "p", "durationMs": 1.5})),
+                DropReason::BadType,
+            ),
+            (
+                ev("add_to_cart", json!({"sku": "s", "qty": 1000})),
+                DropReason::BadType,
+            ),
+            (
+                ev("checkout_start", json!({"skus": ["a"], "channel": "cash"})),
+                DropReason::BadType,
+            ),
+            (
+                ev(
+                    "checkout_start",
+                    json!({"skus": vec!["a"; 51], "channel": "wxpay"}),
+                ),
+                DropReason::BadType,
+            ),
+            (
+                ev(
+                    "payment_result",
+                    json!({"orderId": "o", "ok": "yes", "channel": "wxpay"}),
+                ),
+                DropReason::BadType,
+            ),
+            (
+                ev("product_view", json!({"sku": "s", "pad": "x".repeat(1100)})),
+                DropReason::TooLarge,
+            ),
+        ];
+        for (e, reason) in cases {
+            assert_eq!(check_event(&e), Err(reason), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_fifty_events_and_counts_the_rest() {
+        let events: Vec<Value> = (0..53)
+            .map(|i| ev("product_view", json!({"sku": format!("s{i}")})))
+            .collect();
+        let batch = parse_batch(&json!({"events": events}));
+        assert_eq!(batch.events.len(), 50);
+        assert_eq!(batch.dropped, Dropped::from([(DropReason::BatchCap, 3)]));
+        // Over 64 KB: every event is too large, nothing is kept.
+        let big: Vec<Value> = (0..40)
+            .map(|_| ev("product_view", json!({"sku": "s", "pad": "x".repeat(1000)})))
+            .collect();
+        let batch = parse_batch(&json!({"events": big, "pad": "y".repeat(30_000)}));
+        assert!(batch.events.is_empty());
+        assert_eq!(batch.dropped, Dropped::from([(DropReason::TooLarge, 40)]));
+        // No list at all.
+        assert_eq!(
+            parse_batch(&json!("x")).dropped,
+            Dropped::from([(DropReason::BadType, 1)])
+        );
+        assert_eq!(
+            dropped_view(&Dropped::from([(DropReason::BatchCap, 3)])),
+            json!({"batch_cap": 3})
+        );
+    }
+
+    #[test]
+    fn the_minute_budget_allows_what_is_left() {
+        assert_eq!(within_minute(0, 50), 50);
+        assert_eq!(within_minute(100, 50), 20);
+        assert_eq!(within_minute(120, 5), 0);
+        assert_eq!(within_minute(500, 5), 0);
+    }
+
+    #[test]
+    fn days_are_added_across_months_and_years() {
+        assert_eq!(add_days("2026-12-31", 1).as_deref(), Some("2027-01-01"));
+        assert_eq!(add_days("2026-03-01", -1).as_deref(), Some("2026-02-28"));
+        assert_eq!(add_days("2026-13-01", 1), None);
+    }
+
+    fn batch(openid: &str, events: &[Value]) -> RawBatch {
+        RawBatch {
+            openid: openid.into(),
+            events: events.iter().map(|e| check_event(e).unwrap()).collect(),
+        }
+    }
+
+    fn paid(openid: &str, order: &str, channel: &str, lines: &[(&str, u32, i64)]) -> Fact {
+        let items: Vec<FactLine> = lines
+            .iter()
+            .map(|(sku, qty, fen)| FactLine {
+                sku: (*sku).into(),
+                qty: *qty,
+                fen: *fen,
+            })
+            .collect();
+        Fact {
+            kind: FactKind::Paid,
+            day: "2026-12-04".into(),
+            at: 0,
+            openid: openid.into(),
+            order_id: order.into(),
+            channel: channel.into(),
+            amount_fen: items.iter().map(|l| l.fen).sum(),
+            items,
+        }
+    }
+
+    #[test]
+    fn a_day_aggregates_people_per_funnel_step_and_money_from_facts_only() {
+        let view = |sku: &str| ev("product_view", json!({"sku": sku}));
+        let cart = |sku: &str| ev("add_to_cart", json!({"sku": sku, "qty": 1}));
+        let checkout =
+            |sku: &str, ch: &str| ev("checkout_start", json!({"skus": [sku], "channel": ch}));
+        let raw = [
+            // a: views twice, carts, checks out with wxpay, pays.
+            batch(
+                "a",
+                &[
+                    view("tea"),
+                    view("tea"),
+                    cart("tea"),
+                    checkout("tea", "wxpay"),
+                ],
+            ),
+            // b: views, carts, abandons.
+            batch("b", &[view("tea"), cart("tea")]),
+            // c: views the paywall, unlocks, checks out with xpay and claims it paid (ignored).
+            batch(
+                "c",
+                &[
+                    ev("paywall_view", json!({"contentId": "c1"})),
+                    ev("paywall_unlock", json!({"contentId": "c1"})),
+                    checkout("coin", "xpay"),
+                    ev(
+                        "payment_result",
+                        json!({"orderId": "x", "ok": true, "channel": "xpay"}),
+                    ),
+                ],
+            ),
+            batch("d", &[]),
+        ];
+        let mut refund = paid("a", "o-a", "wxpay", &[]);
+        refund.kind = FactKind::Refunded;
+        refund.amount_fen = 300;
+        let facts = [
+            paid("a", "o-a", "wxpay", &[("tea", 2, 1000)]),
+            paid("e", "o-e", "xpay", &[("coin", 1, 600), ("tea", 1, 500)]),
+            refund,
+        ];
+        let returning = HashSet::from(["e".to_owned()]);
+        let (day, active) = aggregate_day("2026-12-04", &raw, &facts, &returning);
+        assert_eq!(active, BTreeSet::from(["a".into(), "b".into(), "c".into()]));
+        assert_eq!(day.visitors, 3);
+        assert_eq!(day.events, 10);
+        assert_eq!(day.product_views, 3);
+        assert_eq!(day.carts, 2);
+        assert_eq!(day.checkouts, 2);
+        assert_eq!(day.paid, 2);
+        assert_eq!(
+            day.revenue,
+            PerChannel {
+                wxpay: 700,
+                xpay: 1100
+            }
+        );
+        assert_eq!(
+            day.refunds,
+            PerChannel {
+                wxpay: 300,
+                xpay: 0
+            }
+        );
+        assert_eq!((day.new_buyers, day.returning_buyers), (1, 1));
+        assert_eq!((day.paywall_views, day.paywall_unlocks), (1, 1));
+        let row = |sku: &str, ch: Option<&str>, v, c, k, p| FunnelRow {
+            sku: sku.into(),
+            channel: ch.map(Into::into),
+            views: v,
+            carts: c,
+            checkouts: k,
+            paid: p,
+        };
+        assert_eq!(
+            day.funnel,
+            vec![
+                row("coin", Some("xpay"), 0, 0, 1, 1),
+                row("tea", None, 1, 1, 0, 0),
+                row("tea", Some("wxpay"), 1, 1, 1, 1),
+                row("tea", Some("xpay"), 0, 0, 0, 1),
+            ]
+        );
+        assert_eq!(
+            day.products,
+            vec![
+                ProductRow {
+                    sku: "coin".into(),
+                    paid: 1,
+                    revenue: 600
+                },
+                ProductRow {
+                    sku: "tea".into(),
+                    paid: 2,
+                    revenue: 1500
+                },
+            ]
+        );
+        assert_eq!(
+            day.content,
+            vec![ContentRow {
+                content_id: "c1".into(),
+                views: 1,
+                unlocks: 1
+            }]
+        );
+    }
+
+    /// Hostile `track` data: any JSON shape, deep nesting, huge strings, many events.
+    fn hostile() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,40}".prop_map(Value::String),
+            (0usize..3000).prop_map(|n| json!("x".repeat(n))),
+            proptest::sample::select(event_names().collect::<Vec<_>>()).prop_map(|n| json!(n)),
+        ];
+        let value = leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    proptest::sample::select(vec![
+                        "name",
+                        "at",
+                        "props",
+                        "page",
+                        "sku",
+                        "qty",
+                        "skus",
+                        "channel",
+                        "orderId",
+                        "ok",
+                        "contentId",
+                        "postId",
+                        "durationMs",
+                        "x",
+                    ])
+                    .prop_map(str::to_owned),
+                    inner,
+                    0..6,
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        });
+        prop_oneof![
+            value.clone(),
+            proptest::collection::vec(value.clone(), 0..80)
+                .prop_map(|events| json!({"events": events})),
+            (proptest::collection::vec(value, 0..4), 0usize..70_000)
+                .prop_map(|(events, pad)| json!({"events": events, "pad": "p".repeat(pad)})),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::cases(500))]
+
+        /// Any data: no panic, every event is either kept (and valid) or counted once, at most
+        /// fifty are kept, and a kept event's props fit the size cap.
+        #[test]
+        fn fuzz_track_batch(data in hostile()) {
+            let batch = parse_batch(&data);
+            let dropped: u32 = batch.dropped.values().sum();
+            let sent = data.get("events").and_then(Value::as_array).map(Vec::len);
+            match sent {
+                Some(n) => prop_assert_eq!(batch.events.len() + dropped as usize, n),
+                None => prop_assert_eq!((batch.events.len(), dropped), (0, 1)),
+            }
+            prop_assert!(batch.events.len() <= MAX_BATCH);
+            for e in &batch.events {
+                prop_assert!(serialized_len(&e.props) <= MAX_PROPS_BYTES);
+                let again = check_event(&serde_json::to_value(e).unwrap());
+                prop_assert_eq!(again.as_ref(), Ok(e));
+            }
+        }
+
+        /// Raw text through the JSON parser (which bounds depth) and then the batch parser.
+        #[test]
+        fn fuzz_track_batch_text(text in crate::fuzzing::glued(crate::fuzzing::JSON_PARTS)) {
+            if let Ok(data) = serde_json::from_str::<Value>(&text) {
+                let _ = parse_batch(&json!({"events": [data]}));
+            }
+        }
+    }
 }
