@@ -200,6 +200,8 @@ async fn the_minute_timer_folds_and_queues_pushes_that_a_failure_reschedules() {
         error.starts_with("transport:") && !error.contains(SECRET),
         "{error}"
     );
+    assert_eq!(crm["refold"]["examined"], 4, "the rolling pass: {crm}");
+    assert_eq!(crm["refold"]["changed"], 0);
     // The next minute: nothing changed, nothing due yet (backoff 30 s).
     let again = f.timer("every-minute").await;
     assert_eq!(again["data"]["crm"]["fold"]["changed"], 0);
@@ -231,7 +233,7 @@ async fn the_daily_timer_reports_the_crm_and_datacube_steps() {
     let f = start(&ts, &[]).await;
     let daily = f.timer("daily-analytics").await;
     assert_eq!(daily["ok"], true, "{daily}");
-    assert_eq!(daily["data"]["crm"]["refold"]["examined"], 0, "{daily}");
+    assert_eq!(daily["data"]["crm"]["purged"], 0, "{daily}");
     assert!(
         daily["data"]["datacube"]["pulled"]["error"]
             .as_str()

@@ -11,7 +11,7 @@
 //!   `ANALYTICS_RETENTION_DAYS`.
 //! - CRM (`wemint::crm`, `docs/crm.md`): `crmExport` and `wechatPull` (project
 //!   administrators); `every-minute` also folds changed customers into their records and
-//!   pushes them to `CRM_WEBHOOK_URL`; `daily-analytics` also recomputes every record and
+//!   pushes them to `CRM_WEBHOOK_URL`; `daily-analytics` also purges delivered pushes and
 //!   pulls yesterday's WeChat datacube.
 
 use std::sync::Arc;
@@ -171,8 +171,8 @@ pub fn function() -> Function<State> {
 #[serde(deny_unknown_fields)]
 struct NoInput {}
 
-/// Every minute: customers changed since the cursors recomputed, then pushed to the CRM
-/// webhook (when configured). A failure is logged and reported, not raised: the facts copy
+/// Every minute: customers changed since the cursors recomputed (plus the next slice of the
+/// rolling pass over every record), then pushed to the CRM webhook (when configured). A failure is logged and reported, not raised: the facts copy
 /// above already happened, and the next minute goes on from the cursors.
 async fn crm_every_minute(state: &State, mut out: Value) -> Value {
     out["crm"] = match state.crm.minute().await {
@@ -185,9 +185,8 @@ async fn crm_every_minute(state: &State, mut out: Value) -> Value {
     out
 }
 
-/// Daily: every customer record recomputed (changes that leave no trace to follow), old
-/// delivered webhook entries purged, and yesterday's WeChat datacube pulled (with the
-/// retention of earlier days refreshed).
+/// Daily: old delivered webhook entries purged, and yesterday's WeChat datacube pulled (with
+/// the retention of earlier days refreshed).
 async fn crm_daily(state: &State, mut out: Value) -> Value {
     out["crm"] = match state.crm.daily().await {
         Ok(report) => report,

@@ -17,8 +17,9 @@
 //!   change; a tenant's subscription, or an order bought for a tenant, brings all its
 //!   members). These also fill the records on the first run and cover an outage longer than
 //!   the event stream's retention;
-//! - the daily step [`Crm::refold_all`] recomputes every record, for the changes that leave
-//!   no trace to follow (a trial started, a plan changed or canceled): at most a day late.
+//! - a rolling pass ([`Crm::refold_step`], 50 records a minute) recomputes every record in
+//!   turn, for the changes that leave no trace to follow (a trial started, a plan changed or
+//!   canceled, a customer turning dormant).
 //!
 //! Recomputing is idempotent (a record is a function of the owning documents), so a fold
 //! repeated after a crash changes nothing twice. A record is written only when it differs,
@@ -97,16 +98,23 @@ impl From<CrmError> for crate::runtime::ApiError {
 }
 
 /// Documents one source yields per fold at most (the next fold goes on from the cursor).
-pub const SOURCE_PAGE: u64 = 200;
+pub const SOURCE_PAGE: u64 = 50;
 /// Events one fold reads at most.
-pub const EVENT_PAGE: u64 = 500;
+pub const EVENT_PAGE: u64 = 200;
 /// Time sources are read up to `now - LAG_SECS`, so a write stamped a moment before it
 /// commits is still ahead of the cursor when it lands.
 pub const LAG_SECS: i64 = 5;
-/// Records one [`Crm::refold_all`] page recomputes.
-pub const REFOLD_PAGE: u64 = 500;
+/// Records the every-minute run recomputes in its rolling pass over all records
+/// ([`Crm::refold_step`]).
+pub const REFOLD_PER_MINUTE: u64 = 50;
 /// Fold pages one every-minute run reads at most.
 pub const MINUTE_FOLD_ROUNDS: u32 = 5;
+/// Customers one every-minute run recomputes before it stops starting new fold pages (a
+/// record costs about eight store round trips: this keeps a backlog run well inside the
+/// function's time limit).
+pub const MINUTE_FOLD_BUDGET: u64 = 150;
+/// The rolling pass's cursor in the fold's state document.
+const REFOLD_CURSOR: &str = "refoldAfter";
 /// Webhook deliveries one every-minute run makes at most.
 pub const MINUTE_PUSH_BUDGET: u64 = 100;
 /// Paid orders one record reads at most.
@@ -493,7 +501,8 @@ impl Crm {
         Ok(report)
     }
 
-    /// Folds until caught up or `rounds` folds ran (a first run over a large history).
+    /// Folds until caught up, `rounds` folds ran, or [`MINUTE_FOLD_BUDGET`] customers were
+    /// recomputed (a first run over a large history goes on the next minute).
     ///
     /// # Errors
     /// The store's.
@@ -504,21 +513,22 @@ impl Crm {
             total.examined += r.examined;
             total.changed += r.changed;
             total.more = r.more;
-            if !r.more {
+            if !r.more || total.examined >= MINUTE_FOLD_BUDGET {
                 break;
             }
         }
         Ok(total)
     }
 
-    /// Recomputes every stored record, a page at a time after `after` (an openid; `None`
-    /// from the start). Returns the report and where to go on (`None`: done).
+    /// Recomputes up to `limit` stored records after `after` (an openid; `None` from the
+    /// start). Returns the report and where to go on (`None`: the end was reached).
     ///
     /// # Errors
     /// The store's.
-    pub async fn refold_all(
+    pub async fn refold_page(
         &self,
         after: Option<&str>,
+        limit: u64,
     ) -> Result<(FoldReport, Option<String>), StoreError> {
         let filter = match after {
             Some(id) => Filter::gt("_id", id),
@@ -529,7 +539,7 @@ impl Crm {
             .find(
                 CRM_CUSTOMERS,
                 &filter,
-                &FindOptions::new().sort_asc("_id").limit(REFOLD_PAGE),
+                &FindOptions::new().sort_asc("_id").limit(limit),
             )
             .await?;
         let mut report = FoldReport::default();
@@ -541,7 +551,7 @@ impl Crm {
                 }
             }
         }
-        let next = (page.len() as u64 == REFOLD_PAGE)
+        let next = (page.len() as u64 == limit)
             .then(|| page.last().and_then(|d| str_field(d, "_id")))
             .flatten();
         report.more = next.is_some();
@@ -560,36 +570,52 @@ impl Crm {
         }
     }
 
-    /// The every-minute timer step: fold (up to [`MINUTE_FOLD_ROUNDS`] pages) and push (up to
-    /// [`MINUTE_PUSH_BUDGET`] deliveries).
+    /// The rolling pass over every record: the next `limit` records after the stored cursor
+    /// are recomputed, and the cursor moves on (back to the start after the last record). It
+    /// catches the changes that leave no trace to follow (a trial started, a plan changed or
+    /// canceled, a customer turning dormant): a full pass takes `customers / limit` minutes.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn refold_step(&self, limit: u64) -> Result<FoldReport, StoreError> {
+        let state = self.store.get(CRM_STATE, FOLD_STATE).await?;
+        let after = state.as_ref().and_then(|s| str_field(s, REFOLD_CURSOR));
+        let (report, next) = self.refold_page(after.as_deref(), limit.max(1)).await?;
+        let update = match next {
+            Some(n) => Update::new().set(REFOLD_CURSOR, n),
+            None => Update::new().unset(REFOLD_CURSOR),
+        };
+        self.store
+            .update_one(
+                CRM_STATE,
+                &Filter::id(FOLD_STATE),
+                &update,
+                UpdateOptions::upsert(),
+            )
+            .await?;
+        Ok(report)
+    }
+
+    /// The every-minute timer step: fold (up to [`MINUTE_FOLD_ROUNDS`] pages or
+    /// [`MINUTE_FOLD_BUDGET`] customers), the rolling pass ([`REFOLD_PER_MINUTE`] records), and
+    /// push (up to [`MINUTE_PUSH_BUDGET`] deliveries).
     ///
     /// # Errors
     /// The store's.
     pub async fn minute(&self) -> Result<Value, StoreError> {
         let fold = self.fold_rounds(MINUTE_FOLD_ROUNDS).await?;
+        let refold = self.refold_step(REFOLD_PER_MINUTE).await?;
         let push = self.push(MINUTE_PUSH_BUDGET).await?;
-        Ok(json!({"fold": fold, "push": push}))
+        Ok(json!({"fold": fold, "refold": refold, "push": push}))
     }
 
-    /// The daily timer step: every record recomputed, then delivered outbox entries older
-    /// than a week deleted.
+    /// The daily timer step: delivered outbox entries older than a week deleted.
     ///
     /// # Errors
     /// The store's.
     pub async fn daily(&self) -> Result<Value, StoreError> {
-        let mut total = FoldReport::default();
-        let mut after: Option<String> = None;
-        loop {
-            let (r, next) = self.refold_all(after.as_deref()).await?;
-            total.examined += r.examined;
-            total.changed += r.changed;
-            match next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
         let purged = Webhook::purge(self.store.as_ref(), self.clock.now_unix()).await?;
-        Ok(json!({"refold": total, "purged": purged}))
+        Ok(json!({"purged": purged}))
     }
 
     /// Every stored record, by openid.
