@@ -69,6 +69,10 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
     {
         return Some(r);
     }
+    // The CRM receiver's deliveries and the datacube figures (issue 20).
+    if let Some(r) = crate::standins::crm::dev(suite, req, &body).await {
+        return Some(r);
+    }
     let response = match (&req.method, req.path.as_str()) {
         // The realtime function's socket URL and its open sockets (started on first use).
         (&Method::GET, "/dev/realtime") => {

@@ -8,6 +8,7 @@
 //!   ([`crate::standins::gateway`])
 //! - cloud storage: `/tcb/uploadFile`, `/storage/*` ([`crate::standins::cloud_storage`])
 //! - CloudBase document database: `/v1/database/*` ([`crate::standins::cloudbase_db`])
+//! - CRM receiver: `/crm/webhook` ([`crate::standins::crm`])
 //! - dev controls: `/dev/*` ([`crate::dev`]), what the console and every test call
 //! - console page: `/` ([`crate::console`])
 
@@ -39,6 +40,9 @@ pub async fn route(suite: &Suite, req: Request) -> Response {
         return r;
     }
     if let Some(r) = crate::standins::wechat_pay::handle(suite, &req).await {
+        return r;
+    }
+    if let Some(r) = crate::standins::crm::handle(suite, &req).await {
         return r;
     }
     if let Some(r) = crate::standins::gateway::handle(suite, &req).await {

@@ -381,6 +381,15 @@ impl Suite {
                     "WX_OA_TEMPLATES",
                     crate::standins::official_account::DEV_TEMPLATES.to_owned(),
                 ),
+                // The CRM webhook (issue 20): the suite's CRM receiver.
+                (
+                    "CRM_WEBHOOK_URL",
+                    format!("{base}{}", crate::standins::crm::PATH),
+                ),
+                (
+                    "CRM_WEBHOOK_SECRET",
+                    crate::standins::crm::DEV_SECRET.to_owned(),
+                ),
             ])
             .map(|(k, v)| (k.to_owned(), v))
             .chain(self.options.extra_env.iter().cloned())

@@ -820,6 +820,34 @@ impl Config {
     }
 }
 
+/// The CRM webhook (`wemint::crm::webhook`).
+#[derive(Clone, Debug)]
+pub struct CrmWebhookSettings {
+    /// Where customer changes are POSTed (`CRM_WEBHOOK_URL`).
+    pub url: String,
+    /// The HMAC-SHA256 key (`CRM_WEBHOOK_SECRET`).
+    pub secret: Secret<String>,
+}
+
+impl Config {
+    /// The CRM webhook (`CRM_WEBHOOK_URL` and `CRM_WEBHOOK_SECRET`, or `CRM_WEBHOOK_SECRET_FILE`);
+    /// `None` when the URL is unset.
+    ///
+    /// # Errors
+    /// A URL that is not http(s), or a URL without a secret (or a secret under 16 bytes).
+    pub fn crm_webhook(&self) -> Result<Option<CrmWebhookSettings>> {
+        let Some(url) = self.get("CRM_WEBHOOK_URL") else {
+            return Ok(None);
+        };
+        let url = parse_url("CRM_WEBHOOK_URL", url.trim())?;
+        let secret = self.required_secret("CRM_WEBHOOK_SECRET")?;
+        if secret.expose().len() < 16 {
+            return Err(invalid("CRM_WEBHOOK_SECRET", "must be at least 16 bytes"));
+        }
+        Ok(Some(CrmWebhookSettings { url, secret }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

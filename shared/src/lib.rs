@@ -18,6 +18,7 @@ pub mod commerce;
 pub mod complaints;
 pub mod config;
 pub mod content;
+pub mod crm;
 pub mod domain;
 pub mod events;
 pub mod finance;

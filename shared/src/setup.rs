@@ -250,6 +250,25 @@ impl Deps {
     }
 }
 
+// The CRM records and webhook (issue 20).
+impl Deps {
+    /// The CRM side: records over the store and clock, pushing to `CRM_WEBHOOK_URL` (signed
+    /// with `CRM_WEBHOOK_SECRET`) through the shared outbound client when it is set.
+    ///
+    /// # Errors
+    /// A malformed `CRM_WEBHOOK_*` setting.
+    pub fn crm(&self, config: &Config) -> Result<crate::crm::Crm, ConfigError> {
+        let webhook = config.crm_webhook()?.map(|settings| {
+            crate::crm::Webhook::new(settings, Arc::new(crate::crm::webhook::HttpTransport))
+        });
+        Ok(crate::crm::Crm::new(
+            self.store.clone(),
+            self.clock.clone(),
+            webhook,
+        ))
+    }
+}
+
 /// Opens the store `settings` name and declares the collections' indexes.
 ///
 /// # Errors

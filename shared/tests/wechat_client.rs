@@ -636,3 +636,123 @@ async fn stable_token_errors_are_typed_and_nothing_is_cached() {
     assert_eq!(stand_in.calls(STABLE).len(), 2);
     assert!(!format!("{c:?}").contains(SECRET));
 }
+
+/// 2026-12-05T10:00:00 China time (02:00 UTC): yesterday is 2026-12-04.
+const DEC_5_10AM: i64 = 1_796_436_000;
+
+#[tokio::test]
+async fn datacube_day_is_pulled_with_the_shared_token_and_stored_per_day() {
+    use wemint::clock::FixedClock;
+    use wemint::crm::{Datacube, wechat_entries};
+
+    let stand_in = StandIn::start(|req, _| match req.path.as_str() {
+        STABLE => Answer::json(json!({"access_token":"T","expires_in":7200})),
+        "/datacube/getweanalysisappiddailyvisittrend" => Answer::json(json!({"list": [
+            {"ref_date": "20261204", "session_cnt": 120, "visit_pv": 100, "visit_uv": 60,
+             "visit_uv_new": 10, "stay_time_uv": 35.2, "stay_time_session": 20.5,
+             "visit_depth": 2.5}]})),
+        "/datacube/getweanalysisappiddailyretaininfo" => Answer::json(json!({
+            "ref_date": req.body["begin_date"],
+            "visit_uv_new": [{"key": 0, "value": 10}, {"key": 1, "value": 2}],
+            "visit_uv": [{"key": 0, "value": 60}]})),
+        "/datacube/getweanalysisappiduserportrait" => {
+            Answer::json(json!({"errcode": 61500, "errmsg": "date format error"}))
+        }
+        other => panic!("unexpected {other}"),
+    })
+    .await;
+    let store = memory_store().await;
+    store::bootstrap(store.as_ref()).await.unwrap();
+    let datacube = Datacube::new(
+        store.clone(),
+        Arc::new(FixedClock::new(DEC_5_10AM)),
+        Some(client(&stand_in.base, store.clone())),
+    );
+    assert_eq!(datacube.yesterday(), "2026-12-04");
+    let report = datacube.pull("2026-12-04").await.unwrap();
+    assert_eq!(report["trend"], "ok");
+    assert_eq!(report["retention"], "ok");
+    assert!(
+        report["portrait"].as_str().unwrap().contains("61500"),
+        "{report}"
+    );
+    for path in [
+        "/datacube/getweanalysisappiddailyvisittrend",
+        "/datacube/getweanalysisappiddailyretaininfo",
+        "/datacube/getweanalysisappiduserportrait",
+    ] {
+        let calls = stand_in.calls(path);
+        assert_eq!(calls.len(), 1, "{path}");
+        assert_eq!(calls[0].query["access_token"], "T");
+        assert_eq!(
+            calls[0].body,
+            json!({"begin_date": "20261204", "end_date": "20261204"})
+        );
+    }
+    // The contract's example day, read back for the dashboard.
+    let entries = wechat_entries(store.as_ref(), "2026-11-05", "2026-12-04")
+        .await
+        .unwrap();
+    assert_eq!(
+        entries,
+        [
+            json!({"date": "2026-12-04", "visits": 100, "visitors": 60, "newVisitors": 10,
+                "stayTimeUv": 35.2, "retention": {"d1": 0.2}})
+        ]
+    );
+    assert!(
+        wechat_entries(store.as_ref(), "2026-12-05", "2026-12-31")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Today is not over; a malformed day is refused before any call.
+    for bad in ["2026-12-05", "2026-13-01", "yesterday", "2025-01-01"] {
+        let e = wemint::runtime::ApiError::from(datacube.pull(bad).await.unwrap_err());
+        assert_eq!(e.code(), "DATACUBE_DATE_INVALID", "{bad}");
+    }
+    // Without WeChat configured.
+    let none = Datacube::new(store.clone(), Arc::new(FixedClock::new(DEC_5_10AM)), None);
+    let e = wemint::runtime::ApiError::from(none.pull("2026-12-04").await.unwrap_err());
+    assert_eq!(e.code(), "DATACUBE_UNAVAILABLE");
+    assert_eq!(
+        stand_in
+            .calls("/datacube/getweanalysisappiddailyvisittrend")
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn datacube_daily_step_refreshes_retention_of_earlier_days() {
+    use wemint::clock::FixedClock;
+    use wemint::crm::Datacube;
+
+    let stand_in = StandIn::start(|req, _| match req.path.as_str() {
+        STABLE => Answer::json(json!({"access_token":"T","expires_in":7200})),
+        "/datacube/getweanalysisappiddailyretaininfo" => Answer::json(json!({
+            "ref_date": req.body["begin_date"], "visit_uv_new": [{"key": 0, "value": 4}]})),
+        _ => Answer::json(json!({"errcode": -1, "errmsg": "system error"})),
+    })
+    .await;
+    let store = memory_store().await;
+    store::bootstrap(store.as_ref()).await.unwrap();
+    let datacube = Datacube::new(
+        store.clone(),
+        Arc::new(FixedClock::new(DEC_5_10AM)),
+        Some(client(&stand_in.base, store.clone())),
+    );
+    let report = datacube.daily().await;
+    assert_eq!(report["pulled"]["retention"], "ok", "{report}");
+    assert_eq!(
+        report["retentionRefreshed"],
+        json!({"2026-12-03": "ok", "2026-11-27": "ok", "2026-11-04": "ok"})
+    );
+    let days: Vec<String> = stand_in
+        .calls("/datacube/getweanalysisappiddailyretaininfo")
+        .iter()
+        .map(|c| c.body["begin_date"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(days, ["20261204", "20261203", "20261127", "20261104"]);
+}

@@ -22,6 +22,8 @@ pub enum System {
     WechatApi,
     /// WeChat Pay API v3 (`/v3/*`).
     WechatPay,
+    /// The CRM receiver (`/crm/*`, [`crate::standins::crm`]).
+    Crm,
 }
 
 impl System {
@@ -29,7 +31,9 @@ impl System {
     pub fn of_path(path: &str) -> Option<System> {
         if path.starts_with("/v3/") {
             Some(System::WechatPay)
-        } else if ["/sns/", "/cgi-bin/", "/wxa/", "/xpay/"]
+        } else if path.starts_with("/crm/") {
+            Some(System::Crm)
+        } else if ["/sns/", "/cgi-bin/", "/wxa/", "/xpay/", "/datacube/"]
             .iter()
             .any(|p| path.starts_with(p))
             || path == "/tcb/batchdownloadfile"
@@ -153,6 +157,13 @@ impl Fault {
                     suite,
                     Response::json(status, &json!({"code": code, "message": message})),
                 )
+            }
+            System::Crm => {
+                let status = self
+                    .status
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                Response::json(status, &json!({"error": message}))
             }
         }
     }

@@ -8,6 +8,8 @@ pub mod bills;
 pub mod cloud_storage;
 pub mod cloudbase_db;
 pub mod complaints;
+pub mod crm;
+pub mod datacube;
 pub mod faults;
 pub mod gateway;
 pub mod official_account;

@@ -71,6 +71,7 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
             if path.starts_with("/wxa/")
                 || path.starts_with("/cgi-bin/")
                 || path.starts_with("/xpay/")
+                || path.starts_with("/datacube/")
                 || path == "/tcb/batchdownloadfile" =>
         {
             if let Err(denied) = check_token(suite, req).await {
@@ -98,6 +99,9 @@ pub async fn handle(suite: &Suite, req: &Request) -> Option<Response> {
                 "/tcb/batchdownloadfile" => batch_download_file(suite, req),
                 p if p.starts_with("/wxa/sec/order/") => {
                     crate::standins::shipping::handle(suite, req).await
+                }
+                p if p.starts_with("/datacube/") => {
+                    crate::standins::datacube::handle(suite, req).await
                 }
                 _ => wx_error(-1, &format!("api {path} is not emulated by wemint-dev")),
             }

@@ -9,6 +9,10 @@
 //! - Timers: `every-minute` copies new backend facts from the event stream;
 //!   `daily-analytics` (02:30 China time) aggregates yesterday and drops raw events past
 //!   `ANALYTICS_RETENTION_DAYS`.
+//! - CRM (`wemint::crm`, `docs/crm.md`): `crmExport` and `wechatPull` (project
+//!   administrators); `every-minute` also folds changed customers into their records and
+//!   pushes them to `CRM_WEBHOOK_URL`; `daily-analytics` also purges delivered pushes and
+//!   pulls yesterday's WeChat datacube.
 
 use std::sync::Arc;
 
@@ -32,11 +36,20 @@ pub const FACTS_PER_RUN: u64 = 500;
 pub struct State {
     analytics: Analytics,
     auth: Authenticator,
+    // crm: customer records, CRM webhook, WeChat datacube.
+    crm: wemint::crm::Crm,
+    datacube: wemint::crm::Datacube,
 }
 
 async fn init(config: wemint::config::Config) -> Result<State, BoxError> {
     let deps = Deps::from_config(&config).await?;
+    // crm: records and webhook (`CRM_WEBHOOK_*`), datacube through the shared token.
+    let crm = deps.crm(&config)?;
+    let datacube =
+        wemint::crm::Datacube::new(deps.store.clone(), deps.clock.clone(), deps.wechat.clone());
     Ok(State {
+        crm,
+        datacube,
         analytics: deps.analytics(&config)?,
         auth: required(deps.auth, "WEMINT_SESSION_SECRET")?,
     })
@@ -83,7 +96,7 @@ async fn daily(state: &State) -> Result<Value, ApiError> {
     let yesterday = analytics.aggregate(&analytics.yesterday()).await?;
     let purged = analytics.purge().await.map_err(ApiError::internal)?;
     let out = json!({"facts": facts, "aggregated": yesterday, "purged": purged});
-    // crm: datacube pull step goes here (its own block).
+    let out = crm_daily(state, out).await;
     Ok(out)
 }
 
@@ -95,7 +108,7 @@ async fn every_minute(state: &State) -> Result<Value, ApiError> {
         .await
         .map_err(ApiError::internal)?;
     let out = json!({"facts": facts});
-    // crm: CRM webhook push step goes here (its own block).
+    let out = crm_every_minute(state, out).await;
     Ok(out)
 }
 
@@ -136,8 +149,58 @@ pub fn function() -> Function<State> {
             let report = state.analytics.aggregate(&day).await?;
             Ok::<_, ApiError>(serde_json::to_value(report).unwrap_or_default())
         })
-    // crm: crmExport and wechatPull callables go here (their own block).
+        // crm: the customer export and the datacube pull (project administrators).
+        .callable("crmExport", |state: Arc<State>, req| async move {
+            admin(&state, &req).await?;
+            let _: NoInput = req.parse()?;
+            let export = state.crm.export().await.map_err(ApiError::internal)?;
+            Ok::<_, ApiError>(export)
+        })
+        .callable("wechatPull", |state: Arc<State>, req| async move {
+            admin(&state, &req).await?;
+            let input: DayInput = req.parse()?;
+            let day = input.date.unwrap_or_else(|| state.datacube.yesterday());
+            Ok::<_, ApiError>(state.datacube.pull(&day).await?)
+        })
+}
+
+// crm: the timer steps and inputs of the CRM records, webhook and datacube.
+
+/// `crmExport` takes no fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoInput {}
+
+/// Every minute: customers changed since the cursors recomputed (plus the next slice of the
+/// rolling pass over every record), then pushed to the CRM webhook (when configured). A failure is logged and reported, not raised: the facts copy
+/// above already happened, and the next minute goes on from the cursors.
+async fn crm_every_minute(state: &State, mut out: Value) -> Value {
+    out["crm"] = match state.crm.minute().await {
+        Ok(report) => report,
+        Err(e) => {
+            tracing::warn!(error = %e, "crm step failed");
+            json!({"error": e.to_string()})
+        }
+    };
+    out
+}
+
+/// Daily: old delivered webhook entries purged, and yesterday's WeChat datacube pulled (with
+/// the retention of earlier days refreshed).
+async fn crm_daily(state: &State, mut out: Value) -> Value {
+    out["crm"] = match state.crm.daily().await {
+        Ok(report) => report,
+        Err(e) => {
+            tracing::warn!(error = %e, "crm daily step failed");
+            json!({"error": e.to_string()})
+        }
+    };
+    out["datacube"] = state.datacube.daily().await;
+    out
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod crm_tests;

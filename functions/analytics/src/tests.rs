@@ -148,7 +148,9 @@ async fn timers_run_on_an_empty_store() {
     assert_eq!(
         minute,
         json!({"ok": true, "data": {"facts":
-            {"read": 0, "stored": 0, "duplicates": 0, "cursor": 0}}})
+            {"read": 0, "stored": 0, "duplicates": 0, "cursor": 0},
+            "crm": {"fold": {"examined": 0, "changed": 0, "more": false},
+                    "refold": {"examined": 0, "changed": 0, "more": false}, "push": null}}})
     );
     let daily = f.timer("daily-analytics").await;
     assert_eq!(daily["ok"], true, "{daily}");

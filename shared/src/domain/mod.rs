@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod catalog;
 pub mod complaint;
 pub mod content;
+pub mod crm;
 pub mod ids;
 pub mod moderation;
 pub mod money;

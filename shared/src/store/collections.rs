@@ -110,6 +110,17 @@ pub const ANALYTICS_DAILY: &str = "analytics_daily";
 /// person's first active day (`user:<openid>`) and the facts cursor.
 pub const ANALYTICS_COUNTERS: &str = "analytics_counters";
 
+// CRM export and WeChat analytics (issue 20), owned by `wemint::crm` (records, webhook)
+// and `wemint::crm::datacube` (WeChat's analytics).
+/// One record per customer, `_id` = openid (`wemint::crm`): the record, `version`, `dirty`.
+pub const CRM_CUSTOMERS: &str = "crm_customers";
+/// Webhook deliveries, `_id` = `<openid>:<version>` (the idempotency key), with their state.
+pub const CRM_OUTBOX: &str = "crm_outbox";
+/// The CRM fold's cursors, `_id` = `fold`.
+pub const CRM_STATE: &str = "crm_state";
+/// WeChat's own analytics per day (`datacube`), `_id` = `yyyy-MM-dd`.
+pub const WECHAT_DATACUBE: &str = "wechat_datacube";
+
 // The store's own bookkeeping, owned by `wemint::store` (bootstrap).
 /// Which registry a store was last bootstrapped with, `_id` = `registry`: `{fingerprint, at}`.
 /// A cold start that finds the current fingerprint declares nothing (one read, not one
@@ -282,6 +293,16 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
                 IndexSpec::non_unique(["expiresAt"]),
             ],
         ),
+        (CRM_CUSTOMERS, vec![IndexSpec::non_unique(["dirty"])]),
+        (
+            CRM_OUTBOX,
+            vec![
+                IndexSpec::non_unique(["status", "nextAt"]),
+                IndexSpec::non_unique(["status", "deliveredAt"]),
+            ],
+        ),
+        (CRM_STATE, vec![]),
+        (WECHAT_DATACUBE, vec![]),
         (STORE_SCHEMA, vec![]),
     ]
 }

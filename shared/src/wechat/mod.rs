@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod crypto;
+pub mod datacube;
 pub mod error;
 pub mod oa;
 pub mod push;
