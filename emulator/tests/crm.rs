@@ -321,6 +321,17 @@ async fn customers_are_pushed_once_per_change_signed_retried_and_exported() {
                 "stayTimeUv": 35.2, "retention": {"d1": 0.2}})
         ]
     );
+    // The admin dashboard shows them next to the aggregates.
+    let dashboard = client
+        .call(
+            "admin",
+            Some(&token),
+            "analytics",
+            json!({"action": "dashboard", "days": 7}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dashboard["wechat"], json!(entries), "{dashboard}");
     // WeChat down: a clear error, nothing changed.
     suite.faults.inject(
         Fault::next(System::WechatApi, 9)

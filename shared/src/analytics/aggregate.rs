@@ -230,8 +230,8 @@ impl Analytics {
 
     /// The dashboard of the `days` days up to today (1..=[`MAX_DASHBOARD_DAYS`]): one row per
     /// day (zeros for a day not aggregated), the funnel, top products and content summed over
-    /// the range, the retention cohorts, and an empty `wechat` list (filled by the datacube
-    /// pull when it is configured).
+    /// the range, the retention cohorts, and WeChat's own daily figures where the datacube pull
+    /// stored them (`crm::wechat_entries`; empty when it never ran).
     ///
     /// # Errors
     /// `Invalid` for `days` out of range; the store's.
@@ -323,6 +323,7 @@ impl Analytics {
         let mut top_content: Vec<ContentRow> = content.into_values().collect();
         top_content.sort_by(|a, b| b.views.cmp(&a.views).then(a.content_id.cmp(&b.content_id)));
         top_content.truncate(TOP);
+        let wechat = crate::crm::wechat_entries(self.store.as_ref(), &from, &to).await?;
         Ok(json!({
             "from": from,
             "to": to,
@@ -331,7 +332,7 @@ impl Analytics {
             "retention": retention,
             "topProducts": top_products,
             "topContent": top_content,
-            "wechat": [],
+            "wechat": wechat,
         }))
     }
 }
