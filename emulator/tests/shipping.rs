@@ -119,7 +119,10 @@ impl World {
             let id = id.clone();
             async move {
                 let o = self.order(&id).await;
-                (o["paidAt"].is_i64() && o["status"] != "created").then_some(o)
+                // Paid, and past the write that gives it a shipping record (the payment marks
+                // the order paid first; a reader in between sees `paid` without `shipping`).
+                (o["paidAt"].is_i64() && o["status"] != "created" && o["shipping"].is_object())
+                    .then_some(o)
             }
         })
         .await

@@ -226,7 +226,9 @@ async fn close_code(socket: &mut Socket) -> Option<u16> {
 
 /// Waits until the hub has fanned out everything stored (so a later `drain` sees all of it).
 async fn settled(w: &World) {
-    let head = w.events.head().await.unwrap();
+    // Every event published so far numbered (the hub may not have numbered the last ones
+    // yet: `head` alone would return early and leave them undelivered), then delivered.
+    let head = w.events.settle().await.unwrap();
     tokio::time::timeout(GIVE_UP, async {
         while w.server.hub().cursor() < head {
             tokio::time::sleep(Duration::from_millis(5)).await;
