@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::analytics::Analytics;
 use crate::clock::FixedClock;
-use crate::store::collections::{ANALYTICS_FACTS, ENTITLEMENTS, ORDERS, SUBSCRIPTIONS};
+use crate::store::collections::{ANALYTICS_FACTS, ENTITLEMENTS, ORDERS, PLANS, SUBSCRIPTIONS};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Filter, FindOptions, Store};
 
@@ -356,4 +356,69 @@ async fn the_dashboard_row_counts_the_new_facts() {
     );
     // The money figures are the paid orders' only.
     assert_eq!(row["revenue"], json!({"wxpay": 1980, "xpay": 0}));
+}
+
+/// The documents come from the real fulfilment (`Commerce::fulfil`), not written by hand: the
+/// derivation reads what the granting and subscription code actually stores.
+#[tokio::test]
+async fn facts_follow_what_fulfilment_really_wrote() {
+    let (a, clock, store) = service().await;
+    store
+        .insert(
+            PLANS,
+            json!({"_id": "vip", "id": "vip", "title": "VIP", "tier": 1, "periodDays": 30,
+                "priceFen": 1800}),
+        )
+        .await
+        .unwrap();
+    let commerce = crate::commerce::Commerce::new(store.clone(), "wx1", clock.clone());
+    let paid = |id: &str, paid_at: i64, items: Value| {
+        json!({
+            "_id": id, "outTradeNo": format!("T{id}"), "openid": "o-1", "appid": "wx1",
+            "clientRequestId": format!("r-{id}"), "status": "paid", "channel": "wxpay",
+            "items": items, "totalFen": 2790, "createdAt": paid_at - 60,
+            "expiresAt": paid_at + 900, "paidAt": paid_at,
+        })
+    };
+    let vip = json!({"sku": "vip-wx", "title": "VIP", "quantity": 1, "unitPriceFen": 1800,
+        "kind": {"type": "membership", "plan": "vip"}});
+    let article = json!({"sku": "article-1", "title": "Article", "quantity": 1,
+        "unitPriceFen": 990, "kind": {"type": "content_unlock", "content": "c1"}});
+    for (id, at, items) in [
+        ("ord-1", NOON - 2 * H, json!([vip.clone(), article])),
+        ("ord-2", NOON - H, json!([vip])),
+    ] {
+        let doc = paid(id, at, items);
+        store.insert(ORDERS, doc.clone()).await.unwrap();
+        let order: crate::commerce::OrderDoc = serde_json::from_value(doc).unwrap();
+        commerce.fulfil(&order).await.unwrap();
+    }
+    assert_eq!(a.backfill_facts(DAY).await.unwrap(), 7);
+    let all: Vec<String> = store
+        .find(ANALYTICS_FACTS, &Filter::All, &FindOptions::new())
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d["_id"].as_str().unwrap().to_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let started = format!("subscription_started:o-1@{}", NOON - 2 * H);
+    assert_eq!(
+        all,
+        [
+            "granted:ord-1:article-1",
+            "granted:ord-1:vip-wx",
+            "granted:ord-2:vip-wx",
+            "paid:ord-1",
+            "paid:ord-2",
+            "subscription_renewed:ord-2",
+            started.as_str(),
+        ]
+    );
+    // Both orders carry fulfilment's automatic virtual shipment report: not a shipment.
+    let order = store.get(ORDERS, "ord-1").await.unwrap().unwrap();
+    assert_eq!(order["shipping"]["logisticsType"], "virtual");
+    // The second order continued the first one's time: no lapse, no second start.
+    assert_eq!(a.backfill_facts(DAY).await.unwrap(), 0);
 }
