@@ -422,3 +422,52 @@ async fn facts_follow_what_fulfilment_really_wrote() {
     // The second order continued the first one's time: no lapse, no second start.
     assert_eq!(a.backfill_facts(DAY).await.unwrap(), 0);
 }
+
+/// A tenant plan renews the tenant's subscription (`tenant:<id>`), a trial paid for in time is
+/// a renewal, and an upgrade order is neither.
+#[test]
+fn tenant_plans_trials_and_upgrades_renew_as_their_subscription_says() {
+    use crate::domain::subscription::Subscription;
+    let tenant = json!({"type": "tenant_plan", "plan": "team"});
+    let doc = |id: &str, extra: Value| {
+        let mut d = order(
+            id,
+            "o-owner",
+            NOON,
+            tenant.clone(),
+            json!({"tenantId": "t1"}),
+        );
+        for (k, v) in extra.as_object().unwrap() {
+            d[k] = v.clone();
+        }
+        serde_json::from_value::<crate::commerce::OrderDoc>(d).unwrap()
+    };
+    let paid = [
+        doc("ord-t", json!({})),
+        doc(
+            "ord-u",
+            json!({"upgrade": {"plan": "team", "fromPlan": "pro", "scope": "tenant",
+                "subscriber": "tenant:t1", "from": NOON, "until": NOON + D,
+                "listPriceFen": 990}}),
+        ),
+    ];
+    // A trial of a week, then the paid month from the trial's end.
+    let sub: Subscription = serde_json::from_value(json!({
+        "segments": [
+            {"plan": "team", "start": NOON - 7 * D + H, "end": NOON + H, "trial": true},
+            {"plan": "team", "start": NOON + H, "end": NOON + H + 30 * D, "trial": false}
+        ],
+        "renewPlan": "team", "appliedOrders": ["ord-t", "ord-u"]}))
+    .unwrap();
+    let subs = std::collections::BTreeMap::from([("tenant:t1".to_owned(), sub)]);
+    let facts = super::renewed(&paid, &subs);
+    assert_eq!(facts.len(), 1);
+    let (fact, source) = &facts[0];
+    assert_eq!(source, "ord-t");
+    assert_eq!(
+        (fact.openid.as_str(), fact.amount_fen, fact.day.as_str()),
+        ("tenant:t1", 990, DAY)
+    );
+    // Someone else's subscription of the same id is not there: nothing.
+    assert!(super::renewed(&paid, &std::collections::BTreeMap::new()).is_empty());
+}
