@@ -166,7 +166,9 @@ async fn three_shoppers_give_the_exact_funnel_and_a_refund_moves_the_revenue() {
         json!({"date": board["to"], "visitors": 3, "pageViews": 1, "productViews": 4,
             "carts": 3, "checkouts": 2, "paid": 2, "revenue": {"wxpay": 10_700, "xpay": 0},
             "refunds": {"wxpay": 0, "xpay": 0}, "newBuyers": 2, "returningBuyers": 0,
-            "paywallViews": 1, "paywallUnlocks": 0, "dropped": {}})
+            "paywallViews": 1, "paywallUnlocks": 0, "granted": 0, "shipped": 0,
+            "subscriptionsStarted": 0, "subscriptionsRenewed": 0, "subscriptionsLapsed": 0,
+            "dropped": {}})
     );
     let row = |sku: &str, ch: Value, v: u64, k: u64, co: u64, p: u64| json!({"sku": sku, "channel": ch, "views": v, "carts": k, "checkouts": co, "paid": p});
     assert_eq!(

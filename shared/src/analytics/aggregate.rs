@@ -353,6 +353,11 @@ fn day_row(day: &DayAggregate, dropped: Option<&Value>) -> Value {
         "returningBuyers": day.returning_buyers,
         "paywallViews": day.paywall_views,
         "paywallUnlocks": day.paywall_unlocks,
+        "granted": day.granted,
+        "shipped": day.shipped,
+        "subscriptionsStarted": day.subscriptions_started,
+        "subscriptionsRenewed": day.subscriptions_renewed,
+        "subscriptionsLapsed": day.subscriptions_lapsed,
         "dropped": dropped.cloned().unwrap_or_else(|| Value::Object(Map::new())),
     })
 }

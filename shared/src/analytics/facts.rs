@@ -1,7 +1,10 @@
-//! Backend facts: paid orders and settled refunds, copied into `analytics_facts` once per
-//! source id (`paid:<orderId>`, `refund:<refundNo>`). Two sources, the same document:
-//! the event stream (every minute, behind a cursor) and the owning collections (per day, when
-//! a day is aggregated). Both are idempotent: the fact's `_id` is its source.
+//! Backend facts, copied into `analytics_facts` once per source id: paid orders and settled
+//! refunds (`paid:<orderId>`, `refund:<refundNo>`) from the event stream (every minute, behind
+//! a cursor) and the owning collections (per day, when a day is aggregated); grants, shipments
+//! and subscription starts, renewals and lapses from the owning collections only (per day:
+//! `granted:<orderId>:<sku>`, `shipped:<orderId>`, `subscription_started:<subscriber>@<start>`,
+//! `subscription_renewed:<orderId>`, `subscription_lapsed:<subscriber>@<end>`). Every copy is
+//! idempotent: the fact's `_id` is its source. Nothing here is written by the paying code.
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -12,6 +15,8 @@ use crate::domain::analytics::{Fact, FactKind, FactLine};
 use crate::events::{Events, kinds};
 use crate::finance::{china_date, china_day_start};
 use crate::store::collections::{ANALYTICS_COUNTERS, ANALYTICS_FACTS, ORDERS, REFUNDS};
+
+mod derived;
 use crate::store::{Filter, FindOptions, StoreError, Update};
 
 /// The counters document holding the last event copied.
@@ -71,10 +76,16 @@ fn refund_fact(refund: &RefundDoc) -> Option<Fact> {
 }
 
 fn fact_id(fact: &Fact, source: &str) -> String {
-    match fact.kind {
-        FactKind::Paid => format!("paid:{source}"),
-        FactKind::Refunded => format!("refund:{source}"),
-    }
+    let kind = match fact.kind {
+        FactKind::Paid => "paid",
+        FactKind::Refunded => "refund",
+        FactKind::Granted => "granted",
+        FactKind::Shipped => "shipped",
+        FactKind::SubscriptionStarted => "subscription_started",
+        FactKind::SubscriptionRenewed => "subscription_renewed",
+        FactKind::SubscriptionLapsed => "subscription_lapsed",
+    };
+    format!("{kind}:{source}")
 }
 
 impl Analytics {
@@ -158,8 +169,9 @@ impl Analytics {
         Ok(report)
     }
 
-    /// Derives the facts of `day` from the owning collections: orders paid that day and
-    /// refunds settled that day. Returns how many were new.
+    /// Derives the facts of `day` from the owning collections: orders paid that day (with
+    /// their grants and subscription renewals), refunds settled that day, orders shipped that
+    /// day and the subscriptions that started or lapsed that day. Returns how many were new.
     ///
     /// # Errors
     /// The store's; `InvalidQuery` for a malformed day.
@@ -188,6 +200,11 @@ impl Analytics {
             if let Some(fact) = refund_fact(refund)
                 && self.store_fact(&fact, &refund.refund_no).await?
             {
+                stored += 1;
+            }
+        }
+        for (fact, source) in self.derived_facts(start, end, &orders).await? {
+            if self.store_fact(&fact, &source).await? {
                 stored += 1;
             }
         }

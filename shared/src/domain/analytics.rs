@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::domain::subscription::Segment;
+
 /// Events accepted per `track` call; the rest are dropped as `batch_cap`.
 pub const MAX_BATCH: usize = 50;
 /// Serialized size of one event's props.
@@ -289,23 +291,35 @@ pub enum FactKind {
     Paid,
     /// A refund settled (amount: the money returned).
     Refunded,
+    /// Fulfilment granted an entitlement for an order (items: the entitlement's sku).
+    Granted,
+    /// An order's goods were handed to shipping (physical goods; not the automatic
+    /// shipment report of virtual goods).
+    Shipped,
+    /// A subscription's covered time began: the first period (paid or trial), or the first
+    /// after a lapse (items: the plan).
+    SubscriptionStarted,
+    /// A paid period was added to a subscription that was still running (amount: the line).
+    SubscriptionRenewed,
+    /// A subscription's covered time ended without a period after it (dated at the end).
+    SubscriptionLapsed,
 }
 
 /// A backend fact as stored in `analytics_facts` (`_id` = `<kind>:<source id>`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Fact {
-    /// Paid or refunded.
+    /// What it is about.
     pub kind: FactKind,
     /// China day of `at`, `yyyy-MM-dd`.
     pub day: String,
     /// When it happened, Unix seconds.
     pub at: i64,
-    /// The buyer.
+    /// The buyer (subscription facts: the subscriber, an openid or `tenant:<id>`).
     pub openid: String,
-    /// The order.
+    /// The order (empty for subscription starts and lapses).
     pub order_id: String,
-    /// `wxpay` or `xpay`.
+    /// `wxpay` or `xpay` (empty for subscription starts and lapses).
     pub channel: String,
     /// Money moved, fen (positive).
     pub amount_fen: i64,
@@ -417,6 +431,21 @@ pub struct DayAggregate {
     pub paywall_views: u64,
     /// `paywall_unlock` events.
     pub paywall_unlocks: u64,
+    /// Entitlements granted (facts).
+    #[serde(default)]
+    pub granted: u64,
+    /// Orders shipped (facts).
+    #[serde(default)]
+    pub shipped: u64,
+    /// Subscriptions started, or started again after a lapse (facts).
+    #[serde(default)]
+    pub subscriptions_started: u64,
+    /// Paid periods added to running subscriptions (facts).
+    #[serde(default)]
+    pub subscriptions_renewed: u64,
+    /// Subscriptions whose covered time ended that day without a period after it (facts).
+    #[serde(default)]
+    pub subscriptions_lapsed: u64,
     /// Funnel rows, sorted by sku then channel.
     pub funnel: Vec<FunnelRow>,
     /// Products paid, sorted by sku.
@@ -535,6 +564,11 @@ pub fn aggregate_day<'a>(
                 day.refunds.add(&fact.channel, fact.amount_fen);
                 day.revenue.add(&fact.channel, -fact.amount_fen);
             }
+            FactKind::Granted => day.granted += 1,
+            FactKind::Shipped => day.shipped += 1,
+            FactKind::SubscriptionStarted => day.subscriptions_started += 1,
+            FactKind::SubscriptionRenewed => day.subscriptions_renewed += 1,
+            FactKind::SubscriptionLapsed => day.subscriptions_lapsed += 1,
         }
     }
     for b in &buyers {
@@ -591,6 +625,36 @@ fn funnel_rows(
         }
     }
     rows.into_values().collect()
+}
+
+/// A run of a subscription's segments, each beginning where the one before ended (a renewal,
+/// an upgrade or a trial paid for in time continues it): its start, end and first plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stretch<'a> {
+    /// Start of the first segment, Unix seconds.
+    pub start: i64,
+    /// End of the last segment, Unix seconds (exclusive).
+    pub end: i64,
+    /// The plan the stretch began with.
+    pub plan: &'a str,
+}
+
+/// The stretches of covered time of `segments` (in order, never overlapping, as
+/// [`crate::domain::subscription::Subscription`] keeps them). A stretch's start is a
+/// subscription start and its end, once passed, a lapse: a renewal never shows as either.
+pub fn stretches(segments: &[Segment]) -> Vec<Stretch<'_>> {
+    let mut out: Vec<Stretch<'_>> = Vec::new();
+    for s in segments {
+        match out.last_mut() {
+            Some(last) if last.end == s.start => last.end = s.end,
+            _ => out.push(Stretch {
+                start: s.start,
+                end: s.end,
+                plan: s.plan.as_str(),
+            }),
+        }
+    }
+    out
 }
 
 /// The China date `days` after `date` (`yyyy-MM-dd`), or `None` for a malformed date.
@@ -733,6 +797,70 @@ mod tests {
         assert_eq!(within_minute(100, 50), 20);
         assert_eq!(within_minute(120, 5), 0);
         assert_eq!(within_minute(500, 5), 0);
+    }
+
+    #[test]
+    fn stretches_join_segments_that_continue_and_split_at_gaps() {
+        let seg = |plan: &str, start, end, trial| Segment {
+            plan: plan.into(),
+            start,
+            end,
+            trial,
+        };
+        // A trial paid for in time, an upgrade inside the paid time, then a gap and a
+        // restart.
+        let segments = [
+            seg("pro", 0, 10, true),
+            seg("pro", 10, 40, false),
+            seg("max", 40, 50, false),
+            seg("pro", 70, 100, false),
+        ];
+        let s = stretches(&segments);
+        let edges: Vec<(i64, i64, &str)> = s.iter().map(|s| (s.start, s.end, s.plan)).collect();
+        assert_eq!(edges, [(0, 50, "pro"), (70, 100, "pro")]);
+        assert!(stretches(&[]).is_empty());
+    }
+
+    #[test]
+    fn every_fact_kind_is_counted_on_its_day_row() {
+        let mut facts = Vec::new();
+        for (kind, n) in [
+            (FactKind::Granted, 3),
+            (FactKind::Shipped, 2),
+            (FactKind::SubscriptionStarted, 1),
+            (FactKind::SubscriptionRenewed, 4),
+            (FactKind::SubscriptionLapsed, 5),
+        ] {
+            for i in 0..n {
+                let mut f = paid("a", &format!("o{i}"), "wxpay", &[]);
+                f.kind = kind;
+                facts.push(f);
+            }
+        }
+        let (day, _) = aggregate_day("2026-12-04", &[], &facts, &HashSet::new());
+        assert_eq!(
+            (
+                day.granted,
+                day.shipped,
+                day.subscriptions_started,
+                day.subscriptions_renewed,
+                day.subscriptions_lapsed
+            ),
+            (3, 2, 1, 4, 5)
+        );
+        // None of them is money or a buyer.
+        assert_eq!((day.paid, day.new_buyers), (0, 0));
+        assert_eq!(day.revenue, PerChannel::default());
+        assert_eq!(day.facts, 15);
+        // Stored before these figures existed: they read as zero.
+        let old: DayAggregate = serde_json::from_value(json!({"date": "2026-12-01",
+            "events": 0, "facts": 0, "visitors": 0, "pageViews": 0, "productViews": 0,
+            "carts": 0, "checkouts": 0, "paid": 0, "revenue": {"wxpay": 0, "xpay": 0},
+            "refunds": {"wxpay": 0, "xpay": 0}, "newBuyers": 0, "returningBuyers": 0,
+            "paywallViews": 0, "paywallUnlocks": 0, "funnel": [], "products": [],
+            "content": []}))
+        .unwrap();
+        assert_eq!((old.granted, old.subscriptions_lapsed), (0, 0));
     }
 
     #[test]

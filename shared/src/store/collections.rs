@@ -101,8 +101,8 @@ pub const SERIES_ANNOUNCEMENTS: &str = "series_announcements";
 /// Raw `track` batches, one document per accepted call: `{openid, day, receivedAt, events}`;
 /// dropped after `ANALYTICS_RETENTION_DAYS`.
 pub const ANALYTICS_EVENTS: &str = "analytics_events";
-/// Backend facts (paid, refunded), `_id` = `<kind>:<source id>`: copied once from the event
-/// stream and the owning collections.
+/// Backend facts (paid, refunded, granted, shipped, subscription started/renewed/lapsed),
+/// `_id` = `<kind>:<source id>`: copied once from the event stream and the owning collections.
 pub const ANALYTICS_FACTS: &str = "analytics_facts";
 /// Day aggregates, `_id` = `yyyy-MM-dd` (kept after the raw events are dropped).
 pub const ANALYTICS_DAILY: &str = "analytics_daily";
@@ -161,6 +161,8 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
                 IndexSpec::non_unique(["shipping.state", "shipping.deadlineAt"]),
                 IndexSpec::non_unique(["shipping.upload.state", "shipping.upload.nextAt"]),
                 IndexSpec::non_unique(["transactionId"]),
+                // Analytics: the day's shipments (shipped facts).
+                IndexSpec::non_unique(["shipping.shippedAt"]),
             ],
         ),
         (
