@@ -173,55 +173,45 @@ impl Datacube {
         let date = self.check_date(date)?;
         let client = self.client()?;
         let mut report = json!({"date": date});
+        let as_value = |v: Result<Value, serde_json::Error>| v.unwrap_or_default();
+        // The three calls one after the other, then each answer stored on its own.
+        let parts = [
+            (
+                "trend",
+                client
+                    .daily_visit_trend(&date)
+                    .await
+                    .map(|t| t.map(|t| as_value(serde_json::to_value(t)))),
+            ),
+            (
+                "retention",
+                client
+                    .daily_retention(&date)
+                    .await
+                    .map(|r| Some(as_value(serde_json::to_value(r)))),
+            ),
+            (
+                "portrait",
+                client
+                    .daily_portrait(&date)
+                    .await
+                    .map(|p| Some(as_value(serde_json::to_value(p)))),
+            ),
+        ];
         let mut first_error = None;
         let mut failures = 0;
-        match client.daily_visit_trend(&date).await {
-            Ok(Some(trend)) => {
-                self.store_part(
-                    &date,
-                    "trend",
-                    serde_json::to_value(trend).unwrap_or_default(),
-                )
-                .await?;
-                report["trend"] = json!("ok");
-            }
-            Ok(None) => report["trend"] = json!("none"),
-            Err(e) => {
-                failures += 1;
-                report["trend"] = json!(part_error(&e));
-                first_error.get_or_insert(e);
-            }
-        }
-        match client.daily_retention(&date).await {
-            Ok(r) => {
-                self.store_part(
-                    &date,
-                    "retention",
-                    serde_json::to_value(r).unwrap_or_default(),
-                )
-                .await?;
-                report["retention"] = json!("ok");
-            }
-            Err(e) => {
-                failures += 1;
-                report["retention"] = json!(part_error(&e));
-                first_error.get_or_insert(e);
-            }
-        }
-        match client.daily_portrait(&date).await {
-            Ok(p) => {
-                self.store_part(
-                    &date,
-                    "portrait",
-                    serde_json::to_value(p).unwrap_or_default(),
-                )
-                .await?;
-                report["portrait"] = json!("ok");
-            }
-            Err(e) => {
-                failures += 1;
-                report["portrait"] = json!(part_error(&e));
-                first_error.get_or_insert(e);
+        for (part, answer) in parts {
+            match answer {
+                Ok(Some(value)) => {
+                    self.store_part(&date, part, value).await?;
+                    report[part] = json!("ok");
+                }
+                Ok(None) => report[part] = json!("none"),
+                Err(e) => {
+                    failures += 1;
+                    report[part] = json!(part_error(&e));
+                    first_error.get_or_insert(e);
+                }
             }
         }
         match first_error {
