@@ -180,31 +180,27 @@ impl Analytics {
             .ok_or_else(|| StoreError::InvalidQuery(format!("not a day: {day}")))?;
         let end = start + 86_400;
         let window = |field: &str| Filter::gte(field, start).and(Filter::lt(field, end));
-        let mut stored = 0;
         let orders: Vec<OrderDoc> = self
             .store
             .find_as(ORDERS, &window("paidAt"), &FindOptions::new())
             .await?;
-        for order in &orders {
-            if let Some(fact) = paid_fact(order)
-                && self.store_fact(&fact, &order.id).await?
-            {
-                stored += 1;
-            }
-        }
         let refunds: Vec<RefundDoc> = self
             .store
             .find_as(REFUNDS, &window("settledAt"), &FindOptions::new())
             .await?;
-        for refund in &refunds {
-            if let Some(fact) = refund_fact(refund)
-                && self.store_fact(&fact, &refund.refund_no).await?
-            {
-                stored += 1;
-            }
-        }
-        for (fact, source) in self.derived_facts(start, end, &orders).await? {
-            if self.store_fact(&fact, &source).await? {
+        let mut facts: Vec<(Fact, String)> = orders
+            .iter()
+            .filter_map(|o| paid_fact(o).map(|f| (f, o.id.clone())))
+            .collect();
+        facts.extend(
+            refunds
+                .iter()
+                .filter_map(|r| refund_fact(r).map(|f| (f, r.refund_no.clone()))),
+        );
+        facts.extend(self.derived_facts(start, end, &orders).await?);
+        let mut stored = 0;
+        for (fact, source) in &facts {
+            if self.store_fact(fact, source).await? {
                 stored += 1;
             }
         }
