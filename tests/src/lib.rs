@@ -301,6 +301,11 @@ impl HttpInstance {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The process id (for reading its `/proc` figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -2,12 +2,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{Analytics, AnalyticsError, upsert};
 use crate::domain::analytics::{
-    self as rules, ContentRow, DayAggregate, Fact, FactKind, FunnelRow, ProductRow, RawBatch,
+    self as rules, ContentRow, DayAggregate, EventFold, Fact, FactKind, FunnelRow, ProductRow,
+    RawBatch,
 };
 use crate::finance::china_day_start;
 use crate::store::collections::{
@@ -21,6 +23,9 @@ pub const MAX_DASHBOARD_DAYS: u32 = 90;
 const PAGE: u64 = 500;
 /// Ids per `In` query while aggregating.
 const CHUNK: usize = 500;
+/// First-active-day writes in flight at once: a day of 10,000 new people is not 10,000 round
+/// trips one after the other (SQLite commits the concurrent ones together).
+const CONCURRENT_WRITES: usize = 16;
 /// Retention offsets, days.
 const RETENTION_OFFSETS: [i64; 3] = [1, 7, 30];
 /// Rows of `topProducts` and `topContent`.
@@ -42,9 +47,9 @@ fn invalid_day(date: &str) -> AnalyticsError {
 }
 
 impl Analytics {
-    /// Every raw batch of `day`, paged by `_id`.
-    async fn raw_of(&self, day: &str) -> Result<Vec<RawBatch>, StoreError> {
-        let mut out = Vec::new();
+    /// Every raw batch of `day` folded, read in pages by `_id` (one page in memory at a time).
+    async fn fold_raw(&self, day: &str) -> Result<EventFold, StoreError> {
+        let mut fold = EventFold::default();
         let mut last: Option<String> = None;
         loop {
             let mut filter = Filter::eq("day", day);
@@ -63,12 +68,12 @@ impl Analytics {
             for doc in docs {
                 last = doc.get("_id").and_then(Value::as_str).map(str::to_owned);
                 match serde_json::from_value::<RawBatch>(doc) {
-                    Ok(batch) => out.push(batch),
+                    Ok(batch) => fold.add(&batch),
                     Err(e) => tracing::warn!(error = %e, "analytics: unreadable raw batch"),
                 }
             }
             if n < PAGE {
-                return Ok(out);
+                return Ok(fold);
             }
         }
     }
@@ -86,7 +91,7 @@ impl Analytics {
             return Err(AnalyticsError::Invalid(format!("{date} has not come yet")));
         }
         self.backfill_facts(date).await?;
-        let raw = self.raw_of(date).await?;
+        let events = self.fold_raw(date).await?;
         let facts: Vec<Fact> = self
             .store
             .find_as(
@@ -113,7 +118,7 @@ impl Analytics {
                 .await?;
             returning.extend(earlier.into_iter().map(|f| f.openid));
         }
-        let (day, active) = rules::aggregate_day(date, &raw, &facts, &returning);
+        let (day, active) = events.finish(date, &facts, &returning);
         self.save_day(&day).await?;
         self.cohorts(date, &active).await?;
         Ok(AggregateReport {
@@ -162,30 +167,16 @@ impl Analytics {
                     ))
                 })
                 .collect();
-            for openid in chunk {
-                let id = format!("user:{openid}");
-                match known.get(openid.as_str()) {
-                    Some(first) if first.as_str() <= date => {}
-                    Some(_) => {
-                        self.store
-                            .update_one(
-                                ANALYTICS_COUNTERS,
-                                &Filter::id(id.as_str()).and(Filter::gt("firstDay", date)),
-                                &Update::new().set("firstDay", date),
-                                UpdateOptions::default(),
-                            )
-                            .await?;
-                    }
-                    None => {
-                        let doc = json!({"_id": id, "kind": "user", "openid": openid,
-                            "firstDay": date});
-                        match self.store.insert(ANALYTICS_COUNTERS, doc).await {
-                            Ok(_) | Err(StoreError::DuplicateKey { .. }) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-            }
+            let pending = chunk
+                .iter()
+                .filter_map(|openid| match known.get(openid.as_str()) {
+                    Some(first) if first.as_str() <= date => None,
+                    first => Some(self.record_first_day(openid, first.is_some(), date)),
+                });
+            stream::iter(pending)
+                .buffer_unordered(CONCURRENT_WRITES)
+                .try_for_each(|()| async { Ok(()) })
+                .await?;
         }
         let size = self
             .store
@@ -226,6 +217,34 @@ impl Analytics {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Records `date` as the first active day of `openid`: a new record, or an earlier day
+    /// than the one `known` (a day aggregated out of order). A record written meanwhile by a
+    /// concurrent run is kept.
+    async fn record_first_day(
+        &self,
+        openid: &str,
+        known: bool,
+        date: &str,
+    ) -> Result<(), StoreError> {
+        let id = format!("user:{openid}");
+        if known {
+            self.store
+                .update_one(
+                    ANALYTICS_COUNTERS,
+                    &Filter::id(id.as_str()).and(Filter::gt("firstDay", date)),
+                    &Update::new().set("firstDay", date),
+                    UpdateOptions::default(),
+                )
+                .await?;
+            return Ok(());
+        }
+        let doc = json!({"_id": id, "kind": "user", "openid": openid, "firstDay": date});
+        match self.store.insert(ANALYTICS_COUNTERS, doc).await {
+            Ok(_) | Err(StoreError::DuplicateKey { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The dashboard of the `days` days up to today (1..=[`MAX_DASHBOARD_DAYS`]): one row per

@@ -229,6 +229,32 @@ async fn cohorts_count_who_came_back_one_day_later() {
 }
 
 #[tokio::test]
+async fn a_day_of_several_pages_counts_every_batch_and_person_once() {
+    // More raw batches than two pages, more people than one chunk of first-day writes.
+    let (a, _, store) = service(NOON, 90).await;
+    let people = 1_234;
+    for i in 0..people {
+        a.track(&format!("p{i:04}"), &views(2)).await.unwrap();
+    }
+    let report = a.aggregate(DAY).await.unwrap();
+    assert_eq!(report.events, 2 * people);
+    let day = store.get(ANALYTICS_DAILY, DAY).await.unwrap().unwrap();
+    assert_eq!(day["visitors"], people);
+    assert_eq!(day["productViews"], 2 * people);
+    assert_eq!(day["cohort"]["size"], people);
+    let firsts = store
+        .count(ANALYTICS_COUNTERS, &Filter::eq("firstDay", DAY))
+        .await
+        .unwrap();
+    assert_eq!(firsts, people);
+    // Run again: the same figures, no second record for anyone.
+    assert_eq!(a.aggregate(DAY).await.unwrap(), report);
+    let again = store.get(ANALYTICS_DAILY, DAY).await.unwrap().unwrap();
+    assert_eq!(again["cohort"], day["cohort"]);
+    assert_eq!(again["funnel"], day["funnel"]);
+}
+
+#[tokio::test]
 async fn raw_events_older_than_the_retention_are_dropped_and_aggregates_kept() {
     let (a, clock, store) = service(NOON, 2).await;
     a.track("o-1", &views(3)).await.unwrap();

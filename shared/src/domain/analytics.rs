@@ -467,23 +467,64 @@ pub fn aggregate_day<'a>(
     facts: &[Fact],
     returning: &HashSet<String>,
 ) -> (DayAggregate, BTreeSet<String>) {
-    let mut day = DayAggregate {
-        date: date.to_owned(),
-        facts: facts.len() as u64,
-        ..DayAggregate::default()
-    };
-    let mut active = BTreeSet::new();
-    // sku → people per step; (sku, person) → channel of their last checkout of it.
-    let mut viewers: HashMap<&str, HashSet<&str>> = HashMap::new();
-    let mut carters: HashMap<&str, HashSet<&str>> = HashMap::new();
-    let mut checkout_of: HashMap<(&str, &str), &str> = HashMap::new();
-    let mut content: BTreeMap<&str, ContentRow> = BTreeMap::new();
-    let raw: Vec<&RawBatch> = raw.into_iter().collect();
-    for batch in &raw {
-        let who = batch.openid.as_str();
-        if !batch.events.is_empty() {
-            active.insert(batch.openid.clone());
+    let mut fold = EventFold::default();
+    for batch in raw {
+        fold.add(batch);
+    }
+    fold.finish(date, facts, returning)
+}
+
+/// Names numbered in order of first sight, so that the fold keeps each openid and sku once
+/// however many events mention it.
+#[derive(Debug, Default)]
+struct Names {
+    numbers: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Names {
+    fn number(&mut self, name: &str) -> u32 {
+        if let Some(&n) = self.numbers.get(name) {
+            return n;
         }
+        let n = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.numbers.insert(name.to_owned(), n);
+        self.names.push(name.to_owned());
+        n
+    }
+
+    fn name(&self, n: u32) -> &str {
+        self.names.get(n as usize).map_or("", String::as_str)
+    }
+}
+
+/// A day's raw events folded one batch at a time: the aggregation reads a day page by page,
+/// and what it keeps grows with the day's distinct people and products, not with its events.
+#[derive(Debug, Default)]
+pub struct EventFold {
+    counts: DayAggregate,
+    people: Names,
+    skus: Names,
+    channels: Names,
+    /// People who sent at least one valid event.
+    active: HashSet<u32>,
+    /// (sku, person) per funnel step.
+    viewed: HashSet<(u32, u32)>,
+    carted: HashSet<(u32, u32)>,
+    /// (sku, person) → channel of their last checkout of it.
+    checkout_of: HashMap<(u32, u32), u32>,
+    content: BTreeMap<String, ContentRow>,
+}
+
+impl EventFold {
+    /// Adds one batch.
+    pub fn add(&mut self, batch: &RawBatch) {
+        if batch.events.is_empty() {
+            return;
+        }
+        let who = self.people.number(&batch.openid);
+        self.active.insert(who);
+        let day = &mut self.counts;
         for e in &batch.events {
             day.events += 1;
             match e.name.as_str() {
@@ -491,22 +532,24 @@ pub fn aggregate_day<'a>(
                 "product_view" => {
                     day.product_views += 1;
                     if let Some(sku) = prop_str(e, "sku") {
-                        viewers.entry(sku).or_default().insert(who);
+                        self.viewed.insert((self.skus.number(sku), who));
                     }
                 }
                 "add_to_cart" => {
                     day.carts += 1;
                     if let Some(sku) = prop_str(e, "sku") {
-                        carters.entry(sku).or_default().insert(who);
+                        self.carted.insert((self.skus.number(sku), who));
                     }
                 }
                 "checkout_start" => {
                     day.checkouts += 1;
-                    let channel = prop_str(e, "channel").unwrap_or("wxpay");
-                    for sku in e.props.get("skus").and_then(Value::as_array).into_iter() {
-                        for sku in sku.iter().filter_map(Value::as_str) {
-                            checkout_of.insert((sku, who), channel);
-                        }
+                    let channel = self
+                        .channels
+                        .number(prop_str(e, "channel").unwrap_or("wxpay"));
+                    let skus = e.props.get("skus").and_then(Value::as_array);
+                    for sku in skus.into_iter().flatten().filter_map(Value::as_str) {
+                        self.checkout_of
+                            .insert((self.skus.number(sku), who), channel);
                     }
                 }
                 "paywall_view" | "paywall_unlock" => {
@@ -517,10 +560,13 @@ pub fn aggregate_day<'a>(
                         day.paywall_views += 1;
                     }
                     if let Some(id) = prop_str(e, "contentId") {
-                        let row = content.entry(id).or_insert_with(|| ContentRow {
-                            content_id: id.to_owned(),
-                            ..ContentRow::default()
-                        });
+                        let row = self
+                            .content
+                            .entry(id.to_owned())
+                            .or_insert_with(|| ContentRow {
+                                content_id: id.to_owned(),
+                                ..ContentRow::default()
+                            });
                         if unlock {
                             row.unlocks += 1;
                         } else {
@@ -532,99 +578,125 @@ pub fn aggregate_day<'a>(
             }
         }
     }
-    day.visitors = active.len() as u64;
 
-    // Facts: revenue, refunds, buyers, products.
-    let mut buyers: BTreeSet<&str> = BTreeSet::new();
-    let mut payers: HashMap<(&str, &str), HashSet<&str>> = HashMap::new();
-    let mut products: BTreeMap<&str, ProductRow> = BTreeMap::new();
-    for fact in facts {
-        match fact.kind {
-            FactKind::Paid => {
-                day.paid += 1;
-                day.revenue.add(&fact.channel, fact.amount_fen);
-                buyers.insert(&fact.openid);
-                let mut seen = HashSet::new();
-                for line in &fact.items {
-                    payers
-                        .entry((line.sku.as_str(), fact.channel.as_str()))
-                        .or_default()
-                        .insert(&fact.openid);
-                    let row = products.entry(&line.sku).or_insert_with(|| ProductRow {
-                        sku: line.sku.clone(),
-                        ..ProductRow::default()
-                    });
-                    if seen.insert(line.sku.as_str()) {
-                        row.paid += 1;
+    /// The day of `date` from the events folded so far and the day's `facts`; `returning`
+    /// are the buyers who had a paid fact before the day. Also returns the day's distinct
+    /// active people (for the retention cohorts).
+    pub fn finish(
+        mut self,
+        date: &str,
+        facts: &[Fact],
+        returning: &HashSet<String>,
+    ) -> (DayAggregate, BTreeSet<String>) {
+        let mut day = DayAggregate {
+            date: date.to_owned(),
+            facts: facts.len() as u64,
+            ..std::mem::take(&mut self.counts)
+        };
+        let active: BTreeSet<String> = self
+            .active
+            .iter()
+            .map(|&n| self.people.name(n).to_owned())
+            .collect();
+        day.visitors = active.len() as u64;
+
+        // Facts: revenue, refunds, buyers, products.
+        let mut buyers: BTreeSet<&str> = BTreeSet::new();
+        let mut payers: HashMap<(&str, &str), HashSet<&str>> = HashMap::new();
+        let mut products: BTreeMap<&str, ProductRow> = BTreeMap::new();
+        for fact in facts {
+            match fact.kind {
+                FactKind::Paid => {
+                    day.paid += 1;
+                    day.revenue.add(&fact.channel, fact.amount_fen);
+                    buyers.insert(&fact.openid);
+                    let mut seen = HashSet::new();
+                    for line in &fact.items {
+                        payers
+                            .entry((line.sku.as_str(), fact.channel.as_str()))
+                            .or_default()
+                            .insert(&fact.openid);
+                        let row = products.entry(&line.sku).or_insert_with(|| ProductRow {
+                            sku: line.sku.clone(),
+                            ..ProductRow::default()
+                        });
+                        if seen.insert(line.sku.as_str()) {
+                            row.paid += 1;
+                        }
+                        row.revenue += line.fen;
                     }
-                    row.revenue += line.fen;
                 }
+                FactKind::Refunded => {
+                    day.refunds.add(&fact.channel, fact.amount_fen);
+                    day.revenue.add(&fact.channel, -fact.amount_fen);
+                }
+                FactKind::Granted => day.granted += 1,
+                FactKind::Shipped => day.shipped += 1,
+                FactKind::SubscriptionStarted => day.subscriptions_started += 1,
+                FactKind::SubscriptionRenewed => day.subscriptions_renewed += 1,
+                FactKind::SubscriptionLapsed => day.subscriptions_lapsed += 1,
             }
-            FactKind::Refunded => {
-                day.refunds.add(&fact.channel, fact.amount_fen);
-                day.revenue.add(&fact.channel, -fact.amount_fen);
+        }
+        for b in &buyers {
+            if returning.contains(*b) {
+                day.returning_buyers += 1;
+            } else {
+                day.new_buyers += 1;
             }
-            FactKind::Granted => day.granted += 1,
-            FactKind::Shipped => day.shipped += 1,
-            FactKind::SubscriptionStarted => day.subscriptions_started += 1,
-            FactKind::SubscriptionRenewed => day.subscriptions_renewed += 1,
-            FactKind::SubscriptionLapsed => day.subscriptions_lapsed += 1,
         }
-    }
-    for b in &buyers {
-        if returning.contains(*b) {
-            day.returning_buyers += 1;
-        } else {
-            day.new_buyers += 1;
-        }
+
+        day.funnel = self.funnel_rows(&payers);
+        day.products = products.into_values().collect();
+        day.content = std::mem::take(&mut self.content).into_values().collect();
+        (day, active)
     }
 
-    // Funnel rows: views and carts go to the channel of the person's checkout of the sku.
-    day.funnel = funnel_rows(&viewers, &carters, &checkout_of, &payers);
-    day.products = products.into_values().collect();
-    day.content = content.into_values().collect();
-    (day, active)
-}
-
-fn funnel_rows(
-    viewers: &HashMap<&str, HashSet<&str>>,
-    carters: &HashMap<&str, HashSet<&str>>,
-    checkout_of: &HashMap<(&str, &str), &str>,
-    payers: &HashMap<(&str, &str), HashSet<&str>>,
-) -> Vec<FunnelRow> {
-    let mut rows: BTreeMap<(String, Option<String>), FunnelRow> = BTreeMap::new();
-    let mut step = |sku: &str, channel: Option<&str>, f: fn(&mut FunnelRow)| {
-        let key = (sku.to_owned(), channel.map(str::to_owned));
-        let r = rows.entry(key).or_insert_with(|| FunnelRow {
-            sku: sku.to_owned(),
-            channel: channel.map(str::to_owned),
-            ..FunnelRow::default()
-        });
-        f(r);
-    };
-    for (sku, people) in viewers {
-        for who in people {
-            step(sku, checkout_of.get(&(*sku, *who)).copied(), |r| {
+    /// Funnel rows: views and carts go to the channel of the person's checkout of the sku.
+    fn funnel_rows<'a>(
+        &'a self,
+        payers: &HashMap<(&'a str, &'a str), HashSet<&str>>,
+    ) -> Vec<FunnelRow> {
+        let mut rows = BTreeMap::new();
+        let channel_of =
+            |pair: &(u32, u32)| self.checkout_of.get(pair).map(|&c| self.channels.name(c));
+        for pair in &self.viewed {
+            funnel_step(&mut rows, self.skus.name(pair.0), channel_of(pair), |r| {
                 r.views += 1
             });
         }
-    }
-    for (sku, people) in carters {
-        for who in people {
-            step(sku, checkout_of.get(&(*sku, *who)).copied(), |r| {
+        for pair in &self.carted {
+            funnel_step(&mut rows, self.skus.name(pair.0), channel_of(pair), |r| {
                 r.carts += 1
             });
         }
-    }
-    for ((sku, _who), channel) in checkout_of {
-        step(sku, Some(channel), |r| r.checkouts += 1);
-    }
-    for ((sku, channel), people) in payers {
-        for _ in people {
-            step(sku, Some(channel), |r| r.paid += 1);
+        for (&(sku, _who), &channel) in &self.checkout_of {
+            let channel = Some(self.channels.name(channel));
+            funnel_step(&mut rows, self.skus.name(sku), channel, |r| {
+                r.checkouts += 1
+            });
         }
+        for (&(sku, channel), people) in payers {
+            for _ in people {
+                funnel_step(&mut rows, sku, Some(channel), |r| r.paid += 1);
+            }
+        }
+        rows.into_values().collect()
     }
-    rows.into_values().collect()
+}
+
+/// Applies `f` to the funnel row of (`sku`, `channel`), created empty on first use.
+fn funnel_step<'a>(
+    rows: &mut BTreeMap<(&'a str, Option<&'a str>), FunnelRow>,
+    sku: &'a str,
+    channel: Option<&'a str>,
+    f: fn(&mut FunnelRow),
+) {
+    let row = rows.entry((sku, channel)).or_insert_with(|| FunnelRow {
+        sku: sku.to_owned(),
+        channel: channel.map(str::to_owned),
+        ..FunnelRow::default()
+    });
+    f(row);
 }
 
 /// A run of a subscription's segments, each beginning where the one before ended (a renewal,

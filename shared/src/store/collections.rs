@@ -279,7 +279,10 @@ pub fn all() -> Vec<(&'static str, Vec<IndexSpec>)> {
             SERIES_ANNOUNCEMENTS,
             vec![IndexSpec::non_unique(["state", "createdAt"])],
         ),
-        (ANALYTICS_EVENTS, vec![IndexSpec::non_unique(["day"])]),
+        (
+            ANALYTICS_EVENTS,
+            vec![IndexSpec::non_unique(["day", "_id"])],
+        ),
         (
             ANALYTICS_FACTS,
             vec![
