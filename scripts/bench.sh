@@ -14,8 +14,9 @@
 #      run, alternating (tests/src/bin/peer-bench.rs): start-up, warm invocation and GB-s per
 #      million, HTTP throughput on 2 CPUs and on 1, and the durable paid path on SQLite.
 #   6. analytics (issue 20): the release `analytics` binary in http mode taking `track` batches
-#      of 50 from many users (events/s on one instance), and the aggregation of ANALYTICS_EVENTS
-#      (default 1,000,000) raw events of one day (tests/src/bin/analytics-bench.rs).
+#      of 50 from many users (events/s on one instance), and the same binary's `aggregateRun` of
+#      ANALYTICS_EVENTS (default 1,000,000) raw events of one day: time and peak RSS
+#      (tests/src/bin/analytics-bench.rs).
 #
 # Environment: RUNS (starts per function), BILL_ROWS, BILL_PROFILE=release|dev,
 # BENCH_CLOUDBASE=0 (skip part 2), BENCH_ANALYTICS=0 (skip part 6), ANALYTICS_EVENTS,
@@ -176,6 +177,7 @@ fi
 if [ -s "$OUT/analytics" ]; then
     row "analytics track ingestion, one instance, HTTP" "$(sed -n 's/^ingestion: \([0-9]* events\/s\).*/\1/p' "$OUT/analytics")" ">= 10,000 events/s"
     row "analytics aggregation, ${ANALYTICS_EVENTS:-1000000} events" "$(sed -n 's/^aggregation: [0-9]* events in \([0-9.]* s\).*/\1/p' "$OUT/analytics")" "< 30 s"
+    row "analytics aggregation: peak RSS" "$(sed -n 's/^aggregation: .*peak RSS \([0-9.?]* MiB\).*/\1/p' "$OUT/analytics")" "< 256 MB (the function's memory)"
 fi
 if [ -s "$OUT/bill" ]; then
     row "bill reconciliation, ${BILL_ROWS:-100000} rows: time" "$(sed -n 's/.* rows in \([0-9.]* s\).*/\1/p' "$OUT/bill")" "< 10 s"
