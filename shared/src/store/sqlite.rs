@@ -21,6 +21,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
@@ -44,16 +45,35 @@ mod group_commit;
 /// A document store in one SQLite file (or in memory).
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// The writer's connection (and, in memory, the only one).
     inner: Arc<Mutex<Conn>>,
     /// Every write goes through here (group commit).
     writer: group_commit::Writer,
+    /// Read-only connections of a file store: in WAL mode a read does not wait for the
+    /// writer's batch and its fsync (it sees the last commit). Empty in memory, where reads
+    /// share the writer's connection.
+    readers: Arc<[Arc<Mutex<Conn>>]>,
+    /// The reader a read waits for when every reader is busy (round robin).
+    next_reader: Arc<AtomicUsize>,
     location: Arc<str>,
 }
+
+/// Read connections of a file store.
+const READERS: usize = 2;
 
 struct Conn {
     db: Connection,
     /// Collections whose table is known to exist.
     tables: HashSet<String>,
+}
+
+impl Conn {
+    fn shared(db: Connection) -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(Self {
+            db,
+            tables: HashSet::new(),
+        }))
+    }
 }
 
 impl fmt::Debug for SqliteStore {
@@ -100,13 +120,25 @@ impl SqliteStore {
     ) -> Result<Self, StoreError> {
         let path: PathBuf = path.as_ref().to_owned();
         let location: Arc<str> = path.display().to_string().into();
-        let db = blocking(move || {
+        let (db, readers) = blocking(move || {
             let db = Connection::open(&path).map_err(backend)?;
             configure(&db, true, synchronous)?;
-            Ok(db)
+            let readers = (0..READERS)
+                .map(|_| {
+                    let reader = Connection::open(&path).map_err(backend)?;
+                    configure(&reader, true, synchronous)?;
+                    reader
+                        .execute_batch("PRAGMA query_only=1")
+                        .map_err(backend)?;
+                    Ok(reader)
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok((db, readers))
         })
         .await?;
-        Self::from_connection(db, location)
+        let mut store = Self::from_connection(db, location)?;
+        store.readers = readers.into_iter().map(Conn::shared).collect();
+        Ok(store)
     }
 
     /// A private in-memory database (gone when the store is dropped).
@@ -117,42 +149,41 @@ impl SqliteStore {
     }
 
     fn from_connection(db: Connection, location: Arc<str>) -> Result<Self, StoreError> {
-        let inner = Arc::new(Mutex::new(Conn {
-            db,
-            tables: HashSet::new(),
-        }));
+        let inner = Conn::shared(db);
         Ok(Self {
             writer: group_commit::Writer::start(Arc::clone(&inner))?,
             inner,
+            readers: Arc::from([]),
+            next_reader: Arc::new(AtomicUsize::new(0)),
             location,
         })
-    }
-
-    /// Runs `work` on the connection in the blocking pool.
-    async fn with_conn<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
-    {
-        let inner = Arc::clone(&self.inner);
-        blocking(move || work(&mut lock(&inner))).await
     }
 }
 
 impl SqliteStore {
-    /// Runs a read on the connection: here when it is free, else in the blocking pool.
+    /// Runs a read on a read connection (in memory, the one connection): here when one is
+    /// free, else in the blocking pool, waiting for one in turn.
     async fn read_conn<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
     {
-        // The guard is dropped before any await (it is not `Send`).
-        let work = match self.inner.try_lock() {
-            Ok(mut conn) => return work(&mut conn),
-            Err(TryLockError::Poisoned(poisoned)) => return work(&mut poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => work,
+        let pool: &[Arc<Mutex<Conn>>] = if self.readers.is_empty() {
+            std::slice::from_ref(&self.inner)
+        } else {
+            &self.readers
         };
-        self.with_conn(work).await
+        // The guard is dropped before any await (it is not `Send`).
+        for conn in pool {
+            match conn.try_lock() {
+                Ok(mut conn) => return work(&mut conn),
+                Err(TryLockError::Poisoned(poisoned)) => return work(&mut poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let turn = self.next_reader.fetch_add(1, Ordering::Relaxed) % pool.len();
+        let conn = Arc::clone(&pool[turn]);
+        blocking(move || work(&mut lock(&conn))).await
     }
 }
 
@@ -782,6 +813,33 @@ mod tests {
 
     use super::*;
 
+    /// A read of a file store does not wait for the writer's connection, which is held for a
+    /// whole batch and its fsync; it sees the last commit, and the store's own connections
+    /// stay writable only through the writer.
+    #[tokio::test]
+    async fn reads_of_a_file_store_do_not_wait_for_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("r.db")).await.unwrap();
+        store
+            .insert("docs", json!({"_id": "a", "n": 1}))
+            .await
+            .unwrap();
+        let writer = lock(&store.inner);
+        let read = tokio::time::timeout(Duration::from_secs(20), store.get("docs", "a")).await;
+        drop(writer);
+        assert_eq!(read.unwrap().unwrap(), Some(json!({"_id": "a", "n": 1})));
+        // A committed write is seen by the next read.
+        store
+            .insert("docs", json!({"_id": "b", "n": 2}))
+            .await
+            .unwrap();
+        assert_eq!(store.count("docs", &Filter::All).await.unwrap(), 2);
+        let refused = store
+            .read_conn(|conn| conn.db.execute_batch("DELETE FROM docs").map_err(backend))
+            .await;
+        assert!(refused.is_err(), "read connections are query-only");
+    }
+
     /// A cached statement runs again with new values without being parsed and planned again
     /// (it was, at every `find_one`: SQLite re-prepares on a rebind of `LIMIT ?` to 1).
     #[test]
@@ -862,7 +920,7 @@ mod tests {
         ] {
             let sql = Sql::compile(&filter).unwrap();
             let plan = store
-                .with_conn(move |conn| {
+                .read_conn(move |conn| {
                     let query = format!(
                         "EXPLAIN QUERY PLAN SELECT doc FROM users WHERE {}",
                         sql.text

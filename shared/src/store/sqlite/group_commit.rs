@@ -87,7 +87,7 @@ fn in_savepoint<T>(
     conn: &mut Conn,
     work: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.db.execute_batch("SAVEPOINT w").map_err(backend)?;
+    run_cached(conn, "SAVEPOINT w")?;
     let result = catch_unwind(AssertUnwindSafe(|| work(&mut *conn))).unwrap_or_else(
         |payload: Box<dyn Any + Send>| {
             Err(StoreError::Backend(format!(
@@ -96,15 +96,23 @@ fn in_savepoint<T>(
             )))
         },
     );
-    let end = if result.is_ok() {
-        "RELEASE w"
-    } else {
+    if result.is_err() {
         // The table cache may name a table created by the rolled-back write.
         conn.tables.clear();
-        "ROLLBACK TO w; RELEASE w"
-    };
-    conn.db.execute_batch(end).map_err(backend)?;
+        run_cached(conn, "ROLLBACK TO w")?;
+    }
+    run_cached(conn, "RELEASE w")?;
     result
+}
+
+/// Runs one statement from the connection's statement cache: the batch's `BEGIN`, `COMMIT`
+/// and each write's savepoint are parsed once per connection, not once per write.
+fn run_cached(conn: &Conn, sql: &str) -> Result<(), StoreError> {
+    conn.db
+        .prepare_cached(sql)
+        .and_then(|mut stmt| stmt.raw_execute())
+        .map(|_| ())
+        .map_err(backend)
 }
 
 fn run(conn: &Mutex<Conn>, jobs: &Receiver<Job>) {
@@ -117,7 +125,7 @@ fn run(conn: &Mutex<Conn>, jobs: &Receiver<Job>) {
             }
         }
         let mut conn = lock(conn);
-        match conn.db.execute_batch("BEGIN IMMEDIATE").map_err(backend) {
+        match run_cached(&conn, "BEGIN IMMEDIATE") {
             Err(e) => {
                 for job in batch {
                     job(None)(Err(&e));
@@ -126,7 +134,7 @@ fn run(conn: &Mutex<Conn>, jobs: &Receiver<Job>) {
             Ok(()) => {
                 let answers: Vec<Deliver> =
                     batch.into_iter().map(|job| job(Some(&mut *conn))).collect();
-                let committed = conn.db.execute_batch("COMMIT").map_err(backend);
+                let committed = run_cached(&conn, "COMMIT");
                 if committed.is_err() {
                     conn.tables.clear();
                     let _ = conn.db.execute_batch("ROLLBACK");
