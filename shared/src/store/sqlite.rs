@@ -42,6 +42,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 mod group_commit;
 
+use group_commit::Atomic;
+
 /// A document store in one SQLite file (or in memory).
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -526,8 +528,9 @@ fn parse_doc(text: &str) -> Result<Value, StoreError> {
         .map_err(|e| StoreError::Backend(format!("stored document is not valid JSON: {e}")))
 }
 
-/// The conditional read-modify-write of `update_one`. Runs as one write of the group commit:
-/// inside its savepoint of an IMMEDIATE transaction, so no other writer comes in between.
+/// The conditional read-modify-write of `update_one`. Runs as one write of the group commit,
+/// inside the batch's IMMEDIATE transaction, so no other writer comes in between; its one
+/// modifying statement (the UPDATE, or the upsert's INSERT) is atomic on its own.
 fn update_in_tx(
     conn: &mut Conn,
     collection: &str,
@@ -578,10 +581,11 @@ fn update_in_tx(
             let doc = Value::Object(update.upsert_document(filter)?);
             document::validate(&doc)?;
             let id = doc["_id"].as_str().unwrap_or_default().to_owned();
-            tx.execute(
-                &format!("INSERT INTO \"{collection}\" (_id, doc) VALUES (?, ?)"),
-                params![id, to_json(&doc)?],
-            )
+            let text = to_json(&doc)?;
+            tx.prepare_cached(&format!(
+                "INSERT INTO \"{collection}\" (_id, doc) VALUES (?, ?)"
+            ))
+            .and_then(|mut stmt| stmt.execute(params![id, text]))
             .map_err(|e| map_err(collection, e))?;
             Some(doc)
         }
@@ -623,7 +627,7 @@ impl Store for SqliteStore {
         let text = to_json(&doc)?;
         let collection = collection.to_owned();
         self.writer
-            .write(move |conn| {
+            .write(Atomic::Statement, move |conn| {
                 conn.ensure_table(&collection)?;
                 conn.db
                     .prepare_cached(&format!(
@@ -697,7 +701,7 @@ impl Store for SqliteStore {
         let condition = Sql::compile(filter)?;
         let (collection, filter, update) = (collection.to_owned(), filter.clone(), update.clone());
         self.writer
-            .write(move |conn| {
+            .write(Atomic::Statement, move |conn| {
                 update_in_tx(
                     conn,
                     &collection,
@@ -714,7 +718,7 @@ impl Store for SqliteStore {
         check_collection(collection)?;
         let sql = Sql::compile(filter)?;
         let collection = collection.to_owned();
-        self.writer.write(move |conn| {
+        self.writer.write(Atomic::Statement, move |conn| {
             if !conn.has_table(&collection)? {
                 return Ok(false);
             }
@@ -733,7 +737,7 @@ impl Store for SqliteStore {
         let sql = Sql::compile(filter)?;
         let collection = collection.to_owned();
         self.writer
-            .write(move |conn| {
+            .write(Atomic::Statement, move |conn| {
                 if !conn.has_table(&collection)? {
                     return Ok(0);
                 }
@@ -777,9 +781,9 @@ impl Store for SqliteStore {
             spec.validate()?;
         }
         let (collection, indexes) = (collection.to_owned(), indexes.to_vec());
-        self.writer.write(move |conn| {
+        self.writer.write(Atomic::Savepoint, move |conn| {
             conn.ensure_table(&collection)?;
-            // Atomic as one write (group_commit runs it in its own savepoint).
+            // Atomic as one write (in its own savepoint).
             let tx = &conn.db;
             for spec in &indexes {
                 let wanted = index_sql(&collection, spec);

@@ -7,8 +7,11 @@
 //! [`MAX_BATCH`]), runs each inside its own `SAVEPOINT` of one `BEGIN IMMEDIATE` transaction,
 //! commits once, and only then answers each of them. So:
 //!
-//! - each write is still atomic on its own: a failing one is rolled back to its savepoint and
-//!   answers its error, the others in the batch are unaffected;
+//! - each write is still atomic on its own: a failing one answers its error and leaves nothing,
+//!   the others in the batch are unaffected. A write of one modifying statement gets that from
+//!   SQLite, which applies a statement whole or not at all ([`Atomic::Statement`]: no savepoint,
+//!   so no sub-journal copy of every page it touches); a write of several runs in its own
+//!   `SAVEPOINT` ([`Atomic::Savepoint`]);
 //! - each write sees the ones queued before it (same transaction, in order), so conditional
 //!   updates keep their meaning;
 //! - nothing is acknowledged before it is durable: a failed `COMMIT` fails every write of the
@@ -36,6 +39,16 @@ type Deliver = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 /// or, when the batch could not start (`None`), only return how to answer.
 type Job = Box<dyn FnOnce(Option<&mut Conn>) -> Deliver + Send>;
 
+/// How one write stays atomic inside the batch's transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Atomic {
+    /// The write runs at most one statement that changes rows (plus, at most, the creation of
+    /// its table, which may stay): SQLite applies that statement whole or not at all.
+    Statement,
+    /// The write may run several: they run in a savepoint, rolled back if it fails.
+    Savepoint,
+}
+
 /// The queue to the writer thread. The thread ends when the last clone is dropped.
 #[derive(Clone)]
 pub(super) struct Writer {
@@ -54,14 +67,17 @@ impl Writer {
     }
 
     /// Runs `work` as one atomic write and answers once it is committed.
-    pub(super) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    pub(super) async fn write<T, F>(&self, atomic: Atomic, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
     {
         let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
         let job: Job = Box::new(move |conn: Option<&mut Conn>| {
-            let result = conn.map(|conn| in_savepoint(conn, work));
+            let result = conn.map(|conn| match atomic {
+                Atomic::Statement => caught(conn, work),
+                Atomic::Savepoint => in_savepoint(conn, work),
+            });
             let deliver: Deliver = Box::new(move |batch: Result<(), &StoreError>| {
                 let outcome = match (batch, result) {
                     (Ok(()), Some(result)) => result,
@@ -88,14 +104,7 @@ fn in_savepoint<T>(
     work: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     run_cached(conn, "SAVEPOINT w")?;
-    let result = catch_unwind(AssertUnwindSafe(|| work(&mut *conn))).unwrap_or_else(
-        |payload: Box<dyn Any + Send>| {
-            Err(StoreError::Backend(format!(
-                "sqlite write panicked: {}",
-                panic_message(payload.as_ref())
-            )))
-        },
-    );
+    let result = caught(conn, work);
     if result.is_err() {
         // The table cache may name a table created by the rolled-back write.
         conn.tables.clear();
@@ -103,6 +112,21 @@ fn in_savepoint<T>(
     }
     run_cached(conn, "RELEASE w")?;
     result
+}
+
+/// `work`, a panic in it turned into an error (the writer thread keeps serving).
+fn caught<T>(
+    conn: &mut Conn,
+    work: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    catch_unwind(AssertUnwindSafe(|| work(&mut *conn))).unwrap_or_else(
+        |payload: Box<dyn Any + Send>| {
+            Err(StoreError::Backend(format!(
+                "sqlite write panicked: {}",
+                panic_message(payload.as_ref())
+            )))
+        },
+    )
 }
 
 /// Runs one statement from the connection's statement cache: the batch's `BEGIN`, `COMMIT`
@@ -252,6 +276,79 @@ mod tests {
         let order = store.get("things", "o1").await.unwrap().unwrap();
         assert_eq!(order["status"], "paid");
         assert_eq!(order["hits"], 32);
+    }
+
+    /// A one-statement write (no savepoint) that breaks a unique index among concurrent writes
+    /// of the same batches: it fails alone, its document and every index entry of it unchanged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_refused_update_among_a_batch_leaves_its_document_and_indexes_whole() {
+        let (store, _dir) = file_store().await;
+        store
+            .ensure_indexes(
+                "docs",
+                &[
+                    crate::store::IndexSpec::unique(["k"]),
+                    crate::store::IndexSpec::non_unique(["m"]),
+                ],
+            )
+            .await
+            .unwrap();
+        for i in 0..40 {
+            store
+                .insert("docs", json!({"_id": format!("d{i:02}"), "k": i, "m": 0}))
+                .await
+                .unwrap();
+        }
+        // Odd documents try to take their even neighbour's unique `k` (refused); even ones move
+        // their `m` (applied); all at once.
+        let mut tasks = Vec::new();
+        for i in 0..40_i64 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let update = if i % 2 == 1 {
+                    Update::new().set("k", i - 1).set("m", 9)
+                } else {
+                    Update::new().set("m", 1)
+                };
+                let id = format!("d{i:02}");
+                store
+                    .update_one(
+                        "docs",
+                        &Filter::id(id.as_str()),
+                        &update,
+                        UpdateOptions::default(),
+                    )
+                    .await
+            }));
+        }
+        for (i, task) in tasks.into_iter().enumerate() {
+            let result = task.await.unwrap();
+            if i % 2 == 1 {
+                assert!(
+                    matches!(result, Err(StoreError::DuplicateKey { .. })),
+                    "{result:?}"
+                );
+            } else {
+                assert!(result.unwrap().is_some());
+            }
+        }
+        for i in 0..40_i64 {
+            let by_k = store
+                .find(
+                    "docs",
+                    &Filter::eq("k", i),
+                    &crate::store::FindOptions::new(),
+                )
+                .await
+                .unwrap();
+            let m = if i % 2 == 1 { 0 } else { 1 };
+            assert_eq!(
+                by_k,
+                vec![json!({"_id": format!("d{i:02}"), "k": i, "m": m})]
+            );
+        }
+        assert_eq!(store.count("docs", &Filter::eq("m", 9)).await.unwrap(), 0);
+        assert_eq!(store.count("docs", &Filter::eq("m", 0)).await.unwrap(), 20);
     }
 
     #[tokio::test]
