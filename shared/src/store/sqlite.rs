@@ -263,15 +263,19 @@ fn map_err(collection: &str, e: rusqlite::Error) -> StoreError {
 
 /// `'$."a"."b"'`: the SQL literal for a checked dotted path.
 fn json_path(path: &str) -> String {
+    format!("'{}'", json_path_value(path))
+}
+
+/// `$."a"."b"`: the JSON path of a checked dotted path, as a value to bind.
+fn json_path_value(path: &str) -> String {
     debug_assert!(super::filter::check_path(path).is_ok());
     let mut out = String::with_capacity(path.len() + 8);
-    out.push_str("'$");
+    out.push('$');
     for segment in path.split('.') {
         out.push_str(".\"");
         out.push_str(segment);
         out.push('"');
     }
-    out.push('\'');
     out
 }
 
@@ -322,8 +326,12 @@ impl Sql {
             Filter::Lt(path, value) => self.compare(path, "<", value),
             Filter::Lte(path, value) => self.compare(path, "<=", value),
             Filter::Exists(path, exists) => {
+                // The path is bound, not written into the SQL: paths such as `orders.<order id>`
+                // differ at every call, and a new SQL text is a new parse and plan (and evicts a
+                // statement from the cache). No index is on `json_type`, so nothing is lost.
                 let op = if *exists { "IS NOT NULL" } else { "IS NULL" };
-                self.text.push_str(&format!("{} {op}", type_of(path)));
+                self.text.push_str(&format!("json_type(doc, ?) {op}"));
+                self.bind(SqlValue::Text(json_path_value(path)));
             }
             Filter::Contains(path, value) => self.contains(path, value),
             Filter::And(list) if list.is_empty() => self.text.push('1'),
@@ -842,6 +850,32 @@ mod tests {
             .read_conn(|conn| conn.db.execute_batch("DELETE FROM docs").map_err(backend))
             .await;
         assert!(refused.is_err(), "read connections are query-only");
+    }
+
+    /// A field that exists or not under a per-call path (`orders.<order id>`, as a grant checks)
+    /// gives one SQL text for every id, so one cached statement; and still means the field.
+    #[tokio::test]
+    async fn exists_binds_its_path_so_per_call_paths_share_one_statement() {
+        let filter =
+            |order: &str| Filter::id("e").and(Filter::exists(format!("orders.{order}"), false));
+        let (one, two) = (
+            Sql::compile(&filter("o-1")).unwrap(),
+            Sql::compile(&filter("o-2")).unwrap(),
+        );
+        assert_eq!(one.text, two.text);
+        assert_ne!(one.params, two.params);
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        store
+            .insert("ents", json!({"_id": "e", "orders": {"o-1": 1}}))
+            .await
+            .unwrap();
+        let found = |f: Filter| {
+            let store = store.clone();
+            async move { store.count("ents", &f).await.unwrap() }
+        };
+        assert_eq!(found(filter("o-1")).await, 0);
+        assert_eq!(found(filter("o-2")).await, 1);
+        assert_eq!(found(Filter::exists("orders.o-1", true)).await, 1);
     }
 
     /// A cached statement runs again with new values without being parsed and planned again
