@@ -1,6 +1,7 @@
 //! The daily aggregation and the dashboard over a range of days.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use serde::Serialize;
@@ -15,7 +16,7 @@ use crate::finance::china_day_start;
 use crate::store::collections::{
     ANALYTICS_COUNTERS, ANALYTICS_DAILY, ANALYTICS_EVENTS, ANALYTICS_FACTS,
 };
-use crate::store::{Filter, FindOptions, StoreError, Update, UpdateOptions};
+use crate::store::{Filter, FindOptions, Store, StoreError, Update, UpdateOptions};
 
 /// The longest dashboard range, days.
 pub const MAX_DASHBOARD_DAYS: u32 = 90;
@@ -167,12 +168,19 @@ impl Analytics {
                     ))
                 })
                 .collect();
-            let pending = chunk
+            // Owned inputs: the futures run concurrently inside `Send` callers.
+            let pending: Vec<_> = chunk
                 .iter()
                 .filter_map(|openid| match known.get(openid.as_str()) {
                     Some(first) if first.as_str() <= date => None,
-                    first => Some(self.record_first_day(openid, first.is_some(), date)),
-                });
+                    first => Some(record_first_day(
+                        Arc::clone(&self.store),
+                        (*openid).clone(),
+                        first.is_some(),
+                        date.to_owned(),
+                    )),
+                })
+                .collect();
             stream::iter(pending)
                 .buffer_unordered(CONCURRENT_WRITES)
                 .try_for_each(|()| async { Ok(()) })
@@ -217,34 +225,6 @@ impl Analytics {
                 .await?;
         }
         Ok(())
-    }
-
-    /// Records `date` as the first active day of `openid`: a new record, or an earlier day
-    /// than the one `known` (a day aggregated out of order). A record written meanwhile by a
-    /// concurrent run is kept.
-    async fn record_first_day(
-        &self,
-        openid: &str,
-        known: bool,
-        date: &str,
-    ) -> Result<(), StoreError> {
-        let id = format!("user:{openid}");
-        if known {
-            self.store
-                .update_one(
-                    ANALYTICS_COUNTERS,
-                    &Filter::id(id.as_str()).and(Filter::gt("firstDay", date)),
-                    &Update::new().set("firstDay", date),
-                    UpdateOptions::default(),
-                )
-                .await?;
-            return Ok(());
-        }
-        let doc = json!({"_id": id, "kind": "user", "openid": openid, "firstDay": date});
-        match self.store.insert(ANALYTICS_COUNTERS, doc).await {
-            Ok(_) | Err(StoreError::DuplicateKey { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     /// The dashboard of the `days` days up to today (1..=[`MAX_DASHBOARD_DAYS`]): one row per
@@ -379,4 +359,32 @@ fn day_row(day: &DayAggregate, dropped: Option<&Value>) -> Value {
         "subscriptionsLapsed": day.subscriptions_lapsed,
         "dropped": dropped.cloned().unwrap_or_else(|| Value::Object(Map::new())),
     })
+}
+
+/// Records `date` as the first active day of `openid`: a new record, or an earlier day than
+/// the one `known` (a day aggregated out of order). A record written meanwhile by a concurrent
+/// run is kept.
+async fn record_first_day(
+    store: Arc<dyn Store>,
+    openid: String,
+    known: bool,
+    date: String,
+) -> Result<(), StoreError> {
+    let id = format!("user:{openid}");
+    if known {
+        store
+            .update_one(
+                ANALYTICS_COUNTERS,
+                &Filter::id(id.as_str()).and(Filter::gt("firstDay", date.as_str())),
+                &Update::new().set("firstDay", date),
+                UpdateOptions::default(),
+            )
+            .await?;
+        return Ok(());
+    }
+    let doc = json!({"_id": id, "kind": "user", "openid": openid, "firstDay": date});
+    match store.insert(ANALYTICS_COUNTERS, doc).await {
+        Ok(_) | Err(StoreError::DuplicateKey { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }

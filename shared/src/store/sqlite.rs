@@ -836,9 +836,21 @@ mod tests {
             .insert("docs", json!({"_id": "a", "n": 1}))
             .await
             .unwrap();
-        let writer = lock(&store.inner);
+        // The writer's connection held elsewhere, as during a batch and its fsync.
+        let (held, release) = (
+            std::sync::mpsc::channel::<()>(),
+            std::sync::mpsc::channel::<()>(),
+        );
+        let inner = Arc::clone(&store.inner);
+        let holder = std::thread::spawn(move || {
+            let _writer = lock(&inner);
+            held.0.send(()).unwrap();
+            release.1.recv().ok();
+        });
+        held.1.recv().unwrap();
         let read = tokio::time::timeout(Duration::from_secs(20), store.get("docs", "a")).await;
-        drop(writer);
+        release.0.send(()).unwrap();
+        holder.join().unwrap();
         assert_eq!(read.unwrap().unwrap(), Some(json!({"_id": "a", "n": 1})));
         // A committed write is seen by the next read.
         store
