@@ -2,21 +2,23 @@
 //! JSON documents, WAL, and indexes on `json_extract(doc, '$."path"')` expressions so the
 //! database itself enforces uniqueness, across processes too.
 //!
-//! Concurrency: one connection per `SqliteStore`. Writes run on the store's writer thread, so
-//! a long lock wait or an fsync never stalls the async runtime; reads
-//! (`get`, `find`, `count`) run on the calling task when the connection is free (a WAL read
-//! waits for no writer and takes microseconds, less than the hop to another thread), and on the
-//! blocking pool behind the current user otherwise. Every write runs in
+//! Concurrency: writes run on the store's writer thread and its connection, so a long lock wait
+//! or an fsync never stalls the async runtime. A file store also has two read-only connections:
+//! reads (`get`, `find`, `count`) run on the calling task when one is free (a WAL read sees the
+//! last commit, waits for no writer and takes microseconds, less than the hop to another
+//! thread), and on the blocking pool behind a current user otherwise; they never wait for the
+//! writer's batch and its fsync. In memory, reads share the writer's connection. Every write
+//! runs in
 //! a `BEGIN IMMEDIATE` transaction, which takes SQLite's single write lock before reading:
 //! a conditional update reads, checks and writes with no other writer in between, whether
 //! the other writer is a task, a thread or another process on the same file. Writes that queue
-//! up while one commit reaches the disk share the next commit, each in its own savepoint
-//! (`group_commit`): one fsync for many writes, each still atomic and acknowledged only once
-//! durable.
+//! up while one commit reaches the disk share the next commit (`group_commit`): one fsync for
+//! many writes, each still atomic on its own and acknowledged only once durable.
 //!
-//! Values are always bound parameters. Paths are put into SQL text (an expression index is
-//! only used when the query spells the same expression), which is safe because
-//! `filter::check_path` admits only letters, digits, `_` and `-`.
+//! Values are always bound parameters. Paths of comparisons are put into SQL text (an expression
+//! index is only used when the query spells the same expression), which is safe because
+//! `filter::check_path` admits only letters, digits, `_` and `-`; the path of an exists test is
+//! bound, since per-call paths would make a new statement each time.
 
 use std::collections::HashSet;
 use std::fmt;
