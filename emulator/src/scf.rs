@@ -388,11 +388,7 @@ impl ScfInstance {
 
     /// Peak resident memory so far (`VmHWM`), in KiB; Linux only.
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        peak_rss_kib(self.pid)
     }
 
     /// Everything the function wrote to stdout so far (its JSON log lines).
@@ -668,4 +664,13 @@ async fn next(shared: &Shared) -> Response<Full<Bytes>> {
     }
     headers.insert(http::header::CONTENT_TYPE, value("application/json".into()));
     resp
+}
+
+/// Peak resident memory so far (`VmHWM`) of process `pid`, in KiB; Linux only.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

@@ -301,9 +301,9 @@ impl HttpInstance {
         format!("http://{}{path}", self.addr)
     }
 
-    /// The process id (for reading its `/proc` figures).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Peak resident memory of the process so far (`VmHWM`), in KiB; Linux only.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        wemint_emulator::scf::peak_rss_kib(self.child.id())
     }
 
     /// Whether the process is still running.

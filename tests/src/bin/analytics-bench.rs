@@ -232,7 +232,8 @@ async fn aggregation(args: &Args, dir: &std::path::Path) -> Result<(), BoxError>
     let (Some(events), Some(facts)) = (report["events"].as_u64(), report["facts"].as_u64()) else {
         return Err(format!("aggregateRun: HTTP {status}: {reply}").into());
     };
-    let peak = peak_rss_kib(server.pid())
+    let peak = server
+        .peak_rss_kib()
         .map_or("?".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     println!(
         "aggregation: {events} events in {secs:.2} s ({facts} facts, 10000 users, one day; the release binary's aggregateRun over HTTP, peak RSS {peak}; SQLite file; input stored in {setup:.1} s beforehand)"
@@ -242,13 +243,6 @@ async fn aggregation(args: &Args, dir: &std::path::Path) -> Result<(), BoxError>
 
 /// The administrator who calls `aggregateRun`.
 const ADMIN: &str = "o-bench-admin";
-
-/// Peak resident memory of `pid` so far (`VmHWM`), KiB.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
-    line.trim().trim_end_matches("kB").trim().parse().ok()
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
