@@ -3,13 +3,12 @@
 //! database itself enforces uniqueness, across processes too.
 //!
 //! Concurrency: writes run on the store's writer thread and its connection, so a long lock wait
-//! or an fsync never stalls the async runtime. A file store also has two read-only connections:
-//! reads (`get`, `find`, `count`) run on the calling task when one is free (a WAL read sees the
-//! last commit, waits for no writer and takes microseconds, less than the hop to another
-//! thread), and on the blocking pool behind a current user otherwise; they never wait for the
-//! writer's batch and its fsync. In memory, reads share the writer's connection. Every write
-//! runs in
-//! a `BEGIN IMMEDIATE` transaction, which takes SQLite's single write lock before reading:
+//! or an fsync never stalls the async runtime. Reads (`get`, `find`, `count`) run on the
+//! calling task when a connection is free (a WAL read sees the last commit, waits for no writer
+//! and takes microseconds, less than the hop to another thread): the writer's while it is idle,
+//! and, from the first read that would have waited for it, two read-only connections of a file
+//! store, so reads never wait for the writer's batch and its fsync. Every write runs in a
+//! `BEGIN IMMEDIATE` transaction, which takes SQLite's single write lock before reading:
 //! a conditional update reads, checks and writes with no other writer in between, whether
 //! the other writer is a task, a thread or another process on the same file. Writes that queue
 //! up while one commit reaches the disk share the next commit (`group_commit`): one fsync for
@@ -24,7 +23,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -53,10 +52,11 @@ pub struct SqliteStore {
     inner: Arc<Mutex<Conn>>,
     /// Every write goes through here (group commit).
     writer: group_commit::Writer,
-    /// Read-only connections of a file store: in WAL mode a read does not wait for the
-    /// writer's batch and its fsync (it sees the last commit). Empty in memory, where reads
-    /// share the writer's connection.
-    readers: Arc<[Arc<Mutex<Conn>>]>,
+    /// Read-only connections of a file store, opened the first time a read would wait for the
+    /// writer (so a start-up opens one connection): in WAL mode a read on them does not wait
+    /// for the writer's batch and its fsync (it sees the last commit). `None` in memory, where
+    /// reads share the writer's connection.
+    readers: Option<Arc<Readers>>,
     /// The reader a read waits for when every reader is busy (round robin).
     next_reader: Arc<AtomicUsize>,
     location: Arc<str>,
@@ -64,6 +64,40 @@ pub struct SqliteStore {
 
 /// Read connections of a file store.
 const READERS: usize = 2;
+
+/// Where a file store's read connections come from, and once opened, the connections (empty
+/// when they could not be opened: reads then share the writer's connection, as in memory).
+struct Readers {
+    path: PathBuf,
+    synchronous: Synchronous,
+    pool: OnceLock<Vec<Arc<Mutex<Conn>>>>,
+}
+
+impl Readers {
+    /// The connections, opened on first use.
+    fn pool(&self) -> &[Arc<Mutex<Conn>>] {
+        self.pool.get_or_init(|| match self.open() {
+            Ok(pool) => pool,
+            Err(e) => {
+                tracing::warn!(error = %e, "sqlite: no read connections; reads share the writer's");
+                Vec::new()
+            }
+        })
+    }
+
+    fn open(&self) -> Result<Vec<Arc<Mutex<Conn>>>, StoreError> {
+        (0..READERS)
+            .map(|_| {
+                let reader = Connection::open(&self.path).map_err(backend)?;
+                configure(&reader, true, self.synchronous)?;
+                reader
+                    .execute_batch("PRAGMA query_only=1")
+                    .map_err(backend)?;
+                Ok(Conn::shared(reader))
+            })
+            .collect()
+    }
+}
 
 struct Conn {
     db: Connection,
@@ -124,40 +158,37 @@ impl SqliteStore {
     ) -> Result<Self, StoreError> {
         let path: PathBuf = path.as_ref().to_owned();
         let location: Arc<str> = path.display().to_string().into();
-        let (db, readers) = blocking(move || {
+        let readers = Readers {
+            path: path.clone(),
+            synchronous,
+            pool: OnceLock::new(),
+        };
+        let db = blocking(move || {
             let db = Connection::open(&path).map_err(backend)?;
             configure(&db, true, synchronous)?;
-            let readers = (0..READERS)
-                .map(|_| {
-                    let reader = Connection::open(&path).map_err(backend)?;
-                    configure(&reader, true, synchronous)?;
-                    reader
-                        .execute_batch("PRAGMA query_only=1")
-                        .map_err(backend)?;
-                    Ok(reader)
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok((db, readers))
+            Ok(db)
         })
         .await?;
-        let mut store = Self::from_connection(db, location)?;
-        store.readers = readers.into_iter().map(Conn::shared).collect();
-        Ok(store)
+        Self::from_connection(db, Some(Arc::new(readers)), location)
     }
 
     /// A private in-memory database (gone when the store is dropped).
     pub async fn open_in_memory() -> Result<Self, StoreError> {
         let db = Connection::open_in_memory().map_err(backend)?;
         configure(&db, false, Synchronous::Full)?;
-        Self::from_connection(db, ":memory:".into())
+        Self::from_connection(db, None, ":memory:".into())
     }
 
-    fn from_connection(db: Connection, location: Arc<str>) -> Result<Self, StoreError> {
+    fn from_connection(
+        db: Connection,
+        readers: Option<Arc<Readers>>,
+        location: Arc<str>,
+    ) -> Result<Self, StoreError> {
         let inner = Conn::shared(db);
         Ok(Self {
             writer: group_commit::Writer::start(Arc::clone(&inner))?,
             inner,
-            readers: Arc::from([]),
+            readers,
             next_reader: Arc::new(AtomicUsize::new(0)),
             location,
         })
@@ -165,29 +196,36 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Runs a read on a read connection (in memory, the one connection): here when one is
-    /// free, else in the blocking pool, waiting for one in turn.
+    /// Runs a read here when a connection is free: a read connection once they are open, else
+    /// the writer's while it is idle. Otherwise in the blocking pool, on a read connection in
+    /// turn (opening them the first time), or in memory on the writer's.
     async fn read_conn<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
     {
-        let pool: &[Arc<Mutex<Conn>>] = if self.readers.is_empty() {
-            std::slice::from_ref(&self.inner)
-        } else {
-            &self.readers
-        };
+        let opened = self
+            .readers
+            .as_ref()
+            .and_then(|r| r.pool.get())
+            .filter(|pool| !pool.is_empty());
+        let free_here = opened.map_or(std::slice::from_ref(&self.inner), Vec::as_slice);
         // The guard is dropped before any await (it is not `Send`).
-        for conn in pool {
+        for conn in free_here {
             match conn.try_lock() {
                 Ok(mut conn) => return work(&mut conn),
                 Err(TryLockError::Poisoned(poisoned)) => return work(&mut poisoned.into_inner()),
                 Err(TryLockError::WouldBlock) => {}
             }
         }
-        let turn = self.next_reader.fetch_add(1, Ordering::Relaxed) % pool.len();
-        let conn = Arc::clone(&pool[turn]);
-        blocking(move || work(&mut lock(&conn))).await
+        let (readers, inner) = (self.readers.clone(), Arc::clone(&self.inner));
+        let turn = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        blocking(move || {
+            let pool = readers.as_deref().map_or(&[][..], Readers::pool);
+            let conn = pool.get(turn % pool.len().max(1)).unwrap_or(&inner);
+            work(&mut lock(conn))
+        })
+        .await
     }
 }
 
